@@ -1,0 +1,121 @@
+"""Derived datasets: DuckDB SQL over lakehouse tables, governance inherited from the inputs.
+
+Each ``curated/<name>`` asset declared under ``derived:`` in ``data/sources.yaml`` runs its SQL
+against the lakehouse views (``ingested.<source>``, ``curated.<derived>``), writes the result as a
+Parquet table, and records its catalog entry: the most restrictive classification and residency
+of its inputs (the propagation rule of `data_plane.catalog.derive_record`), PII if the output
+itself holds PII, and the inputs as lineage.
+"""
+
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from assets.governance import RESIDENCY_CHECK, catalog_key, entry_metadata, tagged_schema
+from assets.ingestion import INGESTION_GROUP, ingested_key
+from assets.tags import governance_tags, owner
+from data_plane.catalog import derive_record
+from data_plane.classification import combine_residency, most_restrictive_classification
+from data_plane.pii import detect_pii
+from data_plane.policy import GovernancePolicy
+from data_plane.sources import DerivedSpec, SourceCatalog
+from resources.governance import GovernanceCatalogResource
+from resources.lakehouse import LakehouseResource
+
+
+def curated_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["curated", name])
+
+
+def build_curated_asset(
+    spec: DerivedSpec, catalog: SourceCatalog, policy: GovernancePolicy
+) -> dg.AssetsDefinition:
+    sources = {s.name: s for s in catalog.sources}
+    derived = {d.name: d for d in catalog.derived}
+    deps: list[dg.AssetKey] = []
+    for name in spec.inputs:
+        # A source's data and its catalog entry; a derived input's asset writes both.
+        deps += [ingested_key(name), catalog_key(name)] if name in sources else [curated_key(name)]
+
+    def declared(name: str) -> tuple[str, str | None]:
+        if name in sources:
+            src = sources[name]
+            return policy.residency_of_endpoints([src.storage_endpoint]), src.classification
+        inner = [declared(i) for i in derived[name].inputs]
+        return (
+            combine_residency(r for r, _ in inner),
+            most_restrictive_classification(c for _, c in inner),
+        )
+
+    inherited = [declared(name) for name in spec.inputs]
+    key = curated_key(spec.name)
+
+    @dg.asset(
+        key=key,
+        deps=deps,
+        group_name=INGESTION_GROUP,
+        description=(spec.description or f"Derived dataset {spec.name}")
+        + f"\n\n```sql\n{spec.sql.strip()}\n```",
+        kinds={"duckdb", "parquet"},
+        owners=[owner(spec.owner_team)],
+        tags=governance_tags(
+            combine_residency(r for r, _ in inherited),
+            most_restrictive_classification(c for _, c in inherited),
+        ),
+        metadata={"inputs": ", ".join(spec.inputs)},
+        check_specs=[
+            dg.AssetCheckSpec(
+                RESIDENCY_CHECK,
+                asset=key,
+                description="Every input has a known residency, so this dataset has one too.",
+            )
+        ],
+    )
+    def _curated(
+        context: dg.AssetExecutionContext,
+        lakehouse: LakehouseResource,
+        governance: GovernanceCatalogResource,
+    ) -> dg.MaterializeResult:
+        inputs = [governance.require(name) for name in spec.inputs]
+        with lakehouse.duckdb() as con:
+            frame = con.sql(spec.sql).pl()
+        path = lakehouse.write(
+            "curated",
+            spec.name,
+            frame,
+            manifest={"inputs": list(spec.inputs), "rows": frame.height, "sql": spec.sql},
+        )
+        pii = {c: list(f.pii_types) for c, f in detect_pii(frame).items()}
+        entry = derive_record(
+            dataset_id=spec.name,
+            inputs=inputs,
+            owner_team=spec.owner_team,
+            storage_endpoints=[path.as_uri()],
+            last_updated=datetime.now(UTC),
+            policy=governance.policy,
+            pii_columns=pii,
+            row_count=frame.height,
+        )
+        governance.upsert(entry, run_id=context.run.run_id)
+        record = entry.record
+        context.log.info(f"{spec.name}: {frame.height} rows; catalog entry {record.to_json()}")
+        return dg.MaterializeResult(
+            metadata={
+                **entry_metadata(entry),
+                "dagster/row_count": frame.height,
+                "dagster/column_schema": tagged_schema(frame, pii),
+                "lakehouse_table": dg.MetadataValue.path(str(path)),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=RESIDENCY_CHECK,
+                    passed=record.residency_known,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    description=f"inherited residency {record.data_residency} from "
+                    + ", ".join(f"{e.dataset_id}={e.record.data_residency}" for e in inputs),
+                )
+            ],
+        )
+
+    return _curated

@@ -1,0 +1,166 @@
+"""The durable governance catalog: PostgreSQL tables ``governance.catalog`` and its history.
+
+``governance.catalog`` holds the current entry of each dataset, its ``record`` column the exact
+operator JSON shape; ``governance.catalog_history`` is append-only and gets a row each time an
+entry changes (re-running with the same facts adds nothing). Upserts are transactional.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from data_plane.catalog import CatalogEntry, CatalogRecord
+
+DDL = """
+CREATE SCHEMA IF NOT EXISTS governance;
+CREATE TABLE IF NOT EXISTS governance.catalog (
+    dataset_id              text PRIMARY KEY,
+    record                  jsonb NOT NULL,
+    owner_team              text NOT NULL,
+    pii_columns             jsonb NOT NULL DEFAULT '{}'::jsonb,
+    regulations             text[] NOT NULL DEFAULT '{}',
+    derived_from            text[] NOT NULL DEFAULT '{}',
+    declared_classification text,
+    row_count               bigint,
+    quarantined_rows        bigint,
+    content_hash            text,
+    entry_hash              text NOT NULL,
+    dagster_run_id          text,
+    updated_at              timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS governance.catalog_history (
+    id             bigserial PRIMARY KEY,
+    dataset_id     text NOT NULL,
+    record         jsonb NOT NULL,
+    entry          jsonb NOT NULL,
+    entry_hash     text NOT NULL,
+    dagster_run_id text,
+    recorded_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS catalog_history_dataset ON governance.catalog_history (dataset_id, id);
+"""
+
+
+def ensure_schema(conn: psycopg.Connection) -> None:
+    """Create the catalog tables if absent (idempotent, safe under concurrent callers)."""
+    with conn.transaction():
+        # Serialise concurrent first-time creation across processes.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('governance.catalog ddl'))")
+        conn.execute(DDL)
+
+
+def entry_to_dict(entry: CatalogEntry) -> dict[str, Any]:
+    return {
+        "record": entry.record.to_dict(),
+        "owner_team": entry.owner_team,
+        "pii_columns": {k: list(v) for k, v in sorted(entry.pii_columns.items())},
+        "regulations": list(entry.regulations),
+        "derived_from": list(entry.derived_from),
+        "declared_classification": entry.declared_classification,
+        "row_count": entry.row_count,
+        "quarantined_rows": entry.quarantined_rows,
+        "content_hash": entry.content_hash,
+    }
+
+
+def entry_hash(entry: CatalogEntry) -> str:
+    """Hash of the entry's facts, ignoring ``last_updated`` (a re-run changes nothing else)."""
+    facts = entry_to_dict(entry)
+    facts["record"] = {**facts["record"], "lineage": {**facts["record"]["lineage"]}}
+    facts["record"]["lineage"].pop("last_updated", None)
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def upsert_entry(
+    conn: psycopg.Connection, entry: CatalogEntry, *, run_id: str | None = None
+) -> bool:
+    """Write the entry; append history when its facts changed. Returns True if they changed."""
+    digest = entry_hash(entry)
+    facts = entry_to_dict(entry)
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT entry_hash FROM governance.catalog WHERE dataset_id = %s FOR UPDATE",
+            (entry.dataset_id,),
+        ).fetchone()
+        changed = row is None or row[0] != digest
+        conn.execute(
+            """
+            INSERT INTO governance.catalog AS c (dataset_id, record, owner_team, pii_columns,
+                regulations, derived_from, declared_classification, row_count, quarantined_rows,
+                content_hash, entry_hash, dagster_run_id, updated_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+            ON CONFLICT (dataset_id) DO UPDATE SET
+                record = EXCLUDED.record, owner_team = EXCLUDED.owner_team,
+                pii_columns = EXCLUDED.pii_columns, regulations = EXCLUDED.regulations,
+                derived_from = EXCLUDED.derived_from,
+                declared_classification = EXCLUDED.declared_classification,
+                row_count = EXCLUDED.row_count, quarantined_rows = EXCLUDED.quarantined_rows,
+                content_hash = EXCLUDED.content_hash, entry_hash = EXCLUDED.entry_hash,
+                dagster_run_id = EXCLUDED.dagster_run_id, updated_at = now()
+            """,
+            (
+                entry.dataset_id,
+                Jsonb(facts["record"]),
+                entry.owner_team,
+                Jsonb(facts["pii_columns"]),
+                facts["regulations"],
+                facts["derived_from"],
+                entry.declared_classification,
+                entry.row_count,
+                entry.quarantined_rows,
+                entry.content_hash,
+                digest,
+                run_id,
+            ),
+        )
+        if changed:
+            conn.execute(
+                "INSERT INTO governance.catalog_history (dataset_id, record, entry, entry_hash,"
+                " dagster_run_id) VALUES (%s, %s, %s, %s, %s)",
+                (entry.dataset_id, Jsonb(facts["record"]), Jsonb(facts), digest, run_id),
+            )
+    return changed
+
+
+def _entry_from_row(row: tuple[Any, ...]) -> CatalogEntry:
+    (record, owner, pii, regulations, derived, declared, rows, quarantined, content) = row
+    return CatalogEntry(
+        record=CatalogRecord.from_dict(
+            record, where=f"governance.catalog[{record.get('dataset_id')}]"
+        ),
+        owner_team=owner,
+        pii_columns=pii,
+        regulations=tuple(regulations),
+        derived_from=tuple(derived),
+        declared_classification=declared,
+        row_count=rows,
+        quarantined_rows=quarantined,
+        content_hash=content,
+    )
+
+
+_SELECT = (
+    "SELECT record, owner_team, pii_columns, regulations, derived_from, declared_classification,"
+    " row_count, quarantined_rows, content_hash FROM governance.catalog"
+)
+
+
+def get_entry(conn: psycopg.Connection, dataset_id: str) -> CatalogEntry | None:
+    row = conn.execute(_SELECT + " WHERE dataset_id = %s", (dataset_id,)).fetchone()
+    return _entry_from_row(row) if row else None
+
+
+def list_entries(conn: psycopg.Connection) -> list[CatalogEntry]:
+    return [_entry_from_row(r) for r in conn.execute(_SELECT + " ORDER BY dataset_id").fetchall()]
+
+
+def history_count(conn: psycopg.Connection, dataset_id: str) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM governance.catalog_history WHERE dataset_id = %s", (dataset_id,)
+    ).fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,1 @@
+"""Dagster resources: PostgreSQL (embedded or external), the lakehouse, the governance catalog."""

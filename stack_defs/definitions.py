@@ -1,0 +1,75 @@
+"""The one place where the project is assembled into Dagster `Definitions`.
+
+Sources and derived datasets come from the source catalog file (``PLANE_SOURCES_FILE``, default
+``data/sources.yaml``), governance rules from ``PLANE_POLICY_FILE`` (default
+``config/governance.yaml``). Loading reads those two files only: no database is started and no
+model is loaded until a run needs them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from assets.curated import build_curated_asset
+from assets.governance import build_catalog_asset
+from assets.ingestion import build_ingestion_asset
+from data_plane.policy import load_policy
+from data_plane.sources import load_source_catalog
+from resources.database import project_root
+from resources.governance import GovernanceCatalogResource
+from resources.lakehouse import LakehouseResource
+from resources.postgres import PostgresResource
+from sensors.source_files import build_source_files_sensor
+
+SOURCES_FILE_ENV = "PLANE_SOURCES_FILE"
+POLICY_FILE_ENV = "PLANE_POLICY_FILE"
+
+
+def _path(explicit: str | Path | None, env: str, default: str) -> Path:
+    value = explicit or os.environ.get(env) or default
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else project_root() / path
+
+
+def build_defs(
+    sources_file: str | Path | None = None,
+    policy_file: str | Path | None = None,
+    lakehouse_root: str | None = None,
+    database_url: str | None = None,
+) -> dg.Definitions:
+    """Definitions for a source catalog and policy (tests pass their own files)."""
+    sources_path = _path(sources_file, SOURCES_FILE_ENV, "data/sources.yaml")
+    policy_path = _path(policy_file, POLICY_FILE_ENV, "config/governance.yaml")
+    catalog = load_source_catalog(sources_path)
+    policy = load_policy(policy_path)
+
+    assets: list[dg.AssetsDefinition] = []
+    for spec in catalog.sources:
+        assets.append(build_ingestion_asset(spec, policy))
+        assets.append(build_catalog_asset(spec, policy))
+    assets += [build_curated_asset(spec, catalog, policy) for spec in catalog.derived]
+
+    postgres = PostgresResource(database_url=database_url)
+    main_job = dg.define_asset_job(
+        "main_job",
+        selection=dg.AssetSelection.all(),
+        description="The whole data plane: ingest every source, tag governance, derive datasets.",
+    )
+    return dg.Definitions(
+        assets=assets,
+        jobs=[main_job],
+        sensors=[build_source_files_sensor(catalog)],
+        resources={
+            "postgres": postgres,
+            "lakehouse": LakehouseResource(root=lakehouse_root),
+            "governance": GovernanceCatalogResource(
+                postgres=postgres, policy_file=str(policy_path)
+            ),
+        },
+    )
+
+
+defs = build_defs()
