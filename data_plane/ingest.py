@@ -136,9 +136,12 @@ def _read_csv(spec: SourceSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
             params=[str(spec.path)],
         )
         frame = relation.pl()
+        # One row per rejected line (DuckDB reports a line once per missing column).
         rejects = con.sql(
-            "SELECT line, error_type, column_name, csv_line, error_message FROM reject_errors"
-            " ORDER BY line"
+            "SELECT line, any_value(error_type ORDER BY column_idx) AS error_type,"
+            " any_value(csv_line) AS csv_line,"
+            " any_value(error_message ORDER BY column_idx) AS error_message"
+            " FROM reject_errors GROUP BY line ORDER BY line"
         ).pl()
     except duckdb.Error as exc:
         raise SourceFileError(spec.path, "", f"cannot parse CSV: {exc}") from None
@@ -156,7 +159,37 @@ def _read_csv(spec: SourceSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
         ).alias("reason"),
         pl.col("csv_line").alias("raw_record"),
     )
+    _check_csv_accounted(spec, frame, quarantine)
     return frame, quarantine
+
+
+def _newlines(frame: pl.DataFrame) -> int:
+    counts = frame.select(
+        pl.sum_horizontal(pl.col(pl.String).str.count_matches("\n").fill_null(0)).sum()
+    )
+    return int(counts.item() or 0)
+
+
+def _check_csv_accounted(spec: SourceSpec, frame: pl.DataFrame, rejects: pl.DataFrame) -> None:
+    """Every non-blank line of the file must be a header, part of a record or a rejected line.
+
+    DuckDB may drop the tail of a file that ends inside an unterminated quote without reporting
+    it; rather than lose those lines silently, the whole file is refused.
+    """
+    with spec.path.open("rb") as fh:
+        data = fh.read()
+    lines = data.split(b"\n")
+    non_blank = sum(1 for line in lines if line.strip())
+    accounted = 1 + frame.height + _newlines(frame) + rejects.height + _newlines(
+        rejects.select("raw_record")
+    )
+    if non_blank > accounted:
+        raise SourceFileError(
+            spec.path,
+            "",
+            f"{non_blank - accounted} of {non_blank} lines could not be parsed as CSV records "
+            "(an unterminated quote?); nothing was ingested",
+        )
 
 
 def _json_scalar_to_text(value: object) -> str | None:

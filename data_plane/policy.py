@@ -64,7 +64,7 @@ class GovernancePolicy:
 
 
 def region_of_endpoint(endpoint: str) -> str | None:
-    """The storage region named by an endpoint, or ``None`` when it names none.
+    """The storage region an endpoint names (a candidate: the region map decides), or ``None``.
 
     Understands ``s3://eu-central-1/customer-data`` (region as the authority, the shape operators
     use in the catalog), ``gs://europe-west4/...``, and host names that embed a cloud region such
