@@ -1,0 +1,148 @@
+"""The Layer 1 graph materialized for real: files -> lakehouse -> catalog in PostgreSQL."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import psycopg
+import pytest
+import yaml
+
+from data_plane import catalog_store
+from stack_defs.definitions import build_defs
+
+
+def _materialize(sources: Path, lake: Path, selection: str = "*") -> dg.ExecuteInProcessResult:
+    defs = build_defs(sources_file=sources, lakehouse_root=str(lake))
+    job = defs.resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        asset_selection=list(
+            dg.AssetSelection.from_coercible(selection).resolve(defs.resolve_asset_graph())
+        )
+        if selection != "*"
+        else None,
+    )
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], bool]:
+    return {
+        (e.asset_key.to_user_string(), e.check_name): e.passed
+        for e in result.get_asset_check_evaluations()
+    }
+
+
+def test_main_graph_ingests_tags_and_derives(
+    sample_catalog: Path, tmp_path: Path, pg: psycopg.Connection, fresh_schema: None
+) -> None:
+    lake = tmp_path / "lake"
+    result = _materialize(sample_catalog, lake)
+    assert result.success
+    checks = _checks(result)
+    assert checks and all(checks.values()), checks
+    assert ("ingested/customer_orders_eu", "quarantine_below_threshold") in checks
+    assert ("catalog/customer_orders_eu", "residency_known") in checks
+    assert ("catalog/support_tickets", "pii_columns_tagged") in checks
+
+    eu = catalog_store.get_entry(pg, "customer_orders_eu")
+    assert eu is not None
+    record = eu.record.to_dict()
+    assert record["data_residency"] == "EU"
+    assert record["classification"] == "PII"
+    assert record["compliance_tags"]["gdpr_compliant"] is True
+    assert record["lineage"]["source_system"] == "SAP_ERP"
+    assert {"email", "phone", "iban", "customer_name"} <= set(eu.pii_columns)
+    assert eu.row_count == 594 and eu.quarantined_rows == 6
+
+    tickets = catalog_store.get_entry(pg, "support_tickets")
+    assert tickets is not None and "body" in tickets.pii_columns  # PII inside free text
+    talks = catalog_store.get_entry(pg, "conference_transcripts")
+    assert talks is not None and talks.record.classification == "PUBLIC" and not talks.pii_columns
+
+    revenue = catalog_store.get_entry(pg, "daily_revenue")
+    assert revenue is not None
+    assert revenue.record.data_residency == "EU+US"  # propagated along the graph
+    assert revenue.record.classification == "PII"
+    assert revenue.derived_from == ("customer_orders_eu", "customer_orders_us")
+
+    quarantine = pl.read_parquet(lake / "quarantine" / "customer_orders_eu.parquet")
+    assert quarantine.height == 6 and quarantine["reason"].null_count() == 0
+    ingested = pl.read_parquet(lake / "ingested" / "customer_orders_eu.parquet")
+    assert ingested.height + quarantine.height == 600  # nothing lost
+    manifest = json.loads((lake / "ingested" / "customer_orders_eu.json").read_text())
+    assert len(manifest["content_hash"]) == 64
+
+    # Materialization metadata and tags a person sees in the UI.
+    mats = {
+        m.materialization.asset_key.to_user_string(): m.materialization
+        for m in result.get_asset_materialization_events()
+    }
+    meta = mats["catalog/customer_orders_eu"].metadata
+    assert meta["data_residency"].value == "EU"
+    assert meta["catalog_record"].value == record
+    schema = meta["dagster/column_schema"].value
+    assert {c.name: c.tags.get("pii") for c in schema.columns}["email"] == "email"
+    assert mats["ingested/customer_orders_eu"].metadata["quarantined_rows"].value == 6
+
+    # Re-running is idempotent: same tables, no new catalog history.
+    history = pg.execute("SELECT count(*) FROM governance.catalog_history").fetchone()[0]
+    again = _materialize(sample_catalog, lake)
+    assert again.success
+    assert pl.read_parquet(lake / "ingested" / "customer_orders_eu.parquet").equals(ingested)
+    pg.rollback()
+    assert pg.execute("SELECT count(*) FROM governance.catalog_history").fetchone()[0] == history
+    assert pg.execute("SELECT count(*) FROM governance.catalog").fetchone()[0] == 5
+
+
+def test_unknown_region_and_undeclared_pii_fail_their_checks(
+    sample_catalog: Path, tmp_path: Path, pg: psycopg.Connection, fresh_schema: None
+) -> None:
+    doc = yaml.safe_load(sample_catalog.read_text())
+    tickets = next(s for s in doc["sources"] if s["name"] == "support_tickets")
+    tickets["storage_endpoint"] = "s3://atlantis-1/support"  # a region nobody mapped
+    tickets["pii_columns"] = ["customer_email"]  # body holds PII but is not declared
+    doc["derived"] = []
+    sample_catalog.write_text(yaml.safe_dump(doc))
+
+    result = _materialize(sample_catalog, tmp_path / "lake")
+    checks = _checks(result)
+    assert checks[("catalog/support_tickets", "residency_known")] is False
+    assert checks[("catalog/support_tickets", "pii_columns_tagged")] is False
+    assert checks[("catalog/customer_orders_eu", "residency_known")] is True
+    entry = catalog_store.get_entry(pg, "support_tickets")
+    assert entry is not None and entry.record.data_residency == "UNKNOWN"
+    assert entry.record.gdpr_compliant is False
+
+
+def test_too_much_quarantine_fails_the_check(
+    sample_catalog: Path, tmp_path: Path, fresh_schema: None
+) -> None:
+    doc = yaml.safe_load(sample_catalog.read_text())
+    for s in doc["sources"]:
+        if s["name"] == "customer_orders_eu":
+            s["quarantine_max_share"] = 0.005
+    sample_catalog.write_text(yaml.safe_dump(doc))
+    result = _materialize(sample_catalog, tmp_path / "lake")
+    assert _checks(result)[("ingested/customer_orders_eu", "quarantine_below_threshold")] is False
+
+
+def test_empty_source_file_fails_the_step_with_a_clear_error(
+    sample_catalog: Path, tmp_path: Path, fresh_schema: None
+) -> None:
+    (sample_catalog.parent / "samples" / "support_tickets.jsonl").write_bytes(b"")
+    result = _materialize(sample_catalog, tmp_path / "lake")
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert len(failures) == 1
+    message = failures[0].event_specific_data.error.cause.message
+    assert "support_tickets.jsonl" in message and "empty" in message
+    # The other sources were still ingested.
+    assert (tmp_path / "lake" / "ingested" / "customer_orders_eu.parquet").exists()
+
+
+@pytest.mark.parametrize("module", ["assets", "sensors", "resources", "stack_defs", "data_plane"])
+def test_top_level_packages_are_this_repository(module: str) -> None:
+    imported = __import__(module)
+    assert Path(imported.__file__).resolve().parents[1] == Path(__file__).resolve().parents[2]
