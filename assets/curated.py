@@ -7,7 +7,6 @@ of its inputs (the propagation rule of `data_plane.catalog.derive_record`), PII 
 itself holds PII, and the inputs as lineage.
 """
 
-
 from datetime import UTC, datetime
 
 import dagster as dg

@@ -6,7 +6,6 @@ retention and compliance tags, and upserts the entry in ``governance.catalog`` (
 Checks beside it: ``residency_known`` and ``pii_columns_tagged``.
 """
 
-
 from datetime import UTC, datetime
 
 import dagster as dg

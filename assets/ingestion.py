@@ -7,7 +7,6 @@ share of the file was refused. The data version is the content hash of the sourc
 shows downstream assets as stale exactly when the source changed.
 """
 
-
 from datetime import UTC, datetime
 
 import dagster as dg

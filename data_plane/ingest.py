@@ -180,8 +180,12 @@ def _check_csv_accounted(spec: SourceSpec, frame: pl.DataFrame, rejects: pl.Data
         data = fh.read()
     lines = data.split(b"\n")
     non_blank = sum(1 for line in lines if line.strip())
-    accounted = 1 + frame.height + _newlines(frame) + rejects.height + _newlines(
-        rejects.select("raw_record")
+    accounted = (
+        1
+        + frame.height
+        + _newlines(frame)
+        + rejects.height
+        + _newlines(rejects.select("raw_record"))
     )
     if non_blank > accounted:
         raise SourceFileError(

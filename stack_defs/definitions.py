@@ -14,14 +14,18 @@ from pathlib import Path
 import dagster as dg
 
 from assets.curated import build_curated_asset
+from assets.embeddings import build_chunks_asset, build_embeddings_asset
 from assets.governance import build_catalog_asset
 from assets.ingestion import build_ingestion_asset
+from assets.models import TOPIC_CLASSIFIER, build_model_assets
 from data_plane.policy import load_policy
 from data_plane.sources import load_source_catalog
 from resources.database import project_root
+from resources.embedding import EmbeddingModelResource
 from resources.governance import GovernanceCatalogResource
 from resources.lakehouse import LakehouseResource
 from resources.postgres import PostgresResource
+from resources.vectors import VectorStoresResource
 from sensors.source_files import build_source_files_sensor
 
 SOURCES_FILE_ENV = "PLANE_SOURCES_FILE"
@@ -51,12 +55,22 @@ def build_defs(
         assets.append(build_ingestion_asset(spec, policy))
         assets.append(build_catalog_asset(spec, policy))
     assets += [build_curated_asset(spec, catalog, policy) for spec in catalog.derived]
+    for spec in catalog.sources:
+        if spec.text_columns:
+            assets.append(build_chunks_asset(spec, policy))
+            assets.append(build_embeddings_asset(spec, policy))
+    by_name = {s.name: s for s in catalog.sources}
+    if TOPIC_CLASSIFIER.dataset in by_name:
+        assets += build_model_assets(TOPIC_CLASSIFIER, by_name[TOPIC_CLASSIFIER.dataset], policy)
 
     postgres = PostgresResource(database_url=database_url)
     main_job = dg.define_asset_job(
         "main_job",
         selection=dg.AssetSelection.all(),
-        description="The whole data plane: ingest every source, tag governance, derive datasets.",
+        description=(
+            "The whole data plane: ingest every source, tag governance, derive datasets, embed "
+            "text into the regional vector stores, train and apply the topic classifier."
+        ),
     )
     return dg.Definitions(
         assets=assets,
@@ -68,6 +82,8 @@ def build_defs(
             "governance": GovernanceCatalogResource(
                 postgres=postgres, policy_file=str(policy_path)
             ),
+            "vectors": VectorStoresResource(database_url=database_url),
+            "embedding_model": EmbeddingModelResource(),
         },
     )
 

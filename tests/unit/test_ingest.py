@@ -21,8 +21,15 @@ COLUMNS = (
 
 def spec_for(path: Path, fmt: str, **kw) -> SourceSpec:
     return SourceSpec(
-        name="orders", format=fmt, path=path, storage_endpoint="s3://eu-central-1/x",
-        source_system="ERP", owner_team="finance", columns=COLUMNS, key="order_id", **kw,
+        name="orders",
+        format=fmt,
+        path=path,
+        storage_endpoint="s3://eu-central-1/x",
+        source_system="ERP",
+        owner_team="finance",
+        columns=COLUMNS,
+        key="order_id",
+        **kw,
     )
 
 
@@ -36,7 +43,9 @@ def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
 
 
 def test_clean_csv_is_typed(tmp_path: Path) -> None:
-    path = write(tmp_path, "o.csv", HEADER + 'A1,12.50,3,2024-10-29T08:00:00Z,paid,"hello, world"\n')
+    path = write(
+        tmp_path, "o.csv", HEADER + 'A1,12.50,3,2024-10-29T08:00:00Z,paid,"hello, world"\n'
+    )
     result = ingest(spec_for(path, "csv"))
     assert result.quarantine.is_empty()
     row = result.valid.row(0, named=True)
@@ -47,17 +56,17 @@ def test_clean_csv_is_typed(tmp_path: Path) -> None:
 
 def test_bad_csv_rows_are_quarantined_with_reasons(tmp_path: Path) -> None:
     lines = [
-        "A1,1.0,1,2024-01-01T00:00:00Z,paid,ok",          # good
-        "A2,12,50x,1,2024-01-01T00:00:00Z,paid,extra",    # too many fields
-        "A3,1.0",                                          # too few fields
-        "A4,abc,1,2024-01-01T00:00:00Z,paid,x",           # wrong type
-        "A5,-3,1,2024-01-01T00:00:00Z,paid,x",            # below minimum
-        ",1.0,1,2024-01-01T00:00:00Z,paid,x",             # missing key
-        "A6,1.0,1,31/02/2024,paid,x",                     # bad datetime
-        "A7,1.0,1,2024-01-01T00:00:00Z,lost,x",           # not allowed
-        "A1,2.0,1,2024-01-01T00:00:00Z,paid,dup",         # duplicate key
-        "A8,1.0,1.5,2024-01-01T00:00:00Z,paid,x",         # float in integer column
-        "A9,2.0,2,2024-01-02T00:00:00Z,shipped,fine",     # good
+        "A1,1.0,1,2024-01-01T00:00:00Z,paid,ok",  # good
+        "A2,12,50x,1,2024-01-01T00:00:00Z,paid,extra",  # too many fields
+        "A3,1.0",  # too few fields
+        "A4,abc,1,2024-01-01T00:00:00Z,paid,x",  # wrong type
+        "A5,-3,1,2024-01-01T00:00:00Z,paid,x",  # below minimum
+        ",1.0,1,2024-01-01T00:00:00Z,paid,x",  # missing key
+        "A6,1.0,1,31/02/2024,paid,x",  # bad datetime
+        "A7,1.0,1,2024-01-01T00:00:00Z,lost,x",  # not allowed
+        "A1,2.0,1,2024-01-01T00:00:00Z,paid,dup",  # duplicate key
+        "A8,1.0,1.5,2024-01-01T00:00:00Z,paid,x",  # float in integer column
+        "A9,2.0,2,2024-01-02T00:00:00Z,shipped,fine",  # good
     ]
     path = write(tmp_path, "o.csv", HEADER + "\n".join(lines) + "\n")
     result = ingest(spec_for(path, "csv"))
@@ -139,8 +148,14 @@ def test_extra_and_missing_optional_columns(tmp_path: Path) -> None:
 
 
 def test_jsonl_with_broken_lines(tmp_path: Path) -> None:
-    good = {"order_id": "J1", "amount": 3.5, "qty": 2, "ts": "2024-01-01T00:00:00Z",
-            "status": "paid", "note": "n"}
+    good = {
+        "order_id": "J1",
+        "amount": 3.5,
+        "qty": 2,
+        "ts": "2024-01-01T00:00:00Z",
+        "status": "paid",
+        "note": "n",
+    }
     lines = [
         json.dumps(good),
         '{"order_id": "J2", "amount": ',
@@ -161,8 +176,18 @@ def test_jsonl_with_broken_lines(tmp_path: Path) -> None:
 
 
 def test_clean_jsonl_fast_path_types(tmp_path: Path) -> None:
-    rows = [{"order_id": f"J{i}", "amount": i + 0.5, "qty": i, "ts": "2024-01-01T00:00:00Z",
-             "status": "paid", "note": None, "nested": {"a": i}} for i in range(5)]
+    rows = [
+        {
+            "order_id": f"J{i}",
+            "amount": i + 0.5,
+            "qty": i,
+            "ts": "2024-01-01T00:00:00Z",
+            "status": "paid",
+            "note": None,
+            "nested": {"a": i},
+        }
+        for i in range(5)
+    ]
     path = write(tmp_path, "o.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
     result = ingest(spec_for(path, "jsonl"))
     assert result.valid.height == 5 and result.quarantine.is_empty()
@@ -171,14 +196,16 @@ def test_clean_jsonl_fast_path_types(tmp_path: Path) -> None:
 
 
 def test_parquet_typed_and_invalid(tmp_path: Path) -> None:
-    frame = pl.DataFrame({
-        "order_id": ["P1", "P2", None],
-        "amount": [1.0, -2.0, 3.0],
-        "qty": [1, 2, 3],
-        "ts": pl.Series([1, 2, 3]).cast(pl.Datetime("ms")),
-        "status": ["paid", "paid", "paid"],
-        "note": ["a", "b", "c"],
-    })
+    frame = pl.DataFrame(
+        {
+            "order_id": ["P1", "P2", None],
+            "amount": [1.0, -2.0, 3.0],
+            "qty": [1, 2, 3],
+            "ts": pl.Series([1, 2, 3]).cast(pl.Datetime("ms")),
+            "status": ["paid", "paid", "paid"],
+            "note": ["a", "b", "c"],
+        }
+    )
     path = tmp_path / "o.parquet"
     frame.write_parquet(path)
     result = ingest(spec_for(path, "parquet"))

@@ -52,8 +52,10 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("region_zones: {eu-central-1: eu}\n", "region_zones.eu-central-1"),
         ("region_zones: {eu-central-1: UNKNOWN}\n", "region_zones.eu-central-1"),
         ("region_zones: {eu-central-1: EU}\nquarantine_max_share: 1.5\n", "quarantine_max_share"),
-        ("region_zones: {eu-central-1: EU}\nretention_defaults: {SECRET: 1_year}\n",
-         "retention_defaults.SECRET"),
+        (
+            "region_zones: {eu-central-1: EU}\nretention_defaults: {SECRET: 1_year}\n",
+            "retention_defaults.SECRET",
+        ),
         ("region_zones: [eu-central-1]\n", "region_zones"),
         ("region_zones: {eu-central-1: EU\n", ""),
     ],

@@ -12,11 +12,18 @@ REPO = Path(__file__).resolve().parents[2]
 def test_shipped_catalog_declares_the_enterprise_sources() -> None:
     catalog = load_source_catalog(REPO / "data" / "sources.yaml")
     by_name = {s.name: s for s in catalog.sources}
-    assert {"customer_orders_eu", "customer_orders_us", "support_tickets",
-            "conference_transcripts"} <= set(by_name)
+    assert {
+        "customer_orders_eu",
+        "customer_orders_us",
+        "support_tickets",
+        "conference_transcripts",
+    } <= set(by_name)
     eu = by_name["customer_orders_eu"]
     assert (eu.source_system, eu.storage_endpoint, eu.format) == (
-        "SAP_ERP", "s3://eu-central-1/customer-data", "csv")
+        "SAP_ERP",
+        "s3://eu-central-1/customer-data",
+        "csv",
+    )
     assert {s.format for s in catalog.sources} == {"csv", "jsonl", "parquet"}
     for spec in catalog.sources:
         assert spec.path.exists(), spec.path
@@ -64,12 +71,18 @@ def test_minimal_catalog_loads(tmp_path: Path) -> None:
         (lambda d: d["sources"][0].update(pii_columns=["nope"]), "pii_columns"),
         (lambda d: d["sources"][0]["columns"].update(amount={"type": "money"}), "type"),
         (lambda d: d["sources"][0]["columns"].update(a={"type": "float", "min": "zero"}), "min"),
-        (lambda d: d["sources"][0]["columns"].update(a={"type": "string", "pattern": "("}),
-         "pattern"),
+        (
+            lambda d: d["sources"][0]["columns"].update(a={"type": "string", "pattern": "("}),
+            "pattern",
+        ),
         (lambda d: d["sources"][0]["columns"].update(a={"type": "string", "min": 1}), "columns.a"),
         (lambda d: d["sources"].append(dict(d["sources"][0])), "name"),
-        (lambda d: d.update(derived=[{"name": "x", "inputs": ["missing"], "sql": "select 1",
-                                      "owner_team": "t"}]), "inputs"),
+        (
+            lambda d: d.update(
+                derived=[{"name": "x", "inputs": ["missing"], "sql": "select 1", "owner_team": "t"}]
+            ),
+            "inputs",
+        ),
         (lambda d: d.update(extra=1), "top level"),
     ],
 )

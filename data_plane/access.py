@@ -1,0 +1,125 @@
+"""Principals and the read rules of governed retrieval.
+
+A principal (a user or an agent) may read a dataset's chunks when all hold:
+
+* the dataset's classification is known and not above the principal's clearance;
+* ``PUBLIC`` and ``INTERNAL`` data: any principal with that clearance; ``CONFIDENTIAL`` and
+  ``PII``: only members of the owning team or holders of an explicit grant on the dataset;
+* the chunk's store region is one the principal may read from;
+* a chunk holding PII is returned only when the request is served in the chunk's own region.
+
+``UNKNOWN`` classification or residency is readable by nobody (fail closed).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data_plane.classification import CLASSIFICATIONS, UNKNOWN, classification_rank
+from data_plane.errors import InputFileError
+
+_KEYS = {"name", "kind", "teams", "clearance", "regions", "home_region", "grants"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+_ZONE = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
+TEAM_SCOPED = ("CONFIDENTIAL", "PII")
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    teams: frozenset[str]
+    clearance: str
+    regions: frozenset[str]
+    home_region: str
+    kind: str = "user"
+    grants: frozenset[str] = frozenset()
+
+
+def may_read_dataset(
+    principal: Principal, classification: str, owner_team: str, dataset: str
+) -> bool:
+    """Classification and ownership rule (regions are checked per store and chunk)."""
+    if classification not in CLASSIFICATIONS or classification == UNKNOWN:
+        return False
+    if classification_rank(classification) > classification_rank(principal.clearance):
+        return False
+    if classification in TEAM_SCOPED:
+        return owner_team in principal.teams or dataset in principal.grants
+    return True
+
+
+def may_read_chunk(
+    principal: Principal, *, store_region: str, chunk_residency: str, pii: bool, serve_region: str
+) -> bool:
+    """Region rule for one chunk held in ``store_region``, served in ``serve_region``."""
+    if store_region not in principal.regions or chunk_residency != store_region:
+        return False
+    return not pii or serve_region == store_region
+
+
+def _names(value: Any, path: Path, field: str) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise InputFileError(path, field, "must be a list of names")
+    return frozenset(value)
+
+
+def load_principals(path: Path | str) -> dict[str, Principal]:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputFileError(path, "", "file not found") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputFileError(path, "", f"not valid YAML: {exc}") from None
+    if (
+        not isinstance(raw, Mapping)
+        or set(raw) != {"principals"}
+        or not isinstance(raw["principals"], list)
+    ):
+        raise InputFileError(path, "(top level)", "must be a mapping with a 'principals' list")
+    principals: dict[str, Principal] = {}
+    for i, item in enumerate(raw["principals"]):
+        where = f"principals[{i}]"
+        if not isinstance(item, Mapping):
+            raise InputFileError(path, where, "must be a mapping")
+        unknown = sorted(set(item) - _KEYS)
+        if unknown:
+            raise InputFileError(
+                path, f"{where}.{unknown[0]}", f"unknown key; allowed: {sorted(_KEYS)}"
+            )
+        name = item.get("name")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise InputFileError(path, f"{where}.name", "must be a name of letters, digits, ._@-")
+        if name in principals:
+            raise InputFileError(path, f"{where}.name", f"duplicate principal {name!r}")
+        clearance = str(item.get("clearance", "")).upper()
+        if clearance not in CLASSIFICATIONS or clearance == UNKNOWN:
+            raise InputFileError(
+                path, f"{where}.clearance", f"must be one of {list(CLASSIFICATIONS[:-1])}"
+            )
+        regions = _names(item.get("regions"), path, f"{where}.regions")
+        home = item.get("home_region")
+        for zone in [*regions, home]:
+            if not isinstance(zone, str) or not _ZONE.match(zone) or zone == UNKNOWN:
+                raise InputFileError(path, f"{where}.regions", f"invalid region {zone!r}")
+        kind = item.get("kind", "user")
+        if kind not in ("user", "agent"):
+            raise InputFileError(path, f"{where}.kind", "must be 'user' or 'agent'")
+        principals[name] = Principal(
+            name=name,
+            teams=_names(item.get("teams"), path, f"{where}.teams"),
+            clearance=clearance,
+            regions=regions,
+            home_region=home,
+            kind=kind,
+            grants=_names(item.get("grants"), path, f"{where}.grants"),
+        )
+    return principals

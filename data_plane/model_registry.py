@@ -1,0 +1,186 @@
+"""The model registry and the prediction store (PostgreSQL schema ``models``).
+
+``models.registry`` keeps every trained version: artifact bytes and hash, metrics, training-data
+lineage and the governance inherited from the training data. Training again on the same data with
+the same parameters returns the existing version instead of adding one. ``models.predictions``
+keeps each prediction keyed by model version and the content hash of the input, so the same input
+is never sent to the same model version twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+DDL = """
+CREATE SCHEMA IF NOT EXISTS models;
+CREATE TABLE IF NOT EXISTS models.registry (
+    model_name      text NOT NULL,
+    version         integer NOT NULL,
+    fingerprint     text NOT NULL,
+    artifact        bytea NOT NULL,
+    artifact_sha256 text NOT NULL,
+    metrics         jsonb NOT NULL,
+    lineage         jsonb NOT NULL,
+    governance      jsonb NOT NULL,
+    dagster_run_id  text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (model_name, version),
+    UNIQUE (model_name, fingerprint)
+);
+CREATE TABLE IF NOT EXISTS models.predictions (
+    model_name    text NOT NULL,
+    version       integer NOT NULL,
+    content_hash  text NOT NULL,
+    dataset_id    text NOT NULL,
+    row_ref       text NOT NULL,
+    label         text NOT NULL,
+    confidence    real NOT NULL,
+    predicted_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (model_name, version, content_hash),
+    FOREIGN KEY (model_name, version) REFERENCES models.registry (model_name, version)
+);
+"""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    model_name: str
+    version: int
+    fingerprint: str
+    artifact_sha256: str
+    metrics: dict[str, Any]
+    lineage: dict[str, Any]
+    governance: dict[str, Any]
+
+
+def ensure_schema(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('models ddl'))")
+        conn.execute(DDL)
+
+
+def register(
+    conn: psycopg.Connection,
+    *,
+    model_name: str,
+    fingerprint: str,
+    artifact: bytes,
+    artifact_sha256: str,
+    metrics: dict[str, Any],
+    lineage: dict[str, Any],
+    governance: dict[str, Any],
+    run_id: str | None = None,
+) -> tuple[ModelVersion, bool]:
+    """Register a trained model; returns (version, created). Same fingerprint: existing version."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"models:{model_name}",))
+        existing = conn.execute(
+            "SELECT version FROM models.registry WHERE model_name = %s AND fingerprint = %s",
+            (model_name, fingerprint),
+        ).fetchone()
+        if existing:
+            version = get_version(conn, model_name, existing[0])
+            assert version is not None
+            return version, False
+        row = conn.execute(
+            "SELECT coalesce(max(version), 0) + 1 FROM models.registry WHERE model_name = %s",
+            (model_name,),
+        ).fetchone()
+        number = int(row[0]) if row else 1
+        conn.execute(
+            "INSERT INTO models.registry (model_name, version, fingerprint, artifact,"
+            " artifact_sha256, metrics, lineage, governance, dagster_run_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                model_name,
+                number,
+                fingerprint,
+                artifact,
+                artifact_sha256,
+                Jsonb(metrics),
+                Jsonb(lineage),
+                Jsonb(governance),
+                run_id,
+            ),
+        )
+    created = get_version(conn, model_name, number)
+    assert created is not None
+    return created, True
+
+
+_COLUMNS = "model_name, version, fingerprint, artifact_sha256, metrics, lineage, governance"
+
+
+def get_version(conn: psycopg.Connection, model_name: str, version: int) -> ModelVersion | None:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM models.registry WHERE model_name = %s AND version = %s",
+        (model_name, version),
+    ).fetchone()
+    return ModelVersion(*row) if row else None
+
+
+def latest(conn: psycopg.Connection, model_name: str) -> ModelVersion | None:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM models.registry WHERE model_name = %s"
+        " ORDER BY version DESC LIMIT 1",
+        (model_name,),
+    ).fetchone()
+    return ModelVersion(*row) if row else None
+
+
+def artifact(conn: psycopg.Connection, model_name: str, version: int) -> tuple[bytes, str]:
+    row = conn.execute(
+        "SELECT artifact, artifact_sha256 FROM models.registry"
+        " WHERE model_name = %s AND version = %s",
+        (model_name, version),
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"model {model_name} v{version} is not in the registry")
+    return bytes(row[0]), row[1]
+
+
+def predicted_hashes(
+    conn: psycopg.Connection, model_name: str, version: int, hashes: Iterable[str]
+) -> set[str]:
+    """Which of these input hashes this model version has already predicted."""
+    rows = conn.execute(
+        "SELECT content_hash FROM models.predictions WHERE model_name = %s AND version = %s"
+        " AND content_hash = ANY(%s)",
+        (model_name, version, list(hashes)),
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def store_predictions(
+    conn: psycopg.Connection,
+    model_name: str,
+    version: int,
+    rows: Sequence[tuple[str, str, str, str, float]],
+) -> int:
+    """Insert (content_hash, dataset_id, row_ref, label, confidence) rows; existing ones kept."""
+    if not rows:
+        return 0
+    with conn.transaction():
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS predictions_stage (content_hash text,"
+            " dataset_id text, row_ref text, label text, confidence real) ON COMMIT DELETE ROWS"
+        )
+        with conn.cursor().copy(
+            "COPY predictions_stage (content_hash, dataset_id, row_ref, label, confidence)"
+            " FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur = conn.execute(
+            "INSERT INTO models.predictions (model_name, version, content_hash, dataset_id,"
+            " row_ref, label, confidence) SELECT DISTINCT ON (content_hash) %s, %s, content_hash,"
+            " dataset_id, row_ref, label, confidence FROM predictions_stage"
+            " ON CONFLICT DO NOTHING",
+            (model_name, version),
+        )
+        return cur.rowcount

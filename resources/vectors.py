@@ -1,0 +1,95 @@
+"""`VectorStoresResource` (regional pgvector stores) and `open_retriever` for Layer 3 apps."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+from pgvector.psycopg import register_vector
+from pydantic import Field
+
+from data_plane import catalog_store
+from data_plane.access import load_principals
+from data_plane.catalog import CatalogEntry
+from data_plane.embedder import Embedder
+from data_plane.retrieval import Retriever, load_store_config, store_for_residency
+from data_plane.vector_store import RegionStore, ensure_store
+from resources.database import database_url, project_root, redact_url
+
+DEFAULT_STORES_FILE = "config/vector_stores.yaml"
+DEFAULT_PRINCIPALS_FILE = "config/principals.yaml"
+
+
+def _project_path(value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else project_root() / path
+
+
+def store_url(region: str, default: str | None = None) -> str:
+    """``PLANE_VECTOR_URL_<REGION>`` if set, else the project database."""
+    return os.environ.get(f"PLANE_VECTOR_URL_{region}") or database_url(configured=default)
+
+
+@contextmanager
+def connect_store(
+    store: RegionStore, default_url: str | None = None
+) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(store_url(store.region, default_url)) as conn:
+        register_vector(conn)
+        yield conn
+
+
+class VectorStoresResource(dg.ConfigurableResource):
+    """The regional vector stores declared in ``config/vector_stores.yaml``."""
+
+    stores_file: str = Field(default=DEFAULT_STORES_FILE, description="Regional store config.")
+    database_url: str | None = Field(
+        default=None, description="Default database for stores without PLANE_VECTOR_URL_<REGION>."
+    )
+
+    def stores(self) -> dict[str, RegionStore]:
+        return load_store_config(_project_path(self.stores_file))
+
+    def store_for(self, residency: str) -> RegionStore | None:
+        return store_for_residency(self.stores(), residency)
+
+    @contextmanager
+    def connect(self, store: RegionStore) -> Iterator[psycopg.Connection]:
+        with connect_store(store, self.database_url) as conn:
+            ensure_store(conn, store)
+            yield conn
+
+    def describe(self, store: RegionStore) -> str:
+        url = redact_url(store_url(store.region, self.database_url))
+        return f"{store.region} store, schema {store.schema} on {url}"
+
+
+def open_retriever(
+    *,
+    stores_file: str = DEFAULT_STORES_FILE,
+    principals_file: str = DEFAULT_PRINCIPALS_FILE,
+    embedder: Embedder | None = None,
+) -> Retriever:
+    """Governed retrieval for Layer 3 applications::
+
+    from resources.vectors import open_retriever
+    hits = open_retriever().search("refund to my IBAN", "support-copilot", k=5, region="EU")
+    """
+    model = embedder or Embedder()
+
+    def catalog() -> list[CatalogEntry]:
+        with psycopg.connect(database_url()) as conn:
+            catalog_store.ensure_schema(conn)
+            return catalog_store.list_entries(conn)
+
+    return Retriever(
+        stores=load_store_config(_project_path(stores_file)),
+        connect=connect_store,
+        embed=model.encode,
+        catalog=catalog,
+        principals=load_principals(_project_path(principals_file)),
+    )
