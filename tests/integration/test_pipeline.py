@@ -94,9 +94,15 @@ def test_main_graph_ingests_tags_and_derives(
     pg.rollback()
     assert pg.execute("SELECT count(*) FROM governance.catalog_history").fetchone()[0] == history
     datasets = {r[0] for r in pg.execute("SELECT dataset_id FROM governance.catalog")}
-    assert datasets == {"customer_orders_eu", "customer_orders_us", "support_tickets",
-                        "conference_transcripts", "daily_revenue", "segment_topic_classifier",
-                        "conference_transcripts_topics"}
+    assert datasets == {
+        "customer_orders_eu",
+        "customer_orders_us",
+        "support_tickets",
+        "conference_transcripts",
+        "daily_revenue",
+        "segment_topic_classifier",
+        "conference_transcripts_topics",
+    }
 
 
 def test_unknown_region_and_undeclared_pii_fail_their_checks(

@@ -139,7 +139,8 @@ def test_support_agent_finds_its_tickets_and_nothing_of_others(world: World) -> 
     assert hits and all(h.dataset_id == "support_tickets" for h in hits)
     guest = retriever.search("I want a refund to my IBAN", "guest", k=5, region="US")
     assert {(h.dataset_id, h.classification) for h in guest} == {
-        ("conference_transcripts", "PUBLIC")}  # public data only, never the tickets
+        ("conference_transcripts", "PUBLIC")
+    }  # public data only, never the tickets
     media = retriever.search("vector database recall and HNSW", "media-tagger", k=5, region="EU")
     assert media and {h.dataset_id for h in media} == {"conference_transcripts"}
     with pytest.raises(LookupError):
