@@ -1,0 +1,259 @@
+"""Hard constraints: each a named rule that rejects a candidate with a reason, or passes it.
+
+Rules are pure functions of (request, cluster, pool, snapshot, policy, batch state). A candidate
+is feasible only when every rule passes; the reasons of all failing rules are kept, so the
+explanation can say everything that was wrong with a cluster, not just the first thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from data_plane.catalog import CatalogRecord
+from data_plane.classification import UNKNOWN, residency_parts
+from reasoning_plane.model import CPU, Cluster, GpuPool, Rejection, Snapshot, WorkloadRequest
+from reasoning_plane.policy import PlacementPolicy
+
+GOVERNANCE_RULES = ("residency", "compliance")  # a candidate passing these is "compliant"
+TRANSIENT_RULES = (
+    "gpu_capacity",
+    "cpu_capacity",
+    "quota",
+    "budget",
+    "telemetry_stale",
+    "telemetry_missing",
+)
+
+
+@dataclass
+class BatchState:
+    """What earlier placements of the same batch (or tick) already took."""
+
+    gpus: dict[tuple[str, str], int] = field(default_factory=dict)  # (cluster, gpu_type)
+    cpu_slots: dict[str, int] = field(default_factory=dict)
+    team_gpus: dict[str, int] = field(default_factory=dict)
+    team_usd: dict[str, float] = field(default_factory=dict)
+
+    def take(self, request: WorkloadRequest, cluster: str, gpu_type: str, usd: float) -> None:
+        if gpu_type == CPU:
+            self.cpu_slots[cluster] = self.cpu_slots.get(cluster, 0) + 1
+        else:
+            key = (cluster, gpu_type)
+            self.gpus[key] = self.gpus.get(key, 0) + request.gpu_count
+            self.team_gpus[request.team] = self.team_gpus.get(request.team, 0) + request.gpu_count
+        self.team_usd[request.team] = self.team_usd.get(request.team, 0.0) + usd
+
+
+@dataclass(frozen=True)
+class Context:
+    request: WorkloadRequest
+    cluster: Cluster
+    pool: GpuPool | None  # None: a CPU candidate
+    records: tuple[CatalogRecord, ...]
+    missing_datasets: tuple[str, ...]
+    snapshot: Snapshot
+    policy: PlacementPolicy
+    state: BatchState
+    cost_usd: float
+
+    @property
+    def gpu_type(self) -> str:
+        return self.pool.gpu_type if self.pool else CPU
+
+
+Rule = Callable[[Context], Iterable[Rejection]]
+
+
+def residency(ctx: Context) -> Iterable[Rejection]:
+    """Every input's residency must allow the cluster's zone (fail closed on unknowns)."""
+    for name in ctx.missing_datasets:
+        yield Rejection(
+            "residency",
+            f"{name} has no governance catalog record: its residency "
+            "is unknown, so no cluster may process it",
+        )
+    zone = ctx.cluster.zone
+    for record in ctx.records:
+        parts = residency_parts(record.data_residency)
+        if UNKNOWN in parts:
+            if not ctx.cluster.accepts_unknown_residency:
+                yield Rejection(
+                    "residency",
+                    f"{record.dataset_id} has unknown residency; only "
+                    "clusters marked accepts_unknown_residency may "
+                    "process it",
+                )
+            continue
+        strict = record.classification in ctx.policy.strict_classifications
+        if not strict:
+            if zone == UNKNOWN:
+                yield Rejection("residency", f"cluster {ctx.cluster.name} has no known zone")
+            continue
+        if len(parts) > 1:
+            yield Rejection(
+                "residency",
+                f"{record.dataset_id} is {record.classification} with "
+                f"residency {record.data_residency}: no single zone "
+                "satisfies every part",
+            )
+        elif zone not in parts:
+            yield Rejection(
+                "residency",
+                f"{record.dataset_id} is {record.classification} with "
+                f"residency {record.data_residency}; cluster zone is "
+                f"{zone}",
+            )
+
+
+def compliance(ctx: Context) -> Iterable[Rejection]:
+    """PII needs the certifications of the policy, GDPR data a GDPR-certified cluster."""
+    have = ctx.cluster.certifications
+    needed: dict[str, str] = {}
+    for record in ctx.records:
+        if record.classification in ("PII", UNKNOWN):
+            for cert in ctx.policy.pii_certifications:
+                needed.setdefault(cert, record.dataset_id)
+        if record.gdpr_compliant:
+            needed.setdefault(ctx.policy.gdpr_certification, record.dataset_id)
+    for cert, dataset in sorted(needed.items()):
+        if cert not in have:
+            yield Rejection(
+                "compliance",
+                f"{dataset} requires a {cert}-certified cluster; "
+                f"{ctx.cluster.name} has "
+                f"{', '.join(sorted(have)) or 'no certification'}",
+            )
+
+
+def gpu_memory(ctx: Context) -> Iterable[Rejection]:
+    if ctx.pool is None:
+        return
+    need = ctx.request.gpu_memory_gb
+    if ctx.pool.memory_gb < need:
+        yield Rejection(
+            "gpu_memory",
+            f"{ctx.pool.gpu_type} has {ctx.pool.memory_gb:g} GB per GPU, {need:g} GB needed",
+        )
+    sample = ctx.snapshot.telemetry.get((ctx.cluster.name, ctx.pool.gpu_type))
+    if sample is not None and sample.free_memory_gb is not None and sample.free_memory_gb < need:
+        yield Rejection(
+            "gpu_memory",
+            f"NVML reports {sample.free_memory_gb:g} GB free per GPU "
+            f"on {ctx.cluster.name}/{ctx.pool.gpu_type}, {need:g} GB "
+            "needed",
+        )
+
+
+def telemetry(ctx: Context) -> Iterable[Rejection]:
+    """Never trust stale telemetry: a missing or old sample makes the pool ineligible."""
+    if ctx.pool is None:
+        return
+    sample = ctx.snapshot.telemetry.get((ctx.cluster.name, ctx.pool.gpu_type))
+    if sample is None:
+        yield Rejection(
+            "telemetry_missing",
+            f"no telemetry for {ctx.cluster.name}/{ctx.pool.gpu_type}; not assumed idle",
+        )
+        return
+    age = (ctx.snapshot.now - sample.observed_at).total_seconds()
+    if age > ctx.policy.max_telemetry_age_s:
+        yield Rejection(
+            "telemetry_stale",
+            f"telemetry of {ctx.cluster.name}/{ctx.pool.gpu_type}"
+            f" is {age:.0f} s old (max "
+            f"{ctx.policy.max_telemetry_age_s:g} s); not assumed "
+            "idle",
+        )
+
+
+def gpu_capacity(ctx: Context) -> Iterable[Rejection]:
+    if ctx.pool is None:
+        taken = ctx.state.cpu_slots.get(ctx.cluster.name, 0)
+        if ctx.cluster.cpu_slots - taken < 1:
+            yield Rejection(
+                "cpu_capacity",
+                f"{ctx.cluster.name} has no free CPU slot "
+                f"({ctx.cluster.cpu_slots} slots, {taken} taken)",
+            )
+        return
+    need = ctx.request.gpu_count
+    if ctx.pool.total < need:
+        yield Rejection(
+            "gpu_capacity",
+            f"{ctx.pool.gpu_type} pool has {ctx.pool.total} GPUs in all, {need} needed",
+        )
+        return
+    sample = ctx.snapshot.telemetry.get((ctx.cluster.name, ctx.pool.gpu_type))
+    if sample is None:
+        return  # reported by the telemetry rule
+    taken = ctx.state.gpus.get((ctx.cluster.name, ctx.pool.gpu_type), 0)
+    free = sample.free_gpus - taken
+    if free < need:
+        yield Rejection(
+            "gpu_capacity",
+            f"{free} GPUs free on {ctx.cluster.name}/"
+            f"{ctx.pool.gpu_type} ({sample.free_gpus} reported, "
+            f"{taken} taken by this batch), {need} needed",
+        )
+
+
+def quota(ctx: Context) -> Iterable[Rejection]:
+    if ctx.pool is None or ctx.request.gpu_count == 0:
+        return
+    team = ctx.request.team
+    q = ctx.snapshot.quotas.get(team)
+    if q is None:
+        if ctx.policy.require_quota:
+            yield Rejection(
+                "quota",
+                f"namespace {team} has no ResourceQuota with "
+                "requests.nvidia.com/gpu: no GPU without a quota",
+            )
+        return
+    held = ctx.snapshot.usage_of(team).gpus_held + ctx.state.team_gpus.get(team, 0)
+    if held + ctx.request.gpu_count > q.gpus:
+        yield Rejection(
+            "quota",
+            f"team {team} holds {held} of {q.gpus} GPUs "
+            f"({q.source or 'ResourceQuota'}); {ctx.request.gpu_count} more "
+            "would exceed it",
+        )
+
+
+def budget(ctx: Context) -> Iterable[Rejection]:
+    if ctx.cost_usd <= 0:
+        return
+    team = ctx.request.team
+    b = ctx.snapshot.budgets.get(team)
+    if b is None:
+        if ctx.policy.require_budget:
+            yield Rejection("budget", f"team {team} has no budget: nothing that costs money")
+        return
+    usage = ctx.snapshot.usage_of(team)
+    committed = usage.spent_usd + usage.reserved_usd + ctx.state.team_usd.get(team, 0.0)
+    low = ctx.request.priority < ctx.policy.low_priority_below
+    limit = b.limit_usd * (1 - ctx.policy.budget_headroom_share) if low else b.limit_usd
+    if committed + ctx.cost_usd > limit + 1e-9:
+        kind = (
+            f"low-priority work may use {1 - ctx.policy.budget_headroom_share:.0%} of it"
+            if low
+            else "the full budget"
+        )
+        yield Rejection(
+            "budget",
+            f"team {team} has committed ${committed:,.2f} of its "
+            f"${b.limit_usd:,.2f} {b.period} budget ({kind}); this run "
+            f"would add ${ctx.cost_usd:,.2f}",
+        )
+
+
+RULES: tuple[Rule, ...] = (
+    residency,
+    compliance,
+    gpu_memory,
+    telemetry,
+    gpu_capacity,
+    quota,
+    budget,
+)

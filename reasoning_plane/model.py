@@ -1,0 +1,241 @@
+"""The plain data the reasoning plane decides over: fleet, quotas, budgets, usage, telemetry,
+governance, workload requests, and the decisions it makes.
+
+Everything here is an immutable dataclass with no behaviour beyond small derived properties, so
+that every step of a decision (`placement`, `batch`, `hysteresis`) is a pure function over a
+`Snapshot` and can be tested and replayed alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from data_plane.catalog import CatalogRecord
+
+CPU = "cpu"  # the pseudo GPU type of a CPU-only candidate
+
+
+@dataclass(frozen=True)
+class Toleration:
+    key: str
+    operator: str = "Exists"  # Exists | Equal
+    value: str | None = None
+    effect: str | None = None  # NoSchedule | PreferNoSchedule | NoExecute
+
+    def to_k8s(self) -> dict[str, str]:
+        out = {"key": self.key, "operator": self.operator}
+        if self.value is not None:
+            out["value"] = self.value
+        if self.effect is not None:
+            out["effect"] = self.effect
+        return out
+
+
+@dataclass(frozen=True)
+class GpuPool:
+    """A homogeneous set of GPU nodes in a cluster."""
+
+    gpu_type: str  # e.g. A100-80GB, A10, H100
+    memory_gb: float  # per GPU
+    total: int  # GPUs in the pool
+    price_per_hour: float  # USD per GPU-hour
+    speed: float = 1.0  # throughput relative to the request's reference GPU (duration / speed)
+    inference_latency_ms: float = 20.0  # model latency on this GPU at low load
+    node_labels: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    zone: str  # residency zone: EU, US, ...
+    region: str  # cloud region: eu-central-1, ...
+    location: str
+    certifications: frozenset[str]  # GDPR, ISO27001, SOC2, HIPAA, PCI_DSS ...
+    pools: tuple[GpuPool, ...]
+    egress_per_gb: float  # USD per GB moved into this cluster from another zone
+    latency_ms: Mapping[str, float]  # network latency from each zone to this cluster
+    kube_context: str | None = None  # None: in-cluster config, or the local machine
+    namespace_template: str = "{team}"
+    service_account: str = "dagster-run"
+    image: str | None = None
+    node_labels: Mapping[str, str] = field(default_factory=dict)
+    cpu_price_per_hour: float = 0.0  # USD per hour of CPU-only work
+    cpu_slots: int = 0  # concurrent CPU-only runs (0: no CPU work here)
+    accepts_unknown_residency: bool = False  # explicitly marked for data of unknown residency
+    local: bool = False  # the machine the plane itself runs on (no Kubernetes)
+
+    def pool(self, gpu_type: str) -> GpuPool | None:
+        return next((p for p in self.pools if p.gpu_type == gpu_type), None)
+
+    def namespace(self, team: str) -> str:
+        return self.namespace_template.format(team=team)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    clusters: tuple[Cluster, ...]
+
+    def get(self, name: str) -> Cluster | None:
+        return next((c for c in self.clusters if c.name == name), None)
+
+
+@dataclass(frozen=True)
+class TeamQuota:
+    """``spec.hard["requests.nvidia.com/gpu"]`` of a team's ResourceQuota."""
+
+    team: str  # the namespace
+    gpus: int
+    source: str = ""  # file and quota name, for explanations
+
+
+@dataclass(frozen=True)
+class Budget:
+    team: str
+    limit_usd: float
+    period: str = "monthly"
+
+
+@dataclass(frozen=True)
+class TeamUsage:
+    """What a team holds now (active reservations) and has spent in the budget period."""
+
+    team: str
+    gpus_held: int = 0
+    reserved_usd: float = 0.0
+    spent_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class TelemetrySample:
+    cluster: str
+    gpu_type: str
+    free_gpus: int
+    utilisation: float  # 0..1
+    observed_at: datetime
+    free_memory_gb: float | None = None  # per-GPU memory actually free (NVML), if known
+
+
+@dataclass(frozen=True)
+class WorkloadRequest:
+    request_id: str
+    workload: str  # e.g. the asset key "embeddings/support_tickets"
+    team: str
+    datasets: tuple[str, ...]
+    gpu_count: int
+    gpu_memory_gb: float  # per GPU
+    estimated_duration_s: float  # on a reference GPU (speed 1.0)
+    data_gb: float = 0.0
+    latency_slo_ms: float | None = None
+    priority: int = 100  # higher first; below the policy's threshold counts as low priority
+    gpu_optional: bool = False  # may run on CPU instead
+    cpu_duration_s: float | None = None  # duration on CPU when gpu_optional
+    recurring: bool = False
+    current_cluster: str | None = None  # where a recurring workload runs now
+    last_moved_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one decision (or one batch) reads, taken at one instant."""
+
+    fleet: Fleet
+    quotas: Mapping[str, TeamQuota]
+    budgets: Mapping[str, Budget]
+    usage: Mapping[str, TeamUsage]
+    telemetry: Mapping[tuple[str, str], TelemetrySample]  # (cluster, gpu_type) -> sample
+    catalog: Mapping[str, CatalogRecord]
+    now: datetime
+
+    def telemetry_hash(self) -> str:
+        """Hash of the telemetry this snapshot saw (recorded with every decision)."""
+        rows = sorted(
+            (
+                c,
+                g,
+                s.free_gpus,
+                round(s.utilisation, 6),
+                s.observed_at.isoformat(),
+                s.free_memory_gb,
+            )
+            for (c, g), s in self.telemetry.items()
+        )
+        return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()[:16]
+
+    def usage_of(self, team: str) -> TeamUsage:
+        return self.usage.get(team, TeamUsage(team=team))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    cluster: str
+    gpu_type: str  # or CPU
+
+    @property
+    def label(self) -> str:
+        return f"{self.cluster}/{self.gpu_type}"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    rule: str  # residency | compliance | gpu_memory | gpu_capacity | quota | budget |
+    #            telemetry_stale | telemetry_missing | slo | cpu
+    message: str
+
+
+@dataclass(frozen=True)
+class CostBreakdown:
+    duration_s: float
+    gpu_usd: float
+    egress_usd: float
+    data_moved_gb: float
+    latency_ms: float
+
+    @property
+    def total_usd(self) -> float:
+        return self.gpu_usd + self.egress_usd
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One candidate as the plane saw it: rejected with reasons, or feasible with its cost."""
+
+    candidate: Candidate
+    cost: CostBreakdown
+    rejections: tuple[Rejection, ...] = ()
+    score: float = 0.0  # lower is better; meaningful for feasible candidates
+
+    @property
+    def feasible(self) -> bool:
+        return not self.rejections
+
+
+PLACED, DEFERRED, REJECTED = "placed", "deferred", "rejected"
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision_id: str
+    request: WorkloadRequest
+    status: str  # placed | deferred | rejected
+    chosen: Candidate | None
+    evaluations: tuple[Evaluation, ...]
+    reason: str  # why this candidate, or why none
+    policy_version: str
+    snapshot_hash: str
+    decided_at: datetime
+    executor: str | None = None  # in_process | multiprocess | k8s_job_executor
+    zone: str | None = None
+    namespace: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def chosen_evaluation(self) -> Evaluation | None:
+        if self.chosen is None:
+            return None
+        return next(e for e in self.evaluations if e.candidate == self.chosen)
