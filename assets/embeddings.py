@@ -19,6 +19,7 @@ import polars as pl
 from assets.governance import catalog_key
 from assets.ingestion import ingested_key
 from assets.tags import governance_tags, owner
+from assets.workloads import workload_metadata
 from data_plane.chunking import chunk_frame
 from data_plane.embedder import MODEL_ID
 from data_plane.pii import chunk_pii_types
@@ -137,12 +138,17 @@ def build_embeddings_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.Ass
         kinds={"sentence-transformers", "pgvector", "postgres"},
         owners=[owner(spec.owner_team)],
         tags={**governance_tags(residency, spec.classification), "plane/gpu": "optional"},
-        metadata={
-            # Workload requirements the reasoning plane reads when it places this step.
-            "plane/gpu_count": 1,
-            "plane/gpu_memory_gb": 2,
-            "plane/gpu_optional": True,
-        },
+        # Workload requirements the reasoning plane reads when it places this asset's runs.
+        metadata=workload_metadata(
+            datasets=[spec.name],
+            gpu_count=1,
+            gpu_memory_gb=2,
+            est_duration_s=600,
+            data_gb=1.0,
+            priority=100,
+            gpu_optional=True,
+            recurring=True,
+        ),
         check_specs=[
             dg.AssetCheckSpec(
                 COUNT_CHECK,

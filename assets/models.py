@@ -93,7 +93,7 @@ def build_model_assets(
         kinds={"scikit-learn", "postgres"},
         owners=[owner(source.owner_team)],
         tags=tags,
-        metadata={"plane/gpu_count": 0, "min_accuracy": spec.min_accuracy},
+        metadata={"min_accuracy": spec.min_accuracy},
         check_specs=[
             dg.AssetCheckSpec(
                 ACCURACY_CHECK,
@@ -195,7 +195,6 @@ def build_model_assets(
         kinds={"scikit-learn", "parquet", "postgres"},
         owners=[owner(source.owner_team)],
         tags=tags,
-        metadata={"plane/gpu_count": 0},
     )
     def _predict(
         context: dg.AssetExecutionContext,

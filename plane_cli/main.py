@@ -4,9 +4,18 @@
     plane catalog show DATASET    one catalog record in the operator JSON shape
     plane search QUERY --principal NAME [--region EU] [-k 5] [--json]
                                   governed retrieval over the regional vector stores
+    plane place --fleet F --quotas Q --catalog C --requests R [--budgets B] [--telemetry T]
+                [--policy P] [--now ISO-8601] [--json]
+                                  what-if placement; exit 0 all placed, 3 some request has no
+                                  feasible cluster (every reason printed), 2 bad input
+    plane explain RUN_OR_DECISION_ID
+                                  the logged decision of a run, with every candidate
+    plane replay [--fleet F] [--policy P] [--since ISO-8601] [--json]
+                                  re-run logged decisions under a changed fleet or policy
+    plane request --requests R    queue explicit workload requests for the placement sensor
     plane db-url                  the PostgreSQL URL in use (password redacted)
 
-Exit codes: 0 success, 2 bad input, 4 not found.
+Exit codes: 0 success, 2 bad input, 3 no feasible cluster, 4 not found.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from resources.database import database_url, redact_url
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
+EXIT_NO_FEASIBLE = 3
 EXIT_NOT_FOUND = 4
 
 
@@ -130,6 +140,128 @@ def _search(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _parse_now(value: str | None):
+    from datetime import UTC, datetime
+
+    if not value:
+        return datetime.now(UTC)
+    try:
+        now = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--now: not an ISO-8601 time: {value!r}") from None
+    if now.tzinfo is None:
+        raise ValueError("--now: give a timezone, e.g. 2026-11-25T12:00:02Z")
+    return now
+
+
+def _place(args: argparse.Namespace) -> int:
+    from reasoning_plane import inputs
+    from reasoning_plane.batch import place_batch
+    from reasoning_plane.explain import explain, to_dict
+    from reasoning_plane.model import PLACED, Snapshot
+    from reasoning_plane.policy import PlacementPolicy, load_policy
+
+    snapshot = Snapshot(
+        fleet=inputs.load_fleet(args.fleet),
+        quotas=inputs.load_quotas(args.quotas),
+        budgets=inputs.load_budgets(args.budgets) if args.budgets else {},
+        usage={},
+        telemetry=inputs.load_telemetry(args.telemetry) if args.telemetry else {},
+        catalog=inputs.load_catalog_records(args.catalog),
+        now=_parse_now(args.now),
+    )
+    policy = load_policy(args.policy) if args.policy else PlacementPolicy()
+    decisions = place_batch(inputs.load_requests(args.requests), snapshot, policy)
+    if args.json:
+        print(json.dumps([to_dict(d) for d in decisions], indent=2))
+    else:
+        print("\n\n".join(explain(d) for d in decisions))
+    return EXIT_OK if all(d.status == PLACED for d in decisions) else EXIT_NO_FEASIBLE
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from reasoning_plane import store
+
+    with psycopg.connect(database_url()) as conn:
+        store.ensure_schema(conn)
+        logged = store.decision_for(conn, args.id)
+    if logged is None:
+        print(f"plane: no decision for run or decision id {args.id!r}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    print(json.dumps(logged.payload, indent=2) if args.json else logged.explanation)
+    return EXIT_OK
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from reasoning_plane import store
+    from reasoning_plane.inputs import load_fleet
+    from reasoning_plane.policy import PlacementPolicy, load_policy
+    from reasoning_plane.replay import replay
+    from resources.plane import PlaneResource
+    from resources.postgres import PostgresResource
+
+    policy = load_policy(args.policy) if args.policy else PlacementPolicy()
+    fleet = (
+        load_fleet(args.fleet) if args.fleet else PlaneResource(postgres=PostgresResource()).fleet()
+    )
+    since = _parse_now(args.since) if args.since else None
+    with psycopg.connect(database_url()) as conn:
+        store.ensure_schema(conn)
+        logged = store.decisions(conn, since=since)
+    rows = replay([d.payload for d in logged], fleet, policy)
+    changed = [r for r in rows if r.changed]
+    delta = sum(r.cost_after - r.cost_before for r in rows)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "replayed": len(rows),
+                    "changed": [r.__dict__ for r in changed],
+                    "cost_delta_usd": round(delta, 6),
+                },
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    print(
+        f"replayed {len(rows)} decisions under policy {policy.version()}: "
+        f"{len(changed)} would differ; cost delta ${delta:+,.2f}"
+    )
+    if changed:
+        print(
+            format_table(
+                ["decision", "request", "before", "after", "cost before", "cost after"],
+                [
+                    [
+                        r.decision_id,
+                        r.request_id,
+                        r.before,
+                        r.after,
+                        f"{r.cost_before:.2f}",
+                        f"{r.cost_after:.2f}",
+                    ]
+                    for r in changed
+                ],
+            )
+        )
+    return EXIT_OK
+
+
+def _request(args: argparse.Namespace) -> int:
+    from reasoning_plane import store
+    from reasoning_plane.explain import request_to_dict
+    from reasoning_plane.inputs import load_requests
+
+    requests = load_requests(args.requests)
+    with psycopg.connect(database_url()) as conn:
+        store.ensure_schema(conn)
+        for r in requests:
+            added = store.add_request(conn, r.request_id, request_to_dict(r))
+            print(f"{r.request_id}: {'queued' if added else 'already queued'}")
+        conn.commit()
+    return EXIT_OK
+
+
 def _db_url(_: argparse.Namespace) -> int:
     print(redact_url(database_url()))
     return EXIT_OK
@@ -153,6 +285,34 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("-k", type=int, default=5, help="number of results (1-1000)")
     search.add_argument("--json", action="store_true")
     search.set_defaults(func=_search)
+
+    place = sub.add_parser("place", help="what-if placement from files (Layer 2C)")
+    place.add_argument("--fleet", required=True)
+    place.add_argument("--quotas", required=True, help="ResourceQuota manifests (YAML)")
+    place.add_argument("--catalog", required=True, help="governance records (JSON)")
+    place.add_argument("--requests", required=True)
+    place.add_argument("--budgets")
+    place.add_argument("--telemetry")
+    place.add_argument("--policy")
+    place.add_argument("--now", help="decision time (default: now)")
+    place.add_argument("--json", action="store_true")
+    place.set_defaults(func=_place)
+
+    exp = sub.add_parser("explain", help="the logged decision of a run or decision id")
+    exp.add_argument("id")
+    exp.add_argument("--json", action="store_true")
+    exp.set_defaults(func=_explain)
+
+    rep = sub.add_parser("replay", help="logged decisions under a changed fleet or policy")
+    rep.add_argument("--fleet")
+    rep.add_argument("--policy")
+    rep.add_argument("--since")
+    rep.add_argument("--json", action="store_true")
+    rep.set_defaults(func=_replay)
+
+    req = sub.add_parser("request", help="queue explicit workload requests")
+    req.add_argument("--requests", required=True)
+    req.set_defaults(func=_request)
 
     db = sub.add_parser("db-url", help="the PostgreSQL URL in use (password redacted)")
     db.set_defaults(func=_db_url)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reasoning_plane.model import Decision, Evaluation
+from reasoning_plane.model import Decision, Evaluation, WorkloadRequest
 
 
 def _row(e: Evaluation, decision: Decision) -> list[str]:
@@ -69,6 +69,28 @@ def explain(decision: Decision) -> str:
     return "\n".join([*head, "", *lines])
 
 
+def request_to_dict(r: WorkloadRequest) -> dict[str, Any]:
+    return {
+        "request_id": r.request_id,
+        "workload": r.workload,
+        "team": r.team,
+        "datasets": list(r.datasets),
+        "gpu_count": r.gpu_count,
+        "gpu_memory_gb": r.gpu_memory_gb,
+        "estimated_duration_s": r.estimated_duration_s,
+        "data_gb": r.data_gb,
+        "latency_slo_ms": r.latency_slo_ms,
+        "priority": r.priority,
+        "gpu_optional": r.gpu_optional,
+        "cpu_duration_s": r.cpu_duration_s,
+        "recurring": r.recurring,
+        "current_cluster": r.current_cluster,
+        "last_moved_at": r.last_moved_at.isoformat() if r.last_moved_at else None,
+        "exclude_clusters": list(r.exclude_clusters),
+        "attempt": r.attempt,
+    }
+
+
 def to_dict(decision: Decision) -> dict[str, Any]:
     """JSON-ready form of a decision (the decision log's payload)."""
     r = decision.request
@@ -85,21 +107,7 @@ def to_dict(decision: Decision) -> dict[str, Any]:
         "policy_version": decision.policy_version,
         "snapshot_hash": decision.snapshot_hash,
         "decided_at": decision.decided_at.isoformat(),
-        "request": {
-            "request_id": r.request_id,
-            "workload": r.workload,
-            "team": r.team,
-            "datasets": list(r.datasets),
-            "gpu_count": r.gpu_count,
-            "gpu_memory_gb": r.gpu_memory_gb,
-            "estimated_duration_s": r.estimated_duration_s,
-            "data_gb": r.data_gb,
-            "latency_slo_ms": r.latency_slo_ms,
-            "priority": r.priority,
-            "gpu_optional": r.gpu_optional,
-            "recurring": r.recurring,
-            "current_cluster": r.current_cluster,
-        },
+        "request": request_to_dict(r),
         "candidates": [
             {
                 "candidate": e.candidate.label,

@@ -138,6 +138,8 @@ class WorkloadRequest:
     recurring: bool = False
     current_cluster: str | None = None  # where a recurring workload runs now
     last_moved_at: datetime | None = None
+    exclude_clusters: tuple[str, ...] = ()  # clusters that failed this work (re-placement)
+    attempt: int = 1
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,18 @@ from assets.embeddings import build_chunks_asset, build_embeddings_asset
 from assets.governance import build_catalog_asset
 from assets.ingestion import build_ingestion_asset
 from assets.models import TOPIC_CLASSIFIER, build_model_assets
+from assets.workloads import workload_specs
 from data_plane.policy import load_policy
 from data_plane.sources import load_source_catalog
 from resources.database import project_root
 from resources.embedding import EmbeddingModelResource
 from resources.governance import GovernanceCatalogResource
 from resources.lakehouse import LakehouseResource
+from resources.plane import PlaneResource
 from resources.postgres import PostgresResource
 from resources.vectors import VectorStoresResource
+from sensors.ledger import plane_failure_sensor, plane_metering_sensor, plane_run_started_sensor
+from sensors.placement import build_placement_sensor, build_recurring_schedule
 from sensors.source_files import build_source_files_sensor
 
 SOURCES_FILE_ENV = "PLANE_SOURCES_FILE"
@@ -63,6 +67,7 @@ def build_defs(
     if TOPIC_CLASSIFIER.dataset in by_name:
         assets += build_model_assets(TOPIC_CLASSIFIER, by_name[TOPIC_CLASSIFIER.dataset], policy)
 
+    workloads = workload_specs(assets)
     postgres = PostgresResource(database_url=database_url)
     main_job = dg.define_asset_job(
         "main_job",
@@ -75,7 +80,14 @@ def build_defs(
     return dg.Definitions(
         assets=assets,
         jobs=[main_job],
-        sensors=[build_source_files_sensor(catalog)],
+        sensors=[
+            build_source_files_sensor(catalog),
+            build_placement_sensor(workloads),
+            plane_run_started_sensor,
+            plane_metering_sensor,
+            plane_failure_sensor,
+        ],
+        schedules=[build_recurring_schedule(workloads)],
         resources={
             "postgres": postgres,
             "lakehouse": LakehouseResource(root=lakehouse_root),
@@ -84,6 +96,7 @@ def build_defs(
             ),
             "vectors": VectorStoresResource(database_url=database_url),
             "embedding_model": EmbeddingModelResource(),
+            "plane": PlaneResource(postgres=postgres),
         },
     )
 

@@ -1,0 +1,96 @@
+"""Workload requirements declared on assets, read by the reasoning plane's sensors.
+
+A GPU asset carries its needs as metadata (visible in the UI) so that the plane reads
+everything from asset metadata: ``plane/gpu_count``, ``plane/gpu_memory_gb``,
+``plane/est_duration_s`` (on the reference GPU), ``plane/data_gb``, ``plane/latency_slo_ms``,
+``plane/priority``, ``plane/gpu_optional``, ``plane/recurring`` and ``plane/datasets`` (the
+governed inputs whose residency and classification constrain placement).
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import dagster as dg
+
+PREFIX = "plane/"
+
+
+def workload_metadata(
+    *,
+    datasets: Sequence[str],
+    gpu_count: int,
+    gpu_memory_gb: float,
+    est_duration_s: float,
+    data_gb: float = 0.0,
+    latency_slo_ms: float | None = None,
+    priority: int = 100,
+    gpu_optional: bool = False,
+    recurring: bool = False,
+) -> dict[str, object]:
+    meta: dict[str, object] = {
+        "plane/datasets": ",".join(datasets),
+        "plane/gpu_count": gpu_count,
+        "plane/gpu_memory_gb": gpu_memory_gb,
+        "plane/est_duration_s": est_duration_s,
+        "plane/data_gb": data_gb,
+        "plane/priority": priority,
+        "plane/gpu_optional": gpu_optional,
+        "plane/recurring": recurring,
+    }
+    if latency_slo_ms is not None:
+        meta["plane/latency_slo_ms"] = latency_slo_ms
+    return meta
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    key: dg.AssetKey
+    team: str
+    datasets: tuple[str, ...]
+    gpu_count: int
+    gpu_memory_gb: float
+    est_duration_s: float
+    data_gb: float
+    latency_slo_ms: float | None
+    priority: int
+    gpu_optional: bool
+    recurring: bool
+    deps: tuple[dg.AssetKey, ...]
+
+
+def _value(meta: dict, key: str, default: object = None) -> object:
+    raw = meta.get(key, default)
+    return getattr(raw, "value", raw)
+
+
+def workload_specs(assets: Iterable[dg.AssetsDefinition]) -> list[WorkloadSpec]:
+    """Every asset that declares ``plane/gpu_count``, as a workload the plane places."""
+    specs = []
+    for assets_def in assets:
+        for key in assets_def.keys:
+            spec = assets_def.specs_by_key[key]
+            meta = dict(spec.metadata or {})
+            if "plane/gpu_count" not in meta:
+                continue
+            owners = [o for o in spec.owners or [] if o.startswith("team:")]
+            if not owners:
+                raise ValueError(f"{key.to_user_string()}: a GPU workload needs an owner team")
+            datasets = str(_value(meta, "plane/datasets", "")).split(",")
+            slo = _value(meta, "plane/latency_slo_ms")
+            specs.append(
+                WorkloadSpec(
+                    key=key,
+                    team=owners[0].removeprefix("team:"),
+                    datasets=tuple(d for d in datasets if d),
+                    gpu_count=int(_value(meta, "plane/gpu_count")),
+                    gpu_memory_gb=float(_value(meta, "plane/gpu_memory_gb", 0.0)),
+                    est_duration_s=float(_value(meta, "plane/est_duration_s", 600.0)),
+                    data_gb=float(_value(meta, "plane/data_gb", 0.0)),
+                    latency_slo_ms=float(slo) if slo is not None else None,
+                    priority=int(_value(meta, "plane/priority", 100)),
+                    gpu_optional=bool(_value(meta, "plane/gpu_optional", False)),
+                    recurring=bool(_value(meta, "plane/recurring", False)),
+                    deps=tuple(dep.asset_key for dep in spec.deps),
+                )
+            )
+    return specs

@@ -1,0 +1,143 @@
+"""Building the snapshot a tick decides on: fleet, quotas, budgets, ledger usage, telemetry,
+governance, and the local machine's own GPUs sampled live from NVML."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from data_plane.catalog import CatalogRecord
+from data_plane.classification import UNKNOWN
+from reasoning_plane import store
+from reasoning_plane.gpu_telemetry import NvmlReport
+from reasoning_plane.model import (
+    Budget,
+    Cluster,
+    Fleet,
+    GpuPool,
+    Snapshot,
+    TeamQuota,
+    TeamUsage,
+    TelemetrySample,
+)
+
+LOCAL = "local"
+LOCAL_ZONE_ENV = "PLANE_LOCAL_ZONE"
+LOCAL_CERTS_ENV = "PLANE_LOCAL_CERTIFICATIONS"
+LOCAL_CPU_SLOTS_ENV = "PLANE_LOCAL_CPU_SLOTS"
+
+
+def local_fleet(report: NvmlReport) -> Fleet:
+    """The fleet when no cluster is configured: this machine alone.
+
+    Its zone and certifications are what the operator declares (``PLANE_LOCAL_ZONE``,
+    ``PLANE_LOCAL_CERTIFICATIONS``); undeclared, the zone is UNKNOWN and regulated data is not
+    placed here (fail closed). Its GPUs are the ones NVML reports (none without a driver).
+    """
+    zone = (os.environ.get(LOCAL_ZONE_ENV) or UNKNOWN).strip().upper()
+    certs = frozenset(
+        c.strip().upper() for c in os.environ.get(LOCAL_CERTS_ENV, "").split(",") if c.strip()
+    )
+    slots = int(os.environ.get(LOCAL_CPU_SLOTS_ENV) or max((os.cpu_count() or 2) // 2, 1))
+    by_name: dict[str, list[float]] = {}
+    for gpu in report.gpus:
+        by_name.setdefault(gpu.name, []).append(gpu.memory_total_gb)
+    pools = tuple(
+        GpuPool(
+            gpu_type=name.replace(" ", "-"),
+            memory_gb=min(mems),
+            total=len(mems),
+            price_per_hour=0.0,
+        )
+        for name, mems in sorted(by_name.items())
+    )
+    return Fleet(
+        clusters=(
+            Cluster(
+                name=LOCAL,
+                zone=zone,
+                region=LOCAL,
+                location="this machine",
+                certifications=certs,
+                pools=pools,
+                egress_per_gb=0.0,
+                latency_ms={zone: 1.0},
+                local=True,
+                cpu_slots=slots,
+            ),
+        )
+    )
+
+
+def local_samples(fleet: Fleet, report: NvmlReport) -> dict[tuple[str, str], TelemetrySample]:
+    """Live samples of the local cluster's pools; memory is what NVML says is actually free."""
+    local = next((c for c in fleet.clusters if c.local), None)
+    if local is None or not report.available:
+        return {}
+    out: dict[tuple[str, str], TelemetrySample] = {}
+    for pool in local.pools:
+        gpus = [g for g in report.gpus if g.name.replace(" ", "-") == pool.gpu_type]
+        if not gpus:
+            continue
+        out[(local.name, pool.gpu_type)] = TelemetrySample(
+            cluster=local.name,
+            gpu_type=pool.gpu_type,
+            free_gpus=sum(1 for g in gpus if g.memory_free_gb >= 1.0),
+            utilisation=sum(g.utilisation for g in gpus) / len(gpus),
+            observed_at=report.observed_at,
+            free_memory_gb=max(g.memory_free_gb for g in gpus),
+        )
+    return out
+
+
+def period_start(period: str, now: datetime) -> datetime:
+    now = now.astimezone(UTC)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "daily":
+        return day
+    if period == "weekly":
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1)
+
+
+def build_snapshot(
+    conn: psycopg.Connection,
+    *,
+    fleet: Fleet,
+    quotas: Mapping[str, TeamQuota],
+    budgets: Mapping[str, Budget],
+    catalog: Mapping[str, CatalogRecord],
+    now: datetime,
+    local_report: NvmlReport | None = None,
+) -> Snapshot:
+    """Snapshot from the database (ledger, pushed telemetry) plus live local telemetry."""
+    names = {c.name for c in fleet.clusters}
+    telemetry = {k: v for k, v in store.latest_telemetry(conn).items() if k[0] in names}
+    if local_report is not None:
+        telemetry.update(local_samples(fleet, local_report))
+    # GPUs reserved after a sample was taken are not in it yet: take them off.
+    oldest = min((s.observed_at for s in telemetry.values()), default=now)
+    held = store.held_gpus_by_pool(conn, oldest)
+    telemetry = {
+        k: replace(s, free_gpus=max(s.free_gpus - held.get(k, 0), 0)) for k, s in telemetry.items()
+    }
+    periods = {b.period for b in budgets.values()} or {"monthly"}
+    usage_by_period = {p: store.usage(conn, period_start(p, now)) for p in periods}
+    teams = set().union(*[set(u) for u in usage_by_period.values()])
+    usage: dict[str, TeamUsage] = {}
+    for team in teams:
+        period = budgets[team].period if team in budgets else "monthly"
+        usage[team] = usage_by_period.get(period, {}).get(team, TeamUsage(team))
+    return Snapshot(
+        fleet=fleet,
+        quotas=quotas,
+        budgets=budgets,
+        usage=usage,
+        telemetry=telemetry,
+        catalog=catalog,
+        now=now,
+    )

@@ -1,0 +1,394 @@
+"""The reasoning plane's durable state in PostgreSQL (schema ``plane``).
+
+* ``plane.decisions``: append-only decision log (a trigger refuses UPDATE and DELETE): every
+  decision with all candidates, reasons and costs, keyed by decision id, request, run key, policy
+  version and the hash of the telemetry snapshot used;
+* ``plane.decision_runs``: which Dagster run carried out which decision;
+* ``plane.ledger``: append-only budget and GPU ledger: ``reserve`` before launch, then ``settle``
+  (actual cost) or ``release`` when the run ends;
+* ``plane.telemetry``: pushed GPU telemetry samples;
+* ``plane.requests``: explicit workload requests waiting to be placed (and re-placements).
+
+Reservations are made in one transaction per tick under a per-team advisory lock, re-checking
+quota and budget against the ledger as it is at that moment, so two sensor ticks (or daemons)
+placing at once can never jointly exceed a quota or a budget.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from reasoning_plane.explain import explain, to_dict
+from reasoning_plane.model import CPU, Decision, Snapshot, TeamUsage, TelemetrySample
+
+DDL = """
+CREATE SCHEMA IF NOT EXISTS plane;
+CREATE TABLE IF NOT EXISTS plane.decisions (
+    decision_id     text PRIMARY KEY,
+    request_id      text NOT NULL,
+    run_key         text,
+    workload        text NOT NULL,
+    team            text NOT NULL,
+    status          text NOT NULL,
+    cluster         text,
+    gpu_type        text,
+    executor        text,
+    est_cost_usd    double precision,
+    policy_version  text NOT NULL,
+    snapshot_hash   text NOT NULL,
+    payload         jsonb NOT NULL,
+    explanation     text NOT NULL,
+    decided_at      timestamptz NOT NULL,
+    recorded_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS decisions_workload ON plane.decisions (workload, decided_at);
+CREATE INDEX IF NOT EXISTS decisions_run_key ON plane.decisions (run_key);
+CREATE TABLE IF NOT EXISTS plane.decision_runs (
+    run_id      text PRIMARY KEY,
+    decision_id text NOT NULL REFERENCES plane.decisions (decision_id),
+    linked_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS plane.ledger (
+    id          bigserial PRIMARY KEY,
+    team        text NOT NULL,
+    decision_id text NOT NULL REFERENCES plane.decisions (decision_id),
+    run_id      text,
+    kind        text NOT NULL CHECK (kind IN ('reserve', 'settle', 'release')),
+    cluster     text,
+    gpu_type    text,
+    gpus        integer NOT NULL,
+    usd         double precision NOT NULL,
+    at          timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ledger_one_reserve ON plane.ledger (decision_id)
+    WHERE kind = 'reserve';
+CREATE UNIQUE INDEX IF NOT EXISTS ledger_one_close ON plane.ledger (decision_id)
+    WHERE kind IN ('settle', 'release');
+CREATE TABLE IF NOT EXISTS plane.telemetry (
+    id             bigserial PRIMARY KEY,
+    cluster        text NOT NULL,
+    gpu_type       text NOT NULL,
+    free_gpus      integer NOT NULL CHECK (free_gpus >= 0),
+    utilisation    double precision NOT NULL CHECK (utilisation BETWEEN 0 AND 1),
+    free_memory_gb double precision,
+    observed_at    timestamptz NOT NULL,
+    received_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS telemetry_latest
+    ON plane.telemetry (cluster, gpu_type, observed_at DESC);
+CREATE TABLE IF NOT EXISTS plane.requests (
+    request_id  text PRIMARY KEY,
+    payload     jsonb NOT NULL,
+    status      text NOT NULL DEFAULT 'pending',
+    decision_id text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE OR REPLACE FUNCTION plane.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP;
+END $$;
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'decisions_append_only') THEN
+        CREATE TRIGGER decisions_append_only BEFORE UPDATE OR DELETE ON plane.decisions
+            FOR EACH ROW EXECUTE FUNCTION plane.refuse_change();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'ledger_append_only') THEN
+        CREATE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE ON plane.ledger
+            FOR EACH ROW EXECUTE FUNCTION plane.refuse_change();
+    END IF;
+END $$;
+"""
+
+
+def ensure_schema(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('plane ddl'))")
+        conn.execute(DDL)
+
+
+def record_decision(
+    conn: psycopg.Connection,
+    decision: Decision,
+    *,
+    run_key: str | None = None,
+    snapshot_payload: dict[str, Any] | None = None,
+) -> None:
+    """Append a decision (idempotent on its id: a re-evaluated tick does not duplicate it)."""
+    payload = to_dict(decision)
+    if snapshot_payload is not None:
+        payload["snapshot"] = snapshot_payload
+    chosen = decision.chosen_evaluation
+    conn.execute(
+        """
+        INSERT INTO plane.decisions (decision_id, request_id, run_key, workload, team, status,
+            cluster, gpu_type, executor, est_cost_usd, policy_version, snapshot_hash, payload,
+            explanation, decided_at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (decision_id) DO NOTHING
+        """,
+        (
+            decision.decision_id,
+            decision.request.request_id,
+            run_key,
+            decision.request.workload,
+            decision.request.team,
+            decision.status,
+            decision.chosen.cluster if decision.chosen else None,
+            decision.chosen.gpu_type if decision.chosen else None,
+            decision.executor,
+            chosen.cost.total_usd if chosen else None,
+            decision.policy_version,
+            decision.snapshot_hash,
+            Jsonb(payload),
+            explain(decision),
+            decision.decided_at,
+        ),
+    )
+
+
+def lock_teams(conn: psycopg.Connection, teams: Iterable[str]) -> None:
+    """Serialise reservations per team until the end of the current transaction."""
+    for team in sorted(set(teams)):
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"plane:team:{team}",))
+
+
+def reserve(conn: psycopg.Connection, decision: Decision, *, run_id: str | None = None) -> None:
+    """Reserve the decision's GPUs and projected cost (call inside the tick's transaction)."""
+    chosen = decision.chosen_evaluation
+    if chosen is None:
+        raise ValueError(f"decision {decision.decision_id} placed nothing; nothing to reserve")
+    gpus = 0 if chosen.candidate.gpu_type == CPU else decision.request.gpu_count
+    conn.execute(
+        "INSERT INTO plane.ledger (team, decision_id, run_id, kind, cluster, gpu_type, gpus, usd)"
+        " VALUES (%s, %s, %s, 'reserve', %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (
+            decision.request.team,
+            decision.decision_id,
+            run_id,
+            chosen.candidate.cluster,
+            chosen.candidate.gpu_type,
+            gpus,
+            chosen.cost.total_usd,
+        ),
+    )
+
+
+def close_reservation(
+    conn: psycopg.Connection,
+    decision_id: str,
+    *,
+    run_id: str | None,
+    kind: str,
+    usd: float = 0.0,
+) -> bool:
+    """``settle`` (with the actual cost) or ``release`` a reservation; False if already closed."""
+    if kind not in ("settle", "release"):
+        raise ValueError("kind must be settle or release")
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT team, cluster, gpu_type, gpus FROM plane.ledger"
+            " WHERE decision_id = %s AND kind = 'reserve'",
+            (decision_id,),
+        ).fetchone()
+        if row is None:
+            return False
+        cur = conn.execute(
+            "INSERT INTO plane.ledger (team, decision_id, run_id, kind, cluster, gpu_type, gpus,"
+            " usd) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (row[0], decision_id, run_id, kind, row[1], row[2], row[3], usd),
+        )
+        return cur.rowcount == 1
+
+
+def usage(conn: psycopg.Connection, period_start: datetime) -> dict[str, TeamUsage]:
+    """Per team: GPUs and USD held by open reservations, and USD settled since period_start."""
+    rows = conn.execute(
+        """
+        SELECT r.team,
+               coalesce(sum(r.gpus) FILTER (WHERE c.decision_id IS NULL), 0),
+               coalesce(sum(r.usd) FILTER (WHERE c.decision_id IS NULL), 0),
+               coalesce(sum(c.usd) FILTER (WHERE c.kind = 'settle' AND c.at >= %s), 0)
+        FROM plane.ledger r
+        LEFT JOIN plane.ledger c ON c.decision_id = r.decision_id AND c.kind <> 'reserve'
+        WHERE r.kind = 'reserve'
+        GROUP BY r.team
+        """,
+        (period_start,),
+    ).fetchall()
+    return {t: TeamUsage(t, int(g), float(res), float(spent)) for t, g, res, spent in rows}
+
+
+def held_gpus_by_pool(conn: psycopg.Connection, since: datetime) -> dict[tuple[str, str], int]:
+    """GPUs of open reservations made after ``since`` (not yet visible in telemetry)."""
+    rows = conn.execute(
+        """
+        SELECT r.cluster, r.gpu_type, sum(r.gpus) FROM plane.ledger r
+        WHERE r.kind = 'reserve' AND r.at > %s AND NOT EXISTS (
+            SELECT 1 FROM plane.ledger c
+            WHERE c.decision_id = r.decision_id AND c.kind <> 'reserve')
+        GROUP BY r.cluster, r.gpu_type
+        """,
+        (since,),
+    ).fetchall()
+    return {(c, g): int(n) for c, g, n in rows}
+
+
+def insert_samples(conn: psycopg.Connection, samples: Sequence[TelemetrySample]) -> int:
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY plane.telemetry (cluster, gpu_type, free_gpus, utilisation, free_memory_gb,"
+            " observed_at) FROM STDIN"
+        ) as copy,
+    ):
+        for s in samples:
+            copy.write_row(
+                (s.cluster, s.gpu_type, s.free_gpus, s.utilisation, s.free_memory_gb, s.observed_at)
+            )
+    return len(samples)
+
+
+def latest_telemetry(conn: psycopg.Connection) -> dict[tuple[str, str], TelemetrySample]:
+    rows = conn.execute(
+        "SELECT DISTINCT ON (cluster, gpu_type) cluster, gpu_type, free_gpus, utilisation,"
+        " observed_at, free_memory_gb FROM plane.telemetry"
+        " ORDER BY cluster, gpu_type, observed_at DESC"
+    ).fetchall()
+    return {(r[0], r[1]): TelemetrySample(*r) for r in rows}
+
+
+def link_run(conn: psycopg.Connection, decision_id: str, run_id: str) -> None:
+    conn.execute(
+        "INSERT INTO plane.decision_runs (run_id, decision_id) VALUES (%s, %s)"
+        " ON CONFLICT (run_id) DO NOTHING",
+        (run_id, decision_id),
+    )
+
+
+@dataclass(frozen=True)
+class LoggedDecision:
+    decision_id: str
+    status: str
+    workload: str
+    cluster: str | None
+    payload: dict[str, Any]
+    explanation: str
+    decided_at: datetime
+
+
+_LOGGED = (
+    "SELECT d.decision_id, d.status, d.workload, d.cluster, d.payload, d.explanation,"
+    " d.decided_at FROM plane.decisions d"
+)
+
+
+def decision_for(conn: psycopg.Connection, run_or_decision_id: str) -> LoggedDecision | None:
+    """A decision by its id, by the Dagster run that carried it out, or by its run key."""
+    row = conn.execute(
+        _LOGGED + " LEFT JOIN plane.decision_runs r ON r.decision_id = d.decision_id"
+        " WHERE d.decision_id = %s OR r.run_id = %s OR d.run_key = %s"
+        " ORDER BY d.decided_at DESC LIMIT 1",
+        (run_or_decision_id,) * 3,
+    ).fetchone()
+    return LoggedDecision(*row) if row else None
+
+
+def decisions(
+    conn: psycopg.Connection, *, since: datetime | None = None, limit: int = 10_000
+) -> list[LoggedDecision]:
+    rows = conn.execute(
+        _LOGGED + " WHERE (%s::timestamptz IS NULL OR d.decided_at >= %s)"
+        " ORDER BY d.decided_at, d.decision_id LIMIT %s",
+        (since, since, limit),
+    ).fetchall()
+    return [LoggedDecision(*r) for r in rows]
+
+
+def last_placement(conn: psycopg.Connection, workload: str) -> tuple[str | None, datetime | None]:
+    """(current cluster, time of the last move) of a recurring workload, from the log."""
+    rows = conn.execute(
+        "SELECT cluster, decided_at FROM plane.decisions WHERE workload = %s AND status = 'placed'"
+        " ORDER BY decided_at DESC LIMIT 200",
+        (workload,),
+    ).fetchall()
+    if not rows:
+        return None, None
+    current = rows[0][0]
+    moved_at = None
+    for cluster, at in rows:
+        if cluster != current:
+            break
+        moved_at = at
+    return current, moved_at
+
+
+def add_request(conn: psycopg.Connection, request_id: str, payload: dict[str, Any]) -> bool:
+    cur = conn.execute(
+        "INSERT INTO plane.requests (request_id, payload) VALUES (%s, %s)"
+        " ON CONFLICT (request_id) DO NOTHING",
+        (request_id, Jsonb(payload)),
+    )
+    return cur.rowcount == 1
+
+
+def pending_requests(conn: psycopg.Connection, limit: int = 10_000) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT payload FROM plane.requests WHERE status IN ('pending', 'deferred')"
+        " ORDER BY created_at, request_id LIMIT %s",
+        (limit,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def mark_request(conn: psycopg.Connection, request_id: str, status: str, decision_id: str) -> None:
+    conn.execute(
+        "UPDATE plane.requests SET status = %s, decision_id = %s, updated_at = now()"
+        " WHERE request_id = %s",
+        (status, decision_id, request_id),
+    )
+
+
+def snapshot_payload(snapshot: Snapshot, datasets: Iterable[str], team: str) -> dict[str, Any]:
+    """What a decision read, stored with it so that `plane replay` can re-run it."""
+    quota = snapshot.quotas.get(team)
+    budget = snapshot.budgets.get(team)
+    u = snapshot.usage_of(team)
+    return {
+        "now": snapshot.now.isoformat(),
+        "telemetry": [
+            {
+                "cluster": s.cluster,
+                "gpu_type": s.gpu_type,
+                "free_gpus": s.free_gpus,
+                "utilisation": s.utilisation,
+                "observed_at": s.observed_at.isoformat(),
+                "free_memory_gb": s.free_memory_gb,
+            }
+            for s in snapshot.telemetry.values()
+        ],
+        "quota": {"team": team, "gpus": quota.gpus, "source": quota.source} if quota else None,
+        "budget": (
+            {"team": team, "limit_usd": budget.limit_usd, "period": budget.period}
+            if budget
+            else None
+        ),
+        "usage": {
+            "team": team,
+            "gpus_held": u.gpus_held,
+            "reserved_usd": u.reserved_usd,
+            "spent_usd": u.spent_usd,
+        },
+        "catalog": [snapshot.catalog[d].to_dict() for d in datasets if d in snapshot.catalog],
+    }
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)

@@ -1,0 +1,187 @@
+"""Layer 2C in Dagster: the placement sensor and the recurring-workload schedule.
+
+``placement_sensor`` turns pending GPU work into placed runs. Pending work is (1) every GPU asset
+(one declaring ``plane/gpu_count``) whose upstream assets were materialized after it, and (2)
+explicit requests in ``plane.requests`` (from ``plane request`` or from the run-failure sensor
+re-placing a run). All of a tick's work is placed jointly by `reasoning_plane.tick.run_tick`;
+each placed decision becomes a ``RunRequest`` whose tags carry the decision (cluster, zone, GPU,
+executor, dagster-k8s pod configuration). Run keys make every request launch exactly once; the
+cursor remembers, per asset, the upstream state already handled (deferred work is retried on the
+next tick, rejected work waits for new upstream data).
+
+``recurring_placement_schedule`` re-evaluates recurring workloads nightly with hysteresis.
+"""
+
+import json
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from assets.workloads import WorkloadSpec
+from reasoning_plane import store
+from reasoning_plane.launch import run_tags
+from reasoning_plane.model import DEFERRED, PLACED, WorkloadRequest
+from reasoning_plane.replay import request_from_payload
+from reasoning_plane.tick import Pending, TickResult, run_tick
+from resources.plane import PlaneResource
+
+
+def _latest_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey) -> int | None:
+    event = instance.get_latest_materialization_event(key)
+    return event.storage_id if event is not None else None
+
+
+def _request(spec: WorkloadSpec, request_id: str, **extra) -> WorkloadRequest:
+    return WorkloadRequest(
+        request_id=request_id,
+        workload=spec.key.to_user_string(),
+        team=spec.team,
+        datasets=spec.datasets,
+        gpu_count=spec.gpu_count,
+        gpu_memory_gb=spec.gpu_memory_gb,
+        estimated_duration_s=spec.est_duration_s,
+        data_gb=spec.data_gb,
+        latency_slo_ms=spec.latency_slo_ms,
+        priority=spec.priority,
+        gpu_optional=spec.gpu_optional,
+        cpu_duration_s=spec.est_duration_s * 4 if spec.gpu_optional else None,
+        recurring=spec.recurring,
+        **extra,
+    )
+
+
+def due_workloads(
+    instance: dg.DagsterInstance, specs: list[WorkloadSpec], cursor: dict[str, str]
+) -> list[tuple[WorkloadSpec, str]]:
+    """(spec, upstream marker) of every GPU asset whose upstream changed since it ran."""
+    due = []
+    for spec in specs:
+        upstream = [_latest_storage_id(instance, k) for k in spec.deps]
+        if not upstream or any(u is None for u in upstream):
+            continue  # an input was never materialized: nothing to do yet
+        marker = str(max(u for u in upstream if u is not None))
+        own = _latest_storage_id(instance, spec.key)
+        key = spec.key.to_user_string()
+        if (own is not None and own > int(marker)) or cursor.get(key) == marker:
+            continue
+        due.append((spec, marker))
+    return due
+
+
+def _run_requests(result: TickResult, plane_fleet) -> list[dg.RunRequest]:
+    return [
+        dg.RunRequest(
+            run_key=run_key,
+            asset_selection=[dg.AssetKey.from_user_string(decision.request.workload)],
+            tags=run_tags(decision, plane_fleet),
+        )
+        for decision, run_key in result.placed()
+    ]
+
+
+def _log(context, result: TickResult) -> None:
+    for decision, _ in result.decisions:
+        where = decision.chosen.label if decision.chosen else "-"
+        context.log.info(
+            f"{decision.request.workload}: {decision.status} {where} "
+            f"(decision {decision.decision_id}): {decision.reason}"
+        )
+
+
+def build_placement_sensor(specs: list[WorkloadSpec]) -> dg.SensorDefinition:
+    by_key = {s.key.to_user_string(): s for s in specs}
+
+    @dg.sensor(
+        name="placement_sensor",
+        description=(
+            "Reasoning plane: places due GPU work and explicit requests jointly (governance, "
+            "quotas, budgets, fresh telemetry, cost) and launches each placed run with its "
+            "decision in the run tags."
+        ),
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        target=dg.AssetSelection.assets(*[s.key for s in specs]) if specs else None,
+    )
+    def placement_sensor(context: dg.SensorEvaluationContext, plane: PlaneResource):
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        pending = [
+            Pending(
+                _request(spec, f"{spec.key.to_user_string()}@{marker}"),
+                f"{spec.key.to_user_string()}@{marker}",
+            )
+            for spec, marker in due_workloads(context.instance, specs, cursor)
+        ]
+        with plane.connect() as conn:
+            explicit = []
+            for payload in store.pending_requests(conn):
+                request = request_from_payload(payload)
+                if request.workload not in by_key:
+                    context.log.warning(
+                        f"request {request.request_id}: {request.workload} is "
+                        "not a GPU asset of this code location; skipped"
+                    )
+                    continue
+                explicit.append(Pending(request, f"request:{request.request_id}"))
+            if not pending and not explicit:
+                return dg.SkipReason("no GPU work is due and no request is pending")
+            fleet = plane.fleet()
+            result = run_tick(conn, pending + explicit, lambda c: plane.snapshot(c), plane.policy())
+            for decision, run_key in result.decisions:
+                if run_key.startswith("request:"):
+                    store.mark_request(
+                        conn, decision.request.request_id, decision.status, decision.decision_id
+                    )
+                elif decision.status != DEFERRED:  # deferred: retried next tick
+                    workload, _, marker = run_key.rpartition("@")
+                    cursor[workload] = marker
+            conn.commit()
+        _log(context, result)
+        return dg.SensorResult(
+            run_requests=_run_requests(result, fleet), cursor=json.dumps(cursor, sort_keys=True)
+        )
+
+    return placement_sensor
+
+
+def build_recurring_schedule(specs: list[WorkloadSpec]) -> dg.ScheduleDefinition:
+    recurring = [s for s in specs if s.recurring]
+
+    @dg.schedule(
+        name="recurring_placement_schedule",
+        cron_schedule="0 2 * * *",
+        execution_timezone="UTC",
+        description=(
+            "Nightly re-evaluation of recurring GPU workloads: each keeps its cluster unless "
+            "moving saves more than it costs and its cluster is outside the stable band."
+        ),
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        target=dg.AssetSelection.assets(*[s.key for s in recurring]) if recurring else None,
+    )
+    def recurring_placement_schedule(context: dg.ScheduleEvaluationContext, plane: PlaneResource):
+        tick = (context.scheduled_execution_time or datetime.now(UTC)).strftime("%Y%m%dT%H%M")
+        with plane.connect() as conn:
+            pending = []
+            for spec in recurring:
+                current, moved_at = store.last_placement(conn, spec.key.to_user_string())
+                rid = f"{spec.key.to_user_string()}@schedule-{tick}"
+                pending.append(
+                    Pending(
+                        _request(spec, rid, current_cluster=current, last_moved_at=moved_at), rid
+                    )
+                )
+            if not pending:
+                return dg.SkipReason("no recurring GPU workload")
+            fleet = plane.fleet()
+            result = run_tick(conn, pending, lambda c: plane.snapshot(c), plane.policy())
+            conn.commit()
+        _log(context, result)
+        requests = _run_requests(result, fleet)
+        return requests or dg.SkipReason(
+            "; ".join(
+                f"{d.request.workload}: {d.status}: {d.reason}"
+                for d, _ in result.decisions
+                if d.status != PLACED
+            )
+        )
+
+    return recurring_placement_schedule
