@@ -23,6 +23,7 @@ TRANSIENT_RULES = (
     "budget",
     "telemetry_stale",
     "telemetry_missing",
+    "excluded",
 )
 
 
@@ -248,6 +249,15 @@ def budget(ctx: Context) -> Iterable[Rejection]:
         )
 
 
+def not_excluded(ctx: Context) -> Iterable[Rejection]:
+    """A cluster that already failed this work (e.g. rejected the Job for capacity)."""
+    if ctx.cluster.name in ctx.request.exclude_clusters:
+        yield Rejection(
+            "excluded",
+            f"attempt {ctx.request.attempt - 1} failed on {ctx.cluster.name}; re-placing elsewhere",
+        )
+
+
 RULES: tuple[Rule, ...] = (
     residency,
     compliance,
@@ -256,4 +266,5 @@ RULES: tuple[Rule, ...] = (
     gpu_capacity,
     quota,
     budget,
+    not_excluded,
 )

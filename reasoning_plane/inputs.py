@@ -105,6 +105,10 @@ class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ign
     """The safe YAML loader, refusing a key that appears twice in one mapping."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expected a mapping, but found {node.id}", node.start_mark
+            )
         seen: set[Any] = set()
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
@@ -180,7 +184,8 @@ def _yaml_error(path: Path, exc: Exception) -> InputFileError:
         field = f"line {mark.line + 1}, column {mark.column + 1}"
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
         return InputFileError(path, field, f"not valid YAML: {problem}")
-    return InputFileError(path, "(syntax)", f"not valid YAML: {str(exc).splitlines()[0]}")
+    detail = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    return InputFileError(path, "(syntax)", f"not valid YAML: {detail}")
 
 
 def _json_error(path: Path, exc: Exception) -> InputFileError:
@@ -213,7 +218,10 @@ def _read_documents(path: Path, *, multi: bool = False) -> list[Any]:
             docs = [d for d in yaml.load_all(text, Loader=_StrictLoader) if d is not None]
         else:
             docs = [yaml.load(text, Loader=_StrictLoader)]
-    except (yaml.YAMLError, *_PARSE_ERRORS) as exc:
+    except Exception as exc:
+        # Besides YAMLError, PyYAML raises ValueError, KeyError, IndexError or AttributeError
+        # for some malformed scalars (`!!bool x`, `!!timestamp x`, `2026-13-45`): all of them
+        # mean the text is not valid YAML. Parsing has no other side effects to hide.
         raise _yaml_error(path, exc) from None
     if not docs or docs == [None]:
         raise InputFileError(path, "(file)", "the file holds no document (only comments?)")
@@ -259,7 +267,7 @@ class _Check:
     def top(self, doc: Any, key: str) -> list[Any]:
         """The list under the one top-level key of a ``{key: [...]}`` file."""
         if not isinstance(doc, Mapping) or set(doc) != {key}:
-            keys = sorted(map(str, doc)) if isinstance(doc, Mapping) else _kind(doc)
+            keys = _show(sorted(map(str, doc))) if isinstance(doc, Mapping) else _kind(doc)
             self.fail("(top level)", f"must be a mapping with the single key {key!r}, got {keys}")
         return self.list(doc[key], key)
 

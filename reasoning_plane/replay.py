@@ -43,6 +43,12 @@ def request_from_payload(raw: Mapping[str, Any]) -> WorkloadRequest:
         gpu_optional=bool(raw.get("gpu_optional", False)),
         recurring=bool(raw.get("recurring", False)),
         current_cluster=raw.get("current_cluster"),
+        cpu_duration_s=raw.get("cpu_duration_s"),
+        exclude_clusters=tuple(raw.get("exclude_clusters") or ()),
+        attempt=int(raw.get("attempt", 1)),
+        last_moved_at=datetime.fromisoformat(raw["last_moved_at"])
+        if raw.get("last_moved_at")
+        else None,
     )
 
 

@@ -27,8 +27,8 @@ from resources.plane import PlaneResource
 
 
 def _latest_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey) -> int | None:
-    event = instance.get_latest_materialization_event(key)
-    return event.storage_id if event is not None else None
+    records = instance.fetch_materializations(key, limit=1).records
+    return records[0].storage_id if records else None
 
 
 def _request(spec: WorkloadSpec, request_id: str, **extra) -> WorkloadRequest:
@@ -44,7 +44,6 @@ def _request(spec: WorkloadSpec, request_id: str, **extra) -> WorkloadRequest:
         latency_slo_ms=spec.latency_slo_ms,
         priority=spec.priority,
         gpu_optional=spec.gpu_optional,
-        cpu_duration_s=spec.est_duration_s * 4 if spec.gpu_optional else None,
         recurring=spec.recurring,
         **extra,
     )

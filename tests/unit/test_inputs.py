@@ -993,7 +993,19 @@ JSON_LIKE = st.recursive(
     ),
     max_leaves=25,
 )
-_YAMLISH = st.text(alphabet=st.sampled_from(list(":-[]{}\n #&*!|>'\"%@`,?019aZ._\t~")), max_size=80)
+_YAML_TOKENS = st.sampled_from(
+    [
+        ":", ": ", "- ", "[", "]", "{", "}", ", ", "\n", "\n  ", "\n    ", "---\n", "...\n",
+        "# c", "&a ", "*a", "<<: ", "? ", "'", '"', "|\n  ", ">\n  ", "%YAML 1.1\n", "~",
+        "!!str ", "!!int ", "!!float ", "!!bool ", "!!null ", "!!timestamp ", "!!binary ",
+        "!!map ", "!!seq ", "!!set ", "!!omap ", "!!pairs ", "!!merge ", "!!value ", "!x ",
+        "!!python/object:os.system ", "x", "16", "-1", "1.5", ".nan", ".inf", "0x1F", "1_000",
+        "1:30", "yes", "2026-11-25", "2026-13-45", "2026-11-25T12:00:00Z", "\t", "\u00e9",
+    ]
+)  # fmt: skip
+_YAMLISH = st.lists(_YAML_TOKENS | _WORDS, max_size=40).map("".join) | st.text(
+    alphabet=st.sampled_from(list(":-[]{}\n #&*!|>'\"%@`,?019aZ._\t~")), max_size=80
+)
 
 
 def _fuzz_path(tmp_path: Path, name: str, suffix: str | None = None) -> Path:
