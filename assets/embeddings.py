@@ -19,7 +19,7 @@ import polars as pl
 from assets.governance import catalog_key
 from assets.ingestion import ingested_key
 from assets.tags import governance_tags, owner
-from assets.workloads import workload_metadata
+from assets.workloads import placement_metadata, workload_metadata
 from data_plane.chunking import chunk_frame
 from data_plane.embedder import MODEL_ID
 from data_plane.pii import chunk_pii_types
@@ -35,6 +35,7 @@ from data_plane.vector_store import (
 from resources.embedding import EmbeddingModelResource
 from resources.governance import GovernanceCatalogResource
 from resources.lakehouse import LakehouseResource
+from resources.postgres import PostgresResource
 from resources.vectors import VectorStoresResource
 
 RETRIEVAL_GROUP = "retrieval"
@@ -168,6 +169,7 @@ def build_embeddings_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.Ass
         lakehouse: LakehouseResource,
         vectors: VectorStoresResource,
         embedding_model: EmbeddingModelResource,
+        postgres: PostgresResource,
     ) -> dg.MaterializeResult:
         chunks = lakehouse.read("chunks", spec.name)
         residencies = chunks.get_column("residency").unique().to_list() or [residency]
@@ -227,9 +229,12 @@ def build_embeddings_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.Ass
                             elsewhere[other.region] = count
         seconds = time.perf_counter() - started
         stored = stats["datasets"].get(spec.name, 0)
+        with postgres.connect() as conn:
+            placement = placement_metadata(dict(context.run.tags), conn)
         region_ok = not elsewhere and stats["foreign_residency_rows"] == 0
         return dg.MaterializeResult(
             metadata={
+                **placement,
                 "chunks": chunks.height,
                 "embedded": embedded,
                 "reused": chunks.height - todo.height,

@@ -94,3 +94,24 @@ def workload_specs(assets: Iterable[dg.AssetsDefinition]) -> list[WorkloadSpec]:
                 )
             )
     return specs
+
+
+def placement_metadata(run_tags: dict[str, str], conn) -> dict[str, object]:
+    """The run's placement decision as materialization metadata (EXPLAIN table and summary)."""
+    from reasoning_plane import store
+
+    decision_id = run_tags.get("plane/decision_id")
+    if not decision_id:
+        return {"placement": "not placed by the reasoning plane (launched directly)"}
+    store.ensure_schema(conn)
+    logged = store.decision_for(conn, decision_id)
+    if logged is None:
+        return {"placement": f"decision {decision_id} not found in plane.decisions"}
+    return {
+        "placement": dg.MetadataValue.md(f"```\n{logged.explanation}\n```"),
+        "placement_decision_id": decision_id,
+        "placement_cluster": run_tags.get("plane/cluster", ""),
+        "placement_zone": run_tags.get("plane/zone", ""),
+        "placement_gpu_type": run_tags.get("plane/gpu_type", ""),
+        "placement_est_cost_usd": float(run_tags.get("plane/est_cost_usd", "0") or 0),
+    }

@@ -184,7 +184,10 @@ def _yaml_error(path: Path, exc: Exception) -> InputFileError:
         field = f"line {mark.line + 1}, column {mark.column + 1}"
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
         return InputFileError(path, field, f"not valid YAML: {problem}")
-    detail = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    if isinstance(exc, yaml.YAMLError | ValueError):
+        detail = (str(exc).splitlines() or [""])[0][:200]
+    else:
+        detail = f"a value cannot be read ({type(exc).__name__}: {str(exc)[:100]})"
     return InputFileError(path, "(syntax)", f"not valid YAML: {detail}")
 
 
