@@ -13,6 +13,9 @@
     plane replay [--fleet F] [--policy P] [--since ISO-8601] [--json]
                                   re-run logged decisions under a changed fleet or policy
     plane request --requests R    queue explicit workload requests for the placement sensor
+    plane agent --cluster NAME [--interval 1] [--gpu-type T] [--once | --check]
+                                  push this node's NVML telemetry to plane.telemetry
+    plane gpus [--json]           this machine's GPUs as NVML reports them
     plane db-url                  the PostgreSQL URL in use (password redacted)
 
 Exit codes: 0 success, 2 bad input, 3 no feasible cluster, 4 not found.
@@ -262,6 +265,93 @@ def _request(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _agent(args: argparse.Namespace) -> int:
+    from reasoning_plane.agent import run_agent, samples_from_report
+    from reasoning_plane.gpu_telemetry import read_gpus
+
+    if args.interval <= 0:
+        raise ValueError("--interval must be a positive number of seconds")
+    if args.check:  # liveness: NVML readable and the database reachable
+        report = read_gpus()
+        with psycopg.connect(database_url(), connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+        print(f"{'ok' if report.available else 'no GPU'}: {report.reason}")
+        return EXIT_OK if report.available else EXIT_NOT_FOUND
+    if args.once:
+        report = read_gpus()
+        for s in samples_from_report(args.cluster, report, args.gpu_type):
+            print(
+                f"{s.cluster}/{s.gpu_type}: {s.free_gpus} free, utilisation "
+                f"{s.utilisation:.0%}, {s.free_memory_gb:.1f} GB free per GPU"
+            )
+        stats = run_agent(
+            lambda: psycopg.connect(database_url(), connect_timeout=5),
+            args.cluster,
+            iterations=1,
+            gpu_type=args.gpu_type,
+            reader=lambda: report,
+        )
+        print(f"pushed {stats.samples} samples ({report.reason})")
+        return EXIT_OK
+    run_agent(
+        lambda: psycopg.connect(database_url(), connect_timeout=5),
+        args.cluster,
+        interval_s=args.interval,
+        gpu_type=args.gpu_type,
+    )
+    return EXIT_OK
+
+
+def _gpus(args: argparse.Namespace) -> int:
+    from reasoning_plane.gpu_telemetry import read_gpus
+
+    report = read_gpus()
+    if args.json:
+        gpus = [
+            {
+                "index": g.index,
+                "name": g.name,
+                "memory_total_gb": g.memory_total_gb,
+                "memory_used_gb": g.memory_used_gb,
+                "utilisation": g.utilisation,
+                "processes": [p.pid for p in g.processes],
+            }
+            for g in report.gpus
+        ]
+        print(
+            json.dumps(
+                {
+                    "available": report.available,
+                    "reason": report.reason,
+                    "observed_at": report.observed_at.isoformat(),
+                    "driver": report.driver_version,
+                    "gpus": gpus,
+                },
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    if not report.available:
+        print(f"no GPU: {report.reason}; the local cluster has 0 GPUs")
+        return EXIT_OK
+    print(
+        format_table(
+            ["gpu", "name", "memory used / total GB", "utilisation", "processes"],
+            [
+                [
+                    g.index,
+                    g.name,
+                    f"{g.memory_used_gb:.1f} / {g.memory_total_gb:.1f}",
+                    f"{g.utilisation:.0%}",
+                    len(g.processes),
+                ]
+                for g in report.gpus
+            ],
+        )
+    )
+    return EXIT_OK
+
+
 def _db_url(_: argparse.Namespace) -> int:
     print(redact_url(database_url()))
     return EXIT_OK
@@ -313,6 +403,19 @@ def build_parser() -> argparse.ArgumentParser:
     req = sub.add_parser("request", help="queue explicit workload requests")
     req.add_argument("--requests", required=True)
     req.set_defaults(func=_request)
+
+    agent = sub.add_parser("agent", help="push this node's GPU telemetry every interval")
+    agent.add_argument("--cluster", default="local", help="cluster name as in the fleet file")
+    agent.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
+    agent.add_argument("--gpu-type", help="pool name in the fleet file (default: NVML's name)")
+    mode = agent.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="one sample, printed, then exit")
+    mode.add_argument("--check", action="store_true", help="liveness check: NVML and database")
+    agent.set_defaults(func=_agent)
+
+    gpus = sub.add_parser("gpus", help="this machine's GPUs (NVML)")
+    gpus.add_argument("--json", action="store_true")
+    gpus.set_defaults(func=_gpus)
 
     db = sub.add_parser("db-url", help="the PostgreSQL URL in use (password redacted)")
     db.set_defaults(func=_db_url)

@@ -356,10 +356,9 @@ class _Check:
         )
 
     def subdomain(self, value: Any, field: str) -> str:
-        name = self.name(value, field, _DNS_SUBDOMAIN, "a DNS-1123 subdomain (a-z, 0-9, '-', '.')")
-        if len(name) > 253:
-            self.fail(field, "is longer than 253 characters")
-        return name
+        if isinstance(value, str) and len(value) > 253:
+            self.fail(field, "must be a DNS-1123 subdomain of at most 253 characters")
+        return self.name(value, field, _DNS_SUBDOMAIN, "a DNS-1123 subdomain (a-z, 0-9, '-', '.')")
 
     def zone(self, value: Any, field: str) -> str:
         zone = self.name(value, field, _ZONE, "an upper-case zone name such as EU or US")

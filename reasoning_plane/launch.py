@@ -14,16 +14,22 @@ from reasoning_plane.model import CPU, Decision, Fleet
 DECISION_LABEL = "reasoning-plane/decision-id"
 
 
-def k8s_config(decision: Decision, fleet: Fleet) -> dict:
-    """The ``dagster-k8s/config`` value for a placed decision."""
+def _labels(decision: Decision) -> dict[str, str]:
+    return {DECISION_LABEL: decision.decision_id, "reasoning-plane/team": decision.request.team}
+
+
+def k8s_config(decision: Decision, fleet: Fleet, *, gpu: bool) -> dict:
+    """A ``dagster-k8s/config`` value: the run worker's (``gpu=False``: the cluster's node
+    selector and the decision labels) or each GPU step's (``gpu=True``: also the
+    ``nvidia.com/gpu`` limit, the pool's node selector and its tolerations)."""
     assert decision.chosen is not None
     cluster = fleet.get(decision.chosen.cluster)
     assert cluster is not None
-    labels = {DECISION_LABEL: decision.decision_id, "reasoning-plane/team": decision.request.team}
+    labels = _labels(decision)
     selector = dict(cluster.node_labels)
     container: dict = {}
     pod_spec: dict = {}
-    if decision.chosen.gpu_type != CPU:
+    if gpu and decision.chosen.gpu_type != CPU:
         pool = cluster.pool(decision.chosen.gpu_type)
         assert pool is not None
         selector.update(pool.node_labels)
@@ -42,6 +48,22 @@ def k8s_config(decision: Decision, fleet: Fleet) -> dict:
         "job_metadata": {"labels": labels},
         "pod_template_spec_metadata": {"labels": labels},
     }
+
+
+def run_config(decision: Decision, fleet: Fleet) -> dict:
+    """Run config selecting the decision's executor of `resources.executor.placement_executor`."""
+    if decision.executor == "k8s_job_executor":
+        return {
+            "execution": {
+                "config": {
+                    "k8s": {
+                        "job_namespace": decision.namespace,
+                        "step_k8s_config": k8s_config(decision, fleet, gpu=True),
+                    }
+                }
+            }
+        }
+    return {"execution": {"config": {decision.executor or "multiprocess": {}}}}
 
 
 def run_tags(decision: Decision, fleet: Fleet) -> dict[str, str]:
@@ -71,5 +93,7 @@ def run_tags(decision: Decision, fleet: Fleet) -> dict[str, str]:
         "dagster/priority": str(decision.request.priority),
     }
     if not cluster.local:
-        tags["dagster-k8s/config"] = json.dumps(k8s_config(decision, fleet), sort_keys=True)
+        tags["dagster-k8s/config"] = json.dumps(
+            k8s_config(decision, fleet, gpu=False), sort_keys=True
+        )
     return tags

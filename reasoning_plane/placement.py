@@ -162,6 +162,7 @@ def decide(
     cluster = snapshot.fleet.get(chosen.cluster)
     assert cluster is not None
     picked = next(e for e in evaluations if e.candidate == chosen)
+    memory = _memory_arithmetic(request, snapshot, chosen)
     others = sorted((e for e in feasible if e.candidate != chosen), key=lambda e: e.score)
     why = reason or (
         f"{chosen.label}: ${picked.cost.total_usd:,.2f}, ~{picked.cost.latency_ms:.0f} ms"
@@ -171,6 +172,8 @@ def decide(
             else "; the only feasible candidate"
         )
     )
+    if memory:
+        why = f"{why}; {memory}"
     return Decision(
         decision_id=decision_id(request, snapshot_hash, policy.version(), snapshot.now),
         request=request,
@@ -184,6 +187,21 @@ def decide(
         executor=executor_for(cluster, chosen.gpu_type),
         zone=cluster.zone,
         namespace=cluster.namespace(request.team),
+    )
+
+
+def _memory_arithmetic(request: WorkloadRequest, snapshot: Snapshot, chosen: Candidate) -> str:
+    """Memory arithmetic of single-node packing, e.g. '28.0 GB free per NVML >= 20 GB needed'."""
+    if chosen.gpu_type == CPU:
+        return ""
+    sample = snapshot.telemetry.get((chosen.cluster, chosen.gpu_type))
+    cluster = snapshot.fleet.get(chosen.cluster)
+    pool = cluster.pool(chosen.gpu_type) if cluster else None
+    if sample is None or sample.free_memory_gb is None or pool is None:
+        return ""
+    return (
+        f"GPU memory: {pool.memory_gb:g} GB per GPU, {sample.free_memory_gb:.1f} GB free per "
+        f"NVML >= {request.gpu_memory_gb:g} GB needed"
     )
 
 

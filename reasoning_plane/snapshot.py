@@ -13,6 +13,7 @@ import psycopg
 from data_plane.catalog import CatalogRecord
 from data_plane.classification import UNKNOWN
 from reasoning_plane import store
+from reasoning_plane.agent import pool_name, samples_from_report
 from reasoning_plane.gpu_telemetry import NvmlReport
 from reasoning_plane.model import (
     Budget,
@@ -48,7 +49,7 @@ def local_fleet(report: NvmlReport) -> Fleet:
         by_name.setdefault(gpu.name, []).append(gpu.memory_total_gb)
     pools = tuple(
         GpuPool(
-            gpu_type=name.replace(" ", "-"),
+            gpu_type=pool_name(name),
             memory_gb=min(mems),
             total=len(mems),
             price_per_hour=0.0,
@@ -76,22 +77,9 @@ def local_fleet(report: NvmlReport) -> Fleet:
 def local_samples(fleet: Fleet, report: NvmlReport) -> dict[tuple[str, str], TelemetrySample]:
     """Live samples of the local cluster's pools; memory is what NVML says is actually free."""
     local = next((c for c in fleet.clusters if c.local), None)
-    if local is None or not report.available:
+    if local is None:
         return {}
-    out: dict[tuple[str, str], TelemetrySample] = {}
-    for pool in local.pools:
-        gpus = [g for g in report.gpus if g.name.replace(" ", "-") == pool.gpu_type]
-        if not gpus:
-            continue
-        out[(local.name, pool.gpu_type)] = TelemetrySample(
-            cluster=local.name,
-            gpu_type=pool.gpu_type,
-            free_gpus=sum(1 for g in gpus if g.memory_free_gb >= 1.0),
-            utilisation=sum(g.utilisation for g in gpus) / len(gpus),
-            observed_at=report.observed_at,
-            free_memory_gb=max(g.memory_free_gb for g in gpus),
-        )
-    return out
+    return {(s.cluster, s.gpu_type): s for s in samples_from_report(local.name, report)}
 
 
 def period_start(period: str, now: datetime) -> datetime:

@@ -19,7 +19,7 @@ import dagster as dg
 
 from assets.workloads import WorkloadSpec
 from reasoning_plane import store
-from reasoning_plane.launch import run_tags
+from reasoning_plane.launch import run_config, run_tags
 from reasoning_plane.model import DEFERRED, PLACED, WorkloadRequest
 from reasoning_plane.replay import request_from_payload
 from reasoning_plane.tick import Pending, TickResult, run_tick
@@ -73,6 +73,7 @@ def _run_requests(result: TickResult, plane_fleet) -> list[dg.RunRequest]:
             run_key=run_key,
             asset_selection=[dg.AssetKey.from_user_string(decision.request.workload)],
             tags=run_tags(decision, plane_fleet),
+            run_config=run_config(decision, plane_fleet),
         )
         for decision, run_key in result.placed()
     ]

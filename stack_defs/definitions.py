@@ -23,6 +23,7 @@ from data_plane.policy import load_policy
 from data_plane.sources import load_source_catalog
 from resources.database import project_root
 from resources.embedding import EmbeddingModelResource
+from resources.executor import placement_executor
 from resources.governance import GovernanceCatalogResource
 from resources.lakehouse import LakehouseResource
 from resources.plane import PlaneResource
@@ -88,6 +89,7 @@ def build_defs(
             plane_failure_sensor,
         ],
         schedules=[build_recurring_schedule(workloads)],
+        executor=placement_executor,
         resources={
             "postgres": postgres,
             "lakehouse": LakehouseResource(root=lakehouse_root),

@@ -103,7 +103,12 @@ def test_due_gpu_assets_are_placed_once_with_decision_tags(world) -> None:
     assert tickets.tags["plane/cluster"] in {"eu-fra-a10", "eu-par-h100"}
     assert tickets.tags["plane/namespace"] == "customer-support"
     assert tickets.tags["plane/executor"] == "k8s_job_executor"
-    assert '"nvidia.com/gpu": "1"' in tickets.tags["dagster-k8s/config"]
+    assert "nvidia.com/gpu" not in tickets.tags["dagster-k8s/config"]  # run worker: no GPU
+    step = tickets.run_config["execution"]["config"]["k8s"]
+    assert step["job_namespace"] == "customer-support"
+    assert step["step_k8s_config"]["container_config"]["resources"]["limits"] == {
+        "nvidia.com/gpu": "1"
+    }
     assert tickets.run_key.startswith("embeddings/support_tickets@")
 
     with psycopg.connect(url) as conn:

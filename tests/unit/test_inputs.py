@@ -547,7 +547,24 @@ BAD: list[tuple[str, Loader, str, str | bytes, str]] = [
         "line 3",
     ),
     ("fleet-json-nan", load_fleet, "f.json", '{"clusters": [NaN]}', "(syntax)"),
-    ("fleet-json-duplicate-key", load_fleet, "f.json", '{"clusters": [], "clusters": []}', "("),
+    (
+        "fleet-json-duplicate-key",
+        load_fleet,
+        "f.json",
+        '{"clusters": [], "clusters": []}',
+        "(syntax)",
+    ),
+    # PyYAML raises KeyError / AttributeError for these (found by the fuzz tests)
+    ("fleet-yaml-bad-bool-tag", load_fleet, "f.yaml", "clusters: !!bool x\n", "(syntax)"),
+    ("fleet-yaml-bad-time-tag", load_fleet, "f.yaml", "clusters: !!timestamp x\n", "(syntax)"),
+    ("fleet-yaml-map-tag-on-text", load_fleet, "f.yaml", "clusters: !!map x\n", "line 1"),
+    (
+        "fleet-yaml-python-tag",
+        load_fleet,
+        "f.yaml",
+        "clusters: !!python/name:os.system\n",
+        "line 1",
+    ),
     # ---- quotas
     ("quota-milli", load_quotas, "q.yaml", _quota("gpu-quota", "a", "500m"), Q0 + GPU),
     ("quota-binary-unit", load_quotas, "q.yaml", _quota("gpu-quota", "a", "2Gi"), Q0 + GPU),
@@ -809,7 +826,7 @@ BAD: list[tuple[str, Loader, str, str | bytes, str]] = [
     ),
     ("catalog-top", load_catalog_records, "c.json", '{"items": []}', "(top level)"),
     ("catalog-scalar", load_catalog_records, "c.json", "42", "(top level)"),
-    ("catalog-deep", load_catalog_records, "c.json", "[" * 100_000 + "]" * 100_000, "("),
+    ("catalog-deep", load_catalog_records, "c.json", "[" * 100_000 + "]" * 100_000, "(syntax)"),
     # ---- telemetry
     (
         "telemetry-naive",

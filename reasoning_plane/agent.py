@@ -1,0 +1,99 @@
+"""The telemetry push agent (``plane agent``): one per GPU node, samples NVML every second and
+writes the samples to ``plane.telemetry``, so remote clusters' telemetry is pushed, not polled,
+and the placement tick's freshness rule can trust (or refuse) it by its observation time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+
+from reasoning_plane import store
+from reasoning_plane.gpu_telemetry import NvmlReport, read_gpus
+from reasoning_plane.model import TelemetrySample
+
+FREE_MEMORY_GB = 1.0  # a GPU with less free memory than this is not counted as free
+
+
+def pool_name(nvml_name: str) -> str:
+    return nvml_name.strip().replace(" ", "-")
+
+
+def samples_from_report(
+    cluster: str, report: NvmlReport, gpu_type: str | None = None
+) -> list[TelemetrySample]:
+    """One sample per GPU type on this node: free GPUs, mean utilisation, largest free memory."""
+    if not report.available:
+        return []
+    by_type: dict[str, list] = {}
+    for gpu in report.gpus:
+        by_type.setdefault(gpu_type or pool_name(gpu.name), []).append(gpu)
+    return [
+        TelemetrySample(
+            cluster=cluster,
+            gpu_type=name,
+            free_gpus=sum(1 for g in gpus if g.memory_free_gb >= FREE_MEMORY_GB),
+            utilisation=min(max(sum(g.utilisation for g in gpus) / len(gpus), 0.0), 1.0),
+            observed_at=report.observed_at,
+            free_memory_gb=max(g.memory_free_gb for g in gpus),
+        )
+        for name, gpus in sorted(by_type.items())
+    ]
+
+
+@dataclass
+class AgentStats:
+    iterations: int = 0
+    samples: int = 0
+    errors: int = 0
+    last_reason: str = ""
+
+
+def run_agent(
+    connect: Callable[[], psycopg.Connection],
+    cluster: str,
+    *,
+    interval_s: float = 1.0,
+    iterations: int | None = None,
+    gpu_type: str | None = None,
+    reader: Callable[[], NvmlReport] = read_gpus,
+    log: Callable[[str], None] = print,
+    sleep: Callable[[float], None] = time.sleep,
+) -> AgentStats:
+    """Sample and push until stopped (or ``iterations`` times). Database errors are reported and
+    retried on the next tick with a fresh connection; nothing is ever pushed without a reading."""
+    stats = AgentStats()
+    conn: psycopg.Connection | None = None
+    while iterations is None or stats.iterations < iterations:
+        started = time.monotonic()
+        report = reader()
+        stats.iterations += 1
+        if not report.available:
+            if report.reason != stats.last_reason:
+                log(f"plane agent: {cluster}: no GPU telemetry: {report.reason}")
+            stats.last_reason = report.reason
+        else:
+            samples = samples_from_report(cluster, report, gpu_type)
+            try:
+                if conn is None or conn.closed:
+                    conn = connect()
+                    store.ensure_schema(conn)
+                store.insert_samples(conn, samples)
+                conn.commit()
+                stats.samples += len(samples)
+                stats.last_reason = report.reason
+            except psycopg.Error as exc:
+                stats.errors += 1
+                log(f"plane agent: {cluster}: could not write telemetry ({exc}); retrying")
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if iterations is not None and stats.iterations >= iterations:
+            break
+        sleep(max(interval_s - (time.monotonic() - started), 0.0))
+    if conn is not None:
+        conn.close()
+    return stats
