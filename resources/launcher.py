@@ -33,6 +33,7 @@ without placement goes to ``default_cluster`` (refused when that is empty).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -50,6 +51,7 @@ from dagster._serdes import ConfigurableClass, ConfigurableClassData
 from dagster_k8s import K8sRunLauncher
 
 LOCAL = "local"
+HOME_CLUSTER_ENV = "PLANE_CLUSTER"
 
 
 class PlacementRefused(Exception):
@@ -126,10 +128,51 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
                 raise PlacementRefused(f"run {run.run_id} on {cluster} has no plane/namespace tag")
             key = (cluster, namespace)
             if key not in self._k8s:
-                launcher = self._factory(**self._clusters[cluster], job_namespace=namespace)
+                settings = dict(self._clusters[cluster])
+                # The run worker learns which cluster it is on (see home_settings).
+                settings["env_vars"] = [
+                    *settings.get("env_vars", []),
+                    f"{HOME_CLUSTER_ENV}={cluster}",
+                ]
+                launcher = self._factory(**settings, job_namespace=namespace)
                 launcher.register_instance(self._instance)
                 self._k8s[key] = launcher
             return self._k8s[key]
+
+    # -- the K8sRunLauncher view that dagster-k8s's step executor reads ---------------------------
+    # Inside a run worker pod, `k8s_job_executor` reads the instance's run launcher for the image,
+    # service account, secrets... of step Jobs. The pod's cluster is in PLANE_CLUSTER (set by the
+    # decision's dagster-k8s/config), so these properties answer for that cluster's settings.
+    def home_settings(self) -> Mapping[str, Any]:
+        return self._clusters.get(os.environ.get(HOME_CLUSTER_ENV, ""), {})
+
+    def _setting(self, key: str, default: Any = None) -> Any:
+        return self.home_settings().get(key, default)
+
+    job_image = property(lambda self: self._setting("job_image"))
+    dagster_home = property(lambda self: self._setting("dagster_home", "/opt/dagster/dagster_home"))
+    instance_config_map = property(lambda self: self._setting("instance_config_map", ""))
+    postgres_password_secret = property(lambda self: self._setting("postgres_password_secret"))
+    image_pull_policy = property(lambda self: self._setting("image_pull_policy"))
+    image_pull_secrets = property(lambda self: self._setting("image_pull_secrets", []))
+    service_account_name = property(lambda self: self._setting("service_account_name"))
+    env_config_maps = property(lambda self: self._setting("env_config_maps", []))
+    env_secrets = property(lambda self: self._setting("env_secrets", []))
+    env_vars = property(lambda self: self._setting("env_vars", []))
+    volume_mounts = property(lambda self: self._setting("volume_mounts", []))
+    volumes = property(lambda self: self._setting("volumes", []))
+    labels = property(lambda self: self._setting("labels", {}))
+    resources = property(lambda self: self._setting("resources", {}))
+    scheduler_name = property(lambda self: self._setting("scheduler_name"))
+    security_context = property(lambda self: self._setting("security_context", {}))
+    run_k8s_config = property(lambda self: self._setting("run_k8s_config", {}))
+    job_namespace = property(lambda self: None)  # each step's namespace: the run config's
+    only_allow_user_defined_k8s_config_fields = property(
+        lambda self: self._setting("only_allow_user_defined_k8s_config_fields")
+    )
+    only_allow_user_defined_env_vars = property(
+        lambda self: self._setting("only_allow_user_defined_env_vars")
+    )
 
     # -- RunLauncher -----------------------------------------------------------------------------
     def launch_run(self, context: LaunchRunContext) -> None:

@@ -31,6 +31,7 @@ from reasoning_plane.policy import PlacementPolicy
 from resources.launcher import PlacementRefused, PlacementRunLauncher
 from tests.integration.placed_jobs import placed_gpu_job
 
+pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "examples" / "seed_scenario"
 SERIALIZER = kubernetes.client.ApiClient()
@@ -164,6 +165,7 @@ def test_eu_and_us_runs_become_jobs_on_two_clusters(tmp_path: Path) -> None:
         container = pod["spec"]["containers"][0]
         assert container["image"] == f"registry.example.com/reasoning-plane:{name}"
         assert "nvidia.com/gpu" not in str(container.get("resources"))  # run worker: no GPU
+        assert {"name": "PLANE_CLUSTER", "value": name} in container["env"]
     assert eu.namespace != us.namespace
 
 
@@ -193,20 +195,29 @@ def test_gpu_steps_become_jobs_with_limits_selectors_and_tolerations(
         pool = cluster.pool(decision.chosen.gpu_type)
         config = run_config(decision, fleet)
         assert decision.executor == "k8s_job_executor" and "k8s" in config["execution"]["config"]
+        # The run worker's instance is the production one: the routing launcher, whose settings
+        # for the pod's own cluster (PLANE_CLUSTER) the step executor reads.
+        monkeypatch.setenv("PLANE_CLUSTER", cluster.name)
+        settings = {
+            "load_incluster_config": False,
+            "kubeconfig_file": kubeconfig(tmp_path, "c"),
+            "service_account_name": "dagster-run",
+            "instance_config_map": "dagster-instance",
+            "dagster_home": "/opt/dagster/dagster_home",
+            "env_secrets": ["reasoning-plane-db"],
+            "job_image": "registry.example.com/rp:1",
+        }
         overrides = {
             "run_launcher": {
-                "module": "dagster_k8s",
-                "class": "K8sRunLauncher",
-                "config": {
-                    "load_incluster_config": False,
-                    "kubeconfig_file": kubeconfig(tmp_path, "c"),
-                    "service_account_name": "dagster-run",
-                    "instance_config_map": "dagster-instance",
-                    "dagster_home": "/opt/dagster/dagster_home",
-                    "job_image": "registry.example.com/rp:1",
-                },
+                "module": "resources.launcher",
+                "class": "PlacementRunLauncher",
+                "config": {"clusters": {cluster.name: settings}},
             }
         }
+        # Outside a cluster the step handler needs a kubeconfig (in a pod: in-cluster config).
+        config["execution"]["config"]["k8s"].update(
+            load_incluster_config=False, kubeconfig_file=kubeconfig(tmp_path, "c")
+        )
         before = len(captured.jobs)
         with dg.instance_for_test(overrides=overrides) as instance:
             result = dg.execute_job(
@@ -227,6 +238,10 @@ def test_gpu_steps_become_jobs_with_limits_selectors_and_tolerations(
         assert spec["tolerations"] == [t.to_k8s() for t in pool.tolerations]
         assert job["metadata"]["labels"][DECISION_LABEL] == decision.decision_id
         assert job["metadata"]["labels"]["dagster/op"] == "embed_on_gpu"
+        pod = spec["containers"][0]
+        assert spec["serviceAccountName"] == "dagster-run"  # the cluster's settings reached it
+        assert pod["image"] == "registry.example.com/rp:1"
+        assert {"secretRef": {"name": "reasoning-plane-db"}} in pod["envFrom"]
 
 
 def test_runs_routed_locally_or_refused(tmp_path: Path) -> None:

@@ -1,0 +1,504 @@
+"""The deployment files of Layers 2A/2B (deploy/): valid for their tools, and saying what we mean.
+
+* every Kubernetes document under deploy/k8s/ validates against the Kubernetes 1.37 schemas in
+  strict mode (kubernetes-validate, offline), and states the facts the plane relies on (quotas,
+  RBAC, the telemetry agent on every GPU node);
+* deploy/dagster.yaml validates against Dagster's instance schema and each block against the
+  config schema of the class it names (postgres storage, QueuedRunCoordinator, the placement run
+  launcher and, per cluster, dagster-k8s's K8sRunLauncher);
+* the Kubernetes Job that dagster-k8s builds from that config for a placed decision is a valid
+  Job in the team's namespace, which the team's quota admits;
+* the Helm values carry the same launcher and coordinator, and the code location `-m stack_defs`;
+* the Dockerfile installs torch before the project and ends with the code-server command.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import kubernetes_validate
+import pytest
+import yaml
+from dagster import DagsterRun
+from dagster._cli import cli as dagster_cli
+from dagster._config import validate_config
+from dagster._core.instance.config import dagster_instance_config
+from dagster._core.run_coordinator import QueuedRunCoordinator
+from dagster._serdes.config_class import class_from_code_pointer
+from dagster_k8s import K8sRunLauncher
+from dagster_k8s.job import construct_dagster_k8s_job
+from dagster_postgres import DagsterPostgresStorage
+
+from reasoning_plane.inputs import load_fleet, load_quotas
+from reasoning_plane.launch import run_tags
+from reasoning_plane.placement import place
+from reasoning_plane.policy import PlacementPolicy
+from resources.launcher import PlacementRefused, PlacementRunLauncher
+from tests.unit.plane.factory import request, snapshot
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+K8S_VERSION = "1.37"
+TEAMS = {"financial-ml": 16, "customer-support": 4, "media-ml": 8, "commerce-analytics": 8}
+PLANE_NAMESPACE = "reasoning-plane"
+DB_SECRET = "reasoning-plane-db"
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def _documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+MANIFESTS = sorted((DEPLOY / "k8s").glob("*.yaml"))
+DOCUMENTS = [(path, doc) for path in MANIFESTS for doc in _documents(path)]
+
+
+def _find(kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+    found = [
+        doc
+        for _, doc in DOCUMENTS
+        if doc["kind"] == kind
+        and doc["metadata"]["name"] == name
+        and doc["metadata"].get("namespace") == namespace
+    ]
+    assert len(found) == 1, f"expected one {kind} {namespace}/{name}, found {len(found)}"
+    return found[0]
+
+
+# -- deploy/k8s: schemas ---------------------------------------------------------------------
+
+
+def test_every_manifest_file_is_there() -> None:
+    names = {path.name for path in MANIFESTS}
+    assert {"namespaces.yaml", "quotas.yaml", "rbac.yaml", "agent-daemonset.yaml"} <= names
+
+
+@pytest.mark.parametrize(
+    ("path", "doc"),
+    DOCUMENTS,
+    ids=[f"{p.name}:{d['kind']}/{d['metadata']['name']}" for p, d in DOCUMENTS],
+)
+def test_manifest_validates_strictly_against_kubernetes_schema(
+    path: Path, doc: dict[str, Any]
+) -> None:
+    # strict: unknown fields are errors (a misspelt key would otherwise be silently dropped)
+    kubernetes_validate.validate(doc, desired_version=K8S_VERSION, strict=True)
+
+
+def test_strict_validation_refuses_an_unknown_field() -> None:
+    quota = json.loads(json.dumps(_find("ResourceQuota", "gpu-quota", "media-ml")))
+    quota["spec"]["hardd"] = quota["spec"].pop("hard")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(quota, desired_version=K8S_VERSION, strict=True)
+
+
+# -- deploy/k8s: facts -----------------------------------------------------------------------
+
+
+def test_namespaces_of_the_plane_and_the_teams() -> None:
+    assert _find("Namespace", PLANE_NAMESPACE)
+    for team in TEAMS:
+        assert _find("Namespace", team)["metadata"]["labels"]["reasoning-plane/team"] == team
+
+
+def test_gpu_quotas_as_kubernetes_and_the_plane_read_them() -> None:
+    financial = _find("ResourceQuota", "ml-team-financial-models", "financial-ml")
+    assert financial["spec"]["hard"]["requests.nvidia.com/gpu"] == "16"
+    for team, gpus in TEAMS.items():
+        quotas = [
+            d
+            for _, d in DOCUMENTS
+            if d["kind"] == "ResourceQuota" and d["metadata"]["namespace"] == team
+        ]
+        assert [q["spec"]["hard"]["requests.nvidia.com/gpu"] for q in quotas] == [str(gpus)]
+    # the same file is a valid PLANE_QUOTAS_FILE (its LimitRanges are skipped there)
+    loaded = load_quotas(DEPLOY / "k8s" / "quotas.yaml")
+    assert {team: quota.gpus for team, quota in loaded.items()} == TEAMS
+
+
+def test_namespaces_with_a_cpu_or_memory_quota_give_default_requests() -> None:
+    # the API server refuses a pod without CPU/memory requests in such a namespace; the
+    # k8s_job_executor's step pods request only nvidia.com/gpu
+    for _, doc in DOCUMENTS:
+        if doc["kind"] != "ResourceQuota":
+            continue
+        hard = doc["spec"]["hard"]
+        if {"requests.cpu", "requests.memory"} & set(hard):
+            namespace = doc["metadata"]["namespace"]
+            limits = _find("LimitRange", "default-requests", namespace)["spec"]["limits"]
+            defaults = next(lim["defaultRequest"] for lim in limits if lim["type"] == "Container")
+            assert {"cpu", "memory"} <= set(defaults)
+
+
+def test_launcher_and_run_workers_may_manage_jobs_in_team_namespaces_only() -> None:
+    role = _find("ClusterRole", "reasoning-plane-run-launcher")
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    assert {"create", "get", "list", "watch", "delete"} <= granted[("batch", "jobs")]
+    assert {"get", "list", "watch"} <= granted[("", "pods")]
+    assert "get" in granted[("", "pods/log")]
+    assert "get" in granted[("batch", "jobs/status")]  # run monitoring reads the Job's status
+    assert all("*" not in verbs for verbs in granted.values())
+    # bound per team namespace, never cluster-wide
+    assert not [d for _, d in DOCUMENTS if d["kind"] == "ClusterRoleBinding"]
+    for team in TEAMS:
+        assert _find("ServiceAccount", "dagster-run", team)
+        binding = _find("RoleBinding", "reasoning-plane-run-launcher", team)
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "reasoning-plane-run-launcher",
+        }
+        subjects = {(s["kind"], s["namespace"], s["name"]) for s in binding["subjects"]}
+        assert ("ServiceAccount", PLANE_NAMESPACE, "dagster") in subjects
+        assert ("ServiceAccount", team, "dagster-run") in subjects
+
+
+def test_agent_runs_on_every_gpu_node_without_taking_a_gpu() -> None:
+    ds = _find("DaemonSet", "plane-agent", PLANE_NAMESPACE)
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert GPU_TOLERATION in pod["tolerations"]
+    assert pod["serviceAccountName"] == "plane-agent"
+    assert _find("ServiceAccount", "plane-agent", PLANE_NAMESPACE)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["command"][:2] == ["plane", "agent"]
+    assert container["command"][2:] == ["--cluster", "$(CLUSTER_NAME)", "--interval", "1"]
+    assert container["livenessProbe"]["exec"]["command"] == ["plane", "agent", "--check"]
+
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PLANE_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": DB_SECRET,
+        "key": "url",
+    }
+    ref = env["CLUSTER_NAME"]["valueFrom"]["configMapKeyRef"]
+    assert ref["key"] in _find("ConfigMap", ref["name"], PLANE_NAMESPACE)["data"]
+    assert env["NVIDIA_VISIBLE_DEVICES"]["value"] == "all"
+    assert env["NVIDIA_DRIVER_CAPABILITIES"]["value"] == "utility"
+
+    # NVML through the runtime, not the device plugin: no GPU requested, none taken from a quota
+    resources = container["resources"]
+    assert all("nvidia.com/gpu" not in resources.get(k, {}) for k in ("requests", "limits"))
+    assert {"cpu", "memory"} <= set(resources["limits"])
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    # a read-only root: state goes to a writable emptyDir
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    state = Path(env["PLANE_STATE_DIR"]["value"])
+    assert any(state.is_relative_to(path) for path in mounts)
+    assert all("emptyDir" in volumes[name] for name in mounts.values())
+
+
+# -- deploy/dagster.yaml ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def instance_yaml() -> dict[str, Any]:
+    return yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+
+
+def _valid(config_type: Any, value: Any) -> None:
+    result = validate_config(config_type, value)
+    assert result.success, [error.message for error in result.errors or []]
+
+
+def test_instance_config_validates_against_dagsters_schema() -> None:
+    config, custom_instance_class = dagster_instance_config(str(DEPLOY))
+    assert custom_instance_class is None
+    assert {"storage", "run_coordinator", "run_launcher"} <= set(config)
+    assert config["telemetry"] == {"enabled": False}
+
+
+def test_storage_is_postgres_over_tls_from_the_environment(instance_yaml: dict) -> None:
+    storage = instance_yaml["storage"]
+    assert list(storage) == ["postgres"]
+    _valid(DagsterPostgresStorage.config_type(), storage["postgres"])
+    db = storage["postgres"]["postgres_db"]
+    assert db["params"] == {"sslmode": "require"}
+    for key, variable in {
+        "hostname": "DAGSTER_PG_HOST",
+        "username": "DAGSTER_PG_USERNAME",
+        "password": "DAGSTER_PG_PASSWORD",
+        "db_name": "DAGSTER_PG_DB",
+    }.items():
+        assert db[key] == {"env": variable}  # never a literal credential
+
+
+def test_queued_run_coordinator_limits_per_team_and_gpu_type(instance_yaml: dict) -> None:
+    block = instance_yaml["run_coordinator"]
+    assert class_from_code_pointer(block["module"], block["class"]) is QueuedRunCoordinator
+    _valid(QueuedRunCoordinator.config_type(), block["config"])
+    limits = {lim["key"]: lim for lim in block["config"]["tag_concurrency_limits"]}
+    assert limits["plane/team"] == {
+        "key": "plane/team",
+        "value": {"applyLimitPerUniqueValue": True},
+        "limit": 8,
+    }
+    assert limits["plane/gpu_type"]["value"] == {"applyLimitPerUniqueValue": True}
+    assert block["config"]["max_concurrent_runs"] >= 8
+
+
+def _launcher_config(instance_yaml: dict) -> dict[str, Any]:
+    block = instance_yaml["run_launcher"]
+    assert class_from_code_pointer(block["module"], block["class"]) is PlacementRunLauncher
+    return block["config"]
+
+
+def test_run_launcher_routes_every_fleet_cluster_through_k8s(instance_yaml: dict) -> None:
+    config = _launcher_config(instance_yaml)
+    _valid(PlacementRunLauncher.config_type(), config)
+    fleet = load_fleet(REPO / "examples" / "seed_scenario" / "fleet.yaml")
+    assert set(config["clusters"]) == {cluster.name for cluster in fleet.clusters}
+    for name, cluster in config["clusters"].items():
+        _valid(K8sRunLauncher.config_type(), cluster)
+        assert "job_namespace" not in cluster, name  # the decision's namespace, per run
+        assert cluster["load_incluster_config"] is False and cluster["kubeconfig_file"], name
+        assert cluster["service_account_name"] == "dagster-run"
+        assert cluster["env_secrets"] == [DB_SECRET]
+
+
+def test_runs_without_a_placement_are_refused(instance_yaml: dict) -> None:
+    launcher = PlacementRunLauncher.from_config_value(None, _launcher_config(instance_yaml))
+    with pytest.raises(PlacementRefused):
+        launcher.target(DagsterRun(job_name="main_job", run_id="unplaced", tags={}))
+
+
+def _kubeconfig(tmp_path: Path) -> Path:
+    path = tmp_path / "kubeconfig.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "test",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+                "contexts": [{"name": "test", "context": {"cluster": "c", "user": "u"}}],
+                "users": [{"name": "u", "user": {"token": "not-a-secret"}}],
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def placed_run_job(instance_yaml: dict, tmp_path: Path):
+    """Build a Job for a placed run, as dagster-k8s would, from deploy/dagster.yaml."""
+    fleet = load_fleet(REPO / "examples" / "seed_scenario" / "fleet.yaml")
+    decision = place(request(), snapshot(fleet=fleet), PlacementPolicy())
+    assert decision.chosen is not None and decision.chosen.cluster == "eu-fra-a10"
+    tags = run_tags(decision, fleet)
+    cluster = _launcher_config(instance_yaml)["clusters"][tags["plane/cluster"]]
+
+    def build(extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
+        launcher = K8sRunLauncher(
+            **{**cluster, "kubeconfig_file": str(_kubeconfig(tmp_path))},
+            job_namespace=tags["plane/namespace"],
+        )
+        run = DagsterRun(
+            job_name="embeddings_job", run_id="0f1e2d3c4b5a", tags={**tags, **(extra_tags or {})}
+        )
+        context = launcher.get_container_context_for_run(run)
+        job = construct_dagster_k8s_job(
+            job_config=context.get_k8s_job_config(job_image=None, run_launcher=launcher),
+            args=["dagster", "api", "execute_run", "{}"],
+            job_name="dagster-run-0f1e2d3c4b5a",
+            pod_name="dagster-run-0f1e2d3c4b5a",
+            component="run_worker",
+            user_defined_k8s_config=context.run_k8s_config,
+            labels={"dagster/run-id": run.run_id},
+        )
+        body = kubernetes.client.ApiClient().sanitize_for_serialization(job)
+        return {"apiVersion": "batch/v1", "kind": "Job", **body, "namespace": context.namespace}
+
+    return decision, build
+
+
+def test_placed_run_becomes_a_valid_job_in_the_team_namespace(placed_run_job) -> None:
+    decision, build = placed_run_job
+    job = build()
+    assert job.pop("namespace") == decision.request.team == "financial-ml"
+    kubernetes_validate.validate(job, desired_version=K8S_VERSION, strict=True)
+    assert job["metadata"]["labels"]["reasoning-plane/decision-id"] == decision.decision_id
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "dagster-run"
+    assert pod["nodeSelector"]["topology.kubernetes.io/region"] == "eu-central-1"
+    (container,) = pod["containers"]
+    assert {"secretRef": {"name": DB_SECRET}} in container["envFrom"]
+    assert container["securityContext"]["runAsNonRoot"] is True
+    # the team's quota also limits requests.cpu and requests.memory: the run worker requests both
+    financial = _find("ResourceQuota", "ml-team-financial-models", "financial-ml")["spec"]["hard"]
+    assert {
+        k.removeprefix("requests.") for k in financial if k != "requests.nvidia.com/gpu"
+    } <= set(container["resources"]["requests"])
+
+
+def test_run_tags_may_not_change_the_image_or_mount_volumes(placed_run_job) -> None:
+    _, build = placed_run_job
+    for sneaky in (
+        {"container_config": {"image": "attacker/image:latest"}},
+        {"pod_spec_config": {"volumes": [{"name": "h", "host_path": {"path": "/"}}]}},
+        {"pod_spec_config": {"service_account_name": "default"}},
+    ):
+        with pytest.raises(Exception, match="allowed list"):
+            build({"dagster-k8s/config": json.dumps(sneaky)})
+
+
+# -- deploy/helm/values.yaml -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def helm_values() -> dict[str, Any]:
+    return yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def test_helm_code_location_is_stack_defs(helm_values: dict) -> None:
+    user = helm_values["dagster-user-deployments"]
+    assert user["enabled"] is True
+    (deployment,) = user["deployments"]
+    assert deployment["name"] == "reasoning-plane"
+    assert deployment["dagsterApiGrpcArgs"] == ["-m", "stack_defs"]
+    assert deployment["port"] == 3030
+    assert {"name": DB_SECRET} in deployment["envSecrets"]
+    assert deployment["envConfigMaps"]
+    # the chart would otherwise give every run this deployment's namespace (reasoning-plane)
+    assert deployment["includeConfigInLaunchedRuns"] == {"enabled": False}
+    # the chart runs `dagster api grpc -h 0.0.0.0 -p PORT ARGS`: the arguments must parse
+    grpc = dagster_cli.commands["api"].commands["grpc"]
+    args = ["-h", "0.0.0.0", "-p", str(deployment["port"]), *deployment["dagsterApiGrpcArgs"]]
+    assert grpc.make_context("grpc", args).params["module_name"] == "stack_defs"
+
+
+def test_helm_uses_external_postgres_and_no_telemetry(helm_values: dict) -> None:
+    assert helm_values["postgresql"]["enabled"] is False
+    assert helm_values["postgresql"]["postgresqlHost"]
+    assert helm_values["postgresql"]["postgresqlParams"] == {"sslmode": "require"}
+    assert helm_values["global"]["postgresqlSecretName"] == DB_SECRET
+    assert helm_values["generatePostgresqlPasswordSecret"] is False
+    assert helm_values["telemetry"]["enabled"] is False
+    # the launcher's service account, which rbac.yaml binds in the team namespaces
+    assert helm_values["serviceAccount"]["name"] == "dagster"
+
+
+def test_helm_launcher_and_coordinator_match_the_instance_file(
+    helm_values: dict, instance_yaml: dict
+) -> None:
+    launcher = helm_values["runLauncher"]
+    assert launcher["type"] == "CustomRunLauncher"
+    custom = launcher["config"]["customRunLauncher"]
+    assert (custom["module"], custom["class"]) == ("resources.launcher", "PlacementRunLauncher")
+    assert custom["config"] == instance_yaml["run_launcher"]["config"]
+
+    coordinator = helm_values["dagsterDaemon"]["runCoordinator"]
+    assert coordinator["enabled"] is True and coordinator["type"] == "QueuedRunCoordinator"
+    queued = coordinator["config"]["queuedRunCoordinator"]
+    rendered = {_snake(key): value for key, value in queued.items()}
+    _valid(QueuedRunCoordinator.config_type(), rendered)
+    assert rendered == instance_yaml["run_coordinator"]["config"]
+
+
+def test_helm_runs_one_image_everywhere(helm_values: dict, instance_yaml: dict) -> None:
+    def image(values: dict) -> str:
+        return f"{values['image']['repository']}:{values['image']['tag']}"
+
+    images = {
+        image(helm_values["dagsterWebserver"]),
+        image(helm_values["dagsterDaemon"]),
+        image(helm_values["dagster-user-deployments"]["deployments"][0]),
+    }
+    images |= {c["job_image"] for c in instance_yaml["run_launcher"]["config"]["clusters"].values()}
+    agent = _find("DaemonSet", "plane-agent", PLANE_NAMESPACE)["spec"]["template"]["spec"]
+    images.add(agent["containers"][0]["image"])
+    assert len(images) == 1, images
+    # the image runs as a non-root user: no privileged port for the webserver
+    assert helm_values["dagsterWebserver"]["service"]["port"] > 1024
+
+
+# -- deploy/Dockerfile -----------------------------------------------------------------------
+
+
+def _instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
+    lines: list[str] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        lines.append(pending + line)
+        pending = ""
+    assert not pending, "dangling line continuation"
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def test_dockerfile_installs_cpu_torch_first_then_the_project() -> None:
+    steps = _instructions(DEPLOY / "Dockerfile")
+    assert steps[0] == ("FROM", "python:3.11-slim")
+    args = dict(arg.split("=", 1) for kind, arg in steps if kind == "ARG")
+    assert args["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    assert args["TORCH_VERSION"] == "2.13.0"
+    runs = [arg for kind, arg in steps if kind == "RUN"]
+    torch = next(i for i, r in enumerate(runs) if "pip install" in r and "torch==" in r)
+    assert '--index-url "${TORCH_INDEX_URL}"' in runs[torch]
+    project = next(i for i, r in enumerate(runs) if re.search(r"pip install \.(\s|$)", r))
+    assert torch < project
+
+    copied = {
+        source.rstrip("/") for kind, arg in steps if kind == "COPY" for source in arg.split()[:-1]
+    }
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert set(pyproject["tool"]["setuptools"]["packages"]) <= copied
+    assert {"pyproject.toml", "README.md", "config", "data"} <= copied
+
+    env = " ".join(arg for kind, arg in steps if kind == "ENV")
+    assert "HF_HUB_OFFLINE=1" in env and "TRANSFORMERS_OFFLINE=1" in env
+
+
+def test_dockerfile_runs_the_code_server_as_a_non_root_user() -> None:
+    steps = _instructions(DEPLOY / "Dockerfile")
+    kinds = [kind for kind, _ in steps]
+    # the chart, dagster-k8s and the DaemonSet pass full command lines: no ENTRYPOINT
+    assert "ENTRYPOINT" not in kinds
+    user = [arg for kind, arg in steps if kind == "USER"][-1]
+    assert user.split(":")[0] not in {"root", "0"}
+    assert ("EXPOSE", "3030") in steps
+    kind, cmd = steps[-1]
+    assert kind == "CMD"
+    argv = json.loads(cmd)
+    assert shlex.join(argv) == "dagster code-server start -h 0.0.0.0 -p 3030 -m stack_defs"
+    start = dagster_cli.commands["code-server"].commands["start"]
+    params = start.make_context("start", argv[3:]).params
+    assert (params["host"], params["port"], params["module_name"]) == (
+        "0.0.0.0",
+        3030,
+        "stack_defs",
+    )
+
+
+def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
+    ignored = {
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".venv", ".plane", ".git", "data/generated", "benchmarks/out"} <= ignored
+    assert "**/__pycache__" in ignored
