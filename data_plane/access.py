@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from data_plane.classification import CLASSIFICATIONS, UNKNOWN, classification_rank
 from data_plane.errors import InputFileError
+from data_plane.files import read_yaml
 
 _KEYS = {"name", "kind", "teams", "clearance", "regions", "home_region", "grants"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
@@ -73,12 +72,7 @@ def _names(value: Any, path: Path, field: str) -> frozenset[str]:
 
 def load_principals(path: Path | str) -> dict[str, Principal]:
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(path, "", "file not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InputFileError(path, "", f"not valid YAML: {exc}") from None
+    raw = read_yaml(path)
     if (
         not isinstance(raw, Mapping)
         or set(raw) != {"principals"}

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from data_plane.classification import CLASSIFICATIONS, UNKNOWN, combine_residency
 from data_plane.errors import InputFileError
+from data_plane.files import read_yaml
 
 _POLICY_KEYS = {
     "region_zones",
@@ -95,12 +94,7 @@ def _share(value: Any, path: Path, field_name: str) -> float:
 def load_policy(path: Path | str) -> GovernancePolicy:
     """Load and validate the governance policy file."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(path, "", "file not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InputFileError(path, "", f"not valid YAML: {exc}") from None
+    raw = read_yaml(path)
     doc = _require_mapping(raw, path, "(top level)")
     unknown = sorted(set(doc) - _POLICY_KEYS)
     if unknown:

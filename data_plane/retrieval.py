@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
-import yaml
 
 from data_plane.access import Principal, may_read_chunk, may_read_dataset
 from data_plane.catalog import CatalogEntry
 from data_plane.classification import UNKNOWN, residency_parts
 from data_plane.errors import InputFileError
+from data_plane.files import read_yaml
 from data_plane.vector_store import RegionStore, SearchHit, search_store
 
 _ZONE = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
@@ -32,12 +32,7 @@ _SCHEMA = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 def load_store_config(path: Path | str) -> dict[str, RegionStore]:
     """Regional stores from ``config/vector_stores.yaml`` (region -> schema)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(path, "", "file not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InputFileError(path, "", f"not valid YAML: {exc}") from None
+    raw = read_yaml(path)
     if (
         not isinstance(raw, Mapping)
         or set(raw) != {"stores"}

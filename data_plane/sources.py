@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from data_plane.classification import CLASSIFICATIONS, UNKNOWN
 from data_plane.errors import InputFileError
+from data_plane.files import read_yaml
 
 FORMATS = ("csv", "jsonl", "parquet")
 COLUMN_TYPES = ("string", "integer", "float", "boolean", "date", "datetime")
@@ -338,12 +337,7 @@ def _derived(raw: Any, path: Path, index: int, known: set[str]) -> DerivedSpec:
 def load_source_catalog(path: Path | str) -> SourceCatalog:
     """Load sources and derived datasets; relative data paths resolve against the file's folder."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(path, "", "file not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InputFileError(path, "", f"not valid YAML: {exc}") from None
+    raw = read_yaml(path)
     if not isinstance(raw, Mapping) or "sources" not in raw or set(raw) - {"sources", "derived"}:
         raise InputFileError(
             path, "(top level)", "must be a mapping with 'sources' and optionally 'derived'"

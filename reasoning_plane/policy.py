@@ -20,9 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from data_plane.errors import InputFileError
+from data_plane.files import read_yaml
 
 OBJECTIVES = ("cheapest_within_slo", "weighted")
 
@@ -74,12 +73,7 @@ def _number(
 def load_policy(path: Path | str) -> PlacementPolicy:
     """Load a placement policy YAML; keys not given keep their defaults."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise InputFileError(path, "", "file not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InputFileError(path, "", f"not valid YAML: {exc}") from None
+    raw = read_yaml(path) or {}
     if not isinstance(raw, Mapping):
         raise InputFileError(path, "(top level)", "must be a mapping of policy settings")
     unknown = sorted(set(raw) - _FIELDS)
