@@ -13,6 +13,10 @@
     plane replay [--fleet F] [--policy P] [--since ISO-8601] [--json]
                                   re-run logged decisions under a changed fleet or policy
     plane request --requests R    queue explicit workload requests for the placement sensor
+    plane simulate [--trace seed-like|generated] [--requests N] [--seed S]
+                   [--policies naive,greedy,plane,hindsight] [--json]
+                                  replay a seeded trace through placement policies: cost per
+                                  1,000 requests and violations of each
     plane agent --cluster NAME [--interval 1] [--gpu-type T] [--once | --check]
                                   push this node's NVML telemetry to plane.telemetry
     plane gpus [--json]           this machine's GPUs as NVML reports them
@@ -265,6 +269,81 @@ def _request(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from reasoning_plane import simulation
+
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    unknown = [p for p in policies if p not in simulation.POLICIES]
+    if not policies or unknown:
+        raise ValueError(
+            f"--policies: unknown policy {unknown[0] if unknown else '(none)'!r}; "
+            f"choose from {','.join(simulation.POLICIES)}"
+        )
+    if args.requests is not None and args.requests < 1:
+        raise ValueError("--requests must be at least 1")
+    if args.trace == "seed-like":
+        scenario = simulation.seed_like_scenario(args.seed, n_batches=args.requests or 96)
+    else:
+        scenario = simulation.generated_scenario(args.seed, n_requests=args.requests or 2000)
+    results = simulation.compare(scenario, policies, args.seed)
+    gaps = simulation.summary(results)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "scenario": scenario.name,
+                    "unit": scenario.unit,
+                    "results": {name: r.to_dict() for name, r in results.items()},
+                    "summary": gaps,
+                },
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    print(f"{scenario.name}: {len(scenario.trace)} workload requests, cost per {scenario.unit}")
+    rows = [
+        [
+            name,
+            r.placed,
+            r.deferred,
+            r.expired,
+            r.rejected,
+            f"{r.total_cost_usd:,.2f}",
+            f"{r.cost_per_1000_usd:,.2f}",
+            r.residency_violations,
+            r.compliance_violations,
+            r.slo_misses,
+            r.quota_violations,
+            r.budget_overruns,
+            r.capacity_overbooked,
+            f"{r.decide_s:.2f}",
+        ]
+        for name, r in results.items()
+    ]
+    headers = ["policy", "placed", "deferred", "expired", "rejected", "cost $", "$ per 1,000"]
+    headers += ["residency", "compliance", "slo miss", "quota", "budget", "overbooked"]
+    print(format_table([*headers, "decide s"], rows))
+    pools = list(next(iter(results.values())).utilisation)
+    print("\nmean utilisation per pool (trace jobs and background work):")
+    print(
+        format_table(
+            ["pool", *results],
+            [[pool, *(f"{r.utilisation[pool]:.0%}" for r in results.values())] for pool in pools],
+        )
+    )
+    if gaps["plane_vs_naive"] is not None:
+        print(f"plane vs naive: {gaps['plane_vs_naive']:.1%} lower cost per 1,000")
+    if gaps["plane_vs_hindsight"] is not None:
+        bound = gaps["plane_vs_lower_bound"]
+        print(
+            f"plane vs hindsight: {gaps['plane_vs_hindsight']:+.1%}"
+            + (f" (vs its proven lower bound: {bound:+.1%})" if bound is not None else "")
+        )
+    if "hindsight" in results:
+        print(results["hindsight"].notes)
+    return EXIT_OK
+
+
 def _agent(args: argparse.Namespace) -> int:
     from reasoning_plane.agent import run_agent, samples_from_report
     from reasoning_plane.gpu_telemetry import read_gpus
@@ -403,6 +482,16 @@ def build_parser() -> argparse.ArgumentParser:
     req = sub.add_parser("request", help="queue explicit workload requests")
     req.add_argument("--requests", required=True)
     req.set_defaults(func=_request)
+
+    sim = sub.add_parser("simulate", help="replay a seeded trace through placement policies")
+    sim.add_argument("--trace", choices=["seed-like", "generated"], default="seed-like")
+    sim.add_argument(
+        "--requests", type=int, help="workload requests (default: 96 batches, or 2000 generated)"
+    )
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--policies", default="naive,greedy,plane,hindsight")
+    sim.add_argument("--json", action="store_true")
+    sim.set_defaults(func=_simulate)
 
     agent = sub.add_parser("agent", help="push this node's GPU telemetry every interval")
     agent.add_argument("--cluster", default="local", help="cluster name as in the fleet file")

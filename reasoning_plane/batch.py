@@ -11,6 +11,11 @@ cheapest candidate that still fits.
 Whatever the method, every choice is re-checked in order against all hard constraints with the
 capacity, quota and budget already taken by the batch (`constraints.BatchState`), so together
 the placements can never exceed free GPUs, quotas or budgets.
+
+Speed: each request's costs and its state-independent verdicts (residency, compliance, memory,
+telemetry, SLO) are computed once (`index.FleetIndex.prepare`); only capacity, quota and budget
+are re-checked against what the batch took, as array comparisons. The decisions are exactly those
+of the straightforward `reference.place_batch`.
 """
 
 from __future__ import annotations
@@ -21,52 +26,72 @@ from itertools import groupby
 
 import numpy as np
 
-from reasoning_plane.constraints import BatchState
 from reasoning_plane.hysteresis import choose_with_hysteresis
-from reasoning_plane.model import CPU, Candidate, Decision, Evaluation, Snapshot, WorkloadRequest
-from reasoning_plane.placement import decide, evaluate
+from reasoning_plane.index import FleetIndex, Prepared, Taken, collector_paused, fleet_index
+from reasoning_plane.model import Candidate, Decision, Snapshot, WorkloadRequest
+from reasoning_plane.placement import _position, best_of, decide
 from reasoning_plane.policy import PlacementPolicy
 
 
-def _remaining(snapshot: Snapshot, state: BatchState, policy: PlacementPolicy):
+def _remaining(index: FleetIndex, taken: Taken):
+    """Free GPUs per pool, CPU slots per cluster, quota and budget per team left after
+    ``taken`` (the bounds of the integer program)."""
+    snapshot = index.snapshot
     free: dict[tuple[str, str], float] = {}
     for (cluster, gpu_type), sample in snapshot.telemetry.items():
-        free[(cluster, gpu_type)] = sample.free_gpus - state.gpus.get((cluster, gpu_type), 0)
-    cpu = {c.name: c.cpu_slots - state.cpu_slots.get(c.name, 0) for c in snapshot.fleet.clusters}
+        pool = index.pool_ids.get((cluster, gpu_type))
+        took = int(taken.pool[pool]) if pool is not None else 0
+        free[(cluster, gpu_type)] = sample.free_gpus - took
+    cpu = {c.name: c.cpu_slots - int(taken.cpu[i]) for i, c in enumerate(snapshot.fleet.clusters)}
     quota = {
-        t: q.gpus - snapshot.usage_of(t).gpus_held - state.team_gpus.get(t, 0)
+        t: q.gpus - snapshot.usage_of(t).gpus_held - taken.team_gpus.get(t, 0)
         for t, q in snapshot.quotas.items()
     }
     budget = {}
     for team, b in snapshot.budgets.items():
         u = snapshot.usage_of(team)
-        budget[team] = b.limit_usd - u.spent_usd - u.reserved_usd - state.team_usd.get(team, 0.0)
+        budget[team] = b.limit_usd - u.spent_usd - u.reserved_usd - taken.team_usd.get(team, 0.0)
     return free, cpu, quota, budget
 
 
 def _exact(
     tier: Sequence[WorkloadRequest],
-    options: dict[str, list[Evaluation]],
-    snapshot: Snapshot,
-    state: BatchState,
-    policy: PlacementPolicy,
-) -> dict[str, Candidate]:
+    prepared: dict[str, Prepared],
+    options: dict[str, np.ndarray],
+    index: FleetIndex,
+    taken: Taken,
+) -> dict[str, int]:
+    """The integer program; returns the chosen candidate (its position) per request."""
     from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import csc_array
 
-    pairs = [(r, e) for r in tier for e in options[r.request_id]]
+    pairs: list[tuple[WorkloadRequest, int]] = []
+    scores_l: list[float] = []
+    usd_l: list[float] = []
+    for r in tier:
+        prep = prepared[r.request_id]
+        picked = options[r.request_id]
+        pairs += [(r, k) for k in picked.tolist()]
+        scores_l += prep.score[picked].tolist()
+        usd_l += prep.total[picked].tolist()
     if not pairs:
         return {}
     n = len(pairs)
-    scores = np.array([e.score for _, e in pairs])
+    scores = np.array(scores_l)
     big = float(np.abs(scores).sum()) + 1.0
     objective = scores - big  # each placement is worth `big`: maximise count, then min score
-    rows: list[np.ndarray] = []
+    rows: list[int] = []
+    cols: list[int] = []
+    data: list[float] = []
     upper: list[float] = []
 
     def add(indices: list[int], weights: list[float], bound: float) -> None:
-        row = np.zeros(n)
-        row[indices] = weights
-        rows.append(row)
+        row = len(upper)
+        for i, w in zip(indices, weights, strict=True):
+            if w != 0:  # as a dense row turned sparse: zeros are not stored
+                rows.append(row)
+                cols.append(i)
+                data.append(float(w))
         upper.append(bound)
 
     by_request: dict[str, list[int]] = defaultdict(list)
@@ -74,15 +99,16 @@ def _exact(
     by_cpu: dict[str, list[int]] = defaultdict(list)
     by_team_gpu: dict[str, list[int]] = defaultdict(list)
     by_team_usd: dict[str, list[int]] = defaultdict(list)
-    for i, (r, e) in enumerate(pairs):
+    for i, (r, k) in enumerate(pairs):
         by_request[r.request_id].append(i)
-        if e.candidate.gpu_type == CPU:
-            by_cpu[e.candidate.cluster].append(i)
+        candidate = prepared[r.request_id].shape.candidates[k]
+        if not prepared[r.request_id].shape.gpu[k]:
+            by_cpu[candidate.cluster].append(i)
         else:
-            by_pool[(e.candidate.cluster, e.candidate.gpu_type)].append(i)
+            by_pool[(candidate.cluster, candidate.gpu_type)].append(i)
             by_team_gpu[r.team].append(i)
         by_team_usd[r.team].append(i)
-    free, cpu, quota, budget = _remaining(snapshot, state, policy)
+    free, cpu, quota, budget = _remaining(index, taken)
     for idx in by_request.values():
         add(idx, [1.0] * len(idx), 1.0)
     for key, idx in by_pool.items():
@@ -94,28 +120,33 @@ def _exact(
             add(idx, [pairs[i][0].gpu_count for i in idx], quota[team])
     for team, idx in by_team_usd.items():
         if team in budget:
-            add(idx, [pairs[i][1].cost.total_usd for i in idx], budget[team])
+            add(idx, [usd_l[i] for i in idx], budget[team])
+    matrix = csc_array(
+        (np.array(data, dtype=np.float64), (np.array(rows), np.array(cols))),
+        shape=(len(upper), n),
+    )
     result = milp(
         c=objective,
-        constraints=LinearConstraint(np.vstack(rows), -np.inf, np.array(upper)),
+        constraints=LinearConstraint(matrix, -np.inf, np.array(upper)),
         integrality=np.ones(n),
         bounds=Bounds(0, 1),
         options={"time_limit": 10.0},
     )
     if result.x is None:
         return {}
-    return {pairs[i][0].request_id: pairs[i][1].candidate for i in range(n) if result.x[i] > 0.5}
+    return {pairs[i][0].request_id: pairs[i][1] for i in range(n) if result.x[i] > 0.5}
 
 
 def _greedy(
-    tier: Sequence[WorkloadRequest], options: dict[str, list[Evaluation]]
-) -> dict[str, Candidate]:
+    tier: Sequence[WorkloadRequest], prepared: dict[str, Prepared], options: dict[str, np.ndarray]
+) -> dict[str, int]:
     """Cheapest candidate first; the verify pass resolves contention."""
-    return {
-        r.request_id: min(options[r.request_id], key=lambda e: e.score).candidate
-        for r in tier
-        if options[r.request_id]
-    }
+    plan = {}
+    for r in tier:
+        picked = options[r.request_id]
+        if picked.size:
+            plan[r.request_id] = int(picked[np.argmin(prepared[r.request_id].score[picked])])
+    return plan
 
 
 def place_batch(
@@ -125,40 +156,57 @@ def place_batch(
     ids = [r.request_id for r in requests]
     if len(set(ids)) != len(ids):
         raise ValueError("request ids in a batch must be unique")
-    state = BatchState()
+    with collector_paused():
+        return _place_batch(requests, snapshot, policy)
+
+
+def _place_batch(
+    requests: Sequence[WorkloadRequest], snapshot: Snapshot, policy: PlacementPolicy
+) -> list[Decision]:
+    index = fleet_index(snapshot, policy)
+    if not index.usable:
+        from reasoning_plane import reference
+
+        return reference.place_batch(requests, snapshot, policy)
+    taken = index.taken()
     decisions: list[Decision] = []
     ordered = sorted(requests, key=lambda r: (-r.priority, r.request_id))
     for _, tier_iter in groupby(ordered, key=lambda r: r.priority):
         tier = list(tier_iter)
-        base = {r.request_id: evaluate(r, snapshot, policy, state) for r in tier}
-        options = {rid: [e for e in evs if e.feasible] for rid, evs in base.items()}
+        prepared = {r.request_id: index.prepare(r) for r in tier}
+        options = {
+            rid: np.flatnonzero(index.feasible(prep, taken)) for rid, prep in prepared.items()
+        }
         n_pairs = sum(len(v) for v in options.values())
         plan = (
-            _exact(tier, options, snapshot, state, policy)
+            _exact(tier, prepared, options, index, taken)
             if n_pairs <= policy.exact_max_pairs
-            else _greedy(tier, options)
+            else _greedy(tier, prepared, options)
         )
         # Fewest options first, so the greedy path leaves room for the constrained requests.
         for request in sorted(tier, key=lambda r: (len(options[r.request_id]), r.request_id)):
-            evaluations = evaluate(request, snapshot, policy, state)
+            prep = prepared.pop(request.request_id)
+            evaluations, ok = index.evaluations(prep, taken)
+            hints = index.hints(prep, ok)
+            feasible = hints.feasible
             wanted = plan.get(request.request_id)
-            ok = {e.candidate: e for e in evaluations if e.feasible}
-            if wanted is not None and wanted in ok:
-                chosen = wanted
-            elif ok:
-                chosen = min(ok.values(), key=lambda e: (e.score, e.candidate.label)).candidate
+            chosen: Candidate | None
+            if wanted is not None and ok[wanted]:
+                chosen = evaluations[wanted].candidate
+            elif feasible:
+                chosen = evaluations[best_of(evaluations, feasible, hints.scores)].candidate
             else:
                 chosen = None
-            if chosen is None and options[request.request_id]:
+            if chosen is None and len(options[request.request_id]):
+                lowest = min(evaluations, key=lambda e: e.score)
                 reason = (
                     "deferred: capacity, quota or budget left after higher-priority and "
                     "cheaper placements of this batch is not enough; "
-                    + "; ".join(
-                        f"{r.rule}: {r.message}"
-                        for r in min(evaluations, key=lambda e: e.score).rejections
-                    )
+                    + "; ".join(f"{r.rule}: {r.message}" for r in lowest.rejections)
                 )
-                decision = decide(request, evaluations, snapshot, policy, reason=reason)
+                decision = decide(
+                    request, evaluations, snapshot, policy, reason=reason, hints=hints
+                )
             else:
                 reason = None
                 if chosen is not None:
@@ -166,10 +214,28 @@ def place_batch(
                         request, evaluations, chosen, snapshot, policy
                     )
                 decision = decide(
-                    request, evaluations, snapshot, policy, chosen=chosen, reason=reason
+                    request,
+                    evaluations,
+                    snapshot,
+                    policy,
+                    chosen=chosen,
+                    reason=reason,
+                    hints=hints,
                 )
             if chosen is not None:
-                picked = ok[chosen]
-                state.take(request, chosen.cluster, chosen.gpu_type, picked.cost.total_usd)
+                k = _position(evaluations, chosen, hints)
+                _take(prep, k, evaluations[k].cost.total_usd, taken)
             decisions.append(decision)
     return decisions
+
+
+def _take(prep: Prepared, k: int, usd: float, taken: Taken) -> None:
+    """`BatchState.take` of candidate ``k``."""
+    request, shape = prep.request, prep.shape
+    if not shape.gpu[k]:
+        taken.cpu[shape.cpu_id[k]] += 1
+    else:
+        taken.pool[shape.pool_id[k]] += request.gpu_count
+        team = request.team
+        taken.team_gpus[team] = taken.team_gpus.get(team, 0) + request.gpu_count
+    taken.team_usd[request.team] = taken.team_usd.get(request.team, 0.0) + usd

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from data_plane.catalog import CatalogRecord
+from reasoning_plane.memo import cache_of
 
 CPU = "cpu"  # the pseudo GPU type of a CPU-only candidate
 
@@ -82,7 +83,14 @@ class Fleet:
     clusters: tuple[Cluster, ...]
 
     def get(self, name: str) -> Cluster | None:
-        return next((c for c in self.clusters if c.name == name), None)
+        cache = cache_of(self)
+        by_name = cache.get("by_name")
+        if by_name is None:
+            by_name = {}
+            for c in self.clusters:
+                by_name.setdefault(c.name, c)  # the first of a name, as a scan would find
+            cache["by_name"] = by_name
+        return by_name.get(name)
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,12 @@ class Snapshot:
 
     def telemetry_hash(self) -> str:
         """Hash of the telemetry this snapshot saw (recorded with every decision)."""
+        cache = cache_of(self)
+        if "telemetry_hash" not in cache:
+            cache["telemetry_hash"] = self._telemetry_hash()
+        return cache["telemetry_hash"]
+
+    def _telemetry_hash(self) -> str:
         rows = sorted(
             (
                 c,
@@ -238,6 +252,10 @@ class Decision:
 
     @property
     def chosen_evaluation(self) -> Evaluation | None:
-        if self.chosen is None:
+        chosen = self.chosen
+        if chosen is None:
             return None
-        return next(e for e in self.evaluations if e.candidate == self.chosen)
+        for e in self.evaluations:  # the chosen candidate is usually the very same object
+            if e.candidate is chosen:
+                return e
+        return next(e for e in self.evaluations if e.candidate == chosen)

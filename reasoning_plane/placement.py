@@ -12,9 +12,9 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from reasoning_plane import constraints, cost
-from reasoning_plane.constraints import GOVERNANCE_RULES, TRANSIENT_RULES, BatchState, Context
+from reasoning_plane.constraints import GOVERNANCE_RULES, TRANSIENT_RULES, BatchState
 from reasoning_plane.hysteresis import choose_with_hysteresis
+from reasoning_plane.index import Hints, collector_paused, fleet_index
 from reasoning_plane.model import (
     CPU,
     DEFERRED,
@@ -25,7 +25,6 @@ from reasoning_plane.model import (
     Decision,
     Evaluation,
     GpuPool,
-    Rejection,
     Snapshot,
     WorkloadRequest,
 )
@@ -59,37 +58,17 @@ def evaluate(
     policy: PlacementPolicy,
     state: BatchState | None = None,
 ) -> list[Evaluation]:
-    """Every candidate with its cost and all the rules it breaks."""
-    state = state or BatchState()
-    records = tuple(snapshot.catalog[d] for d in request.datasets if d in snapshot.catalog)
-    missing = tuple(d for d in request.datasets if d not in snapshot.catalog)
-    evaluations: list[Evaluation] = []
-    for cluster, pool in candidates(request, snapshot):
-        breakdown = cost.estimate(request, cluster, pool, records, snapshot, policy)
-        ctx = Context(
-            request, cluster, pool, records, missing, snapshot, policy, state, breakdown.total_usd
-        )
-        rejections = [r for rule in constraints.RULES for r in rule(ctx)]
-        if (
-            policy.objective == "cheapest_within_slo"
-            and request.latency_slo_ms is not None
-            and breakdown.latency_ms > request.latency_slo_ms
-        ):
-            rejections.append(
-                Rejection(
-                    "slo",
-                    f"estimated latency {breakdown.latency_ms:.0f} ms "
-                    f"exceeds the SLO of {request.latency_slo_ms:g} ms",
-                )
-            )
-        evaluations.append(
-            Evaluation(
-                candidate=Candidate(cluster.name, pool.gpu_type if pool else CPU),
-                cost=breakdown,
-                rejections=tuple(rejections),
-                score=_score(breakdown, policy),
-            )
-        )
+    """Every candidate with its cost and all the rules it breaks.
+
+    Evaluated over arrays by `index.FleetIndex` (built once per snapshot and policy); the rules
+    are those of `constraints.py`, and the result is exactly `reference.evaluate`'s.
+    """
+    index = fleet_index(snapshot, policy)
+    if not index.usable:
+        from reasoning_plane import reference
+
+        return reference.evaluate(request, snapshot, policy, state)
+    evaluations, _ = index.evaluations(index.prepare(request), index.taken(state))
     return evaluations
 
 
@@ -107,24 +86,77 @@ def decision_id(
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
-def _no_candidate_reason(evaluations: Sequence[Evaluation]) -> tuple[str, str]:
+def hints_of(evaluations: Sequence[Evaluation]) -> Hints:
+    """`Hints` found by looking at every evaluation."""
+    feasible, compliant = [], []
+    transient = True
+    for i, e in enumerate(evaluations):
+        rejections = e.rejections
+        if not rejections:
+            feasible.append(i)
+            compliant.append(i)
+            continue
+        if any(r.rule in GOVERNANCE_RULES for r in rejections):
+            continue
+        compliant.append(i)
+        if transient and not all(r.rule in TRANSIENT_RULES for r in rejections):
+            transient = False
+    return Hints(feasible, compliant, transient, [e.score for e in evaluations])
+
+
+def _first_lowest(scores: Sequence[float], indices: Sequence[int], skip: int = -1) -> int:
+    """The first of ``indices`` (other than ``skip``) with the lowest score; -1 if none."""
+    best, low = -1, 0.0
+    for i in indices:
+        if i == skip:
+            continue
+        s = scores[i]
+        if best < 0 or s < low:
+            best, low = i, s
+    return best
+
+
+def _no_candidate_reason(
+    evaluations: Sequence[Evaluation], hints: Hints | None = None
+) -> tuple[str, str]:
     """(status, reason) when nothing is feasible: fail closed, naming the last compliant option."""
     if not evaluations:
         return REJECTED, "no candidate at all: the fleet has no pool or CPU slot for this work"
-    compliant = [
-        e for e in evaluations if not any(r.rule in GOVERNANCE_RULES for r in e.rejections)
-    ]
-    if not compliant:
+    hints = hints or hints_of(evaluations)
+    if not hints.compliant:
         first = evaluations[0].rejections[0]
         return (
             REJECTED,
             f"no compliant cluster: every candidate breaks governance ({first.message})",
         )
-    best = min(compliant, key=lambda e: e.score)
+    best = evaluations[_first_lowest(hints.scores, hints.compliant)]
     why = "; ".join(f"{r.rule}: {r.message}" for r in best.rejections)
-    transient = all(r.rule in TRANSIENT_RULES for e in compliant for r in e.rejections)
-    status = DEFERRED if transient else REJECTED
+    status = DEFERRED if hints.transient else REJECTED
     return status, f"not launched; the last compliant option {best.candidate.label} failed: {why}"
+
+
+def best_of(
+    evaluations: Sequence[Evaluation], indices: Sequence[int], scores: Sequence[float]
+) -> int:
+    """The position of ``min`` by (score, label) over ``evaluations[i] for i in indices`` (the
+    first of ties), comparing labels only between equal scores."""
+    low = min(map(scores.__getitem__, indices))
+    ties = [i for i in indices if scores[i] == low]
+    if len(ties) == 1:
+        return ties[0]
+    return min(ties, key=lambda i: evaluations[i].candidate.label)
+
+
+def _position(evaluations: Sequence[Evaluation], chosen: Candidate, hints: Hints) -> int:
+    """Where ``chosen`` is among ``evaluations`` (the first equal one)."""
+    if hints.position is not None:
+        k = hints.position.get(id(chosen), -1)
+        if k >= 0 and evaluations[k].candidate is chosen:
+            return k
+    for k, e in enumerate(evaluations):
+        if e.candidate is chosen:
+            return k
+    return next(k for k, e in enumerate(evaluations) if e.candidate == chosen)
 
 
 def decide(
@@ -135,53 +167,66 @@ def decide(
     *,
     chosen: Candidate | None = None,
     reason: str | None = None,
+    hints: Hints | None = None,
 ) -> Decision:
-    """Turn evaluations into a decision (``chosen`` may be imposed by batch placement)."""
+    """Turn evaluations into a decision (``chosen`` may be imposed by batch placement).
+
+    ``hints``, when the caller has them, must describe ``evaluations`` (see `index.Hints`)."""
     snapshot_hash = snapshot.telemetry_hash()
-    feasible = [e for e in evaluations if e.feasible]
+    version = policy.version()
+    if hints is None:
+        hints = hints_of(evaluations)
+    feasible, scores = hints.feasible, hints.scores
     if chosen is None and feasible and reason is None:
-        best = min(feasible, key=lambda e: (e.score, e.candidate.label))
+        best = evaluations[best_of(evaluations, feasible, scores)]
         chosen, reason = choose_with_hysteresis(
             request, evaluations, best.candidate, snapshot, policy
         )
     if chosen is None:
-        status, why = _no_candidate_reason(evaluations)
         if reason:
             status, why = DEFERRED, reason
+        else:
+            status, why = _no_candidate_reason(evaluations, hints)
         return Decision(
-            decision_id=decision_id(request, snapshot_hash, policy.version(), snapshot.now),
+            decision_id=decision_id(request, snapshot_hash, version, snapshot.now),
             request=request,
             status=status,
             chosen=None,
             evaluations=tuple(evaluations),
             reason=why,
-            policy_version=policy.version(),
+            policy_version=version,
             snapshot_hash=snapshot_hash,
             decided_at=snapshot.now,
         )
     cluster = snapshot.fleet.get(chosen.cluster)
     assert cluster is not None
-    picked = next(e for e in evaluations if e.candidate == chosen)
+    at = _position(evaluations, chosen, hints)
+    picked = evaluations[at]
     memory = _memory_arithmetic(request, snapshot, chosen)
-    others = sorted((e for e in feasible if e.candidate != chosen), key=lambda e: e.score)
+    if hints.unique:
+        runner_up = _first_lowest(scores, feasible, skip=at)
+    else:  # skip every candidate equal to the chosen one
+        others = [i for i in feasible if evaluations[i].candidate != chosen]
+        runner_up = _first_lowest(scores, others)
     why = reason or (
         f"{chosen.label}: ${picked.cost.total_usd:,.2f}, ~{picked.cost.latency_ms:.0f} ms"
         + (
-            f"; next best {others[0].candidate.label} ${others[0].cost.total_usd:,.2f}"
-            if others
+            f"; next best {evaluations[runner_up].candidate.label} "
+            f"${evaluations[runner_up].cost.total_usd:,.2f}"
+            if runner_up >= 0
             else "; the only feasible candidate"
         )
     )
     if memory:
         why = f"{why}; {memory}"
     return Decision(
-        decision_id=decision_id(request, snapshot_hash, policy.version(), snapshot.now),
+        decision_id=decision_id(request, snapshot_hash, version, snapshot.now),
         request=request,
         status=PLACED,
         chosen=chosen,
         evaluations=tuple(evaluations),
         reason=why,
-        policy_version=policy.version(),
+        policy_version=version,
         snapshot_hash=snapshot_hash,
         decided_at=snapshot.now,
         executor=executor_for(cluster, chosen.gpu_type),
@@ -207,4 +252,10 @@ def _memory_arithmetic(request: WorkloadRequest, snapshot: Snapshot, chosen: Can
 
 def place(request: WorkloadRequest, snapshot: Snapshot, policy: PlacementPolicy) -> Decision:
     """Place one request alone."""
-    return decide(request, evaluate(request, snapshot, policy), snapshot, policy)
+    index = fleet_index(snapshot, policy)
+    if not index.usable:
+        return decide(request, evaluate(request, snapshot, policy), snapshot, policy)
+    with collector_paused():
+        prep = index.prepare(request)
+        evaluations, ok = index.evaluations(prep, index.taken())
+        return decide(request, evaluations, snapshot, policy, hints=index.hints(prep, ok))

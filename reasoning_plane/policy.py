@@ -22,6 +22,7 @@ from typing import Any
 
 from data_plane.errors import InputFileError
 from data_plane.files import read_yaml
+from reasoning_plane.memo import cache_of
 
 OBJECTIVES = ("cheapest_within_slo", "weighted")
 
@@ -52,8 +53,11 @@ class PlacementPolicy:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def version(self) -> str:
-        payload = json.dumps(asdict(self), sort_keys=True, default=list)
-        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+        cache = cache_of(self)
+        if "version" not in cache:
+            payload = json.dumps(asdict(self), sort_keys=True, default=list)
+            cache["version"] = hashlib.sha256(payload.encode()).hexdigest()[:12]
+        return cache["version"]
 
 
 _FIELDS = {f for f in PlacementPolicy.__dataclass_fields__ if f != "extra"}

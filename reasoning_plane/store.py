@@ -23,9 +23,10 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
 
-from reasoning_plane.explain import explain, to_dict
+from reasoning_plane.explain import Renderer, explain, to_dict
 from reasoning_plane.model import CPU, Decision, Snapshot, TeamUsage, TelemetrySample
 
 DDL = """
@@ -114,6 +115,42 @@ def ensure_schema(conn: psycopg.Connection) -> None:
         conn.execute(DDL)
 
 
+_DECISION_COLUMNS = (
+    "decision_id, request_id, run_key, workload, team, status, cluster, gpu_type, executor,"
+    " est_cost_usd, policy_version, snapshot_hash, payload, explanation, decided_at"
+)
+
+
+def _decision_row(
+    decision: Decision, run_key: str | None, payload_json: str, explanation: str | None = None
+) -> tuple[Any, ...]:
+    chosen = decision.chosen_evaluation
+    return (
+        decision.decision_id,
+        decision.request.request_id,
+        run_key,
+        decision.request.workload,
+        decision.request.team,
+        decision.status,
+        decision.chosen.cluster if decision.chosen else None,
+        decision.chosen.gpu_type if decision.chosen else None,
+        decision.executor,
+        chosen.cost.total_usd if chosen else None,
+        decision.policy_version,
+        decision.snapshot_hash,
+        payload_json,
+        explain(decision) if explanation is None else explanation,
+        decision.decided_at,
+    )
+
+
+def _payload_json(decision: Decision, snapshot_payload: dict[str, Any] | None) -> str:
+    payload = to_dict(decision)
+    if snapshot_payload is not None:
+        payload["snapshot"] = snapshot_payload
+    return json.dumps(payload)
+
+
 def record_decision(
     conn: psycopg.Connection,
     decision: Decision,
@@ -122,36 +159,56 @@ def record_decision(
     snapshot_payload: dict[str, Any] | None = None,
 ) -> None:
     """Append a decision (idempotent on its id: a re-evaluated tick does not duplicate it)."""
-    payload = to_dict(decision)
-    if snapshot_payload is not None:
-        payload["snapshot"] = snapshot_payload
-    chosen = decision.chosen_evaluation
     conn.execute(
-        """
-        INSERT INTO plane.decisions (decision_id, request_id, run_key, workload, team, status,
-            cluster, gpu_type, executor, est_cost_usd, policy_version, snapshot_hash, payload,
-            explanation, decided_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT (decision_id) DO NOTHING
-        """,
-        (
-            decision.decision_id,
-            decision.request.request_id,
-            run_key,
-            decision.request.workload,
-            decision.request.team,
-            decision.status,
-            decision.chosen.cluster if decision.chosen else None,
-            decision.chosen.gpu_type if decision.chosen else None,
-            decision.executor,
-            chosen.cost.total_usd if chosen else None,
-            decision.policy_version,
-            decision.snapshot_hash,
-            Jsonb(payload),
-            explain(decision),
-            decision.decided_at,
-        ),
+        f"INSERT INTO plane.decisions ({_DECISION_COLUMNS})"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)"
+        " ON CONFLICT (decision_id) DO NOTHING",
+        _decision_row(decision, run_key, _payload_json(decision, snapshot_payload)),
     )
+
+
+def record_decisions(
+    conn: psycopg.Connection,
+    decisions: Sequence[tuple[Decision, str | None]],
+    snapshot: Snapshot | None = None,
+) -> None:
+    """Append many decisions (with their run keys) at once, each with what it read of
+    ``snapshot`` (`snapshot_payload`): the same rows as `record_decision` one by one, idempotent
+    on the decision id, written with one COPY into a temporary table and one INSERT.
+
+    The snapshot's telemetry, the same for every decision of a tick, is serialised once.
+    """
+    if not decisions:
+        return
+    shared = _SharedSnapshot(snapshot) if snapshot is not None else None
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS plane_decisions_in"
+            " (LIKE plane.decisions INCLUDING DEFAULTS, ord integer NOT NULL) ON COMMIT DROP"
+        )
+        cur.execute("TRUNCATE plane_decisions_in")
+        # Rows are rendered while a thread sends the previous ones and the server parses them.
+        with cur.copy(
+            f"COPY plane_decisions_in ({_DECISION_COLUMNS}, ord) FROM STDIN",
+            writer=QueuedLibpqWriter(cur),
+        ) as copy:
+            for i, (decision, run_key) in enumerate(decisions):
+                if shared is None:
+                    row = _decision_row(decision, run_key, _payload_json(decision, None))
+                else:
+                    row = _decision_row(
+                        decision,
+                        run_key,
+                        shared.payload_json(decision),
+                        shared.renderer.explain(decision),
+                    )
+                copy.write_row((*row, i))
+        cur.execute(
+            f"INSERT INTO plane.decisions ({_DECISION_COLUMNS})"
+            f" SELECT {_DECISION_COLUMNS} FROM plane_decisions_in ORDER BY ord"
+            " ON CONFLICT (decision_id) DO NOTHING"
+        )
+        cur.execute("TRUNCATE plane_decisions_in")
 
 
 def lock_teams(conn: psycopg.Connection, teams: Iterable[str]) -> None:
@@ -160,25 +217,39 @@ def lock_teams(conn: psycopg.Connection, teams: Iterable[str]) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"plane:team:{team}",))
 
 
-def reserve(conn: psycopg.Connection, decision: Decision, *, run_id: str | None = None) -> None:
-    """Reserve the decision's GPUs and projected cost (call inside the tick's transaction)."""
+def _reservation(decision: Decision, run_id: str | None) -> tuple[Any, ...]:
     chosen = decision.chosen_evaluation
     if chosen is None:
         raise ValueError(f"decision {decision.decision_id} placed nothing; nothing to reserve")
     gpus = 0 if chosen.candidate.gpu_type == CPU else decision.request.gpu_count
-    conn.execute(
-        "INSERT INTO plane.ledger (team, decision_id, run_id, kind, cluster, gpu_type, gpus, usd)"
-        " VALUES (%s, %s, %s, 'reserve', %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-        (
-            decision.request.team,
-            decision.decision_id,
-            run_id,
-            chosen.candidate.cluster,
-            chosen.candidate.gpu_type,
-            gpus,
-            chosen.cost.total_usd,
-        ),
+    return (
+        decision.request.team,
+        decision.decision_id,
+        run_id,
+        chosen.candidate.cluster,
+        chosen.candidate.gpu_type,
+        gpus,
+        chosen.cost.total_usd,
     )
+
+
+_RESERVE = (
+    "INSERT INTO plane.ledger (team, decision_id, run_id, kind, cluster, gpu_type, gpus, usd)"
+    " VALUES (%s, %s, %s, 'reserve', %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
+
+
+def reserve(conn: psycopg.Connection, decision: Decision, *, run_id: str | None = None) -> None:
+    """Reserve the decision's GPUs and projected cost (call inside the tick's transaction)."""
+    conn.execute(_RESERVE, _reservation(decision, run_id))
+
+
+def reserve_many(conn: psycopg.Connection, decisions: Sequence[Decision]) -> None:
+    """`reserve` every decision, in order, in one round of statements."""
+    rows = [_reservation(d, None) for d in decisions]
+    if rows:
+        with conn.cursor() as cur:
+            cur.executemany(_RESERVE, rows)
 
 
 def close_reservation(
@@ -356,24 +427,37 @@ def mark_request(conn: psycopg.Connection, request_id: str, status: str, decisio
     )
 
 
-def snapshot_payload(snapshot: Snapshot, datasets: Iterable[str], team: str) -> dict[str, Any]:
-    """What a decision read, stored with it so that `plane replay` can re-run it."""
+def _telemetry_payload(snapshot: Snapshot) -> list[dict[str, Any]]:
+    return [
+        {
+            "cluster": s.cluster,
+            "gpu_type": s.gpu_type,
+            "free_gpus": s.free_gpus,
+            "utilisation": s.utilisation,
+            "observed_at": s.observed_at.isoformat(),
+            "free_memory_gb": s.free_memory_gb,
+        }
+        for s in snapshot.telemetry.values()
+    ]
+
+
+def snapshot_payload(
+    snapshot: Snapshot,
+    datasets: Iterable[str],
+    team: str,
+    *,
+    telemetry: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """What a decision read, stored with it so that `plane replay` can re-run it.
+
+    ``telemetry``: the snapshot's telemetry in this form, when the caller already has it (it is
+    the same for every decision of a tick)."""
     quota = snapshot.quotas.get(team)
     budget = snapshot.budgets.get(team)
     u = snapshot.usage_of(team)
     return {
         "now": snapshot.now.isoformat(),
-        "telemetry": [
-            {
-                "cluster": s.cluster,
-                "gpu_type": s.gpu_type,
-                "free_gpus": s.free_gpus,
-                "utilisation": s.utilisation,
-                "observed_at": s.observed_at.isoformat(),
-                "free_memory_gb": s.free_memory_gb,
-            }
-            for s in snapshot.telemetry.values()
-        ],
+        "telemetry": _telemetry_payload(snapshot) if telemetry is None else telemetry,
         "quota": {"team": team, "gpus": quota.gpus, "source": quota.source} if quota else None,
         "budget": (
             {"team": team, "limit_usd": budget.limit_usd, "period": budget.period}
@@ -388,6 +472,27 @@ def snapshot_payload(snapshot: Snapshot, datasets: Iterable[str], team: str) -> 
         },
         "catalog": [snapshot.catalog[d].to_dict() for d in datasets if d in snapshot.catalog],
     }
+
+
+class _SharedSnapshot:
+    """Log entries of many decisions on one snapshot: its telemetry is serialised once and
+    joined into each decision's JSON, labels and rejection lists are rendered once
+    (`explain.Renderer`). The stored jsonb and text are those of `record_decision`."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.telemetry_json = json.dumps(_telemetry_payload(snapshot))
+        self.renderer = Renderer()
+
+    def payload_json(self, decision: Decision) -> str:
+        snap = snapshot_payload(
+            self.snapshot, decision.request.datasets, decision.request.team, telemetry=[]
+        )
+        del snap["telemetry"]
+        rest = json.dumps(snap)  # never empty: "now", "quota", "budget", "usage", "catalog"
+        return self.renderer.payload_json(
+            decision, f'"snapshot": {{"telemetry": {self.telemetry_json}, {rest[1:]}'
+        )
 
 
 def dumps(value: Any) -> str:

@@ -16,6 +16,7 @@ import psycopg
 
 from reasoning_plane import store
 from reasoning_plane.batch import place_batch
+from reasoning_plane.index import collector_paused
 from reasoning_plane.model import PLACED, Decision, Snapshot, WorkloadRequest
 from reasoning_plane.policy import PlacementPolicy
 
@@ -44,23 +45,14 @@ def run_tick(
     policy: PlacementPolicy,
 ) -> TickResult:
     """Place ``pending`` jointly, log every decision and reserve the placed ones."""
-    with conn.transaction():
+    with conn.transaction(), collector_paused():  # see index.collector_paused
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (TICK_LOCK,))
         snapshot = snapshot_of(conn)
         by_id = {p.request.request_id: p for p in pending}
         decisions = place_batch([p.request for p in pending], snapshot, policy)
-        out = []
-        for decision in decisions:
-            run_key = by_id[decision.request.request_id].run_key
-            store.record_decision(
-                conn,
-                decision,
-                run_key=run_key,
-                snapshot_payload=store.snapshot_payload(
-                    snapshot, decision.request.datasets, decision.request.team
-                ),
-            )
-            if decision.status == PLACED:
-                store.reserve(conn, decision)
-            out.append((decision, run_key))
+        out = [(d, by_id[d.request.request_id].run_key) for d in decisions]
+        # Every decision with what it read of the snapshot, then the placed ones' reservations:
+        # the same rows as store.record_decision and store.reserve one by one, in this order.
+        store.record_decisions(conn, out, snapshot)
+        store.reserve_many(conn, [d for d in decisions if d.status == PLACED])
     return TickResult(snapshot=snapshot, decisions=tuple(out))
