@@ -137,7 +137,7 @@ class Hints:
 
     feasible: Sequence[int]  # the feasible ones, in order
     compliant: Sequence[int]  # those with no governance (residency, compliance) rejection
-    transient: bool  # every rejection of the compliant ones is in TRANSIENT_RULES
+    transient: bool  # some compliant candidate fails only rules in TRANSIENT_RULES
     scores: Sequence[float]  # every evaluation's score
     position: Mapping[int, int] | None = None  # id(candidate) -> its position
     unique: bool = False  # no two evaluations have equal candidates
@@ -783,8 +783,9 @@ class FleetIndex:
         return Hints(
             feasible=[k for k, good in enumerate(ok) if good],
             compliant=np.flatnonzero(compliant).tolist(),
-            # A rule that is not transient (GPU memory, SLO) fails on a compliant candidate.
-            transient=not bool((bad & compliant).any()),
+            # Some compliant candidate fails only rules that can pass later (capacity, quota,
+            # budget, telemetry): the work is deferred rather than rejected.
+            transient=bool((~bad & compliant).any()),
             scores=prep.lists[4],
             position=prep.shape.position,
             unique=True,

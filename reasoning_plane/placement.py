@@ -89,7 +89,7 @@ def decision_id(
 def hints_of(evaluations: Sequence[Evaluation]) -> Hints:
     """`Hints` found by looking at every evaluation."""
     feasible, compliant = [], []
-    transient = True
+    transient = False
     for i, e in enumerate(evaluations):
         rejections = e.rejections
         if not rejections:
@@ -99,8 +99,8 @@ def hints_of(evaluations: Sequence[Evaluation]) -> Hints:
         if any(r.rule in GOVERNANCE_RULES for r in rejections):
             continue
         compliant.append(i)
-        if transient and not all(r.rule in TRANSIENT_RULES for r in rejections):
-            transient = False
+        if not transient and all(r.rule in TRANSIENT_RULES for r in rejections):
+            transient = True
     return Hints(feasible, compliant, transient, [e.score for e in evaluations])
 
 

@@ -98,7 +98,8 @@ def _no_candidate_reason(evaluations: Sequence[Evaluation]) -> tuple[str, str]:
         )
     best = min(compliant, key=lambda e: e.score)
     why = "; ".join(f"{r.rule}: {r.message}" for r in best.rejections)
-    transient = all(r.rule in TRANSIENT_RULES for e in compliant for r in e.rejections)
+    # Deferred when some compliant candidate fails only rules that can pass later.
+    transient = any(all(r.rule in TRANSIENT_RULES for r in e.rejections) for e in compliant)
     status = DEFERRED if transient else REJECTED
     return status, f"not launched; the last compliant option {best.candidate.label} failed: {why}"
 

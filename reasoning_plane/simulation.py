@@ -686,9 +686,7 @@ def greedy_choice(
     compliant = [
         e for e in evaluations if not any(r.rule in GOVERNANCE_RULES for r in e.rejections)
     ]
-    transient = compliant and all(
-        r.rule in TRANSIENT_RULES for e in compliant for r in e.rejections
-    )
+    transient = any(all(r.rule in TRANSIENT_RULES for r in e.rejections) for e in compliant)
     return (DEFERRED if transient else REJECTED), None
 
 

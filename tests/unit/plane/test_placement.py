@@ -90,6 +90,24 @@ def test_quota_budget_memory_capacity_and_slo() -> None:
     assert tight.status == REJECTED and "slo" in reasons(tight, "eu-fra-a10/A10")
 
 
+def test_deferred_when_some_compliant_option_is_only_short_of_capacity() -> None:
+    from reasoning_plane.model import GpuPool
+
+    snap = snapshot(telemetry=telemetry(a10_free=0))
+    clusters = tuple(
+        replace(c, pools=(*c.pools, GpuPool("A10-small", 8, 4, 0.5)))
+        if c.name == "eu-fra-a10"
+        else c
+        for c in snap.fleet.clusters
+    )
+    snap = replace(snap, fleet=replace(snap.fleet, clusters=clusters))
+    d = place(request(), snap, POLICY)
+    # The small pool can never fit 16 GB (permanent), the A10 is only full (transient).
+    assert "gpu_memory" in reasons(d, "eu-fra-a10/A10-small")
+    assert reasons(d, "eu-fra-a10/A10") == ["gpu_capacity"]
+    assert d.status == DEFERRED
+
+
 def test_low_priority_deferred_when_budget_is_short() -> None:
     usage = {"financial-ml": TeamUsage("financial-ml", spent_usd=4400.0)}
     snap = snapshot(usage=usage, budgets={"financial-ml": Budget("financial-ml", 4500.0)})
