@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from collections import defaultdict
@@ -39,6 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from machine import machine  # noqa: E402  (benchmarks/ is on sys.path)
+
 from reasoning_plane import simulation  # noqa: E402
 from reasoning_plane.simulation import Scenario, SimResult  # noqa: E402
 
@@ -47,23 +48,6 @@ CHART = REPO / "benchmarks" / "cost_per_policy.png"
 TARGET_REDUCTION = 0.52  # plane vs naive, seed-like scenario (the seed article's 52%)
 TARGET_GAP = 0.03  # plane within 3% of hindsight
 COLOURS = {"naive": "#c0504d", "greedy": "#9e9e9e", "plane": "#4f9a4f", "hindsight": "#4a7ebb"}
-
-
-def machine() -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def gap_breakdown(plane: SimResult, hindsight: SimResult, top: int = 6) -> dict[str, Any]:

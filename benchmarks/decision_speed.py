@@ -29,7 +29,6 @@ import gc
 import json
 import math
 import os
-import platform
 import random
 import resource
 import sys
@@ -42,6 +41,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from machine import machine  # noqa: E402  (benchmarks/ is on sys.path)
 
 from data_plane.catalog import CatalogRecord  # noqa: E402
 from reasoning_plane import placement  # noqa: E402
@@ -413,23 +414,6 @@ def bench_tick(world: World, n_requests: int, policy: PlacementPolicy) -> dict[s
         "log_mb": log_bytes / 1e6,  # as stored (compressed)
         "log_text_mb": text_bytes / 1e6,  # JSON and EXPLAIN text written
         "policy_exact_max_pairs": policy.exact_max_pairs,
-    }
-
-
-def machine() -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
     }
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -32,6 +31,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
+
+from machine import machine  # noqa: E402  (benchmarks/ is on sys.path)
 
 from data_plane.embedder import MODEL_ID, Embedder, model_path  # noqa: E402
 from data_plane.ingest import ingest  # noqa: E402
@@ -48,18 +49,6 @@ from data_plane.vector_store import (  # noqa: E402
 from resources.database import database_url  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out"
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}"
 
 
 def best_of(fn, repeat: int = 3) -> float:
