@@ -24,3 +24,13 @@ def governance_tags(residency: str, classification: str | None) -> dict[str, str
 
 def owner(team: str) -> str:
     return f"team:{team}"
+
+
+# One asset group per layer of the stack, as the Dagster UI shows them.
+LAYER_GROUPS: dict[str, str] = {
+    "ingestion": "1C ingestion: sources read, validated, quarantined; derived datasets",
+    "governance": "1A governance catalog: PII, classification, residency, retention",
+    "retrieval": "1B retrieval: chunks and embeddings in regional pgvector stores",
+    "models": "models: topic classifier and its batch inference",
+    "reasoning_plane": "2C reasoning plane: GPU spend, budgets and quotas per team",
+}

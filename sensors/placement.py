@@ -13,6 +13,7 @@ next tick, rejected work waits for new upstream data).
 """
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -67,16 +68,44 @@ def due_workloads(
     return due
 
 
-def _run_requests(result: TickResult, plane_fleet) -> list[dg.RunRequest]:
-    return [
-        dg.RunRequest(
-            run_key=run_key,
-            asset_selection=[dg.AssetKey.from_user_string(decision.request.workload)],
-            tags=run_tags(decision, plane_fleet),
-            run_config=run_config(decision, plane_fleet),
-        )
-        for decision, run_key in result.placed()
+SUMMARY_TAG = "plane/summary"
+
+
+def decision_summary(tags: Mapping[str, str]) -> str:
+    """One line a person reads in the run list: where, on what, at what estimated cost, and the
+    command that prints the full explanation. Built from the decision's run tags."""
+    missing = [
+        k
+        for k in ("plane/cluster", "plane/gpu_type", "plane/est_cost_usd", "plane/decision_id")
+        if not tags.get(k)
     ]
+    if missing:
+        raise ValueError(f"run tags lack {', '.join(missing)}: not a placed decision's tags")
+    gpus = int(tags.get("plane/gpu_count", "0") or 0)
+    hardware = f"{gpus}x {tags['plane/gpu_type']}" if gpus else "CPU"
+    where = ", ".join(v for v in (tags.get("plane/region"), tags.get("plane/zone")) if v)
+    hours = float(tags.get("plane/est_duration_s", "0") or 0) / 3600
+    return (
+        f"{tags['plane/cluster']} ({where}) | {hardware} | "
+        f"est ${float(tags['plane/est_cost_usd']):.2f} for {hours:.2f} h | "
+        f"plane explain {tags['plane/decision_id']}"
+    )
+
+
+def _run_requests(result: TickResult, plane_fleet) -> list[dg.RunRequest]:
+    requests = []
+    for decision, run_key in result.placed():
+        tags = run_tags(decision, plane_fleet)
+        tags[SUMMARY_TAG] = decision_summary(tags)
+        requests.append(
+            dg.RunRequest(
+                run_key=run_key,
+                asset_selection=[dg.AssetKey.from_user_string(decision.request.workload)],
+                tags=tags,
+                run_config=run_config(decision, plane_fleet),
+            )
+        )
+    return requests
 
 
 def _log(context, result: TickResult) -> None:

@@ -18,6 +18,7 @@ from assets.embeddings import build_chunks_asset, build_embeddings_asset
 from assets.governance import build_catalog_asset
 from assets.ingestion import build_ingestion_asset
 from assets.models import TOPIC_CLASSIFIER, build_model_assets
+from assets.spend import SPEND_GROUP, team_spend_asset, team_spend_job, team_spend_schedule
 from assets.workloads import workload_specs
 from data_plane.policy import load_policy
 from data_plane.sources import load_source_catalog
@@ -72,15 +73,15 @@ def build_defs(
     postgres = PostgresResource(database_url=database_url)
     main_job = dg.define_asset_job(
         "main_job",
-        selection=dg.AssetSelection.all(),
+        selection=dg.AssetSelection.all() - dg.AssetSelection.groups(SPEND_GROUP),
         description=(
             "The whole data plane: ingest every source, tag governance, derive datasets, embed "
             "text into the regional vector stores, train and apply the topic classifier."
         ),
     )
     return dg.Definitions(
-        assets=assets,
-        jobs=[main_job],
+        assets=[*assets, team_spend_asset],
+        jobs=[main_job, team_spend_job],
         sensors=[
             build_source_files_sensor(catalog),
             build_placement_sensor(workloads),
@@ -88,7 +89,7 @@ def build_defs(
             plane_metering_sensor,
             plane_failure_sensor,
         ],
-        schedules=[build_recurring_schedule(workloads)],
+        schedules=[build_recurring_schedule(workloads), team_spend_schedule],
         executor=placement_executor,
         resources={
             "postgres": postgres,

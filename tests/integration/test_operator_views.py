@@ -1,0 +1,189 @@
+"""What operators look at in the UI: the per-team spend view on the real ledger, and the human
+summary of a placement decision on its run."""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+
+from assets.spend import SPEND_KEY, spend_markdown, team_spend, team_spend_asset
+from reasoning_plane import store
+from reasoning_plane.batch import place_batch
+from reasoning_plane.inputs import load_budgets, load_quotas
+from reasoning_plane.model import PLACED
+from reasoning_plane.policy import PlacementPolicy
+from resources.lakehouse import LakehouseResource
+from resources.plane import PlaneResource
+from resources.postgres import PostgresResource
+from sensors.placement import decision_summary
+from tests.unit.plane.factory import NOW, request, snapshot
+
+REPO = Path(__file__).resolve().parents[2]
+SEED = REPO / "examples" / "seed_scenario"
+
+
+@pytest.fixture
+def plane_db(database_url: str) -> Iterator[str]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS plane CASCADE")
+    yield database_url
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS plane CASCADE")
+
+
+def _log_decisions(url: str) -> dict[str, list]:
+    """Place a batch on the test fleet, log it, reserve the placed ones; settle the first
+    financial-ml run at $1.50 and release one media-ml run. Returns placed decisions by team."""
+    snap = snapshot()
+    decisions = place_batch(
+        [
+            request("eu-1"),
+            request("eu-2"),
+            request("us", datasets=("customer_orders_us",), team="media-ml"),
+            request("us-2", datasets=("customer_orders_us",), team="media-ml"),
+            request("ghost", datasets=("nowhere",)),
+        ],
+        snap,
+        PlacementPolicy(),
+    )
+    placed: dict[str, list] = {}
+    with psycopg.connect(url) as conn:
+        store.ensure_schema(conn)
+        for decision in decisions:
+            store.record_decision(conn, decision, run_key=decision.request.request_id)
+            if decision.status == PLACED:
+                store.reserve(conn, decision)
+                placed.setdefault(decision.request.team, []).append(decision)
+        store.close_reservation(
+            conn, placed["financial-ml"][0].decision_id, run_id="r1", kind="settle", usd=1.5
+        )
+        store.close_reservation(
+            conn, placed["media-ml"][0].decision_id, run_id="r2", kind="release"
+        )
+        conn.commit()
+    assert {d.status for d in decisions} == {PLACED, "rejected"}
+    return placed
+
+
+def test_team_spend_reads_ledger_decisions_quotas_and_budgets(plane_db: str) -> None:
+    placed = _log_decisions(plane_db)
+    quotas = load_quotas(SEED / "quotas.yaml")
+    budgets = load_budgets(SEED / "budgets.yaml")
+    with psycopg.connect(plane_db) as conn:
+        lines = {ln.team: ln for ln in team_spend(conn, quotas, budgets, NOW)}
+
+    assert set(lines) == {"financial-ml", "media-ml", "customer-support", "commerce-analytics"}
+    fin = lines["financial-ml"]
+    open_fin = placed["financial-ml"][1:]
+    assert fin.spent_usd == 1.5 and fin.runs_settled == 1
+    assert fin.reserved_usd == pytest.approx(
+        sum(d.chosen_evaluation.cost.total_usd for d in open_fin), abs=1e-3
+    )
+    assert fin.gpus_held == sum(d.request.gpu_count for d in open_fin)
+    assert (fin.budget_usd, fin.gpu_quota) == (5000.0, 16)
+    assert fin.budget_used_share == pytest.approx((fin.spent_usd + fin.reserved_usd) / 5000, 1e-3)
+    assert (fin.placed, fin.rejected) == (len(placed["financial-ml"]), 1)  # "ghost": no record
+    media = lines["media-ml"]  # one released (costs nothing), one still held
+    assert media.spent_usd == 0.0 and media.gpus_held == placed["media-ml"][1].request.gpu_count
+    idle = lines["customer-support"]  # only a quota and a budget: zeros, not missing
+    assert (idle.spent_usd, idle.gpus_held, idle.placed, idle.gpu_quota) == (0.0, 0, 0, 4)
+    assert idle.last_decision_at is None
+
+    # Next month the settled spend no longer counts against the monthly budget.
+    with psycopg.connect(plane_db) as conn:
+        later = {
+            ln.team: ln
+            for ln in team_spend(conn, quotas, budgets, datetime(2099, 1, 1, 0, 0, tzinfo=UTC))
+        }
+    assert later["financial-ml"].spent_usd == 0.0 and later["financial-ml"].placed == 0
+    assert later["financial-ml"].gpus_held == fin.gpus_held  # held GPUs are held until released
+
+    with psycopg.connect(plane_db) as conn, pytest.raises(ValueError, match="timezone"):
+        team_spend(conn, quotas, budgets, datetime(2026, 11, 25))
+
+
+def test_spend_markdown_draws_budget_and_quota_bars() -> None:
+    from assets.spend import TeamSpend
+
+    line = TeamSpend(
+        team="financial-ml", period="monthly", period_start="2026-11-01T00:00:00Z",
+        budget_usd=100.0, spent_usd=40.0, reserved_usd=10.0, budget_used_share=0.5,
+        gpu_quota=4, gpus_held=1, runs_settled=2, placed=3, deferred=0, rejected=1,
+        last_decision_at=None,
+    )  # fmt: skip
+    row = spend_markdown([line]).splitlines()[2]
+    assert row.startswith("| financial-ml | 40.00 | 10.00 | 100.00 |")
+    assert "██████████░░░░░░░░░░ 50%" in row  # budget: half used
+    assert "█████░░░░░░░░░░░░░░░ 25%` 1 / 4" in row  # GPUs: 1 of 4
+    assert "No team" in spend_markdown([])
+
+
+def test_team_spend_asset_materializes_table_chart_and_totals(
+    plane_db: str, tmp_path: Path
+) -> None:
+    placed = _log_decisions(plane_db)
+    plane = PlaneResource(
+        postgres=PostgresResource(),
+        quotas_file=str(SEED / "quotas.yaml"),
+        budgets_file=str(SEED / "budgets.yaml"),
+    )
+    lakehouse = LakehouseResource(root=str(tmp_path / "lake"))
+    result = dg.materialize([team_spend_asset], resources={"plane": plane, "lakehouse": lakehouse})
+    assert result.success
+    meta = result.asset_materializations_for_node(team_spend_asset.op.name)[0].metadata
+    assert meta["dagster/row_count"].value == 4
+    assert meta["spent_usd"].value == 1.5  # the ledger was written today
+    held = sum(d.request.gpu_count for ds in placed.values() for d in ds[1:])
+    assert meta["gpus_held"].value == held
+    rows = {r.data["team"]: r.data for r in meta["teams"].value.records}
+    assert rows["financial-ml"]["spent_usd"] == 1.5 and rows["financial-ml"]["gpu_quota"] == 16
+    assert "| financial-ml | 1.50 |" in meta["spend_chart"].value
+    chart = Path(meta["chart_svg"].value)
+    assert chart.read_text().startswith("<svg") and "financial-ml" in chart.read_text()
+    table = lakehouse.read("reports", "team_spend")
+    assert table.filter(table["team"] == "financial-ml")["spent_usd"].to_list() == [1.5]
+    assert SPEND_KEY.to_user_string() == "plane/team_spend"
+
+
+def test_decision_summary_names_cluster_region_hardware_cost_and_explain_command() -> None:
+    tags = {
+        "plane/decision_id": "89c8bca1bc8fdf639149",
+        "plane/cluster": "eu-fra-a10",
+        "plane/region": "eu-central-1",
+        "plane/zone": "EU",
+        "plane/gpu_type": "A10",
+        "plane/gpu_count": "1",
+        "plane/est_cost_usd": "2.4420",
+        "plane/est_duration_s": "8000",
+    }
+    assert decision_summary(tags) == (
+        "eu-fra-a10 (eu-central-1, EU) | 1x A10 | est $2.44 for 2.22 h | "
+        "plane explain 89c8bca1bc8fdf639149"
+    )
+    cpu = {**tags, "plane/gpu_type": "cpu", "plane/gpu_count": "0"}
+    assert "| CPU |" in decision_summary(cpu)
+    with pytest.raises(ValueError, match="plane/decision_id"):
+        decision_summary({k: v for k, v in tags.items() if k != "plane/decision_id"})
+
+
+def test_every_placed_run_request_carries_the_summary_tag(plane_db: str) -> None:
+    from reasoning_plane.tick import Pending, run_tick
+    from sensors.placement import SUMMARY_TAG, _run_requests
+
+    snap = snapshot()
+    with psycopg.connect(plane_db) as conn:
+        store.ensure_schema(conn)
+        result = run_tick(
+            conn,
+            [Pending(request("eu-1"), "k1"), Pending(request("ghost", datasets=("x",)), "k2")],
+            lambda c: snap,
+            PlacementPolicy(),
+        )
+        conn.commit()
+    (run,) = _run_requests(result, snap.fleet)  # the rejected one launches nothing
+    assert run.tags[SUMMARY_TAG] == decision_summary(run.tags)
+    assert run.tags[SUMMARY_TAG].startswith(f"{run.tags['plane/cluster']} (")
+    assert run.tags[SUMMARY_TAG].endswith(f"plane explain {run.tags['plane/decision_id']}")
