@@ -18,6 +18,7 @@ import polars as pl
 
 from assets.governance import catalog_key
 from assets.ingestion import ingested_key
+from assets.progress import RateLog, heartbeat
 from assets.tags import governance_tags, owner
 from assets.workloads import placement_metadata, workload_metadata
 from data_plane.chunking import chunk_frame
@@ -42,6 +43,7 @@ RETRIEVAL_GROUP = "retrieval"
 COUNT_CHECK = "embedding_count_matches_chunks"
 REGION_CHECK = "vectors_in_residency_region"
 LOAD_BATCH = 4096  # chunks embedded and loaded per round trip
+PROGRESS_S = 5.0  # at most one "encoded" progress line this often
 
 
 def chunks_key(source: str) -> dg.AssetKey:
@@ -74,10 +76,14 @@ def build_chunks_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.AssetsD
     ) -> dg.MaterializeResult:
         entry = governance.require(spec.name)
         frame = lakehouse.read("ingested", spec.name)
-        chunks = chunk_frame(
-            frame, dataset_id=spec.name, text_columns=spec.text_columns, key=spec.key
-        )
-        pii_types = chunk_pii_types(chunks.get_column("text"))
+        context.log.info(f"{spec.name}: chunking {frame.height:,} rows")
+        with heartbeat(context.log.info, f"chunking {spec.name}"):
+            chunks = chunk_frame(
+                frame, dataset_id=spec.name, text_columns=spec.text_columns, key=spec.key
+            )
+        context.log.info(f"{spec.name}: scanning {chunks.height:,} chunks for PII")
+        with heartbeat(context.log.info, f"scanning the chunks of {spec.name} for PII"):
+            pii_types = chunk_pii_types(chunks.get_column("text"))
         chunks = chunks.with_columns(
             pii_types.alias("pii_types"),
             (pii_types.list.len() > 0).alias("pii"),
@@ -204,18 +210,27 @@ def build_embeddings_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.Ass
             )
             embedded = 0
             encode_seconds = 0.0
+            # "encoded" every 16 batches (data_plane.embedder), at most every PROGRESS_S
+            encoded = RateLog(
+                context.log.info,
+                f"{spec.name}: encoded",
+                todo.height,
+                unit="chunks",
+                every_s=PROGRESS_S,
+            )
+            loaded = RateLog(
+                context.log.info, f"{spec.name}: loaded", todo.height, unit="embeddings", every_s=0
+            )
             for offset in range(0, todo.height, LOAD_BATCH):
                 part = todo.slice(offset, LOAD_BATCH)
                 t0 = time.perf_counter()
                 matrix = embedder.encode(
                     part.get_column("text").to_list(),
-                    progress=lambda done, total, secs, base=embedded: context.log.debug(
-                        f"{spec.name}: encoded {base + done}/{todo.height} chunks"
-                    ),
+                    progress=lambda done, total, secs, base=offset: encoded.update(base + done),
                 )
                 encode_seconds += time.perf_counter() - t0
                 embedded += upsert_chunks(conn, store, _rows(part), matrix, MODEL_ID)
-                context.log.info(f"{spec.name}: loaded {embedded}/{todo.height} embeddings")
+                loaded.update(embedded)
             deleted = delete_chunks_not_in(conn, store, spec.name, chunks["chunk_id"].to_list())
             stats = store_stats(conn, store, spec.name)
             elsewhere: dict[str, int] = {}

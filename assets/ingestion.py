@@ -7,11 +7,13 @@ share of the file was refused. The data version is the content hash of the sourc
 shows downstream assets as stale exactly when the source changed.
 """
 
+import time
 from datetime import UTC, datetime
 
 import dagster as dg
 import polars as pl
 
+from assets.progress import heartbeat
 from assets.tags import governance_tags, owner
 from data_plane.ingest import IngestResult, ingest
 from data_plane.policy import GovernancePolicy
@@ -20,6 +22,7 @@ from resources.lakehouse import LakehouseResource
 
 INGESTION_GROUP = "ingestion"
 QUARANTINE_CHECK = "quarantine_below_threshold"
+HEARTBEAT_S = 10.0  # a "still reading" line this often while a large file is read
 
 _DAGSTER_TYPES = {
     pl.String: "string",
@@ -97,7 +100,14 @@ def build_ingestion_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.Asse
     def _ingest(
         context: dg.AssetExecutionContext, lakehouse: LakehouseResource
     ) -> dg.MaterializeResult:
-        result = ingest(spec)
+        size = spec.path.stat().st_size if spec.path.exists() else 0
+        context.log.info(
+            f"{spec.name}: reading {spec.path.name} ({size / 1e6:,.1f} MB, {spec.format})"
+        )
+        with heartbeat(
+            context.log.info, f"reading and validating {spec.path.name}", every_s=HEARTBEAT_S
+        ):
+            result = ingest(spec)
         lineage = {
             "dataset": spec.name,
             "source_system": spec.source_system,
@@ -111,12 +121,19 @@ def build_ingestion_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.Asse
             "extra_columns": list(result.extra_columns),
             "dagster_run_id": context.run.run_id,
         }
+        seconds = max(result.seconds, 1e-9)
+        context.log.info(
+            f"{spec.name}: {result.records_read:,} records read, {result.valid.height:,} valid, "
+            f"{result.quarantine.height:,} quarantined ({result.quarantine_share:.2%}) "
+            f"in {result.seconds:.2f}s: {result.records_read / seconds:,.0f} rows/s, "
+            f"{result.source_bytes / 1e6 / seconds:,.1f} MB/s"
+        )
+        written = time.perf_counter()
         path = lakehouse.write("ingested", spec.name, result.valid, manifest=lineage)
         lakehouse.write("quarantine", spec.name, result.quarantine)
         context.log.info(
-            f"{spec.name}: {result.records_read} records read, {result.valid.height} valid, "
-            f"{result.quarantine.height} quarantined ({result.quarantine_share:.2%}) "
-            f"in {result.seconds:.2f}s"
+            f"{spec.name}: wrote {result.valid.height:,} rows to {path.name} and "
+            f"{result.quarantine.height:,} to quarantine in {time.perf_counter() - written:.2f}s"
         )
         if result.extra_columns:
             context.log.warning(

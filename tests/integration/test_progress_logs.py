@@ -1,0 +1,47 @@
+"""Long work reports its progress in the run's logs: what the dagster CLI prints and the UI
+shows while ingestion and embedding run (real Dagster, real PostgreSQL, the real model)."""
+
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+
+from stack_defs.definitions import build_defs
+
+pytestmark = pytest.mark.slow
+
+
+def _messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    return [e.user_message for e in instance.all_logs(run_id) if e.user_message]
+
+
+def test_ingestion_and_embedding_log_rows_per_second(
+    sample_catalog: Path, tmp_path: Path, database_url: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for schema in ("governance", "vectors_eu", "vectors_us"):
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    defs = build_defs(sources_file=sample_catalog, lakehouse_root=str(tmp_path / "lake"))
+    keys = [
+        dg.AssetKey.from_user_string(k)
+        for k in (
+            "ingested/support_tickets",
+            "catalog/support_tickets",
+            "chunks/support_tickets",
+            "embeddings/support_tickets",
+        )
+    ]
+    with dg.instance_for_test() as instance:
+        job = defs.resolve_implicit_global_asset_job_def()
+        result = job.execute_in_process(instance=instance, asset_selection=keys)
+        assert result.success
+        logs = _messages(instance, result.run_id)
+    reading = [m for m in logs if m.startswith("support_tickets: reading support_tickets.jsonl")]
+    assert reading and " MB, jsonl)" in reading[0]
+    read = next(m for m in logs if "records read" in m)
+    assert "rows/s" in read and "MB/s" in read
+    assert any(m.startswith("support_tickets: chunking ") for m in logs)
+    encoded = [m for m in logs if m.startswith("support_tickets: encoded: ")]
+    assert encoded and "chunks/s" in encoded[-1] and "(100%)" in encoded[-1]
+    assert any(m.startswith("support_tickets: loaded: ") and "(100%)" in m for m in logs)
