@@ -1,12 +1,15 @@
-"""Principals and the read rules of governed retrieval.
+"""Principals (users and agents) of governed retrieval and model use, from config/principals.yaml.
 
-A principal (a user or an agent) may read a dataset's chunks when all hold:
+The rules deciding what a principal may read or use are not here: they are Cedar policies in
+``config/policies/`` evaluated by `data_plane.authz.Authorizer`. In short:
 
 * the dataset's classification is known and not above the principal's clearance;
 * ``PUBLIC`` and ``INTERNAL`` data: any principal with that clearance; ``CONFIDENTIAL`` and
   ``PII``: only members of the owning team or holders of an explicit grant on the dataset;
 * the chunk's store region is one the principal may read from;
-* a chunk holding PII is returned only when the request is served in the chunk's own region.
+* a chunk holding PII is returned only when the request is served in the chunk's own region;
+* an agent acting on behalf of a user gets only what both may do, and only when the user
+  delegated to it (``delegate_to``), up to the clearance the user delegated.
 
 ``UNKNOWN`` classification or residency is readable by nobody (fail closed).
 """
@@ -23,10 +26,19 @@ from data_plane.classification import CLASSIFICATIONS, UNKNOWN, classification_r
 from data_plane.errors import InputFileError
 from data_plane.files import read_yaml
 
-_KEYS = {"name", "kind", "teams", "clearance", "regions", "home_region", "grants"}
+_KEYS = {
+    "name",
+    "kind",
+    "teams",
+    "clearance",
+    "regions",
+    "home_region",
+    "grants",
+    "delegate_to",
+    "delegated_clearance",
+}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 _ZONE = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
-TEAM_SCOPED = ("CONFIDENTIAL", "PII")
 
 
 @dataclass(frozen=True)
@@ -38,28 +50,8 @@ class Principal:
     home_region: str
     kind: str = "user"
     grants: frozenset[str] = frozenset()
-
-
-def may_read_dataset(
-    principal: Principal, classification: str, owner_team: str, dataset: str
-) -> bool:
-    """Classification and ownership rule (regions are checked per store and chunk)."""
-    if classification not in CLASSIFICATIONS or classification == UNKNOWN:
-        return False
-    if classification_rank(classification) > classification_rank(principal.clearance):
-        return False
-    if classification in TEAM_SCOPED:
-        return owner_team in principal.teams or dataset in principal.grants
-    return True
-
-
-def may_read_chunk(
-    principal: Principal, *, store_region: str, chunk_residency: str, pii: bool, serve_region: str
-) -> bool:
-    """Region rule for one chunk held in ``store_region``, served in ``serve_region``."""
-    if store_region not in principal.regions or chunk_residency != store_region:
-        return False
-    return not pii or serve_region == store_region
+    delegate_to: frozenset[str] = frozenset()  # agents that may act for this user
+    delegated_clearance: str | None = None  # what they may read for it (default: clearance)
 
 
 def _names(value: Any, path: Path, field: str) -> frozenset[str]:
@@ -107,6 +99,22 @@ def load_principals(path: Path | str) -> dict[str, Principal]:
         kind = item.get("kind", "user")
         if kind not in ("user", "agent"):
             raise InputFileError(path, f"{where}.kind", "must be 'user' or 'agent'")
+        delegate_to = _names(item.get("delegate_to"), path, f"{where}.delegate_to")
+        delegated = item.get("delegated_clearance")
+        if delegate_to and kind != "user":
+            raise InputFileError(path, f"{where}.delegate_to", "only users delegate to agents")
+        if delegated is not None:
+            delegated = str(delegated).upper()
+            if delegated not in CLASSIFICATIONS or delegated == UNKNOWN:
+                raise InputFileError(
+                    path,
+                    f"{where}.delegated_clearance",
+                    f"must be one of {list(CLASSIFICATIONS[:-1])}",
+                )
+            if classification_rank(delegated) > classification_rank(clearance):
+                raise InputFileError(
+                    path, f"{where}.delegated_clearance", "cannot exceed the user's own clearance"
+                )
         principals[name] = Principal(
             name=name,
             teams=_names(item.get("teams"), path, f"{where}.teams"),
@@ -115,5 +123,13 @@ def load_principals(path: Path | str) -> dict[str, Principal]:
             home_region=home,
             kind=kind,
             grants=_names(item.get("grants"), path, f"{where}.grants"),
+            delegate_to=delegate_to,
+            delegated_clearance=delegated,
         )
+    for name, principal in principals.items():
+        for agent in sorted(principal.delegate_to):
+            if agent not in principals or principals[agent].kind != "agent":
+                raise InputFileError(
+                    path, f"principals.{name}.delegate_to", f"{agent!r} is not a declared agent"
+                )
     return principals

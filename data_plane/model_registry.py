@@ -5,16 +5,25 @@ lineage and the governance inherited from the training data. Training again on t
 the same parameters returns the existing version instead of adding one. ``models.predictions``
 keeps each prediction keyed by model version and the content hash of the input, so the same input
 is never sent to the same model version twice.
+
+Layer 3 users and agents load a model with `use_model`, which asks the same policy engine as
+retrieval (`data_plane.authz`, action ``use_model``) and logs denials.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.types.json import Jsonb
+
+from data_plane.access import Principal
+from data_plane.authz import AccessDecision, Authorizer, Resource
+
+if TYPE_CHECKING:
+    from data_plane.classifier import TrainedClassifier
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS models;
@@ -184,3 +193,55 @@ def store_predictions(
             (model_name, version),
         )
         return cur.rowcount
+
+
+class ModelAccessDenied(PermissionError):
+    """The policy engine refused a principal the use of a model (the denial is logged)."""
+
+    def __init__(self, decision: AccessDecision) -> None:
+        self.decision = decision
+        super().__init__(
+            f"{decision.principal}"
+            + (f" (for {decision.on_behalf_of})" if decision.on_behalf_of else "")
+            + f" may not use {decision.resource}: {'; '.join(decision.reasons)}"
+            + f" [policy {decision.policy_version}]"
+        )
+
+
+def use_model(
+    conn: psycopg.Connection,
+    model_name: str,
+    *,
+    principal: Principal,
+    authorizer: Authorizer,
+    serve_region: str | None = None,
+    on_behalf_of: Principal | None = None,
+    version: int | None = None,
+    audit: Callable[[Sequence[AccessDecision]], None] | None = None,
+) -> tuple[ModelVersion, TrainedClassifier]:
+    """Load a registered model for ``principal`` (a Layer 3 user or agent), after the policy
+    engine allowed it from the model's catalog record (owner team, classification inherited from
+    its training data, residency). No catalog record: denied (fail closed). A denial is passed
+    to ``audit`` and raised as `ModelAccessDenied`; the artifact is not even read."""
+    from data_plane import catalog_store, classifier
+
+    entry = catalog_store.get_entry(conn, model_name)
+    resource = (
+        Resource.from_entry(entry, kind="Model")
+        if entry is not None
+        else Resource(model_name, "", "UNKNOWN", "UNKNOWN", kind="Model")
+    )
+    decision = authorizer.use_model(
+        principal,
+        resource,
+        serve_region=serve_region or (on_behalf_of or principal).home_region,
+        on_behalf_of=on_behalf_of,
+    )
+    if not decision.allowed:
+        if audit is not None:
+            audit([decision])
+        raise ModelAccessDenied(decision)
+    chosen = get_version(conn, model_name, version) if version else latest(conn, model_name)
+    if chosen is None:
+        raise LookupError(f"model {model_name} v{version or 'latest'} is not in the registry")
+    return chosen, classifier.load(*artifact(conn, model_name, chosen.version))

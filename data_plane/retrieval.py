@@ -1,10 +1,12 @@
 """Governed retrieval over the regional vector stores (Layer 1B, for Layer 3 applications).
 
-``Retriever.search(query, principal, k, region)`` embeds the query once, then asks only the
-stores the principal may read from, only for datasets the principal may read (classification,
-team ownership, grants), and excludes chunks holding PII from any store outside ``region`` (the
-region the answer is served in): PII chunks never leave their region. Every hit is checked again
-after the query (defence in depth) before it is returned.
+``Retriever.search(query, principal, k, region, on_behalf_of=None)`` asks the policy engine
+(`data_plane.authz`, Cedar policies in ``config/policies/``) which catalog datasets the
+principal may read in their store, served in ``region``; it embeds the query once and asks only
+those stores for only those datasets, excluding chunks holding PII from any store outside
+``region``: PII chunks never leave their region. Every hit is authorised again after the query
+(defence in depth) before it is returned. Every denial goes to ``audit`` (the append-only
+``governance.access_log`` when opened by `resources.vectors.open_retriever`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from data_plane.access import Principal, may_read_chunk, may_read_dataset
+from data_plane.access import Principal
+from data_plane.authz import AccessDecision, Authorizer, Resource
 from data_plane.catalog import CatalogEntry
 from data_plane.classification import UNKNOWN, residency_parts
 from data_plane.errors import InputFileError
@@ -74,6 +77,8 @@ class Retriever:
     embed: Callable[[list[str]], np.ndarray]
     catalog: Callable[[], Sequence[CatalogEntry]]
     principals: Mapping[str, Principal] = field(default_factory=dict)
+    authorizer: Authorizer = field(default_factory=Authorizer)
+    audit: Callable[[Sequence[AccessDecision]], None] | None = None
 
     def principal(self, name: str) -> Principal:
         try:
@@ -81,30 +86,63 @@ class Retriever:
         except KeyError:
             raise LookupError(f"unknown principal {name!r}") from None
 
+    def _record(self, decisions: Sequence[AccessDecision]) -> None:
+        denied = [d for d in decisions if not d.allowed]
+        if denied and self.audit is not None:
+            self.audit(denied)
+
     def plan(
-        self, principal: Principal, region: str
+        self, principal: Principal, region: str, on_behalf_of: Principal | None = None
     ) -> Iterator[tuple[RegionStore, list[str], bool]]:
-        """(store, readable datasets in it, exclude_pii) for every store the principal may read."""
-        entries = list(self.catalog())
-        for store_region, store in sorted(self.stores.items()):
-            if store_region not in principal.regions:
-                continue
-            datasets = [
-                e.dataset_id
-                for e in entries
-                if e.record.data_residency == store_region
-                and may_read_dataset(principal, e.record.classification, e.owner_team, e.dataset_id)
-            ]
-            if datasets:
-                yield store, datasets, store_region != region
+        """(store, readable datasets in it, exclude_pii) for every store the principal may read.
+
+        Every catalog dataset held in a store is asked about (served in ``region``; a store
+        outside it is asked for its chunks without PII); denials are audited."""
+        asks = []
+        for entry in self.catalog():
+            store = store_for_residency(self.stores, entry.record.data_residency)
+            store_region = store.region if store else UNKNOWN
+            asks.append(
+                (
+                    store,
+                    entry.dataset_id,
+                    Authorizer.retrieve_ask(
+                        principal,
+                        Resource.from_entry(entry),
+                        store_region=store_region,
+                        serve_region=region,
+                        pii=store_region == region,
+                        on_behalf_of=on_behalf_of,
+                    ),
+                )
+            )
+        decisions = self.authorizer.many([ask for _, _, ask in asks])
+        self._record(decisions)
+        readable: dict[str, list[str]] = {}
+        for (store, dataset, _), decision in zip(asks, decisions, strict=True):
+            if decision.allowed and store is not None:
+                readable.setdefault(store.region, []).append(dataset)
+        for store_region, datasets in sorted(readable.items()):
+            yield self.stores[store_region], datasets, store_region != region
 
     def search(
-        self, query: str, principal: Principal | str, k: int = 5, region: str | None = None
+        self,
+        query: str,
+        principal: Principal | str,
+        k: int = 5,
+        region: str | None = None,
+        *,
+        on_behalf_of: Principal | str | None = None,
     ) -> list[SearchHit]:
-        """Top-``k`` chunks for ``query`` that ``principal`` may see, served in ``region``."""
+        """Top-``k`` chunks for ``query`` that ``principal`` (acting for ``on_behalf_of``, when
+        given) may see, served in ``region``."""
         if isinstance(principal, str):
             principal = self.principal(principal)
-        region = region or principal.home_region
+        if isinstance(on_behalf_of, str):
+            on_behalf_of = self.principal(on_behalf_of)
+        region = region or (on_behalf_of or principal).home_region
+        if not isinstance(region, str):
+            raise ValueError(f"region must be a zone name like EU, got {region!r}")
         if not _ZONE.match(region) or region == UNKNOWN:
             raise ValueError(f"region must be a zone name like EU, got {region!r}")
         if not 1 <= k <= 1000:
@@ -113,32 +151,43 @@ class Retriever:
             raise ValueError("query is empty")
         if len(query) > 10_000:
             raise ValueError("query is longer than 10,000 characters")
-        plan = list(self.plan(principal, region))
+        plan = list(self.plan(principal, region, on_behalf_of))
         if not plan:
             return []
         vector = self.embed([query])[0]
         entries = {e.dataset_id: e for e in self.catalog()}
-        hits: list[SearchHit] = []
+        found: list[tuple[RegionStore, SearchHit]] = []
         for store, datasets, exclude_pii in plan:
             with self.connect(store) as conn:
-                found = search_store(
+                for hit in search_store(
                     conn, store, vector, k, allowed_datasets=datasets, exclude_pii=exclude_pii
-                )
-            for hit in found:
-                entry = entries.get(hit.dataset_id)
-                if (
-                    entry is not None
-                    and may_read_dataset(
-                        principal, entry.record.classification, entry.owner_team, hit.dataset_id
-                    )
-                    and may_read_chunk(
-                        principal,
-                        store_region=store.region,
-                        chunk_residency=hit.residency,
-                        pii=hit.pii,
-                        serve_region=region,
-                    )
                 ):
-                    hits.append(hit)
+                    found.append((store, hit))
+        # Defence in depth: every hit is authorised again with its own facts.
+        checked = [(s, h, entries.get(h.dataset_id)) for s, h in found]
+        asks = [
+            Authorizer.retrieve_ask(
+                principal,
+                Resource.from_entry(entry),
+                store_region=store.region,
+                serve_region=region,
+                pii=hit.pii,
+                residency=hit.residency,
+                on_behalf_of=on_behalf_of,
+            )
+            for store, hit, entry in checked
+            if entry is not None
+        ]
+        decisions = iter(self.authorizer.many(asks))
+        hits: list[SearchHit] = []
+        audited: list[AccessDecision] = []
+        for _, hit, entry in checked:
+            if entry is None:  # no catalog record any more: nobody may read it
+                continue
+            decision = next(decisions)
+            audited.append(decision)
+            if decision.allowed:
+                hits.append(hit)
+        self._record(audited)
         hits.sort(key=lambda h: -h.score)
         return hits[:k]

@@ -2,7 +2,7 @@
 
     plane catalog                 summary of the governance catalog (datasets, rows, PII, ...)
     plane catalog show DATASET    one catalog record in the operator JSON shape
-    plane search QUERY --principal NAME [--region EU] [-k 5] [--json]
+    plane search QUERY --principal NAME [--on-behalf-of USER] [--region EU] [-k 5] [--json]
                                   governed retrieval over the regional vector stores
     plane place --fleet F --quotas Q --catalog C --requests R [--budgets B] [--telemetry T]
                 [--policy P] [--now ISO-8601] [--json]
@@ -116,11 +116,14 @@ def _search(args: argparse.Namespace) -> int:
     retriever = open_retriever()
     try:
         principal = retriever.principal(args.principal)
+        for_user = retriever.principal(args.on_behalf_of) if args.on_behalf_of else None
     except LookupError as exc:
         print(f"plane: {exc} (see config/principals.yaml)", file=sys.stderr)
         return EXIT_NOT_FOUND
     try:
-        hits = retriever.search(args.query, principal, k=args.k, region=args.region)
+        hits = retriever.search(
+            args.query, principal, k=args.k, region=args.region, on_behalf_of=for_user
+        )
     except VectorStoreError as exc:
         print(
             f"plane: {exc}\nplane: run the main job first (bash scripts/main.sh)", file=sys.stderr
@@ -129,8 +132,9 @@ def _search(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([hit.__dict__ for hit in hits], indent=2))
         return EXIT_OK
-    region = args.region or principal.home_region
-    print(f"{len(hits)} results for {principal.name} served in {region}:")
+    region = args.region or (for_user or principal).home_region
+    acting = f" for {for_user.name}" if for_user else ""
+    print(f"{len(hits)} results for {principal.name}{acting} served in {region}:")
     rows = [
         [
             f"{h.score:.3f}",
@@ -450,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", help="governed retrieval (Layer 1B)")
     search.add_argument("query")
     search.add_argument("--principal", required=True, help="a name from config/principals.yaml")
+    search.add_argument(
+        "--on-behalf-of", help="the user an agent acts for (gets what both may read)"
+    )
     search.add_argument("--region", help="region the answer is served in (default: home region)")
     search.add_argument("-k", type=int, default=5, help="number of results (1-1000)")
     search.add_argument("--json", action="store_true")

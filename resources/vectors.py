@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,8 +12,9 @@ import psycopg
 from pgvector.psycopg import register_vector
 from pydantic import Field
 
-from data_plane import catalog_store
+from data_plane import access_log, catalog_store
 from data_plane.access import load_principals
+from data_plane.authz import POLICY_DIR, AccessDecision, Authorizer
 from data_plane.catalog import CatalogEntry
 from data_plane.embedder import Embedder
 from data_plane.retrieval import Retriever, load_store_config, store_for_residency
@@ -68,16 +69,27 @@ class VectorStoresResource(dg.ConfigurableResource):
         return f"{store.region} store, schema {store.schema} on {url}"
 
 
+def log_access(decisions: Sequence[AccessDecision]) -> None:
+    """Append decisions to ``governance.access_log`` in the project database."""
+    with psycopg.connect(database_url()) as conn:
+        access_log.ensure_schema(conn)
+        access_log.append(conn, decisions)
+
+
 def open_retriever(
     *,
     stores_file: str = DEFAULT_STORES_FILE,
     principals_file: str = DEFAULT_PRINCIPALS_FILE,
+    policies_dir: str | Path = POLICY_DIR,
     embedder: Embedder | None = None,
 ) -> Retriever:
     """Governed retrieval for Layer 3 applications::
 
     from resources.vectors import open_retriever
     hits = open_retriever().search("refund to my IBAN", "support-copilot", k=5, region="EU")
+
+    Access is decided by the Cedar policies in ``policies_dir``; denials are appended to
+    ``governance.access_log``.
     """
     model = embedder or Embedder()
 
@@ -92,4 +104,6 @@ def open_retriever(
         embed=model.encode,
         catalog=catalog,
         principals=load_principals(_project_path(principals_file)),
+        authorizer=Authorizer(_project_path(str(policies_dir))),
+        audit=log_access,
     )
