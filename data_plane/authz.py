@@ -38,7 +38,11 @@ NS = "Plane"
 RETRIEVE = "retrieve"
 USE_MODEL = "use_model"
 ACTIONS = (RETRIEVE, USE_MODEL)
-POLICY_DIR = Path(__file__).resolve().parents[1] / "config" / "policies"
+_CHECKOUT = Path(__file__).resolve().parents[1]
+# The checkout's config/policies; installed as a package (no checkout), the working directory's.
+POLICY_DIR = (
+    _CHECKOUT if (_CHECKOUT / "pyproject.toml").exists() else Path.cwd()
+) / "config/policies"
 SCHEMA_FILE = "schema.cedarschema"
 NO_PERMIT = "no-permit"
 
