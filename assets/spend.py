@@ -28,7 +28,7 @@ from resources.plane import PlaneResource
 SPEND_GROUP = "reasoning_plane"
 SPEND_KEY = dg.AssetKey(["plane", "team_spend"])
 SPEND_OWNER = "team:platform"
-BAR_WIDTH = 20
+BAR_WIDTH = 10
 
 
 @dataclass(frozen=True)
@@ -149,23 +149,22 @@ def _bar(share: float | None) -> str:
 
 
 def spend_markdown(lines: Sequence[TeamSpend]) -> str:
-    """A markdown table with a bar per team for budget use and GPU quota use."""
+    """A markdown bar chart: per team, budget used (spent + reserved) and GPUs held of quota."""
     if not lines:
         return "No team has a budget, a quota or a decision yet."
-    rows = [
-        "| team | spent $ | reserved $ | budget $ | budget used | GPUs held / quota |",
-        "|---|---:|---:|---:|---|---|",
-    ]
+    rows = ["| team | budget used (spent + reserved) | GPUs held of quota |", "|---|---|---|"]
     for line in lines:
-        quota = line.gpu_quota
-        budget = f"{line.budget_usd:,.2f}" if line.budget_usd is not None else "-"
-        gpus = f"{line.gpus_held} / {quota if quota is not None else 'no quota'}"
-        if quota:
-            gpus = f"`{_bar(line.gpus_held / quota)}` {gpus}"
-        rows.append(
-            f"| {line.team} | {line.spent_usd:,.2f} | {line.reserved_usd:,.2f} | {budget} | "
-            f"`{_bar(line.budget_used_share)}` | {gpus} |"
+        used = line.spent_usd + line.reserved_usd
+        budget = f"`{_bar(line.budget_used_share)}` ${used:,.2f}" + (
+            f" of ${line.budget_usd:,.2f}" if line.budget_usd is not None else ""
         )
+        quota = line.gpu_quota
+        gpus = (
+            f"`{_bar(line.gpus_held / quota)}` {line.gpus_held} of {quota}"
+            if quota
+            else f"{line.gpus_held} (no GPU quota)"
+        )
+        rows.append(f"| {line.team} | {budget} | {gpus} |")
     return "\n".join(rows)
 
 

@@ -72,8 +72,8 @@ SUMMARY_TAG = "plane/summary"
 
 
 def decision_summary(tags: Mapping[str, str]) -> str:
-    """One line a person reads in the run list: where, on what, at what estimated cost, and the
-    command that prints the full explanation. Built from the decision's run tags."""
+    """One short line a person reads on the run: where, on what, at what estimated cost (the
+    full explanation: the ``plane/explain`` tag's command). Built from the decision's run tags."""
     missing = [
         k
         for k in ("plane/cluster", "plane/gpu_type", "plane/est_cost_usd", "plane/decision_id")
@@ -83,12 +83,16 @@ def decision_summary(tags: Mapping[str, str]) -> str:
         raise ValueError(f"run tags lack {', '.join(missing)}: not a placed decision's tags")
     gpus = int(tags.get("plane/gpu_count", "0") or 0)
     hardware = f"{gpus}x {tags['plane/gpu_type']}" if gpus else "CPU"
-    where = ", ".join(v for v in (tags.get("plane/region"), tags.get("plane/zone")) if v)
+    region = tags.get("plane/region")
+    where = ", ".join(
+        v
+        for v in (region if region != tags["plane/cluster"] else None, tags.get("plane/zone"))
+        if v
+    )
     hours = float(tags.get("plane/est_duration_s", "0") or 0) / 3600
     return (
-        f"{tags['plane/cluster']} ({where}) | {hardware} | "
-        f"est ${float(tags['plane/est_cost_usd']):.2f} for {hours:.2f} h | "
-        f"plane explain {tags['plane/decision_id']}"
+        f"{tags['plane/cluster']} ({where or 'zone unknown'}) | {hardware} | "
+        f"est ${float(tags['plane/est_cost_usd']):.2f} for {hours:.2f} h"
     )
 
 

@@ -5,8 +5,8 @@ import json
 import dagster as dg
 
 from assets.curated import curated_key
-from assets.governance import catalog_key
-from assets.ingestion import ingested_key
+from assets.governance import GOVERNANCE_GROUP, catalog_key
+from assets.ingestion import INGESTION_GROUP, ingested_key
 from data_plane.changes import detect_changes
 from data_plane.sources import SourceCatalog
 
@@ -31,7 +31,8 @@ def build_source_files_sensor(catalog: SourceCatalog) -> dg.SensorDefinition:
         ),
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.STOPPED,
-        target=dg.AssetSelection.all(),
+        # what its runs materialize: ingested/*, catalog/*, curated/* (not embeddings or reports)
+        target=dg.AssetSelection.groups(INGESTION_GROUP, GOVERNANCE_GROUP),
     )
     def source_files_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         cursor = json.loads(context.cursor) if context.cursor else {}
