@@ -11,8 +11,28 @@ tags (`reasoning_plane.launch.run_tags`):
   ``dagster-k8s/config`` tag adds the decision's labels and node selector.
 
 One `K8sRunLauncher` is created per (cluster, namespace) on first use. A run that names a cluster
-this launcher has no configuration for is refused with an error saying which key to add; a run
-without placement goes to ``default_cluster`` (refused when that is empty).
+this launcher has no configuration for is refused with an error saying which key to add.
+
+No bypass (issue 8, item 4). Before anything is launched:
+
+* a run carrying placement tags (any ``plane/*`` tag or ``dagster-k8s/config``) must name a
+  decision (``plane/decision_id``) that ``plane.decisions`` holds as ``placed``, and every
+  routing tag (cluster, namespace, team, zone, GPU type and count, executor, device, request) must
+  equal that decision's; the run config's k8s executor must ask for the decision's namespace and
+  GPU count; ``dagster-k8s/config`` may only carry the node selector, tolerations, GPU resources
+  and labels of that decision; a decision already linked to another run is not reused.
+  Otherwise the run is **refused** (hand-written tags are not trusted);
+* a run with no placement that would materialize a workload the plane places (an asset declaring
+  ``plane/gpu_count``, e.g. ``embeddings/*`` launched from the UI's Materialize button) is
+  **refused** with a message saying how to get it placed (``placement_sensor`` or
+  ``plane request``): it is not placed on launch, because a placement needs the tick's ledger
+  transaction (quota, budget, reservations), which only the sensor runs. When the launcher cannot
+  tell (no workspace), an unplaced run is refused too (fail closed);
+* any other run without placement (ingestion, governance...) goes to ``default_cluster``
+  (refused when that is empty).
+
+The decision is read from PostgreSQL (``database_url``, default the project database) with a
+bounded retry; when the database cannot be reached the run is refused, never launched unchecked.
 
 ``dagster.yaml``::
 
@@ -33,12 +53,16 @@ without placement goes to ``default_cluster`` (refused when that is empty).
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from dagster import Field, Map, Permissive, StringSource
+import psycopg
+from dagster import Field, Map, Noneable, Permissive, StringSource
 from dagster._core.launcher import (
     CheckRunHealthResult,
     LaunchRunContext,
@@ -49,13 +73,208 @@ from dagster._core.launcher.default_run_launcher import DefaultRunLauncher
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 from dagster_k8s import K8sRunLauncher
+from dagster_k8s.client import DagsterK8sAPIRetryLimitExceeded, DagsterK8sUnrecoverableAPIError
+from kubernetes.client.exceptions import ApiException
+
+from resources.database import database_url, redact_url
 
 LOCAL = "local"
 HOME_CLUSTER_ENV = "PLANE_CLUSTER"
+K8S_CONFIG_TAG = "dagster-k8s/config"
+PLACEMENT_PREFIX = "plane/"
+WORKLOAD_KEY = "plane/gpu_count"  # asset metadata of a workload the plane places
+CPU = "CPU"
 
 
 class PlacementRefused(Exception):
-    """The run cannot be launched where its decision says (configuration missing)."""
+    """The run cannot be launched: no (valid) placement decision, or configuration missing."""
+
+
+class ClusterRejected(Exception):
+    """The chosen cluster's API refused the run worker Job (quota, admission, validation...).
+
+    The run fails with this message; it is never launched on another cluster or locally instead:
+    only a new placement decision (the plane's re-placement) may send the work elsewhere."""
+
+
+def _api_error(exc: BaseException) -> tuple[int | None, str]:
+    """(HTTP status, message) of a Kubernetes API error, as raised directly or wrapped by
+    dagster-k8s's retry helpers."""
+    api = getattr(exc, "k8s_api_exception", None) or exc
+    status = getattr(api, "status", None)
+    reason = getattr(api, "reason", None) or ""
+    message = ""
+    body = getattr(api, "body", None)
+    if body:
+        try:
+            message = json.loads(body).get("message", "")
+        except (ValueError, AttributeError):
+            message = str(body)[:300]
+    return status, "; ".join(x for x in (reason, message) if x) or _first_line(exc)
+
+
+@dataclass(frozen=True)
+class LoggedPlacement:
+    """The facts of a logged decision that a run's tags must match."""
+
+    decision_id: str
+    status: str
+    request_id: str
+    team: str
+    cluster: str | None
+    gpu_type: str | None
+    executor: str | None
+    namespace: str | None
+    zone: str | None
+    gpu_count: int
+    linked_runs: tuple[str, ...]
+
+    def expected_tags(self) -> dict[str, str]:
+        gpu = self.gpu_type not in (None, CPU)
+        return {
+            "plane/request_id": self.request_id,
+            "plane/team": self.team,
+            "plane/cluster": self.cluster or "",
+            "plane/zone": self.zone or "",
+            "plane/gpu_type": self.gpu_type or "",
+            "plane/gpu_count": str(self.gpu_count if gpu else 0),
+            "plane/executor": self.executor or "multiprocess",
+            "plane/namespace": self.namespace or "",
+            "plane/device": "cuda" if gpu else "cpu",
+        }
+
+
+_DECISION_SQL = """
+SELECT d.decision_id, d.status, d.request_id, d.team, d.cluster, d.gpu_type, d.executor,
+       d.payload->>'namespace', d.payload->>'zone',
+       coalesce((d.payload->'request'->>'gpu_count')::int, 0),
+       coalesce((SELECT array_agg(r.run_id ORDER BY r.run_id) FROM plane.decision_runs r
+                 WHERE r.decision_id = d.decision_id), '{}')
+FROM plane.decisions d WHERE d.decision_id = %s
+"""
+
+
+def read_placement(url: str, decision_id: str, *, attempts: int = 3) -> LoggedPlacement | None:
+    """The logged decision ``decision_id`` (None when absent), read with a bounded retry.
+
+    Raises `PlacementRefused` when the database cannot be reached after ``attempts`` tries or
+    holds no decision log: an unverifiable run is never launched."""
+    delay = 0.5
+    for attempt in range(1, attempts + 1):
+        try:
+            with psycopg.connect(url, connect_timeout=5) as conn:
+                row = conn.execute(_DECISION_SQL, (decision_id,)).fetchone()
+            break
+        except psycopg.errors.UndefinedTable:
+            raise PlacementRefused(
+                f"decision {decision_id} cannot be verified: the database "
+                f"{redact_url(url)} holds no plane.decisions table"
+            ) from None
+        except psycopg.OperationalError as exc:
+            if attempt == attempts:
+                raise PlacementRefused(
+                    f"decision {decision_id} cannot be verified: the database {redact_url(url)} "
+                    f"is unavailable after {attempts} attempts ({_first_line(exc)}); the run is "
+                    "not launched unchecked"
+                ) from None
+            time.sleep(delay)
+            delay *= 2
+    if row is None:
+        return None
+    return LoggedPlacement(*row[:10], linked_runs=tuple(row[10]))
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+_K8S_CONFIG_KEYS = {
+    "container_config": {"resources"},
+    "pod_spec_config": {"node_selector", "tolerations"},
+    "job_metadata": {"labels"},
+    "pod_template_spec_metadata": {"labels"},
+}
+
+
+def _gpu_limit(container_config: Any) -> str | None:
+    if not isinstance(container_config, dict):
+        return None
+    resources = container_config.get("resources") or {}
+    limits = resources.get("limits") or {} if isinstance(resources, dict) else {}
+    value = limits.get("nvidia.com/gpu") if isinstance(limits, dict) else None
+    return None if value is None else str(value)
+
+
+def placement_problems(run: DagsterRun, logged: LoggedPlacement | None) -> list[str]:
+    """Why the run's placement tags and run config do not match its logged decision (empty when
+    they do)."""
+    decision_id = run.tags.get("plane/decision_id", "")
+    if not decision_id:
+        return ["it carries placement tags but no plane/decision_id"]
+    if logged is None:
+        return [f"decision {decision_id} is not in plane.decisions"]
+    problems = []
+    if logged.status != "placed":
+        problems.append(f"decision {decision_id} is {logged.status!r}, not 'placed'")
+    for tag, expected in logged.expected_tags().items():
+        actual = run.tags.get(tag)
+        if actual != expected:
+            problems.append(f"tag {tag}={actual!r} but the decision says {expected!r}")
+    others = [r for r in logged.linked_runs if r != run.run_id]
+    if others:
+        problems.append(f"decision {decision_id} already ran as run {others[0]}")
+    raw = run.tags.get(K8S_CONFIG_TAG)
+    if raw is not None:
+        try:
+            config = json.loads(raw)
+        except ValueError:
+            config = None
+        if not isinstance(config, dict):
+            problems.append(f"tag {K8S_CONFIG_TAG} is not a JSON object")
+        else:
+            for key, value in config.items():
+                allowed = _K8S_CONFIG_KEYS.get(key)
+                extra = sorted(set(value) - allowed) if allowed and isinstance(value, dict) else []
+                if allowed is None or not isinstance(value, dict) or extra:
+                    problems.append(
+                        f"tag {K8S_CONFIG_TAG} sets {key}{'.' + extra[0] if extra else ''}, which"
+                        " a placement never does"
+                    )
+            for key in ("job_metadata", "pod_template_spec_metadata"):
+                labels = (config.get(key) or {}).get("labels") or {}
+                label = labels.get("reasoning-plane/decision-id") if isinstance(labels, dict) else 0
+                if label != decision_id:
+                    problems.append(f"tag {K8S_CONFIG_TAG} {key} labels name decision {label!r}")
+            if _gpu_limit(config.get("container_config")) is not None:
+                problems.append(f"tag {K8S_CONFIG_TAG} gives the run worker a GPU")
+    execution = (run.run_config or {}).get("execution") or {}
+    k8s = ((execution.get("config") or {}) if isinstance(execution, dict) else {}).get("k8s")
+    if isinstance(k8s, dict):
+        if k8s.get("job_namespace") != logged.namespace:
+            problems.append(
+                f"run config k8s.job_namespace={k8s.get('job_namespace')!r} but the decision "
+                f"says {logged.namespace!r}"
+            )
+        step = k8s.get("step_k8s_config") or {}
+        limit = _gpu_limit(step.get("container_config") if isinstance(step, dict) else None)
+        want = logged.expected_tags()["plane/gpu_count"]
+        if (limit or "0") != want:
+            problems.append(f"run config asks for {limit or 0} GPUs per step, decision {want}")
+    return problems
+
+
+def workloads_in(run: DagsterRun, workspace: Any) -> list[str] | None:
+    """Asset keys of the run that the plane places (declare ``plane/gpu_count``); None when the
+    launcher cannot tell (no workspace)."""
+    if workspace is None:
+        return None
+    graph = workspace.asset_graph
+    keys = run.asset_selection or graph.asset_keys_for_job(run.job_name)
+    found = []
+    for key in sorted(keys, key=lambda k: k.to_user_string()):
+        if graph.has(key) and WORKLOAD_KEY in (graph.get(key).metadata or {}):
+            found.append(key.to_user_string())
+    return found
 
 
 class PlacementRunLauncher(RunLauncher, ConfigurableClass):
@@ -63,10 +282,12 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
         self,
         clusters: Mapping[str, Mapping[str, Any]] | None = None,
         default_cluster: str = LOCAL,
+        database_url: str | None = None,
         inst_data: ConfigurableClassData | None = None,
         k8s_launcher_factory: Callable[..., K8sRunLauncher] | None = None,
     ) -> None:
         self._inst_data = inst_data
+        self._database_url = database_url
         self._clusters = {name: dict(cfg) for name, cfg in (clusters or {}).items()}
         for name, cfg in self._clusters.items():
             if "job_namespace" in cfg:
@@ -91,6 +312,12 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
         return {
             "clusters": Field(Map(str, Permissive()), is_required=False, default_value={}),
             "default_cluster": Field(StringSource, is_required=False, default_value=LOCAL),
+            "database_url": Field(
+                Noneable(StringSource),
+                is_required=False,
+                default_value=None,
+                description="Where plane.decisions is (default: the project database).",
+            ),
         }
 
     @classmethod
@@ -175,8 +402,42 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
     )
 
     # -- RunLauncher -----------------------------------------------------------------------------
+    def verify(self, run: DagsterRun, workspace: Any = None) -> None:
+        """Refuse (`PlacementRefused`) a run whose placement is missing, forged or stale."""
+        placed = any(t.startswith(PLACEMENT_PREFIX) for t in run.tags) or K8S_CONFIG_TAG in (
+            run.tags
+        )
+        if placed:
+            decision_id = run.tags.get("plane/decision_id", "")
+            logged = (
+                read_placement(database_url(configured=self._database_url), decision_id)
+                if decision_id
+                else None
+            )
+            problems = placement_problems(run, logged)
+            if problems:
+                raise PlacementRefused(
+                    f"run {run.run_id} refused: its placement tags do not match a decision of "
+                    "the reasoning plane: " + "; ".join(problems)
+                )
+            return
+        workloads = workloads_in(run, workspace)
+        if workloads is None:
+            raise PlacementRefused(
+                f"run {run.run_id} has no placement decision and the launcher cannot tell whether "
+                "it holds GPU work (no workspace); launch it through the placement sensor"
+            )
+        if workloads:
+            raise PlacementRefused(
+                f"run {run.run_id} refused: it would materialize {', '.join(workloads)}, which the "
+                "reasoning plane places (plane/gpu_count), but it carries no placement decision. "
+                "Turn on placement_sensor (it places the asset when its inputs change) or queue "
+                "the work with `plane request`; runs are not placed on launch"
+            )
+
     def launch_run(self, context: LaunchRunContext) -> None:
         run = context.dagster_run
+        self.verify(run, context.workspace)
         cluster, namespace = self.target(run)
         launcher = self.launcher_for(run)
         self._instance.report_engine_event(
@@ -190,7 +451,25 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
             run,
             cls=self.__class__,
         )
-        launcher.launch_run(context)
+        if cluster == LOCAL:
+            launcher.launch_run(context)
+            return
+        try:
+            launcher.launch_run(context)
+        except (
+            ApiException,
+            DagsterK8sAPIRetryLimitExceeded,
+            DagsterK8sUnrecoverableAPIError,
+        ) as exc:
+            status, message = _api_error(exc)
+            retried = isinstance(exc, DagsterK8sAPIRetryLimitExceeded)
+            raise ClusterRejected(
+                f"cluster {cluster} rejected the run worker Job of run {run.run_id} in namespace "
+                f"{namespace}: HTTP {status} {message}"
+                + (" (after dagster-k8s's retries)" if retried else "")
+                + ". The run is not launched anywhere else; a new placement decision is needed "
+                "(plane_failure_sensor re-places runs a cluster refused for lack of room)"
+            ) from None
 
     @property
     def supports_resume_run(self) -> bool:

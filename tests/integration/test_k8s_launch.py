@@ -11,12 +11,14 @@ from pathlib import Path
 import dagster as dg
 import kubernetes
 import kubernetes_validate
+import psycopg
 import pytest
 import yaml
 from dagster._core.launcher import LaunchRunContext
 from dagster_k8s import K8sRunLauncher
 from dagster_k8s import client as k8s_client
 
+from reasoning_plane import store
 from reasoning_plane.batch import place_batch
 from reasoning_plane.inputs import (
     load_budgets,
@@ -117,8 +119,18 @@ def validate(job: dict) -> None:
     kubernetes_validate.validate(job, "1.37", strict=True)
 
 
-def test_eu_and_us_runs_become_jobs_on_two_clusters(tmp_path: Path) -> None:
+def log_decisions(url: str, *logged) -> None:
+    """Write decisions to plane.decisions, as the placement tick does: the launcher verifies
+    every placed run against this log."""
+    with psycopg.connect(url) as conn:
+        store.ensure_schema(conn)
+        for decision in logged:
+            store.record_decision(conn, decision)
+
+
+def test_eu_and_us_runs_become_jobs_on_two_clusters(tmp_path: Path, database_url: str) -> None:
     by_id, fleet = decisions()
+    log_decisions(database_url, *by_id.values())
     eu, us = by_id["eu-run"], by_id["us-run"]
     assert (eu.chosen.cluster, us.chosen.cluster) == ("eu-fra-a10", "us-east-a100")
     batch = {"eu-fra-a10": CapturingBatchApi(), "us-east-a100": CapturingBatchApi()}
@@ -254,8 +266,12 @@ def test_runs_routed_locally_or_refused(tmp_path: Path) -> None:
         placed = instance.create_run_for_job(
             job_def=placed_gpu_job, tags={"plane/cluster": "mars-1", "plane/namespace": "t"}
         )
-        with pytest.raises(PlacementRefused, match=r"run_launcher\.config\.clusters"):
+        # Hand-written placement tags are refused before routing (test_launch_guard.py) ...
+        with pytest.raises(PlacementRefused, match="no plane/decision_id"):
             launcher.launch_run(LaunchRunContext(dagster_run=placed, workspace=None))
+        # ... and a cluster without settings is refused when routing.
+        with pytest.raises(PlacementRefused, match=r"run_launcher\.config\.clusters"):
+            launcher.launcher_for(placed)
         local = PlacementRunLauncher()
         local.register_instance(instance)
         assert type(local.launcher_for(run)).__name__ == "DefaultRunLauncher"
