@@ -60,8 +60,9 @@ def _exact(
     options: dict[str, np.ndarray],
     index: FleetIndex,
     taken: Taken,
-) -> dict[str, int]:
-    """The integer program; returns the chosen candidate (its position) per request."""
+) -> dict[str, int] | None:
+    """The integer program; returns the chosen candidate (its position) per request, or None
+    when the solver found no solution within ``policy.exact_time_limit_s``."""
     from scipy.optimize import Bounds, LinearConstraint, milp
     from scipy.sparse import csc_array
 
@@ -130,10 +131,10 @@ def _exact(
         constraints=LinearConstraint(matrix, -np.inf, np.array(upper)),
         integrality=np.ones(n),
         bounds=Bounds(0, 1),
-        options={"time_limit": 10.0},
+        options={"time_limit": index.policy.exact_time_limit_s},
     )
-    if result.x is None:
-        return {}
+    if result.x is None:  # no integer solution found in time
+        return None
     return {pairs[i][0].request_id: pairs[i][1] for i in range(n) if result.x[i] > 0.5}
 
 
@@ -181,8 +182,10 @@ def _place_batch(
         plan = (
             _exact(tier, prepared, options, index, taken)
             if n_pairs <= policy.exact_max_pairs
-            else _greedy(tier, prepared, options)
+            else None
         )
+        if plan is None:
+            plan = _greedy(tier, prepared, options)
         # Fewest options first, so the greedy path leaves room for the constrained requests.
         for request in sorted(tier, key=lambda r: (len(options[r.request_id]), r.request_id)):
             prep = prepared.pop(request.request_id)
@@ -198,7 +201,7 @@ def _place_batch(
             else:
                 chosen = None
             if chosen is None and len(options[request.request_id]):
-                lowest = min(evaluations, key=lambda e: e.score)
+                lowest = evaluations[int(np.argmin(hints.scores))]  # the first lowest
                 reason = (
                     "deferred: capacity, quota or budget left after higher-priority and "
                     "cheaper placements of this batch is not enough; "
@@ -211,7 +214,7 @@ def _place_batch(
                 reason = None
                 if chosen is not None:
                     chosen, reason = choose_with_hysteresis(
-                        request, evaluations, chosen, snapshot, policy
+                        request, evaluations, chosen, snapshot, policy, feasible=feasible
                     )
                 decision = decide(
                     request,

@@ -1,25 +1,119 @@
-"""Readable explanations of decisions, like a query planner's EXPLAIN."""
+"""Readable explanations of decisions, like a query planner's EXPLAIN.
+
+A decision over a small fleet lists every candidate with its cost and every reason it was
+rejected. Over a large one (more than `FULL_LIMIT` candidates: some 2,000 at 1,000 clusters) the
+log keeps a bounded, honest summary instead, as SkyPilot's optimizer and Kueue's messages do: the
+chosen candidate, the `LISTED_FEASIBLE` cheapest feasible alternatives, the `LISTED_REJECTED`
+cheapest rejected ones with their reasons (the near misses: why not something cheaper), and how
+many candidates each rule rejected over the whole fleet.
+"""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
-from reasoning_plane.model import Candidate, Decision, Rejection, WorkloadRequest
+import numpy as np
+
+from reasoning_plane.model import Candidate, Decision, Evaluation, Rejection, WorkloadRequest
 
 HEADERS = ("candidate", "status", "cost $", "gpu $", "egress $", "hours", "latency ms", "reasons")
+FULL_LIMIT = 40  # decisions with at most this many candidates list them all
+LISTED_FEASIBLE = 10
+LISTED_REJECTED = 10
 
 
-def _chosen_flags(decision: Decision) -> list[bool]:
-    """Per evaluation: its candidate is the chosen one (equal to it, as ``==`` would say)."""
-    chosen = decision.chosen
+def _is_chosen(c: Candidate, chosen: Candidate | None) -> bool:
+    """``c`` is the chosen candidate (equal to it, as ``==`` would say)."""
     if chosen is None:
-        return [False] * len(decision.evaluations)
-    cluster, gpu_type = chosen.cluster, chosen.gpu_type
-    return [
-        c is chosen or (type(c) is type(chosen) and c.cluster == cluster and c.gpu_type == gpu_type)
-        for c in (e.candidate for e in decision.evaluations)
-    ]
+        return False
+    return c is chosen or (
+        type(c) is type(chosen) and c.cluster == chosen.cluster and c.gpu_type == chosen.gpu_type
+    )
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The evaluations a decision's log entry lists (in evaluation order) and, when that is not
+    all of them, what the others add up to."""
+
+    evaluations: list[Evaluation]
+    chosen: list[bool]
+    total: int
+    complete: bool
+    feasible_total: int = 0
+    rejections_by_rule: dict[str, int] = field(default_factory=dict)
+
+
+def _cheapest(positions: np.ndarray, scores: np.ndarray, limit: int) -> list[int]:
+    """Up to ``limit`` of ``positions`` with the lowest scores (the first of ties)."""
+    if positions.size > limit:
+        order = np.argsort(scores[positions], kind="stable")[:limit]
+        positions = positions[order]
+    return positions.tolist()
+
+
+def listing(decision: Decision, *, full: bool = False) -> Listing:
+    """What the log lists of ``decision`` (see the module's docstring); ``full``: every
+    candidate, however many."""
+    evaluations = decision.evaluations
+    n = len(evaluations)
+    chosen = decision.chosen
+    if n <= FULL_LIMIT or full:
+        listed = list(evaluations)
+        return Listing(listed, [_is_chosen(e.candidate, chosen) for e in listed], n, True)
+    position_of = getattr(evaluations, "position_of", None)  # index.LazyEvaluations
+    if position_of is not None:
+        ok = evaluations.feasible_mask()  # type: ignore[attr-defined]
+        scores = np.asarray(evaluations.scores(), dtype=np.float64)  # type: ignore[attr-defined]
+        counts = evaluations.rule_counts()  # type: ignore[attr-defined]
+        at = position_of(chosen) if chosen is not None else None
+    else:
+        ok = np.array([not e.rejections for e in evaluations], dtype=bool)
+        scores = np.array([e.score for e in evaluations], dtype=np.float64)
+        counter: Counter[str] = Counter()
+        for e in evaluations:
+            counter.update({r.rule for r in e.rejections})
+        counts = dict(counter)
+        at = next((k for k, e in enumerate(evaluations) if e.candidate is chosen), None)
+        if at is None and chosen is not None:
+            at = next((k for k, e in enumerate(evaluations) if e.candidate == chosen), None)
+    picked = set(_cheapest(np.flatnonzero(ok), scores, LISTED_FEASIBLE))
+    picked.update(_cheapest(np.flatnonzero(~ok), scores, LISTED_REJECTED))
+    if at is not None:
+        picked.add(at)
+    positions = sorted(picked)
+    subset = getattr(evaluations, "subset", None)
+    listed = subset(positions) if subset is not None else [evaluations[k] for k in positions]
+    rules = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    return Listing(
+        listed,
+        [k == at for k in positions],
+        n,
+        False,
+        feasible_total=int(ok.sum()),
+        rejections_by_rule=rules,
+    )
+
+
+def _summary_line(view: Listing) -> str:
+    rest = view.total - len(view.evaluations)
+    rules = ", ".join(f"{rule} {count:,}" for rule, count in view.rejections_by_rule.items())
+    return (
+        f"  ... {rest:,} more of {view.total:,} candidates not listed "
+        f"({view.feasible_total:,} feasible, {view.total - view.feasible_total:,} rejected in "
+        f"all); candidates rejected per rule: {rules or 'none'}"
+    )
+
+
+def _omitted(view: Listing) -> dict[str, Any]:
+    return {
+        "candidates_total": view.total,
+        "feasible_total": view.feasible_total,
+        "rejections_by_rule": view.rejections_by_rule,
+    }
 
 
 class Renderer:
@@ -78,8 +172,8 @@ class Renderer:
                 f"  executor {decision.executor}, zone {decision.zone}, "
                 f"namespace {decision.namespace}"
             )
-        evaluations = decision.evaluations
-        chosen = _chosen_flags(decision)
+        view = listing(decision)
+        evaluations, chosen = view.evaluations, view.chosen
         keys = [
             (not is_chosen, bool(e.rejections), e.score)
             for e, is_chosen in zip(evaluations, chosen, strict=True)
@@ -106,6 +200,8 @@ class Renderer:
         line = "  " + "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
         lines = [line.format(*row).rstrip() for row in rows]
         lines.insert(1, "  " + "  ".join("-" * w for w in widths) + "  -------")
+        if not view.complete:
+            lines.append(_summary_line(view))
         return "\n".join([*head, "", *lines])
 
     def payload_json(self, decision: Decision, extra: str = "") -> str:
@@ -114,7 +210,8 @@ class Renderer:
         items = []
         append = items.append
         label, reason = self._label, self._reason
-        for e, is_chosen in zip(decision.evaluations, _chosen_flags(decision), strict=True):
+        view = listing(decision)
+        for e, is_chosen in zip(view.evaluations, view.chosen, strict=True):
             c = e.cost
             numbers = (
                 f"{round(c.gpu_usd + c.egress_usd, 6)!r} {round(c.gpu_usd, 6)!r} "
@@ -134,6 +231,8 @@ class Renderer:
             )
         head = json.dumps(_head(decision))
         extra = f", {extra}" if extra else ""
+        if not view.complete:
+            extra = f", {json.dumps(_omitted(view))[1:-1]}{extra}"
         return f'{head[:-1]}, "candidates": [{", ".join(items)}]{extra}}}'
 
 
@@ -188,9 +287,11 @@ def _head(decision: Decision) -> dict[str, Any]:
     }
 
 
-def to_dict(decision: Decision) -> dict[str, Any]:
-    """JSON-ready form of a decision (the decision log's payload)."""
+def to_dict(decision: Decision, *, full: bool = False) -> dict[str, Any]:
+    """JSON-ready form of a decision (the decision log's payload); ``full``: list every
+    candidate, however many."""
     out = _head(decision)
+    view = listing(decision, full=full)
     out["candidates"] = [
         {
             "candidate": e.candidate.label,
@@ -205,6 +306,8 @@ def to_dict(decision: Decision) -> dict[str, Any]:
             "score": round(e.score, 9),
             "reasons": [{"rule": x.rule, "message": x.message} for x in e.rejections],
         }
-        for e, is_chosen in zip(decision.evaluations, _chosen_flags(decision), strict=True)
+        for e, is_chosen in zip(view.evaluations, view.chosen, strict=True)
     ]
+    if not view.complete:
+        out.update(_omitted(view))
     return out

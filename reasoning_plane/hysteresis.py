@@ -27,16 +27,31 @@ def choose_with_hysteresis(
     best: Candidate,
     snapshot: Snapshot,
     policy: PlacementPolicy,
+    *,
+    feasible: Sequence[int] | None = None,
 ) -> tuple[Candidate, str | None]:
-    """(candidate to use, reason when hysteresis decided) for ``best`` proposed by the optimiser."""
+    """(candidate to use, reason when hysteresis decided) for ``best`` proposed by the optimiser.
+
+    ``feasible``: the positions of the feasible evaluations, when the caller knows them (then
+    only those are read)."""
     current = request.current_cluster
     if not request.recurring or current is None or best.cluster == current:
         return best, None
-    staying = [e for e in evaluations if e.candidate.cluster == current and e.feasible]
+    position_of = getattr(evaluations, "position_of", None)  # index.LazyEvaluations
+    at = position_of(best) if position_of is not None and feasible is not None else None
+    if at is None:
+        staying = [e for e in evaluations if e.candidate.cluster == current and e.feasible]
+        chosen = next(e for e in evaluations if e.candidate == best)
+    else:  # read only the feasible ones
+        assert feasible is not None
+        candidate_at = evaluations.candidate_at  # type: ignore[attr-defined]
+        staying = evaluations.subset(  # type: ignore[attr-defined]
+            [k for k in feasible if candidate_at(k).cluster == current]
+        )
+        chosen = evaluations[at]
     if not staying:
         return best, f"moving off {current}: it is no longer feasible for this workload"
     stay = min(staying, key=lambda e: e.score)
-    chosen = next(e for e in evaluations if e.candidate == best)
     if request.last_moved_at is not None:
         dwell = (snapshot.now - request.last_moved_at).total_seconds()
         if dwell < policy.min_dwell_s:

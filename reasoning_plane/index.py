@@ -25,7 +25,7 @@ with two clusters of one name, or two pools of one GPU type in a cluster, is eva
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -138,7 +138,7 @@ class Hints:
     feasible: Sequence[int]  # the feasible ones, in order
     compliant: Sequence[int]  # those with no governance (residency, compliance) rejection
     transient: bool  # some compliant candidate fails only rules in TRANSIENT_RULES
-    scores: Sequence[float]  # every evaluation's score
+    scores: Sequence[float] | np.ndarray  # every evaluation's score
     position: Mapping[int, int] | None = None  # id(candidate) -> its position
     unique: bool = False  # no two evaluations have equal candidates
 
@@ -160,7 +160,8 @@ class Prepared:
     request: WorkloadRequest
     shape: _Shape
     inputs: _Inputs
-    duration: list[Any]
+    seconds: np.ndarray  # duration on each candidate (CPU ones: see cpu_seconds)
+    cpu_seconds: Any  # the duration on a CPU slot, exactly as given (None: no CPU candidate)
     gpu_usd: np.ndarray
     egress_usd: np.ndarray
     moved: np.ndarray
@@ -531,10 +532,6 @@ class FleetIndex:
             score = policy.cost_weight * total + policy.latency_weight * latency
         else:
             score = total + latency * 1e-9
-        duration = seconds.tolist()
-        if cpu_seconds is not None:
-            for k in shape.cpu_idx.tolist():
-                duration[k] = cpu_seconds
         # State-independent rules.
         governance_fail = (inputs.class_fail[shape.residency_class]) if n else np.zeros(0, bool)
         if inputs.cert_fail is not None and n:
@@ -563,7 +560,8 @@ class FleetIndex:
             request=request,
             shape=shape,
             inputs=inputs,
-            duration=duration,
+            seconds=seconds,
+            cpu_seconds=cpu_seconds,
             gpu_usd=gpu_usd,
             egress_usd=egress_usd,
             moved=moved,
@@ -701,20 +699,84 @@ class FleetIndex:
             fail = fail | budget_fail
         return ~fail
 
-    def evaluations(self, prep: Prepared, taken: Taken) -> tuple[list[Evaluation], list[bool]]:
+    def evaluations(self, prep: Prepared, taken: Taken) -> tuple[LazyEvaluations, np.ndarray]:
         """The `Evaluation` of every candidate against ``taken`` (and whether each is feasible),
-        exactly as `reference.evaluate` gives them."""
-        shape, inputs = prep.shape, prep.inputs
-        capacity_fail, pool_taken, cpu_taken, quota, budget_fail, budget_ctx = self._dynamic(
-            prep, taken
-        )
+        exactly as `reference.evaluate` gives them.
+
+        The verdicts against ``taken`` are fixed now (the arrays are copies), but the
+        `Evaluation` objects and the rejection messages are built only when they are read: a
+        decision reads a handful of its ~2,000 candidates at 1,000 clusters, and the decision
+        log a bounded summary of the rest (`explain.Renderer`)."""
+        dynamic = self._dynamic(prep, taken)
+        capacity_fail, _, _, quota, budget_fail, _ = dynamic
         fail = prep.static_fail | capacity_fail
         if quota is not None:
-            fail = fail | shape.gpu
+            fail = fail | prep.shape.gpu
         if budget_fail is not None:
             fail = fail | budget_fail
-        rejections: list[tuple[Rejection, ...]] = [()] * shape.n
-        if fail.any():
+        return LazyEvaluations(self, prep, dynamic, fail), ~fail
+
+    def _values(self, prep: Prepared) -> tuple[list[Any], ...]:
+        """(duration, gpu $, egress $, data moved, latency, score) per candidate as Python
+        numbers, exactly as the scalar code computes them."""
+        shape, inputs = prep.shape, prep.inputs
+        if prep.lists is None:
+            latency = prep.latency.tolist()
+            if not shape.cpu_latency_exact and shape.cpu_idx.size:
+                # The policy's CPU latency is not a float: add it as the scalar code does (an
+                # int network latency plus an int stays an int).
+                for k in shape.cpu_idx.tolist():
+                    cluster = self.clusters[shape.ci[k]]
+                    network = (
+                        max(
+                            cluster.latency_ms.get(z, UNKNOWN_LATENCY_MS) for z in inputs.data_zones
+                        )
+                        if inputs.data_zones
+                        else cluster.latency_ms.get(cluster.zone, 0.0)
+                    )
+                    latency[k] = network + self.policy.cpu_inference_latency_ms
+            duration = prep.seconds.tolist()
+            if prep.cpu_seconds is not None:
+                for k in shape.cpu_idx.tolist():
+                    duration[k] = prep.cpu_seconds
+            prep.lists = (
+                duration,
+                prep.gpu_usd.tolist(),
+                prep.egress_usd.tolist(),
+                prep.moved.tolist(),
+                latency,
+                prep.score.tolist(),
+            )
+        return prep.lists
+
+    def _few(self, prep: Prepared, positions: Sequence[int]) -> tuple[dict[int, Any], ...]:
+        """`_values` of a few candidates only (the same Python numbers), by position."""
+        shape = prep.shape
+        cpu = set(shape.cpu_idx.tolist()) if shape.cpu_idx.size else set()
+        out: tuple[dict[int, Any], ...] = ({}, {}, {}, {}, {}, {})
+        duration, gpu_usd, egress_usd, moved, latency, score = out
+        for k in positions:
+            duration[k] = prep.cpu_seconds if k in cpu else prep.seconds[k].item()
+            gpu_usd[k] = prep.gpu_usd[k].item()
+            egress_usd[k] = prep.egress_usd[k].item()
+            moved[k] = prep.moved[k].item()
+            latency[k] = prep.latency[k].item()
+            score[k] = prep.score[k].item()
+        if cpu and not shape.cpu_latency_exact and any(k in cpu for k in positions):
+            exact = self._values(prep)[4]  # the scalar code's int arithmetic
+            for k in positions:
+                latency[k] = exact[k]
+        return out
+
+    def _rejections_of(
+        self, prep: Prepared, dynamic: tuple[Any, ...], fail: np.ndarray, only: np.ndarray | None
+    ) -> list[tuple[Rejection, ...]]:
+        """Rejections per candidate (``()`` for those that pass); with ``only`` (a bool mask),
+        only those candidates' rejections are filled in."""
+        rejections: list[tuple[Rejection, ...]] = [()] * prep.shape.n
+        wanted = fail if only is None else fail & only
+        if wanted.any():
+            capacity_fail, pool_taken, cpu_taken, quota, budget_fail, budget_ctx = dynamic
             self._reasons(
                 prep,
                 rejections,
@@ -724,69 +786,78 @@ class FleetIndex:
                 quota,
                 budget_fail,
                 budget_ctx,
+                only,
             )
-        if prep.lists is None:
-            prep.lists = (
-                prep.gpu_usd.tolist(),
-                prep.egress_usd.tolist(),
-                prep.moved.tolist(),
-                prep.latency.tolist(),
-                prep.score.tolist(),
-            )
-        gpu_usd, egress_usd, moved, latency, score = prep.lists
-        if not shape.cpu_latency_exact and shape.cpu_idx.size:
-            # The policy's CPU latency is not a float: add it as the scalar code does (an int
-            # network latency plus an int stays an int).
-            latency = list(latency)
-            for k in shape.cpu_idx.tolist():
-                cluster = self.clusters[shape.ci[k]]
-                network = (
-                    max(cluster.latency_ms.get(z, UNKNOWN_LATENCY_MS) for z in inputs.data_zones)
-                    if inputs.data_zones
-                    else cluster.latency_ms.get(cluster.zone, 0.0)
-                )
-                latency[k] = network + self.policy.cpu_inference_latency_ms
+        return rejections
+
+    def _build(
+        self, prep: Prepared, rejections: Sequence[tuple[Rejection, ...]], positions: Sequence[int]
+    ) -> list[Evaluation]:
+        if prep.lists is None and len(positions) * 8 < prep.shape.n:
+            duration, gpu_usd, egress_usd, moved, latency, score = self._few(prep, positions)
+        else:
+            duration, gpu_usd, egress_usd, moved, latency, score = self._values(prep)
+        candidates = prep.shape.candidates
         out: list[Evaluation] = []
         append = out.append
-        for cand, d, g, e, m, lat, s, rej in zip(
-            shape.candidates,
-            prep.duration,
-            gpu_usd,
-            egress_usd,
-            moved,
-            latency,
-            score,
-            rejections,
-            strict=True,
-        ):
+        for k in positions:
             cost = _new(CostBreakdown)
-            _set(cost, "duration_s", d)
-            _set(cost, "gpu_usd", g)
-            _set(cost, "egress_usd", e)
-            _set(cost, "data_moved_gb", m)
-            _set(cost, "latency_ms", lat)
+            _set(cost, "duration_s", duration[k])
+            _set(cost, "gpu_usd", gpu_usd[k])
+            _set(cost, "egress_usd", egress_usd[k])
+            _set(cost, "data_moved_gb", moved[k])
+            _set(cost, "latency_ms", latency[k])
             ev = _new(Evaluation)
-            _set(ev, "candidate", cand)
+            _set(ev, "candidate", candidates[k])
             _set(ev, "cost", cost)
-            _set(ev, "rejections", rej)
-            _set(ev, "score", s)
+            _set(ev, "rejections", rejections[k])
+            _set(ev, "score", score[k])
             append(ev)
-        return out, (~fail).tolist()
+        return out
 
-    def hints(self, prep: Prepared, ok: list[bool]) -> Hints:
+    def rule_counts(self, prep: Prepared, dynamic: tuple[Any, ...]) -> dict[str, int]:
+        """How many candidates each rule rejects (a candidate may count under several), from
+        the verdict arrays alone."""
+        shape, inputs = prep.shape, prep.inputs
+        capacity_fail, _, _, quota, budget_fail, _ = dynamic
+        counts: dict[str, int] = {}
+
+        def add(rule: str, n: int) -> None:
+            if n:
+                counts[rule] = counts.get(rule, 0) + int(n)
+
+        if shape.n:
+            add("residency", inputs.class_fail[shape.residency_class].sum())
+            if inputs.cert_fail is not None:
+                add("compliance", inputs.cert_fail[shape.ci].sum())
+        add("gpu_memory", len(prep.memory_rejections))
+        for more in shape.telemetry_rejections.values():
+            add(more[0].rule, 1)
+        add("gpu_capacity", len(prep.size_rejections))
+        add("gpu_capacity", (capacity_fail & shape.gpu).sum())
+        add("cpu_capacity", (capacity_fail & ~shape.gpu).sum())
+        if quota is not None:
+            add("quota", shape.gpu_idx.size)
+        if budget_fail is not None:
+            add("budget", budget_fail.sum())
+        add("excluded", len(prep.excluded))
+        if prep.slo_fail is not None:
+            add("slo", prep.slo_fail.sum())
+        return counts
+
+    def hints(self, prep: Prepared, ok: np.ndarray) -> Hints:
         """`Hints` of the evaluations just made of ``prep`` (``ok``: which are feasible)."""
         bad = prep.memory_fail
         if prep.slo_fail is not None:
             bad = bad | prep.slo_fail
         compliant = ~prep.governance_fail
-        assert prep.lists is not None
         return Hints(
-            feasible=[k for k, good in enumerate(ok) if good],
+            feasible=np.flatnonzero(ok).tolist(),
             compliant=np.flatnonzero(compliant).tolist(),
             # Some compliant candidate fails only rules that can pass later (capacity, quota,
             # budget, telemetry): the work is deferred rather than rejected.
             transient=bool((~bad & compliant).any()),
-            scores=prep.lists[4],
+            scores=prep.score,
             position=prep.shape.position,
             unique=True,
         )
@@ -801,13 +872,25 @@ class FleetIndex:
         quota: Rejection | None,
         budget_fail: np.ndarray | None,
         budget_ctx: tuple[float, bool, Any] | None,
+        only: np.ndarray | None = None,
     ) -> None:
-        """Fill ``rejections`` of the failing candidates, rule by rule in `constraints.RULES`
-        order, then the SLO (the messages are those of `constraints.py`)."""
+        """Fill ``rejections`` of the failing candidates (of those in the bool mask ``only``,
+        when given), rule by rule in `constraints.RULES` order, then the SLO (the messages are
+        those of `constraints.py`)."""
         request, shape, inputs, policy = prep.request, prep.shape, prep.inputs, self.policy
-        if prep.governance_fail.any():  # residency (per class of cluster), then compliance
+
+        def within(mask: np.ndarray) -> np.ndarray:
+            return mask if only is None else mask & only
+
+        def chosen(extra: Mapping[int, Any]) -> Iterable[tuple[int, Any]]:
+            if only is None:
+                return extra.items()
+            return ((k, v) for k, v in extra.items() if only[k])
+
+        governance_fail = within(prep.governance_fail)
+        if governance_fail.any():  # residency (per class of cluster), then compliance
             by_class, classes = inputs.class_rejections, shape.residency_class_list
-            failing = np.flatnonzero(prep.governance_fail)
+            failing = np.flatnonzero(governance_fail)
             for k in failing.tolist():
                 rejections[k] = by_class[classes[k]]
             if inputs.cert_fail is not None:
@@ -815,9 +898,10 @@ class FleetIndex:
                 for k in failing[inputs.cert_fail[shape.ci[failing]]].tolist():
                     rejections[k] = rejections[k] + compliance(needed, ci[k])
         for extra in (prep.memory_rejections, shape.telemetry_rejections, prep.size_rejections):
-            for k, more in extra.items():
+            for k, more in chosen(extra):
                 have = rejections[k]
                 rejections[k] = have + more if have else more
+        capacity_fail = within(capacity_fail)
         if capacity_fail.any():
             need = request.gpu_count
             names, gpu_types, reported = shape.names, shape.gpu_types, shape.reported
@@ -857,9 +941,12 @@ class FleetIndex:
                 rejections[k] = have + more if have else more
         if quota is not None:
             one = (quota,)
-            for k in shape.gpu_idx.tolist():
+            gpu_idx = shape.gpu_idx if only is None else shape.gpu_idx[only[shape.gpu_idx]]
+            for k in gpu_idx.tolist():
                 have = rejections[k]
                 rejections[k] = have + one if have else one
+        if budget_fail is not None:
+            budget_fail = within(budget_fail)
         if budget_fail is not None and budget_fail.any():
             team = request.team
             idx = np.flatnonzero(budget_fail).tolist()
@@ -887,15 +974,16 @@ class FleetIndex:
                     more = (_rejection("budget", f"{head}{total[k]:,.2f}"),)
                     have = rejections[k]
                     rejections[k] = have + more if have else more
-        for k, more in prep.excluded.items():
+        for k, more in chosen(prep.excluded):
             have = rejections[k]
             rejections[k] = have + more if have else more
-        if prep.slo_fail is not None and prep.slo_fail.any():
+        slo_fail = None if prep.slo_fail is None else within(prep.slo_fail)
+        if slo_fail is not None and slo_fail.any():
             slo = request.latency_slo_ms
             # The latency of a candidate depends on the request only through the data's zones.
             known = shape.slo_messages.setdefault((inputs.data_zones, type(slo), slo), {})
             latency = None
-            for k in np.flatnonzero(prep.slo_fail).tolist():
+            for k in np.flatnonzero(slo_fail).tolist():
                 more = known.get(k)
                 if more is None:
                     if latency is None:
@@ -908,6 +996,102 @@ class FleetIndex:
                     )
                 have = rejections[k]
                 rejections[k] = have + more if have else more
+
+
+class LazyEvaluations(Sequence[Evaluation]):
+    """Every candidate's `Evaluation` of one request, as `FleetIndex.evaluations` gives them,
+    built on first use: one at a time when a decision reads one (its choice, the runner-up),
+    all at once when something iterates them. Equal to the tuple of those evaluations."""
+
+    __slots__ = ("_all", "_dynamic", "_fail", "_index", "_one", "_prep")
+
+    def __init__(
+        self, index: FleetIndex, prep: Prepared, dynamic: tuple[Any, ...], fail: np.ndarray
+    ) -> None:
+        self._index = index
+        self._prep = prep
+        self._dynamic = dynamic
+        self._fail = fail
+        self._all: tuple[Evaluation, ...] | None = None
+        self._one: dict[int, Evaluation] = {}
+
+    def __len__(self) -> int:
+        return self._prep.shape.n
+
+    def _every(self) -> tuple[Evaluation, ...]:
+        if self._all is None:
+            index, prep = self._index, self._prep
+            rejections = index._rejections_of(prep, self._dynamic, self._fail, None)
+            built = index._build(prep, rejections, range(prep.shape.n))
+            for k, known in self._one.items():  # keep the objects already handed out
+                built[k] = known
+            self._all = tuple(built)
+        return self._all
+
+    def __getitem__(self, k):  # type: ignore[override]
+        if self._all is not None or isinstance(k, slice):
+            return self._every()[k]
+        n = self._prep.shape.n
+        if k < 0:
+            k += n
+        if not 0 <= k < n:
+            raise IndexError("evaluation index out of range")
+        found = self._one.get(k)
+        if found is None:
+            found = self._one[k] = self.subset([k])[0]
+        return found
+
+    def subset(self, positions: Sequence[int]) -> list[Evaluation]:
+        """The evaluations at ``positions`` (in that order), building only those."""
+        if self._all is not None:
+            return [self._all[k] for k in positions]
+        index, prep = self._index, self._prep
+        only = np.zeros(prep.shape.n, dtype=bool)
+        only[list(positions)] = True
+        rejections = index._rejections_of(prep, self._dynamic, self._fail, only)
+        out = index._build(prep, rejections, positions)
+        for i, k in enumerate(positions):
+            known = self._one.get(k)
+            if known is None:
+                self._one[k] = out[i]
+            else:
+                out[i] = known
+        return out
+
+    def __iter__(self) -> Iterator[Evaluation]:
+        return iter(self._every())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LazyEvaluations | tuple | list):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"LazyEvaluations({len(self)} candidates)"
+
+    # -- what a summary of the decision needs, without building every evaluation -------------
+
+    def position_of(self, candidate: Candidate) -> int | None:
+        """Where ``candidate`` (the very object) is, if it is one of these."""
+        k = self._prep.shape.position.get(id(candidate))
+        if k is not None and self._prep.shape.candidates[k] is candidate:
+            return k
+        return None
+
+    def candidate_at(self, k: int) -> Candidate:
+        return self._prep.shape.candidates[k]
+
+    def feasible_mask(self) -> np.ndarray:
+        return ~self._fail
+
+    def scores(self) -> list[float]:
+        return self._index._values(self._prep)[5]
+
+    def rule_counts(self) -> dict[str, int]:
+        """Candidates rejected per rule (one candidate may count under several rules)."""
+        return self._index.rule_counts(self._prep, self._dynamic)
 
 
 def _rejection(rule: str, message: str) -> Rejection:

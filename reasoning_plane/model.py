@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -240,7 +240,7 @@ class Decision:
     request: WorkloadRequest
     status: str  # placed | deferred | rejected
     chosen: Candidate | None
-    evaluations: tuple[Evaluation, ...]
+    evaluations: Sequence[Evaluation]  # a tuple, or `index.LazyEvaluations` (built on use)
     reason: str  # why this candidate, or why none
     policy_version: str
     snapshot_hash: str
@@ -255,6 +255,11 @@ class Decision:
         chosen = self.chosen
         if chosen is None:
             return None
+        position_of = getattr(self.evaluations, "position_of", None)  # index.LazyEvaluations
+        if position_of is not None:
+            k = position_of(chosen)
+            if k is not None:
+                return self.evaluations[k]
         for e in self.evaluations:  # the chosen candidate is usually the very same object
             if e.candidate is chosen:
                 return e

@@ -12,9 +12,11 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
+import numpy as np
+
 from reasoning_plane.constraints import GOVERNANCE_RULES, TRANSIENT_RULES, BatchState
 from reasoning_plane.hysteresis import choose_with_hysteresis
-from reasoning_plane.index import Hints, collector_paused, fleet_index
+from reasoning_plane.index import Hints, LazyEvaluations, collector_paused, fleet_index
 from reasoning_plane.model import (
     CPU,
     DEFERRED,
@@ -104,8 +106,15 @@ def hints_of(evaluations: Sequence[Evaluation]) -> Hints:
     return Hints(feasible, compliant, transient, [e.score for e in evaluations])
 
 
-def _first_lowest(scores: Sequence[float], indices: Sequence[int], skip: int = -1) -> int:
+def _first_lowest(
+    scores: Sequence[float] | np.ndarray, indices: Sequence[int], skip: int = -1
+) -> int:
     """The first of ``indices`` (other than ``skip``) with the lowest score; -1 if none."""
+    if isinstance(scores, np.ndarray):  # the index's scores: the same answer, vectorised
+        idx = np.asarray(indices, dtype=np.intp)
+        if skip >= 0:
+            idx = idx[idx != skip]
+        return int(idx[np.argmin(scores[idx])]) if idx.size else -1
     best, low = -1, 0.0
     for i in indices:
         if i == skip:
@@ -136,10 +145,19 @@ def _no_candidate_reason(
 
 
 def best_of(
-    evaluations: Sequence[Evaluation], indices: Sequence[int], scores: Sequence[float]
+    evaluations: Sequence[Evaluation],
+    indices: Sequence[int],
+    scores: Sequence[float] | np.ndarray,
 ) -> int:
     """The position of ``min`` by (score, label) over ``evaluations[i] for i in indices`` (the
     first of ties), comparing labels only between equal scores."""
+    if isinstance(scores, np.ndarray):  # the index's scores: the same answer, vectorised
+        idx = np.asarray(indices, dtype=np.intp)
+        picked = scores[idx]
+        ties = idx[picked == picked.min()].tolist()
+        if len(ties) == 1:
+            return ties[0]
+        return min(ties, key=lambda i: evaluations[i].candidate.label)
     low = min(map(scores.__getitem__, indices))
     ties = [i for i in indices if scores[i] == low]
     if len(ties) == 1:
@@ -174,13 +192,15 @@ def decide(
     ``hints``, when the caller has them, must describe ``evaluations`` (see `index.Hints`)."""
     snapshot_hash = snapshot.telemetry_hash()
     version = policy.version()
+    # The index's lazily built evaluations stay lazy (see `index.LazyEvaluations`).
+    kept = evaluations if isinstance(evaluations, LazyEvaluations) else tuple(evaluations)
     if hints is None:
         hints = hints_of(evaluations)
     feasible, scores = hints.feasible, hints.scores
     if chosen is None and feasible and reason is None:
         best = evaluations[best_of(evaluations, feasible, scores)]
         chosen, reason = choose_with_hysteresis(
-            request, evaluations, best.candidate, snapshot, policy
+            request, evaluations, best.candidate, snapshot, policy, feasible=feasible
         )
     if chosen is None:
         if reason:
@@ -192,7 +212,7 @@ def decide(
             request=request,
             status=status,
             chosen=None,
-            evaluations=tuple(evaluations),
+            evaluations=kept,
             reason=why,
             policy_version=version,
             snapshot_hash=snapshot_hash,
@@ -224,7 +244,7 @@ def decide(
         request=request,
         status=PLACED,
         chosen=chosen,
-        evaluations=tuple(evaluations),
+        evaluations=kept,
         reason=why,
         policy_version=version,
         snapshot_hash=snapshot_hash,

@@ -50,6 +50,9 @@ class PlacementPolicy:
     min_dwell_s: float = 3600.0  # no second move within this time
     # Batch placement: exact integer program up to this many (request, candidate) pairs.
     exact_max_pairs: int = 4000
+    # ... solved for at most this long: then the best plan found so far (re-checked like any
+    # plan), or the greedy plan when none was found. A bound on the tick, not on the answer.
+    exact_time_limit_s: float = 1.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def version(self) -> str:

@@ -194,7 +194,7 @@ def _exact(
     snapshot: Snapshot,
     state: BatchState,
     policy: PlacementPolicy,
-) -> dict[str, Candidate]:
+) -> dict[str, Candidate] | None:
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     pairs = [(r, e) for r in tier for e in options[r.request_id]]
@@ -244,10 +244,10 @@ def _exact(
         constraints=LinearConstraint(np.vstack(rows), -np.inf, np.array(upper)),
         integrality=np.ones(n),
         bounds=Bounds(0, 1),
-        options={"time_limit": 10.0},
+        options={"time_limit": policy.exact_time_limit_s},
     )
     if result.x is None:
-        return {}
+        return None
     return {pairs[i][0].request_id: pairs[i][1].candidate for i in range(n) if result.x[i] > 0.5}
 
 
@@ -280,8 +280,10 @@ def place_batch(
         plan = (
             _exact(tier, options, snapshot, state, policy)
             if n_pairs <= policy.exact_max_pairs
-            else _greedy(tier, options)
+            else None
         )
+        if plan is None:
+            plan = _greedy(tier, options)
         # Fewest options first, so the greedy path leaves room for the constrained requests.
         for request in sorted(tier, key=lambda r: (len(options[r.request_id]), r.request_id)):
             evaluations = evaluate(request, snapshot, policy, state)

@@ -16,6 +16,7 @@ placing at once can never jointly exceed a quota or a budget.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,11 @@ CREATE TABLE IF NOT EXISTS plane.decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_workload ON plane.decisions (workload, decided_at);
 CREATE INDEX IF NOT EXISTS decisions_run_key ON plane.decisions (run_key);
+CREATE TABLE IF NOT EXISTS plane.snapshots (
+    telemetry_sha text PRIMARY KEY,
+    telemetry     jsonb NOT NULL,
+    recorded_at   timestamptz NOT NULL DEFAULT now()
+);
 CREATE TABLE IF NOT EXISTS plane.decision_runs (
     run_id      text PRIMARY KEY,
     decision_id text NOT NULL REFERENCES plane.decisions (decision_id),
@@ -99,6 +105,10 @@ END $$;
 DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'decisions_append_only') THEN
         CREATE TRIGGER decisions_append_only BEFORE UPDATE OR DELETE ON plane.decisions
+            FOR EACH ROW EXECUTE FUNCTION plane.refuse_change();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'snapshots_append_only') THEN
+        CREATE TRIGGER snapshots_append_only BEFORE UPDATE OR DELETE ON plane.snapshots
             FOR EACH ROW EXECUTE FUNCTION plane.refuse_change();
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'ledger_append_only') THEN
@@ -176,12 +186,21 @@ def record_decisions(
     ``snapshot`` (`snapshot_payload`): the same rows as `record_decision` one by one, idempotent
     on the decision id, written with one COPY into a temporary table and one INSERT.
 
-    The snapshot's telemetry, the same for every decision of a tick, is serialised once.
+    The snapshot's telemetry, the same for every decision of a tick, is serialised once and
+    stored once, in ``plane.snapshots`` keyed by the SHA-256 of its JSON; each decision's
+    snapshot refers to it (``telemetry_ref``) and the readers here (`decisions`,
+    `decision_for`) put it back in place, so a logged payload reads as `record_decision`'s.
     """
     if not decisions:
         return
     shared = _SharedSnapshot(snapshot) if snapshot is not None else None
     with conn.transaction(), conn.cursor() as cur:
+        if shared is not None:
+            cur.execute(
+                "INSERT INTO plane.snapshots (telemetry_sha, telemetry) VALUES (%s, %s::jsonb)"
+                " ON CONFLICT (telemetry_sha) DO NOTHING",
+                (shared.telemetry_sha, shared.telemetry_json),
+            )
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS plane_decisions_in"
             " (LIKE plane.decisions INCLUDING DEFAULTS, ord integer NOT NULL) ON COMMIT DROP"
@@ -355,9 +374,14 @@ class LoggedDecision:
     decided_at: datetime
 
 
+# The payload with its snapshot's telemetry back in place (see `record_decisions`).
 _LOGGED = (
-    "SELECT d.decision_id, d.status, d.workload, d.cluster, d.payload, d.explanation,"
-    " d.decided_at FROM plane.decisions d"
+    "SELECT d.decision_id, d.status, d.workload, d.cluster,"
+    " CASE WHEN s.telemetry IS NULL THEN d.payload"
+    " ELSE jsonb_set(d.payload #- '{snapshot,telemetry_ref}', '{snapshot,telemetry}',"
+    " s.telemetry) END,"
+    " d.explanation, d.decided_at FROM plane.decisions d"
+    " LEFT JOIN plane.snapshots s ON s.telemetry_sha = d.payload->'snapshot'->>'telemetry_ref'"
 )
 
 
@@ -482,6 +506,7 @@ class _SharedSnapshot:
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
         self.telemetry_json = json.dumps(_telemetry_payload(snapshot))
+        self.telemetry_sha = hashlib.sha256(self.telemetry_json.encode()).hexdigest()
         self.renderer = Renderer()
 
     def payload_json(self, decision: Decision) -> str:
@@ -491,7 +516,7 @@ class _SharedSnapshot:
         del snap["telemetry"]
         rest = json.dumps(snap)  # never empty: "now", "quota", "budget", "usage", "catalog"
         return self.renderer.payload_json(
-            decision, f'"snapshot": {{"telemetry": {self.telemetry_json}, {rest[1:]}'
+            decision, f'"snapshot": {{"telemetry_ref": "{self.telemetry_sha}", {rest[1:]}'
         )
 
 

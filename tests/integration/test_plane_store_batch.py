@@ -45,9 +45,12 @@ def _decisions():
 
 
 def _rows(conn: psycopg.Connection):
-    decisions = conn.execute(
-        f"SELECT {COLUMNS} FROM plane.decisions ORDER BY decision_id"
-    ).fetchall()
+    """The log's rows, each payload as `store.decisions` reads it back (the batched log keeps
+    a tick's telemetry once, in plane.snapshots, and each payload refers to it)."""
+    rows = conn.execute(f"SELECT {COLUMNS} FROM plane.decisions ORDER BY decision_id").fetchall()
+    payloads = {d.decision_id: d.payload for d in store.decisions(conn)}
+    at = COLUMNS.split(", ").index("payload")
+    decisions = [(*r[:at], payloads[r[0]], *r[at + 1 :]) for r in rows]
     ledger = conn.execute(
         "SELECT id, team, decision_id, run_id, kind, cluster, gpu_type, gpus, usd"
         " FROM plane.ledger ORDER BY id"
@@ -87,3 +90,8 @@ def test_batched_log_writes_the_rows_of_the_one_by_one_log(plane_db: str) -> Non
         batched = _rows(conn)
     assert len(one_by_one[0]) == len(decisions) and len(one_by_one[1]) == len(placed)
     assert batched == one_by_one
+    with psycopg.connect(plane_db) as conn:
+        stored = conn.execute("SELECT payload->'snapshot' FROM plane.decisions").fetchall()
+        (snapshots,) = conn.execute("SELECT count(*) FROM plane.snapshots").fetchone()
+    # ... and stores the telemetry once, not once per decision
+    assert snapshots == 1 and all("telemetry" not in s and s["telemetry_ref"] for (s,) in stored)
