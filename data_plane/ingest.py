@@ -7,21 +7,34 @@ value, a value out of range or not allowed, a duplicate key). Problems that make
 unusable (missing, empty, unreadable Parquet, a required column absent from the header) raise
 `SourceFileError` naming the file and the problem.
 
-CSV is parsed by DuckDB in strict mode with its rejects table (so malformed lines are reported,
-never truncated); JSONL by polars, falling back to a line-by-line parse only when the file holds
-broken lines; Parquet by polars. Validation is vectorised over whole columns with polars.
+CSV is parsed by polars when every record is one line and nothing in the file can be read
+differently by polars and DuckDB (checked on the bytes: no carriage return, no quote character
+away from a field boundary, no blank line); records with missing fields are then reported exactly
+as DuckDB reports them. Any other CSV is parsed by DuckDB in strict mode with its rejects table (so
+malformed lines are reported, never truncated). JSONL is read by polars; a file with broken lines
+is split into lines, only the lines polars cannot parse are examined one by one, and the rest is
+parsed by polars in one go (anything the two parsers disagree on takes the line-by-line path).
+Parquet is read by polars.
+
+Validation is vectorised over whole columns with polars, in two passes: a cheap pass flags every
+row that may break a rule (only the columns with a type to convert or a rule to check are
+touched), then the reasons are written for the flagged rows only. The file is read once; its
+SHA-256 is computed in a second thread while polars parses it.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from data_plane.errors import InputFileError
@@ -38,6 +51,10 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
 
 REASON_SEPARATOR = " | "  # between several reasons for one record
 
+# Parsed first (the common shape, several times faster than the general formats); every value it
+# parses is parsed to the same instant by the first of _DATETIME_FORMATS, and every value it
+# cannot parse goes through _DATETIME_FORMATS.
+_DATETIME_FAST_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _DATETIME_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.f%#z",
     "%Y-%m-%dT%H:%M:%S%.f",
@@ -103,6 +120,10 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()  # releases the GIL: runs beside the parse
+
+
 def _empty_quarantine() -> pl.DataFrame:
     return pl.DataFrame(schema=QUARANTINE_SCHEMA)
 
@@ -124,8 +145,158 @@ def _read_csv_header(spec: SourceSpec) -> list[str]:
     return header
 
 
-def _read_csv(spec: SourceSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
+# Bytes that are whitespace to ``bytes.strip()``; bytes next to which a quote is a field boundary.
+_WHITESPACE = np.zeros(256, dtype=bool)
+_WHITESPACE[list(b" \t\n\r\x0b\x0c")] = True
+_QUOTE_NEIGHBOURS = np.zeros(256, dtype=bool)
+_QUOTE_NEIGHBOURS[list(b',"\n')] = True
+
+
+def _line_bounds(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end offsets of the lines of ``data`` (as ``data.split(b"\n")`` cuts them)."""
+    newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    starts = np.concatenate(([0], newlines + 1))
+    ends = np.concatenate((newlines, [len(data)]))
+    return starts, ends
+
+
+def _non_blank_lines(data: bytes, starts: np.ndarray, ends: np.ndarray) -> int:
+    """How many lines hold something other than whitespace."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    filled = np.flatnonzero(ends > starts)
+    maybe_blank = filled[_WHITESPACE[arr[starts[filled]]]]  # starts with whitespace: look closer
+    blank = sum(1 for i in maybe_blank.tolist() if not data[starts[i] : ends[i]].strip())
+    return len(filled) - blank
+
+
+def _stray_quotes(arr: np.ndarray, quotes: np.ndarray) -> bool:
+    """Whether some quote character touches neither a delimiter, a line end nor another quote.
+
+    Where one does (``a, "b"``, ``x"y``), polars and DuckDB read the field differently.
+    """
+    if not quotes.size:
+        return False
+    before = arr[np.maximum(quotes - 1, 0)]
+    after = arr[np.minimum(quotes + 1, len(arr) - 1)]
+    at_edge = (quotes == 0) | (quotes == len(arr) - 1)
+    return not bool((at_edge | _QUOTE_NEIGHBOURS[before] | _QUOTE_NEIGHBOURS[after]).all())
+
+
+def _read_csv_polars(
+    spec: SourceSpec, data: bytes, header: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """The CSV parsed by polars, or None when the file must go to DuckDB.
+
+    Taken only when each record is exactly one line of the file, no line is blank or starts
+    with whitespace, the file holds no carriage return and every quote is at a field boundary:
+    then polars reads every field as DuckDB's strict mode does (an empty field, quoted or not,
+    is null). Records with fewer fields than the header (polars pads them with nulls) are
+    reported in DuckDB's words; records with too many fields, or bytes that are not UTF-8, make
+    polars fail and the file go to DuckDB.
+    """
+    arr = np.frombuffer(data, dtype=np.uint8)
+    quotes = np.flatnonzero(arr == 34)
+    if b"\r" in data or _stray_quotes(arr, quotes):
+        return None
+    try:
+        frame = pl.read_csv(
+            data, infer_schema=False, raise_if_empty=False, truncate_ragged_lines=False
+        )
+    except Exception:  # polars refuses it; DuckDB reports why, line by line
+        return None
+    if [c.strip() for c in frame.columns] != header:
+        return None
+    frame.columns = header
+    starts, ends = _line_bounds(data)
+    lines = len(starts) - (1 if data.endswith(b"\n") else 0)
+    first_bytes = arr[np.minimum(starts[:lines], len(arr) - 1)]
+    if (
+        lines != 1 + frame.height
+        or (ends[:lines] == starts[:lines]).any()
+        or _WHITESPACE[first_bytes].any()
+    ):
+        return None
+    short, found = (
+        _short_csv_records(frame, data, arr, starts, ends, header) if len(header) > 1 else ([], [])
+    )
+    if (np.diff(quotes) == 1).any():  # maybe a quoted empty field: polars reads "", DuckDB null
+        frame = frame.with_columns(pl.when(pl.col(header) != "").then(pl.col(header)))
+    if not short:
+        return frame, _empty_quarantine()
+    rejects = pl.DataFrame(
+        {
+            "dataset": [spec.name] * len(short),
+            "source_file": [str(spec.path)] * len(short),
+            "source_line": [r + 2 for r in short],
+            "record_index": [None] * len(short),
+            "reason": [
+                "malformed CSV line: missing columns "
+                f"(Expected Number of Columns: {len(header)} Found: {n})"
+                for n in found
+            ],
+            "raw_record": [data[starts[r + 1] : ends[r + 1]].decode("utf-8") for r in short],
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+    keep = np.ones(frame.height, dtype=bool)
+    keep[short] = False
+    return frame.filter(pl.Series(keep)), rejects
+
+
+def _short_csv_records(
+    frame: pl.DataFrame,
+    data: bytes,
+    arr: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    header: list[str],
+) -> tuple[list[int], list[int]]:
+    """(records with fewer fields than the header, how many fields each has).
+
+    Record r is line r + 1 of the file (0-based, line 0 is the header) and the last field of a
+    padded record is null. A record whose last field is null and whose line does not end with a
+    comma is short: its last field present is not empty, so it is the last non-null one. One
+    whose line ends with a comma after a non-empty field has every field. Only the rest (the
+    line ends with a comma after an empty field) has its fields counted one line at a time.
+    """
+    candidates = frame[header[-1]].is_null().arg_true()
+    if candidates.is_empty():
+        return [], []
+    rows = candidates.to_numpy().astype(np.int64)
+    ends_with_comma = arr[ends[rows + 1] - 1] == 44
+    before_last_empty = frame[header[-2]].gather(candidates).is_null().to_numpy()
+    short = rows[~ends_with_comma].tolist()
+    found = (
+        frame[short]
+        .select(
+            pl.max_horizontal(
+                pl.when(pl.col(name).is_not_null()).then(i + 1).otherwise(0)
+                for i, name in enumerate(header)
+            )
+        )
+        .to_series()
+        .to_list()
+    )
+    for r in rows[ends_with_comma & before_last_empty].tolist():
+        fields = len(next(csv.reader([data[starts[r + 1] : ends[r + 1]].decode("utf-8")])))
+        if fields < len(header):
+            short.append(r)
+            found.append(fields)
+    order = sorted(range(len(short)), key=short.__getitem__)
+    return [short[i] for i in order], [found[i] for i in order]
+
+
+def _read_csv(spec: SourceSpec, data: bytes) -> tuple[pl.DataFrame, pl.DataFrame]:
     header = _read_csv_header(spec)
+    parsed = _read_csv_polars(spec, data, header)
+    if parsed is not None:
+        return parsed
+    return _read_csv_duckdb(spec, data, header)
+
+
+def _read_csv_duckdb(
+    spec: SourceSpec, data: bytes, header: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     columns = ", ".join(f"'{h.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for h in header)
     con = duckdb.connect()
     try:
@@ -159,7 +330,7 @@ def _read_csv(spec: SourceSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
         ).alias("reason"),
         pl.col("csv_line").alias("raw_record"),
     )
-    _check_csv_accounted(spec, frame, quarantine)
+    _check_csv_accounted(spec, data, frame, quarantine)
     return frame, quarantine
 
 
@@ -170,16 +341,15 @@ def _newlines(frame: pl.DataFrame) -> int:
     return int(counts.item() or 0)
 
 
-def _check_csv_accounted(spec: SourceSpec, frame: pl.DataFrame, rejects: pl.DataFrame) -> None:
+def _check_csv_accounted(
+    spec: SourceSpec, data: bytes, frame: pl.DataFrame, rejects: pl.DataFrame
+) -> None:
     """Every non-blank line of the file must be a header, part of a record or a rejected line.
 
     DuckDB may drop the tail of a file that ends inside an unterminated quote without reporting
     it; rather than lose those lines silently, the whole file is refused.
     """
-    with spec.path.open("rb") as fh:
-        data = fh.read()
-    lines = data.split(b"\n")
-    non_blank = sum(1 for line in lines if line.strip())
+    non_blank = _non_blank_lines(data, *_line_bounds(data))
     accounted = (
         1
         + frame.height
@@ -208,56 +378,23 @@ def _json_scalar_to_text(value: object) -> str | None:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-def _read_jsonl_slow(spec: SourceSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Line-by-line parse, used only when the fast whole-file parse fails."""
-    records: list[dict[str, str | None]] = []
-    bad: list[dict[str, object]] = []
-    with spec.path.open("rb") as fh:
-        for number, raw_line in enumerate(fh, start=1):
-            stripped = raw_line.strip()
-            if not stripped:
-                continue
-            try:
-                text = stripped.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                bad.append(
-                    {
-                        "line": number,
-                        "reason": f"invalid UTF-8 (at byte {exc.start})",
-                        "raw": stripped.decode("utf-8", errors="replace"),
-                    }
-                )
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                bad.append(
-                    {
-                        "line": number,
-                        "reason": f"not valid JSON ({exc.msg}, column {exc.colno})",
-                        "raw": text,
-                    }
-                )
-                continue
-            if not isinstance(obj, dict):
-                bad.append(
-                    {
-                        "line": number,
-                        "reason": f"not a JSON object ({type(obj).__name__})",
-                        "raw": text,
-                    }
-                )
-                continue
-            records.append({str(k): _json_scalar_to_text(v) for k, v in obj.items()})
-    keys: dict[str, None] = {}
-    for record in records:
-        keys.update(dict.fromkeys(record))
-    frame = (
-        pl.DataFrame(records, schema=dict.fromkeys(keys, pl.String), orient="row")
-        if records
-        else pl.DataFrame(schema=dict.fromkeys(keys, pl.String))
-    )
-    quarantine = pl.DataFrame(
+def _parse_jsonl_line(stripped: bytes) -> dict[str, object] | tuple[str, str]:
+    """One non-blank line: its JSON object, or (reason, raw text) when it is not one."""
+    try:
+        text = stripped.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"invalid UTF-8 (at byte {exc.start})", stripped.decode("utf-8", errors="replace")
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON ({exc.msg}, column {exc.colno})", text
+    if not isinstance(obj, dict):
+        return f"not a JSON object ({type(obj).__name__})", text
+    return obj
+
+
+def _jsonl_rejects(spec: SourceSpec, bad: list[dict[str, object]]) -> pl.DataFrame:
+    return pl.DataFrame(
         {
             "dataset": [spec.name] * len(bad),
             "source_file": [str(spec.path)] * len(bad),
@@ -268,16 +405,120 @@ def _read_jsonl_slow(spec: SourceSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
         },
         schema=QUARANTINE_SCHEMA,
     )
-    return frame, quarantine
 
 
-def _read_jsonl(spec: SourceSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _read_jsonl_slow(spec: SourceSpec, data: bytes) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Line-by-line parse: the reference, used when the vectorised paths cannot decide."""
+    records: list[dict[str, str | None]] = []
+    bad: list[dict[str, object]] = []
+    for number, raw_line in enumerate(data.split(b"\n"), start=1):
+        stripped = raw_line.strip()
+        if not stripped:
+            continue
+        parsed = _parse_jsonl_line(stripped)
+        if isinstance(parsed, tuple):
+            bad.append({"line": number, "reason": parsed[0], "raw": parsed[1]})
+            continue
+        records.append({str(k): _json_scalar_to_text(v) for k, v in parsed.items()})
+    keys: dict[str, None] = {}
+    for record in records:
+        keys.update(dict.fromkeys(record))
+    frame = (
+        pl.DataFrame(records, schema=dict.fromkeys(keys, pl.String), orient="row")
+        if records
+        else pl.DataFrame(schema=dict.fromkeys(keys, pl.String))
+    )
+    return frame, _jsonl_rejects(spec, bad)
+
+
+_JSONL_MAX_SUSPECTS = 10_000  # more suspect lines than this: the line-by-line path is as fast
+
+
+def _non_utf8_lines(data: bytes, starts: np.ndarray, ends: np.ndarray) -> set[int]:
+    """Lines holding bytes that are not UTF-8 (at most one more than _JSONL_MAX_SUSPECTS)."""
+    lines: set[int] = set()
+    view, offset = memoryview(data), 0
+    while offset < len(data) and len(lines) <= _JSONL_MAX_SUSPECTS:
+        try:
+            codecs.utf_8_decode(view[offset:], "strict", True)
+            break
+        except UnicodeDecodeError as exc:
+            line = int(np.searchsorted(starts, offset + exc.start, side="right")) - 1
+            lines.add(line)
+            offset = int(ends[line]) + 1
+    return lines
+
+
+def _read_jsonl_screened(spec: SourceSpec, data: bytes) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """The JSONL file parsed by polars in one go, minus its broken lines, each reported.
+
+    A line is suspect when, stripped of whitespace, it does not start with ``{`` and end with
+    ``}``; if polars still refuses the rest, lines holding bytes that are not UTF-8 are suspect
+    too. Suspects are checked one by one with :func:`_parse_jsonl_line` (the words of the
+    line-by-line path); the others go to polars. Returns None, leaving the file to the
+    line-by-line path, when polars still refuses the rest, the counts disagree, or there are too
+    many suspects.
+    """
+    starts, ends = _line_bounds(data)
+    arr = np.frombuffer(data, dtype=np.uint8)
+    filled = np.flatnonzero(ends > starts)
+    odd = (arr[starts[filled]] != 123) | (arr[ends[filled] - 1] != 125)  # not "{ ... }"
+    suspects = set(filled[odd].tolist())
+    parsed = _read_jsonl_without(spec, data, starts, ends, len(filled), suspects)
+    if parsed is None:
+        more = _non_utf8_lines(data, starts, ends)
+        if not more - suspects:
+            return None
+        parsed = _read_jsonl_without(spec, data, starts, ends, len(filled), suspects | more)
+    return parsed
+
+
+def _read_jsonl_without(
+    spec: SourceSpec,
+    data: bytes,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    filled: int,
+    suspects: set[int],
+) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    if len(suspects) > _JSONL_MAX_SUSPECTS:
+        return None
+    bad: list[dict[str, object]] = []
+    dropped: list[int] = []  # suspect lines left out of polars' input: blank or broken
+    for i in sorted(suspects):
+        stripped = data[starts[i] : ends[i]].strip()
+        parsed = _parse_jsonl_line(stripped) if stripped else None
+        if isinstance(parsed, dict):
+            if stripped[:1] == b"{" and stripped[-1:] == b"}":  # whitespace around an object
+                continue
+            return None
+        if isinstance(parsed, tuple):
+            bad.append({"line": i + 1, "reason": parsed[0], "raw": parsed[1]})
+        dropped.append(i)
+    records = filled - len(dropped)
+    if records == 0:
+        return pl.DataFrame(), _jsonl_rejects(spec, bad)
+    if dropped:
+        pieces, previous = [], 0
+        for i in dropped:
+            pieces.append(data[starts[previous] : starts[i]])
+            previous = i + 1
+        if previous < len(starts):
+            pieces.append(data[starts[previous] :])
+        data = b"".join(pieces)
     try:
-        frame = pl.read_ndjson(spec.path, infer_schema_length=None)
+        frame = pl.read_ndjson(data, infer_schema_length=None)
     except Exception:
-        return _read_jsonl_slow(spec)
+        return None
+    if frame.height != records:  # a line polars skipped or split: the reference decides
+        return None
+    return _jsonl_text_columns(frame), _jsonl_rejects(spec, bad)
+
+
+def _jsonl_text_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every column as text: objects as JSON, lists joined by commas."""
     nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()]
-    frame = frame.with_columns(
+    return frame.with_columns(
         *[
             pl.col(c).struct.json_encode()
             if frame.schema[c] == pl.Struct
@@ -285,12 +526,15 @@ def _read_jsonl(spec: SourceSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
             for c in nested
         ]
     ).with_columns(pl.all().cast(pl.String))
-    return frame, _empty_quarantine()
 
 
-def _read_parquet(spec: SourceSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _read_jsonl(spec: SourceSpec, data: bytes) -> tuple[pl.DataFrame, pl.DataFrame]:
+    return _read_jsonl_screened(spec, data) or _read_jsonl_slow(spec, data)
+
+
+def _read_parquet(spec: SourceSpec, data: bytes) -> tuple[pl.DataFrame, pl.DataFrame]:
     try:
-        frame = pl.read_parquet(spec.path)
+        frame = pl.read_parquet(data)
     except Exception as exc:
         raise SourceFileError(spec.path, "", f"cannot read Parquet: {exc}") from None
     return frame, _empty_quarantine()
@@ -388,10 +632,67 @@ def _reasons(spec: SourceSpec, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[
     return frame.with_columns(typed_exprs), reasons
 
 
+def _typed_column(col: ColumnSpec, raw: pl.Series, quick: pl.Series | None) -> pl.Series:
+    """``raw`` converted to the declared type, null where it cannot be (as :func:`_cast`).
+
+    ``quick`` is the conversion of text without stripping whitespace (datetimes with the one
+    common format, see :func:`_quick_cast`); only the values it missed are converted again the
+    general way.
+    """
+    if raw.dtype == _POLARS_TYPES[col.type]:
+        return raw
+    if quick is None:
+        return raw.to_frame().select(_cast(col, raw.dtype)).to_series()
+    retry = (quick.is_null() & raw.is_not_null()).arg_true()
+    if retry.is_empty():
+        return quick
+    slow = raw.gather(retry).to_frame().select(_cast(col, pl.String())).to_series()
+    return quick.scatter(retry, slow)
+
+
+def _quick_cast(col: ColumnSpec, dtype: pl.DataType) -> pl.Expr | None:
+    """A cheaper conversion of text whose every non-null value equals :func:`_cast`'s."""
+    c = pl.col(col.name)
+    if dtype != pl.String or col.type not in ("datetime", "date", "integer", "float"):
+        return None
+    if col.type == "datetime":
+        return c.str.to_datetime(
+            _DATETIME_FAST_FORMAT, strict=False, time_unit="us"
+        ).dt.replace_time_zone("UTC")
+    if col.type == "date":
+        return c.str.to_date("%Y-%m-%d", strict=False)
+    return c.cast(_POLARS_TYPES[col.type], strict=False)
+
+
+def _may_fail(col: ColumnSpec, dtype: pl.DataType, typed: str) -> list[pl.Expr]:
+    """Expressions true on the rows that may break one of the column's rules (a superset)."""
+    raw, t = pl.col(col.name), pl.col(typed)
+    masks: list[pl.Expr] = []
+    if dtype != _POLARS_TYPES[col.type]:  # converted: a value that did not convert is refused
+        masks.append(t.is_null() & raw.is_not_null())
+    if col.required:
+        blank = raw.is_null()
+        masks.append(blank | (raw.str.strip_chars() == "") if dtype == pl.String else blank)
+    if col.minimum is not None:
+        masks.append(t < col.minimum)
+    if col.maximum is not None:
+        masks.append(t > col.maximum)
+    if col.allowed is not None:
+        masks.append(~t.is_in(list(col.allowed)))
+    if col.pattern is not None:
+        masks.append(~t.str.contains(col.pattern))
+    return masks
+
+
 def validate(
     spec: SourceSpec, frame: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame, tuple[str, ...]]:
-    """Split parsed records into (typed valid rows, quarantined rows, extra column names)."""
+    """Split parsed records into (typed valid rows, quarantined rows, extra column names).
+
+    Rows are flagged by cheap checks first (only columns with a type to convert or a rule to
+    check); the reasons (the expressions of :func:`_reasons`) are computed for the flagged rows
+    only, and a flagged row without a reason stays valid.
+    """
     missing = [c.name for c in spec.columns if c.name not in frame.columns]
     missing_required = [m for m in missing if spec.column(m).required]
     if missing_required:
@@ -402,54 +703,94 @@ def validate(
         )
     frame = frame.with_columns(pl.lit(None, pl.String).alias(m) for m in missing)
     extra = tuple(c for c in frame.columns if c not in spec.column_names)
-    frame = frame.with_row_index("__record_index")
+    raw_columns = list(frame.columns)
+    schema = frame.schema
 
-    typed, reason_exprs = _reasons(spec, frame)
-    joined = pl.concat_str(reason_exprs, separator=REASON_SEPARATOR, ignore_nulls=True)
-    typed = typed.with_columns(
-        pl.when(joined != "").then(joined).otherwise(None).alias("__reason")
-        if reason_exprs
-        else pl.lit(None, pl.String).alias("__reason")
-    )
-    if spec.key is not None:
-        key = pl.col(f"__typed_{spec.key}")
-        # Among otherwise valid rows, the first occurrence of a key wins; later ones are refused.
-        clean = pl.col("__reason").is_null() & key.is_not_null()
-        first = (
-            typed.filter(clean)
-            .group_by(f"__typed_{spec.key}")
-            .agg(pl.col("__record_index").min().alias("__first"))
+    quick_exprs = {
+        c.name: e for c in spec.columns if (e := _quick_cast(c, schema[c.name])) is not None
+    }
+    quick = frame.select(**quick_exprs) if quick_exprs else None
+    typed = {
+        c.name: _typed_column(
+            c, frame[c.name], quick[c.name] if quick is not None and c.name in quick_exprs else None
         )
-        typed = typed.join(first, on=f"__typed_{spec.key}", how="left").sort("__record_index")
-        typed = typed.with_columns(
-            pl.when(clean & (pl.col("__record_index") != pl.col("__first")))
-            .then(
-                pl.format(
-                    f"{spec.key}: duplicate key ({{}}, first at record {{}})",
-                    key.cast(pl.String),
-                    pl.col("__first"),
+        for c in spec.columns
+    }
+    converted = {c.name for c in spec.columns if schema[c.name] != _POLARS_TYPES[c.type]}
+    work = frame.with_columns(typed[name].alias(f"__typed_{name}") for name in converted)
+    masks = [
+        mask
+        for c in spec.columns
+        for mask in _may_fail(
+            c, schema[c.name], f"__typed_{c.name}" if c.name in converted else c.name
+        )
+    ]
+    flagged = (
+        work.select(pl.any_horizontal(masks)).to_series().arg_true()
+        if masks
+        else pl.Series(dtype=pl.UInt32)
+    )
+
+    # Reasons, for the flagged rows only.
+    refused = pl.DataFrame(schema={"__record_index": pl.UInt32, "__reason": pl.String})
+    if not flagged.is_empty():
+        suspects = frame.with_row_index("__record_index")[flagged]
+        with_reasons, reason_exprs = _reasons(spec, suspects)
+        joined = pl.concat_str(reason_exprs, separator=REASON_SEPARATOR, ignore_nulls=True)
+        refused = with_reasons.select(
+            "__record_index", pl.when(joined != "").then(joined).alias("__reason")
+        ).filter(pl.col("__reason").is_not_null())
+    keep = np.ones(frame.height, dtype=bool)
+    keep[refused["__record_index"].to_numpy()] = False
+
+    if spec.key is not None:
+        # Among otherwise valid rows, the first occurrence of a key wins; later ones are refused.
+        key = typed[spec.key]
+        clean = (key.is_not_null() & pl.Series(keep)).arg_true()
+        clean_keys = key.gather(clean)
+        first = clean_keys.is_first_distinct()
+        if not first.all():
+            firsts = pl.DataFrame({"__key": clean_keys, "__first": clean}).filter(first)
+            duplicates = (
+                pl.DataFrame({"__key": clean_keys, "__record_index": clean})
+                .filter(~first)
+                .join(firsts, on="__key", how="left")
+                .select(
+                    "__record_index",
+                    pl.format(
+                        f"{spec.key}: duplicate key ({{}}, first at record {{}})",
+                        pl.col("__key").cast(pl.String),
+                        pl.col("__first"),
+                    ).alias("__reason"),
                 )
             )
-            .otherwise(pl.col("__reason"))
-            .alias("__reason")
-        ).drop("__first")
+            refused = pl.concat([refused, duplicates]).sort("__record_index")
+            keep[duplicates["__record_index"].to_numpy()] = False
 
-    bad = typed.filter(pl.col("__reason").is_not_null())
-    raw_columns = [c for c in frame.columns if c != "__record_index"]
-    quarantine = bad.select(
-        pl.lit(spec.name).alias("dataset"),
-        pl.lit(str(spec.path)).alias("source_file"),
-        pl.lit(None, pl.Int64).alias("source_line"),
-        pl.col("__record_index").cast(pl.Int64).alias("record_index"),
-        pl.col("__reason").alias("reason"),
-        pl.struct([pl.col(c).cast(pl.String) for c in raw_columns])
-        .struct.json_encode()
-        .alias("raw_record"),
+    index = refused["__record_index"]
+    quarantine = (
+        frame[index]
+        .select(
+            pl.lit(spec.name).alias("dataset"),
+            pl.lit(str(spec.path)).alias("source_file"),
+            pl.lit(None, pl.Int64).alias("source_line"),
+            pl.struct([pl.col(c).cast(pl.String) for c in raw_columns])
+            .struct.json_encode()
+            .alias("raw_record"),
+        )
+        .with_columns(
+            index.cast(pl.Int64).alias("record_index"), refused["__reason"].alias("reason")
+        )
+        .select(list(QUARANTINE_SCHEMA))
     )
-    good = typed.filter(pl.col("__reason").is_null()).select(
-        *[pl.col(f"__typed_{c.name}").alias(c.name) for c in spec.columns],
-        *[pl.col(c).cast(pl.String) for c in extra],
+    good = pl.DataFrame(
+        [
+            *(typed[c.name].alias(c.name) for c in spec.columns),
+            *(frame[c].cast(pl.String) for c in extra),
+        ]
     )
+    if index.len():
+        good = good.filter(pl.Series(keep))
     return good, quarantine, extra
 
 
@@ -463,8 +804,11 @@ def ingest(spec: SourceSpec) -> IngestResult:
         raise SourceFileError(
             spec.path, "", "file is empty (0 bytes): expected a header or records"
         )
-    content_hash = file_sha256(spec.path)
-    frame, parse_rejects = _READERS[spec.format](spec)
+    data = spec.path.read_bytes()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(_sha256, data)
+        frame, parse_rejects = _READERS[spec.format](spec, data)
+        content_hash = digest.result()
     if spec.format == "jsonl" and frame.width == 0 and parse_rejects.is_empty():
         raise SourceFileError(spec.path, "", "file holds no JSON records")
     valid, invalid, extra = validate(spec, frame)

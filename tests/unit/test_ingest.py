@@ -226,3 +226,124 @@ def test_ingest_is_deterministic(tmp_path: Path) -> None:
     assert first.valid.equals(second.valid)
     assert first.quarantine.equals(second.quarantine)
     assert first.content_hash == second.content_hash
+
+
+# The fast paths must decide exactly as the reference parsers (DuckDB for CSV, the line-by-line
+# parse for JSONL) on every file they accept, and hand the rest over to them.
+
+CSV_CASES = {
+    "short rows": HEADER
+    + "A1,1.0,1,2024-01-01T00:00:00Z,paid,ok\nA2,1.0\nA3,2.0,1,,paid,\nA4,1.0,,\n"
+    + "A5,3.0,2,,shipped\n",
+    "quoted fields": HEADER
+    + 'A1,1.0,1,,paid,"a, b"\n"A2","2.0",1,,paid,""\nA3,1.0,1,,paid,"say ""hi"""\nA4,"x,y"\n',
+    "empty last fields": HEADER + "A1,1.0,1,,paid,\nA2,,,,,\nA3,1.0,1,,,\n",
+    "no trailing newline": HEADER + "A1,1.0,1,,paid,x\nA2,1.0",
+    "stray quote": HEADER + 'A1,1.0,1,,paid, "x"\nA2,1.0,1,,paid,y\n',
+    "blank line": HEADER + "A1,1.0,1,,paid,x\n\nA2,1.0,1,,paid,y\n",
+    "carriage returns": HEADER.replace("\n", "\r\n") + "A1,1.0,1,,paid,x\r\nA2,1.0\r\n",
+    "too many fields": HEADER + "A1,1.0,1,,paid,x,extra\nA2,1.0,1,,paid,y\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(CSV_CASES))
+def test_csv_polars_path_decides_as_duckdb(tmp_path: Path, case: str) -> None:
+    from data_plane import ingest as module
+
+    path = write(tmp_path, "o.csv", CSV_CASES[case])
+    spec = spec_for(path, "csv")
+    data = path.read_bytes()
+    header = module._read_csv_header(spec)
+    reference = module._read_csv_duckdb(spec, data, header)
+    fast = module._read_csv_polars(spec, data, header)
+    if case in ("stray quote", "blank line", "carriage returns", "too many fields"):
+        assert fast is None  # handed over to DuckDB
+        return
+    assert fast is not None
+    assert fast[0].equals(reference[0])
+    assert fast[1].equals(reference[1])
+
+
+def test_csv_short_rows_are_reported_in_duckdb_words(tmp_path: Path) -> None:
+    path = write(tmp_path, "o.csv", CSV_CASES["short rows"])
+    result = ingest(spec_for(path, "csv"))
+    rejects = result.quarantine.filter(pl.col("source_line").is_not_null())
+    assert rejects["source_line"].to_list() == [3, 5, 6]
+    assert rejects["raw_record"].to_list() == ["A2,1.0", "A4,1.0,,", "A5,3.0,2,,shipped"]
+    assert rejects["reason"][0] == (
+        "malformed CSV line: missing columns (Expected Number of Columns: 6 Found: 2)"
+    )
+    assert sorted(result.valid["order_id"].to_list()) == ["A1", "A3"]
+
+
+def test_jsonl_screened_path_decides_as_line_by_line(tmp_path: Path) -> None:
+    from data_plane import ingest as module
+
+    good = {"order_id": "J1", "amount": 3.5, "qty": 2, "ts": "2024-01-01T00:00:00Z"}
+    lines = [
+        json.dumps(good),
+        '{"order_id": "J2", "amount": ',
+        "   ",
+        "[1, 2, 3]",
+        '  {"order_id": "J3", "amount": 1}  ',
+        json.dumps({**good, "order_id": "J4", "amount": "lots"}),
+        '{"order_id": "J5", "amount": }',  # looks like an object: polars refuses the rest
+    ]
+    for name, body in {
+        "broken": lines[:-1],
+        "broken inside braces": lines,
+    }.items():
+        data = ("\n".join(body) + "\n").encode() + b'{"order_id": "J6", "note": "\xff"}\n'
+        path = write(tmp_path, f"{name}.jsonl", data)
+        spec = spec_for(path, "jsonl")
+        screened = module._read_jsonl_screened(spec, data)
+        reference = module._read_jsonl_slow(spec, data)
+        if name == "broken inside braces":
+            assert screened is None
+            continue
+        assert screened is not None
+        assert screened[1].equals(reference[1])
+        assert screened[0]["order_id"].to_list() == reference[0]["order_id"].to_list()
+        result = ingest(spec)
+        assert sorted(result.valid["order_id"].to_list()) == ["J1", "J3"]
+        assert result.records_read == 6
+
+
+def test_rows_flagged_by_the_cheap_pass_but_breaking_no_rule_stay_valid(tmp_path: Path) -> None:
+    # "  " in an optional float column does not convert (flagged) but is blank (no reason).
+    path = write(tmp_path, "o.csv", HEADER + "A1,1.0,  ,,paid,x\nA2,1.0,1,,paid,y\n")
+    result = ingest(spec_for(path, "csv"))
+    assert result.quarantine.is_empty()
+    assert result.valid["qty"].to_list() == [None, 1]
+
+
+def test_datetimes_outside_the_common_format_still_parse(tmp_path: Path) -> None:
+    rows = [
+        "A1,1,1,2024-01-01T00:00:00Z,paid,x",
+        "A2,1,1,2024-01-01 08:30:00.250+02:00,paid,x",
+        "A3,1,1, 2024-01-02T00:00:00 ,paid,x",
+        "A4,1,1,2024-02-31T00:00:00Z,paid,x",
+    ]
+    path = write(tmp_path, "o.csv", HEADER + "\n".join(rows) + "\n")
+    result = ingest(spec_for(path, "csv"))
+    assert [str(v) for v in result.valid["ts"].to_list()] == [
+        "2024-01-01 00:00:00+00:00",
+        "2024-01-01 06:30:00.250000+00:00",
+        "2024-01-02 00:00:00+00:00",
+    ]
+    assert "ts: not a valid datetime (2024-02-31T00:00:00Z)" in result.quarantine["reason"][0]
+
+
+def test_sample_csv_takes_the_polars_path_and_matches_duckdb() -> None:
+    from data_plane import ingest as module
+    from data_plane.sources import load_source_catalog
+
+    root = Path(__file__).resolve().parents[2]
+    catalog = load_source_catalog(root / "data" / "sources.yaml")
+    spec = next(s for s in catalog.sources if s.name == "customer_orders_eu")
+    data = spec.path.read_bytes()
+    header = module._read_csv_header(spec)
+    fast = module._read_csv_polars(spec, data, header)
+    reference = module._read_csv_duckdb(spec, data, header)
+    assert fast is not None and not fast[1].is_empty()  # the sample has short lines
+    assert fast[0].equals(reference[0]) and fast[1].equals(reference[1])
