@@ -22,7 +22,7 @@
     plane gpus [--json]           this machine's GPUs as NVML reports them
     plane db-url                  the PostgreSQL URL in use (password redacted)
 
-Exit codes: 0 success, 2 bad input, 3 no feasible cluster, 4 not found.
+Exit codes: 0 success, 2 bad input, 3 no feasible cluster, 4 not found, 5 database unavailable.
 """
 
 from __future__ import annotations
@@ -37,12 +37,13 @@ import psycopg
 from data_plane import catalog_store
 from data_plane.catalog import CatalogEntry
 from data_plane.vector_store import VectorStoreError
-from resources.database import database_url, redact_url
+from resources.database import database_url, redact, redact_url
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_NO_FEASIBLE = 3
 EXIT_NOT_FOUND = 4
+EXIT_UNAVAILABLE = 5
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -524,8 +525,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ValueError as exc:  # bad input files and arguments: say what and where
-        print(f"plane: {exc}", file=sys.stderr)
+        print(f"plane: {redact(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except psycopg.OperationalError as exc:  # database down or restarting: say so, no traceback
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(
+            f"plane: the database is unavailable ({redact(first)}); nothing was read or "
+            "written, try again when it is back",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
 
 
 if __name__ == "__main__":

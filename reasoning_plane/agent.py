@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import psycopg
 
@@ -69,7 +70,13 @@ def run_agent(
     conn: psycopg.Connection | None = None
     while iterations is None or stats.iterations < iterations:
         started = time.monotonic()
-        report = reader()
+        try:
+            report = reader()
+        except Exception as exc:  # a broken reader must not stop the agent
+            # Anything NVML (or a driver wrapper) raises that read_gpus did not turn into a
+            # report: push nothing this tick, say why; the plane's freshness rule then treats
+            # this node's pools as stale instead of assuming them idle.
+            report = NvmlReport(False, f"telemetry reader failed: {exc!r}", datetime.now(UTC))
         stats.iterations += 1
         if not report.available:
             if report.reason != stats.last_reason:

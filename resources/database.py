@@ -17,6 +17,7 @@ Nothing here runs at import time, and no Dagster import is needed to use it.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import warnings
 from pathlib import Path
@@ -51,6 +52,33 @@ def redact_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+SECRET_URL_ENVS = (DATABASE_URL_ENV, "DAGSTER_PG_URL")
+SECRET_URL_PREFIXES = ("PLANE_VECTOR_URL_",)
+SECRET_ENVS = ("DAGSTER_PG_PASSWORD", "PGPASSWORD")
+
+
+def known_secrets() -> list[str]:
+    """Passwords this process was configured with (database URLs and password variables)."""
+    secrets: set[str] = set()
+    for name, value in os.environ.items():
+        if name in SECRET_URL_ENVS or name.startswith(SECRET_URL_PREFIXES):
+            password = urlsplit(value.strip()).password
+            if password:
+                secrets.add(password)
+        elif name in SECRET_ENVS and value:
+            secrets.add(value)
+    return sorted(secrets, key=len, reverse=True)
+
+
+def redact(text: str) -> str:
+    """``text`` with every configured password, and the password of any URL in it, replaced by
+    ``***``: for error messages that may quote a connection string."""
+    for secret in known_secrets():
+        if len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", text)
 
 
 def _with_driver(url: str, driver: str | None) -> str:
