@@ -89,7 +89,9 @@ class Embedder:
         total = len(texts)
         out = np.empty((total, EMBEDDING_DIM), dtype=np.float32)
         started = time.perf_counter()
-        step = self.batch_size * 16  # report progress every 16 batches
+        # With a progress callback, report every 16 batches; without one, one call over all the
+        # texts (sentence-transformers sorts them by length, so fewer calls pad less).
+        step = self.batch_size * 16 if progress is not None else max(total, 1)
         for start in range(0, total, step):
             part = list(texts[start : start + step])
             out[start : start + len(part)] = model.encode(

@@ -205,6 +205,49 @@ def test_missing_store_error_names_it(pg: psycopg.Connection, make_store: MakeSt
 # writes
 
 
+def hnsw_oid(pg: psycopg.Connection, store: RegionStore) -> int:
+    """The HNSW index's oid: a new one means the index was dropped and built again."""
+    row = pg.execute(
+        "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = 'chunks_embedding_hnsw'",
+        (store.schema,),
+    ).fetchone()
+    pg.commit()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_load_larger_than_the_store_rebuilds_the_index_once(
+    pg: psycopg.Connection, make_store: MakeStore
+) -> None:
+    store = make_store("EU")
+    ensure_store(pg, store)
+    vectors = unit_vectors(3 * N, seed=5)
+    upsert_chunks(pg, store, chunk_rows(300), vectors[:300], "minilm")  # small: row by row
+    before = hnsw_oid(pg, store)
+    # 2,000 rows into a 300-row store: one index build after the merge.
+    assert upsert_chunks(pg, store, chunk_rows(N, start=300), vectors[300 : N + 300], "m") == N
+    rebuilt = hnsw_oid(pg, store)
+    assert rebuilt != before
+    # 1,000 rows into a 2,300-row store: inserted into the existing index.
+    assert (
+        upsert_chunks(pg, store, chunk_rows(1000, start=N + 300), vectors[N + 300 : N + 1300], "m")
+        == 1000
+    )
+    assert hnsw_oid(pg, store) == rebuilt
+    stats = store_stats(pg, store)
+    assert stats["chunks"] == N + 1300 and stats["hnsw_index"] is True
+    pg.execute("SET enable_seqscan = off")
+    pg.execute("SET enable_bitmapscan = off")
+    for i in (0, 299, 300, N + 299, N + 1299):
+        hit = search_store(pg, store, vectors[i], 1, allowed_datasets=None, exclude_pii=False)
+        assert hit[0].chunk_id == f"c{i:06d}"
+    pg.rollback()
+    pg.execute("RESET enable_seqscan")
+    pg.execute("RESET enable_bitmapscan")
+    pg.commit()
+
+
 def test_bulk_upsert_is_idempotent_and_updates_changes(
     pg: psycopg.Connection, make_store: MakeStore
 ) -> None:
