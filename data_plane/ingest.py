@@ -750,19 +750,27 @@ def validate(
         clean_keys = key.gather(clean)
         first = clean_keys.is_first_distinct()
         if not first.all():
-            firsts = pl.DataFrame({"__key": clean_keys, "__first": clean}).filter(first)
-            duplicates = (
-                pl.DataFrame({"__key": clean_keys, "__record_index": clean})
-                .filter(~first)
-                .join(firsts, on="__key", how="left")
-                .select(
-                    "__record_index",
-                    pl.format(
-                        f"{spec.key}: duplicate key ({{}}, first at record {{}})",
-                        pl.col("__key").cast(pl.String),
-                        pl.col("__first"),
-                    ).alias("__reason"),
+            repeated = (~first).arg_true()
+            repeated_keys = clean_keys.gather(repeated)
+            # The first record of each repeated key (few rows: a lookup, not a join).
+            firsts = (clean_keys.is_in(repeated_keys.implode()) & first).arg_true()
+            first_record = dict(
+                zip(
+                    clean_keys.gather(firsts).to_list(), clean.gather(firsts).to_list(), strict=True
                 )
+            )
+            duplicates = pl.DataFrame(
+                {
+                    "__record_index": clean.gather(repeated),
+                    "__reason": [
+                        f"{spec.key}: duplicate key ({text}, first at record {first_record[k]})"
+                        for k, text in zip(
+                            repeated_keys.to_list(),
+                            repeated_keys.cast(pl.String).to_list(),
+                            strict=True,
+                        )
+                    ],
+                }
             )
             refused = pl.concat([refused, duplicates]).sort("__record_index")
             keep[duplicates["__record_index"].to_numpy()] = False

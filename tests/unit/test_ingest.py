@@ -347,3 +347,28 @@ def test_sample_csv_takes_the_polars_path_and_matches_duckdb() -> None:
     reference = module._read_csv_duckdb(spec, data, header)
     assert fast is not None and not fast[1].is_empty()  # the sample has short lines
     assert fast[0].equals(reference[0]) and fast[1].equals(reference[1])
+
+
+def test_duplicate_integer_keys_name_the_first_record(tmp_path: Path) -> None:
+    path = tmp_path / "n.parquet"
+    pl.DataFrame({"n": [7, 8, 7, None, 8, 7], "v": ["a", "b", "c", "d", "e", "f"]}).write_parquet(
+        path
+    )
+    spec = SourceSpec(
+        name="numbers",
+        format="parquet",
+        path=path,
+        storage_endpoint="s3://eu-central-1/x",
+        source_system="ERP",
+        owner_team="finance",
+        columns=(ColumnSpec("n", "integer"), ColumnSpec("v", "string")),
+        key="n",
+    )
+    result = ingest(spec)
+    assert result.valid["v"].to_list() == ["a", "b", "d"]
+    assert result.quarantine["record_index"].to_list() == [2, 4, 5]
+    assert result.quarantine["reason"].to_list() == [
+        "n: duplicate key (7, first at record 0)",
+        "n: duplicate key (8, first at record 1)",
+        "n: duplicate key (7, first at record 0)",
+    ]
