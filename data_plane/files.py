@@ -22,3 +22,5 @@ def read_yaml(path: Path | str) -> Any:
         raise InputFileError(path, "", "is a directory, not a file") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise InputFileError(path, "", f"not valid YAML: {exc}") from None
+    except RecursionError:
+        raise InputFileError(path, "", "not valid YAML: nested too deeply") from None

@@ -91,11 +91,17 @@ class SourceSpec:
         raise KeyError(name)
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut short: a hostile file's huge value does not flood the message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _text(value: Any, path: Path, field: str, *, required: bool = True) -> str:
     if value is None and not required:
         return ""
     if not isinstance(value, str) or (required and not value.strip()):
-        raise InputFileError(path, field, f"must be non-empty text, got {value!r}")
+        raise InputFileError(path, field, f"must be non-empty text, got {_short(value)}")
     return value.strip()
 
 
@@ -111,7 +117,7 @@ def _number(value: Any, path: Path, field: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InputFileError(path, field, f"must be a number, got {value!r}")
+        raise InputFileError(path, field, f"must be a number, got {_short(value)}")
     return float(value)
 
 
@@ -233,8 +239,8 @@ def _source(raw: Any, path: Path, index: int, base_dir: Path) -> SourceSpec:
     )
     declared = {c.name for c in columns}
     key = raw.get("key")
-    if key is not None and key not in declared:
-        raise InputFileError(path, f"{where}.key", f"{key!r} is not a declared column")
+    if key is not None and (not isinstance(key, str) or key not in declared):
+        raise InputFileError(path, f"{where}.key", f"{_short(key)} is not a declared column")
     text_columns = _names(raw.get("text_columns"), path, f"{where}.text_columns")
     pii_columns = _names(raw.get("pii_columns"), path, f"{where}.pii_columns")
     for field, names in (("text_columns", text_columns), ("pii_columns", pii_columns)):

@@ -21,8 +21,12 @@
                                   push this node's NVML telemetry to plane.telemetry
     plane gpus [--json]           this machine's GPUs as NVML reports them
     plane db-url                  the PostgreSQL URL in use (password redacted)
+    plane verify-log [--log decisions|ledger|snapshots|access] [--expect-head LOG=POS:HASH]
+                                  recompute the hash chains of the append-only logs; prints
+                                  each head (record it elsewhere), exit 6 when tampered
 
-Exit codes: 0 success, 2 bad input, 3 no feasible cluster, 4 not found, 5 database unavailable.
+Exit codes: 0 success, 2 bad input, 3 no feasible cluster, 4 not found, 5 database unavailable,
+6 a log was tampered with.
 """
 
 from __future__ import annotations
@@ -44,6 +48,15 @@ EXIT_BAD_INPUT = 2
 EXIT_NO_FEASIBLE = 3
 EXIT_NOT_FOUND = 4
 EXIT_UNAVAILABLE = 5
+EXIT_TAMPERED = 6
+
+# The append-only logs with a hash chain (data_plane/hash_chain.py).
+CHAINED_LOGS = {
+    "decisions": "plane.decisions",
+    "ledger": "plane.ledger",
+    "snapshots": "plane.snapshots",
+    "access": "governance.access_log",
+}
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -436,6 +449,48 @@ def _gpus(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _verify_log(args: argparse.Namespace) -> int:
+    from data_plane.hash_chain import verify_chain
+
+    names = args.log or list(CHAINED_LOGS)
+    heads: dict[str, str] = {}
+    for item in args.expect_head or []:
+        log, sep, head = item.partition("=")
+        if not sep or log not in CHAINED_LOGS:
+            raise ValueError(
+                f"--expect-head must be LOG=POS:HASH with LOG one of {list(CHAINED_LOGS)}"
+            )
+        heads[log] = head
+    rows, tampered = [], False
+    with psycopg.connect(database_url()) as conn:
+        for name in names:
+            table = CHAINED_LOGS[name]
+            schema, _, relation = table.partition(".")
+            found = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = %s"
+                " AND table_name = %s AND column_name = 'chain_pos')",
+                (schema, relation),
+            ).fetchone()
+            if not found or not found[0]:
+                rows.append([name, "-", "-", "not created yet", ""])
+                continue
+            report = verify_chain(conn, table, expect_head=heads.get(name))
+            tampered = tampered or not report.ok
+            rows.append(
+                [
+                    name,
+                    report.chained,
+                    report.unchained,
+                    "ok" if report.ok else "TAMPERED",
+                    report.head,
+                ]
+            )
+            for problem in report.problems:
+                print(f"plane: {problem}", file=sys.stderr)
+    print(format_table(["log", "rows", "before chain", "verdict", "head (record it)"], rows))
+    return EXIT_TAMPERED if tampered else EXIT_OK
+
+
 def _db_url(_: argparse.Namespace) -> int:
     print(redact_url(database_url()))
     return EXIT_OK
@@ -516,6 +571,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db-url", help="the PostgreSQL URL in use (password redacted)")
     db.set_defaults(func=_db_url)
+
+    ver = sub.add_parser("verify-log", help="check the hash chains of the append-only logs")
+    ver.add_argument("--log", action="append", choices=list(CHAINED_LOGS), help="default: all")
+    ver.add_argument(
+        "--expect-head",
+        action="append",
+        metavar="LOG=POS:HASH",
+        help="a head printed earlier: that row must still have that hash",
+    )
+    ver.set_defaults(func=_verify_log)
     return parser
 
 
@@ -526,6 +591,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ValueError as exc:  # bad input files and arguments: say what and where
         print(f"plane: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except psycopg.DataError as exc:  # e.g. a NUL byte in a dataset name: refused, not a crash
+        print(f"plane: invalid value: {redact(str(exc).strip())}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except psycopg.OperationalError as exc:  # database down or restarting: say so, no traceback
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
