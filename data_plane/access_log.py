@@ -16,6 +16,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from data_plane.authz import AccessDecision
+from data_plane.hash_chain import ensure_chain
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS governance;
@@ -64,6 +65,7 @@ def ensure_schema(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('governance.access_log ddl'))")
         conn.execute(DDL)
+        ensure_chain(conn, "governance.access_log")  # tamper evidence: data_plane/hash_chain
 
 
 def append(conn: psycopg.Connection, decisions: Sequence[AccessDecision]) -> int:

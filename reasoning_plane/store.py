@@ -27,6 +27,7 @@ import psycopg
 from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
 
+from data_plane.hash_chain import ensure_chain
 from reasoning_plane.explain import Renderer, explain, to_dict
 from reasoning_plane.model import CPU, Decision, Snapshot, TeamUsage, TelemetrySample
 
@@ -119,10 +120,15 @@ END $$;
 """
 
 
+CHAINED = ("plane.decisions", "plane.ledger", "plane.snapshots")  # see data_plane.hash_chain
+
+
 def ensure_schema(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('plane ddl'))")
         conn.execute(DDL)
+        for table in CHAINED:
+            ensure_chain(conn, table)
 
 
 _DECISION_COLUMNS = (
@@ -296,6 +302,37 @@ def close_reservation(
             (row[0], decision_id, run_id, kind, row[1], row[2], row[3], usd),
         )
         return cur.rowcount == 1
+
+
+def release_superseded(conn: psycopg.Connection, run_keys: Sequence[str], before: datetime) -> int:
+    """Release the open reservations of earlier decisions for ``run_keys`` that no run carried
+    out (call inside the tick's transaction, before its snapshot).
+
+    A run key pending again although a decision for it was logged and reserved means the tick
+    committed but its runs were never requested (the sensor process died before returning, so
+    Dagster neither saved its cursor nor launched anything). The new decision supersedes the
+    old one: without this its GPUs and dollars would stay reserved for ever. Both decisions
+    stay in the log; the ledger says ``release`` with run id ``superseded``. Only decisions
+    made ``before`` the new tick are superseded: one made at the same instant is the same
+    decision (the same id), logged and reserved once."""
+    if not run_keys:
+        return 0
+    cur = conn.execute(
+        """
+        INSERT INTO plane.ledger (team, decision_id, run_id, kind, cluster, gpu_type, gpus, usd)
+        SELECT r.team, r.decision_id, 'superseded', 'release', r.cluster, r.gpu_type, r.gpus, 0
+        FROM plane.ledger r JOIN plane.decisions d ON d.decision_id = r.decision_id
+        WHERE r.kind = 'reserve' AND d.run_key = ANY(%s) AND d.decided_at < %s
+          AND NOT EXISTS (SELECT 1 FROM plane.ledger c
+                          WHERE c.decision_id = r.decision_id AND c.kind <> 'reserve')
+          AND NOT EXISTS (SELECT 1 FROM plane.decision_runs l
+                          WHERE l.decision_id = r.decision_id)
+        ORDER BY r.id
+        ON CONFLICT DO NOTHING
+        """,
+        (list(run_keys), before),
+    )
+    return cur.rowcount
 
 
 def usage(conn: psycopg.Connection, period_start: datetime) -> dict[str, TeamUsage]:

@@ -48,6 +48,10 @@ def run_tick(
     with conn.transaction(), collector_paused():  # see index.collector_paused
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (TICK_LOCK,))
         snapshot = snapshot_of(conn)
+        # Work decided by an earlier tick whose runs were never requested is decided again:
+        # free what that decision reserved, and read the ledger again (store.release_superseded).
+        if store.release_superseded(conn, [p.run_key for p in pending], snapshot.now):
+            snapshot = snapshot_of(conn)
         by_id = {p.request.request_id: p for p in pending}
         decisions = place_batch([p.request for p in pending], snapshot, policy)
         out = [(d, by_id[d.request.request_id].run_key) for d in decisions]

@@ -1,0 +1,179 @@
+"""Tamper evidence for the append-only logs: a hash chain kept by PostgreSQL itself.
+
+Every row inserted into a chained table gets, from a ``BEFORE INSERT`` trigger:
+
+* ``chain_pos``: its position, 1, 2, 3, ... with no gap (under a per-table advisory lock held to
+  the end of the inserting transaction, so concurrent writers form one line);
+* ``prev_hash``: the ``row_hash`` of the row before it (empty for the first);
+* ``row_hash``: SHA-256 of ``prev_hash`` followed by the row's JSON (``to_jsonb`` of every
+  column but the two hashes, in UTC with shortest-exact floats, whatever the session settings).
+
+The logs are append-only already (a trigger refuses ``UPDATE`` and ``DELETE``); the chain catches
+what that trigger cannot: a superuser who disables it, or edits the files. `verify_chain`
+recomputes every hash in the database and names the first row that was changed, removed or
+reordered. Rewriting the whole chain after the tampered row is caught only against a head
+recorded elsewhere (``plane verify-log --expect-head``): anchor the head outside PostgreSQL.
+
+Rows written before a table was chained (an older install) have no position; they are counted,
+not verified.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+CHAIN_FUNCTION = """
+CREATE SCHEMA IF NOT EXISTS audit;
+CREATE OR REPLACE FUNCTION audit.chain_row() RETURNS trigger LANGUAGE plpgsql
+SET TimeZone TO 'UTC' SET extra_float_digits TO 1 AS $$
+DECLARE
+    last_pos  bigint;
+    last_hash text;
+BEGIN
+    PERFORM pg_advisory_xact_lock(
+        hashtext('audit:chain:' || TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME));
+    EXECUTE format(
+        'SELECT chain_pos, row_hash FROM %I.%I WHERE chain_pos IS NOT NULL'
+        ' ORDER BY chain_pos DESC LIMIT 1', TG_TABLE_SCHEMA, TG_TABLE_NAME)
+        INTO last_pos, last_hash;
+    NEW.chain_pos := coalesce(last_pos, 0) + 1;
+    NEW.prev_hash := coalesce(last_hash, '');
+    NEW.row_hash := encode(sha256(convert_to(
+        NEW.prev_hash || ((to_jsonb(NEW) - 'prev_hash' - 'row_hash')::text), 'UTF8')), 'hex');
+    RETURN NEW;
+END $$;
+"""
+
+MAX_PROBLEMS = 20
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$")
+
+
+def _parts(table: str) -> tuple[str, str]:
+    if not _NAME.match(table):
+        raise ValueError(f"not a schema-qualified table name: {table!r}")
+    schema, name = table.split(".")
+    return schema, name
+
+
+def ensure_chain(conn: psycopg.Connection, table: str) -> None:
+    """Chain ``table`` (``schema.name``): add the chain columns and the trigger, idempotently.
+    Call inside the transaction that creates the table (under its DDL lock)."""
+    schema, name = _parts(table)
+    ident = sql.Identifier(schema, name)
+    conn.execute(CHAIN_FUNCTION)
+    conn.execute(
+        sql.SQL(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS chain_pos bigint,"
+            " ADD COLUMN IF NOT EXISTS prev_hash text, ADD COLUMN IF NOT EXISTS row_hash text"
+        ).format(ident)
+    )
+    conn.execute(
+        sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (chain_pos)").format(
+            sql.Identifier(f"{name}_chain_pos"), ident
+        )
+    )
+    trigger = f"{name}_hash_chain"
+    exists = conn.execute(
+        "SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE t.tgname = %s AND c.relname = %s AND n.nspname = %s",
+        (trigger, name, schema),
+    ).fetchone()
+    if exists is None:
+        conn.execute(
+            sql.SQL(
+                "CREATE TRIGGER {} BEFORE INSERT ON {} FOR EACH ROW"
+                " EXECUTE FUNCTION audit.chain_row()"
+            ).format(sql.Identifier(trigger), ident)
+        )
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    table: str
+    chained: int  # rows on the chain
+    unchained: int  # rows written before the table was chained (not verifiable)
+    head_pos: int  # position and hash of the last row (0, "" when empty)
+    head_hash: str
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def head(self) -> str:
+        return f"{self.head_pos}:{self.head_hash}"
+
+
+def verify_chain(
+    conn: psycopg.Connection, table: str, *, expect_head: str | None = None
+) -> ChainReport:
+    """Recompute ``table``'s chain; every broken link is a problem, the first ones named.
+
+    ``expect_head``: ``POS:HASH`` recorded earlier; the row at POS must still have that hash
+    (catches a chain rewritten from some row on, or rows removed from its end)."""
+    schema, name = _parts(table)
+    ident = sql.Identifier(schema, name)
+    problems: list[str] = []
+    prev_hash, expected_pos, head_pos, head_hash = "", 1, 0, ""
+    hashes_at: dict[int, str] = {}
+    want_pos: int | None = None
+    if expect_head is not None:
+        pos_text, _, want_hash = expect_head.partition(":")
+        if not pos_text.isdigit() or not re.fullmatch(r"[0-9a-f]{64}", want_hash):
+            raise ValueError(f"expected head must be POS:SHA256HEX, got {expect_head!r}")
+        want_pos = int(pos_text)
+    with conn.transaction():
+        conn.execute("SET LOCAL TimeZone TO 'UTC'")
+        conn.execute("SET LOCAL extra_float_digits TO 1")
+        (unchained,) = conn.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE chain_pos IS NULL").format(ident)
+        ).fetchone()
+        query = sql.SQL(
+            "SELECT chain_pos, prev_hash, row_hash, encode(sha256(convert_to(prev_hash ||"
+            " ((to_jsonb(t) - 'prev_hash' - 'row_hash')::text), 'UTF8')), 'hex')"
+            " FROM {} t WHERE chain_pos IS NOT NULL ORDER BY chain_pos"
+        ).format(ident)
+        chained = 0
+        with conn.cursor(name=f"verify_{name}") as cur:
+            cur.itersize = 5000
+            cur.execute(query)
+            for pos, prev, stored, recomputed in cur:
+                chained += 1
+                if pos != expected_pos:
+                    problems.append(
+                        f"{table}: positions {expected_pos}..{pos - 1} are missing (rows deleted)"
+                        if pos > expected_pos
+                        else f"{table}: position {pos} repeats"
+                    )
+                if prev != prev_hash:
+                    problems.append(
+                        f"{table}: row {pos} does not follow row {pos - 1} "
+                        "(rows removed, inserted or reordered)"
+                    )
+                if stored != recomputed:
+                    problems.append(f"{table}: row {pos} was changed after it was written")
+                if want_pos == pos:
+                    hashes_at[pos] = stored
+                prev_hash, expected_pos = stored, pos + 1
+                head_pos, head_hash = pos, stored
+    if want_pos is not None:
+        found = hashes_at.get(want_pos)
+        if found is None:
+            problems.append(
+                f"{table}: the recorded head {want_pos} is past the end of the chain "
+                f"({head_pos} rows): rows were removed from its end"
+            )
+        elif found != expect_head.partition(":")[2]:  # type: ignore[union-attr]
+            problems.append(
+                f"{table}: row {want_pos} no longer has the recorded head hash: the chain "
+                "was rewritten"
+            )
+    if len(problems) > MAX_PROBLEMS:
+        problems = [*problems[:MAX_PROBLEMS], f"... and {len(problems) - MAX_PROBLEMS} more"]
+    return ChainReport(table, chained, int(unchained), head_pos, head_hash, problems)
