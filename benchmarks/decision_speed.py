@@ -552,7 +552,9 @@ def markdown(results: dict[str, Any], command: str, before: dict[str, Any] | Non
             "1,000 pending requests",
             "",
             "Snapshot from the database, joint placement, every decision logged (payload with "
-            "its snapshot, EXPLAIN text), placed ones reserved, one transaction.",
+            "what it read, EXPLAIN text; over 40 candidates a bounded summary with exact "
+            "per-rule counts, the tick's telemetry stored once), placed ones reserved, one "
+            "transaction.",
             "",
             "| clusters | policy | total s | place_batch s | log + reserve s | "
             "log written MB (stored) |",

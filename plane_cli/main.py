@@ -9,7 +9,8 @@
                                   what-if placement; exit 0 all placed, 3 some request has no
                                   feasible cluster (every reason printed), 2 bad input
     plane explain RUN_OR_DECISION_ID
-                                  the logged decision of a run, with every candidate
+                                  the logged decision of a run: every candidate (over 40: the
+                                  chosen, the cheapest others, rejections counted per rule)
     plane replay [--fleet F] [--policy P] [--since ISO-8601] [--json]
                                   re-run logged decisions under a changed fleet or policy
     plane request --requests R    queue explicit workload requests for the placement sensor
