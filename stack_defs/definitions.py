@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dagster as dg
 
@@ -50,7 +51,20 @@ def build_defs(
     lakehouse_root: str | None = None,
     database_url: str | None = None,
 ) -> dg.Definitions:
-    """Definitions for a source catalog and policy (tests pass their own files)."""
+    """Definitions for a source catalog and policy (tests pass their own files).
+
+    ``database_url`` becomes resource configuration, which Dagster keeps in every job snapshot
+    and shows in the launchpad: a URL carrying a password is refused here (set
+    ``PLANE_DATABASE_URL``, read at run time, or pass ``dg.EnvVar("PLANE_DATABASE_URL")``)."""
+    if (
+        database_url is not None
+        and not isinstance(database_url, dg.EnvVar)
+        and urlsplit(str(database_url)).password
+    ):
+        raise ValueError(
+            "build_defs(database_url=...): the URL carries a password, which Dagster would store "
+            "in the job snapshot; set PLANE_DATABASE_URL or pass dg.EnvVar('PLANE_DATABASE_URL')"
+        )
     sources_path = _path(sources_file, SOURCES_FILE_ENV, "data/sources.yaml")
     policy_path = _path(policy_file, POLICY_FILE_ENV, "config/governance.yaml")
     catalog = load_source_catalog(sources_path)
