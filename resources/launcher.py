@@ -76,6 +76,7 @@ from dagster_k8s import K8sRunLauncher
 from dagster_k8s.client import DagsterK8sAPIRetryLimitExceeded, DagsterK8sUnrecoverableAPIError
 from kubernetes.client.exceptions import ApiException
 
+from reasoning_plane.model import CPU
 from resources.database import database_url, redact_url
 
 LOCAL = "local"
@@ -83,7 +84,6 @@ HOME_CLUSTER_ENV = "PLANE_CLUSTER"
 K8S_CONFIG_TAG = "dagster-k8s/config"
 PLACEMENT_PREFIX = "plane/"
 WORKLOAD_KEY = "plane/gpu_count"  # asset metadata of a workload the plane places
-CPU = "CPU"
 
 
 class PlacementRefused(Exception):

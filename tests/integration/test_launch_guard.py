@@ -256,6 +256,59 @@ def test_a_rejected_decision_cannot_be_launched(k8s, database_url: str) -> None:
     assert not batch["eu-fra-a10"].jobs
 
 
+def test_a_cpu_placement_on_this_machine_is_verified_and_runs_locally(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GPU-optional work the plane placed on this machine's CPU (no GPU here): its tags say
+    ``plane/gpu_type: cpu``, ``plane/gpu_count: 0``, ``plane/device: cpu`` and must verify."""
+    from datetime import UTC, datetime
+
+    from data_plane.catalog import CatalogRecord
+    from reasoning_plane.batch import place_batch
+    from reasoning_plane.gpu_telemetry import read_gpus
+    from reasoning_plane.model import CPU, PLACED, Snapshot
+    from reasoning_plane.policy import PlacementPolicy
+    from reasoning_plane.snapshot import local_fleet
+
+    monkeypatch.setenv("PLANE_LOCAL_ZONE", "US")
+    talks = CatalogRecord("talks", "PUBLIC", "US", "1_year", (), False, "Level_0", "s", "")
+    fleet = local_fleet(read_gpus())
+    snapshot = Snapshot(
+        fleet=fleet,
+        quotas={},
+        budgets={},
+        usage={},
+        telemetry={},
+        catalog={"talks": talks},
+        now=datetime.now(UTC),
+    )
+    request = WorkloadRequest(
+        request_id="cpu-run",
+        team="media-ml",
+        workload="placed_gpu_job",
+        datasets=("talks",),
+        gpu_count=1,
+        gpu_memory_gb=2,
+        estimated_duration_s=60,
+        gpu_optional=True,
+    )
+    (decision,) = place_batch([request], snapshot, PlacementPolicy())
+    assert decision.status == PLACED and decision.chosen.gpu_type == CPU
+    log_decisions(database_url, decision)
+    with dg.instance_for_test() as instance:
+        launcher = PlacementRunLauncher()
+        launcher.register_instance(instance)
+        tags = run_tags(decision, fleet)
+        run = instance.create_run_for_job(job_def=placed_gpu_job, tags=tags)
+        launcher.verify(run)  # the genuine CPU placement passes
+        assert type(launcher.launcher_for(run)).__name__ == "DefaultRunLauncher"
+        forged = instance.create_run_for_job(
+            job_def=placed_gpu_job, tags={**tags, "plane/device": "cuda"}
+        )
+        with pytest.raises(PlacementRefused, match="plane/device='cuda'"):
+            launcher.verify(forged)
+
+
 def test_unreachable_decision_log_refuses_without_leaking_the_password(k8s) -> None:
     instance, _, batch, by_id, fleet = k8s
     launcher = PlacementRunLauncher(database_url="postgresql://plane:s3cret-pw@127.0.0.1:1/plane")
