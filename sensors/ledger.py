@@ -23,6 +23,9 @@ CAPACITY_ERRORS = re.compile(
 )
 
 
+# A run-status sensor tick that sees several runs must not mix a SkipReason for one run with a
+# reaction (None) for another: Dagster rejects the whole tick and, as the cursor does not move,
+# every later tick too. So a run without a placement decision is answered with None as well.
 def _decision_id(run: dg.DagsterRun) -> str | None:
     return run.tags.get("plane/decision_id")
 
@@ -36,7 +39,7 @@ def _decision_id(run: dg.DagsterRun) -> str | None:
 def plane_run_started_sensor(context: dg.RunStatusSensorContext, plane: PlaneResource):
     decision_id = _decision_id(context.dagster_run)
     if decision_id is None:
-        return dg.SkipReason("run carries no placement decision")
+        return None  # not placed by the plane (see the note above _decision_id)
     with plane.connect() as conn:
         store.link_run(conn, decision_id, context.dagster_run.run_id)
         conn.commit()
@@ -62,7 +65,7 @@ def plane_metering_sensor(context: dg.RunStatusSensorContext, plane: PlaneResour
     run = context.dagster_run
     decision_id = _decision_id(run)
     if decision_id is None:
-        return dg.SkipReason("run carries no placement decision")
+        return None  # not placed by the plane (see the note above _decision_id)
     record = context.instance.get_run_record_by_id(run.run_id)
     seconds = 0.0
     if record is not None and record.start_time and record.end_time:
@@ -92,7 +95,7 @@ def plane_failure_sensor(context: dg.RunFailureSensorContext, plane: PlaneResour
     run = context.dagster_run
     decision_id = _decision_id(run)
     if decision_id is None:
-        return dg.SkipReason("run carries no placement decision")
+        return None  # not placed by the plane (see the note above _decision_id)
     message = context.failure_event.message or ""
     for event in context.get_step_failure_events():
         data = event.event_specific_data

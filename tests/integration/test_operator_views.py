@@ -190,3 +190,48 @@ def test_every_placed_run_request_carries_the_summary_tag(plane_db: str) -> None
     assert run.tags[SUMMARY_TAG].startswith(f"{run.tags['plane/cluster']} (")
     assert f" for {float(run.tags['plane/est_duration_s']) / 3600:.2f} h" in run.tags[SUMMARY_TAG]
     assert run.tags["plane/explain"] == f"plane explain {run.tags['plane/decision_id']}"
+
+
+def test_run_status_sensors_handle_placed_and_unplaced_runs_in_one_tick(plane_db: str) -> None:
+    """A tick that sees a placed run and an ordinary one settles the first and ignores the
+    second; mixing a SkipReason with a reaction would fail every tick from then on."""
+    from sensors.ledger import plane_metering_sensor
+
+    (decision,) = place_batch([request("mixed-1")], snapshot(), PlacementPolicy())
+    with psycopg.connect(plane_db) as conn:
+        store.ensure_schema(conn)
+        store.record_decision(conn, decision)
+        store.reserve(conn, decision)
+        conn.commit()
+
+    @dg.op
+    def work() -> None:
+        pass
+
+    @dg.job
+    def some_job() -> None:
+        work()
+
+    plane = PlaneResource(postgres=PostgresResource())
+    with dg.instance_for_test() as instance:
+
+        def tick(cursor: str | None):
+            with dg.build_sensor_context(
+                instance=instance, cursor=cursor, resources={"plane": plane}
+            ) as context:
+                return plane_metering_sensor.evaluate_tick(context)
+
+        first = tick(None)  # sets its cursor: only runs that finish from now on count
+        placed = some_job.execute_in_process(
+            instance=instance, tags={"plane/decision_id": decision.decision_id}
+        )
+        some_job.execute_in_process(instance=instance)  # not placed by the plane
+        second = tick(first.cursor)
+    assert len(second.dagster_run_reactions) == 2
+    assert all(r.error is None for r in second.dagster_run_reactions)
+    with psycopg.connect(plane_db) as conn:
+        row = conn.execute(
+            "SELECT run_id FROM plane.ledger WHERE decision_id = %s AND kind = 'settle'",
+            (decision.decision_id,),
+        ).fetchone()
+    assert row == (placed.run_id,)
