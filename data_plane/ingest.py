@@ -583,11 +583,18 @@ def _cast(col: ColumnSpec, dtype: pl.DataType) -> pl.Expr:
     return c.cast(pl.String)
 
 
-def _reasons(spec: SourceSpec, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[pl.Expr]]:
-    """Typed columns (as ``__typed_<name>``) and one reason expression per rule."""
+def _reasons(
+    spec: SourceSpec, frame: pl.DataFrame, columns: set[str] | None = None
+) -> tuple[pl.DataFrame, list[pl.Expr]]:
+    """Typed columns (as ``__typed_<name>``) and one reason expression per rule.
+
+    Only for ``columns`` when given (those where some rule may fail).
+    """
     typed_exprs: list[pl.Expr] = []
     reasons: list[pl.Expr] = []
     for col in spec.columns:
+        if columns is not None and col.name not in columns:
+            continue
         typed = f"__typed_{col.name}"
         typed_exprs.append(_cast(col, frame.schema[col.name]).alias(typed))
         raw = pl.col(col.name)
@@ -718,16 +725,21 @@ def validate(
     }
     converted = {c.name for c in spec.columns if schema[c.name] != _POLARS_TYPES[c.type]}
     work = frame.with_columns(typed[name].alias(f"__typed_{name}") for name in converted)
-    masks = [
-        mask
+    masks = {
+        c.name: pl.any_horizontal(column_masks).fill_null(False).alias(c.name)
         for c in spec.columns
-        for mask in _may_fail(
-            c, schema[c.name], f"__typed_{c.name}" if c.name in converted else c.name
+        if (
+            column_masks := _may_fail(
+                c, schema[c.name], f"__typed_{c.name}" if c.name in converted else c.name
+            )
         )
-    ]
+    }
+    flags = work.select(masks.values()) if masks else pl.DataFrame()
+    # Columns where no row may fail write no reasons; rows flagged by any column are explained.
+    failing = {name for name, n in flags.sum().row(0, named=True).items() if n} if masks else set()
     flagged = (
-        work.select(pl.any_horizontal(masks)).to_series().arg_true()
-        if masks
+        flags.select(pl.any_horizontal(failing)).to_series().arg_true()
+        if failing
         else pl.Series(dtype=pl.UInt32)
     )
 
@@ -735,7 +747,7 @@ def validate(
     refused = pl.DataFrame(schema={"__record_index": pl.UInt32, "__reason": pl.String})
     if not flagged.is_empty():
         suspects = frame.with_row_index("__record_index")[flagged]
-        with_reasons, reason_exprs = _reasons(spec, suspects)
+        with_reasons, reason_exprs = _reasons(spec, suspects, failing)
         joined = pl.concat_str(reason_exprs, separator=REASON_SEPARATOR, ignore_nulls=True)
         refused = with_reasons.select(
             "__record_index", pl.when(joined != "").then(joined).alias("__reason")
