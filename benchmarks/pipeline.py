@@ -151,8 +151,9 @@ def ingestion(scale: float) -> dict:
 def embedding(n: int, url: str, suffix: str, repeat: int = 2) -> dict:
     """Embed ``n`` sentences and load them into a store already holding ``n // 10`` chunks.
 
-    Against bare ``model.encode`` of the same sentences; the two alternate ``repeat`` times
-    after a warm-up of each and the best of each is kept. Every load goes into a fresh store
+    Against bare ``model.encode`` of the same sentences. After one untimed encode of all the
+    sentences (every batch shape seen once), the two alternate ``repeat`` times, taking turns
+    at going first, and the best of each is kept. Every load goes into a fresh store
     (preloaded, untimed), so none is a no-op re-send.
     """
     texts = pl.read_parquet(ROOT / "data" / "samples" / "conference_transcripts.parquet")["text"]
@@ -160,7 +161,7 @@ def embedding(n: int, url: str, suffix: str, repeat: int = 2) -> dict:
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(model_path(), device="cpu")
-    model.encode(sentences[:64])  # warm-up
+    model.encode(sentences, batch_size=64, show_progress_bar=False)  # warm-up
     embedder = Embedder(device="cpu", batch_size=64)
     embedder.encode(sentences[:64])
 
@@ -186,12 +187,15 @@ def embedding(n: int, url: str, suffix: str, repeat: int = 2) -> dict:
     rng = np.random.default_rng(3)
     old = rng.normal(size=(preload, 384)).astype(np.float32)
     old /= np.linalg.norm(old, axis=1, keepdims=True)
-    bare_s, ours_s = [], []
-    for attempt in range(repeat):
+    bare_s: list[float] = []
+    ours_s: list[float] = []
+
+    def bare() -> None:
         t0 = time.perf_counter()
         model.encode(sentences, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
         bare_s.append(time.perf_counter() - t0)
 
+    def ours(attempt: int) -> None:
         store = RegionStore("BENCH", f"bench_embed_{n}_{attempt}_{suffix}")
         rows = rows_for(sentences, f"new-{n}", store.region)
         try:
@@ -207,18 +211,26 @@ def embedding(n: int, url: str, suffix: str, repeat: int = 2) -> dict:
         finally:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute(f"DROP SCHEMA IF EXISTS {store.schema} CASCADE")
-    bare, ours = min(bare_s), min(ours_s)
+
+    for attempt in range(repeat):
+        if attempt % 2:
+            ours(attempt)
+            bare()
+        else:
+            bare()
+            ours(attempt)
+    best_bare, best_ours = min(bare_s), min(ours_s)
     return {
         "sentences": n,
         "preloaded_chunks": preload,
         "repeat": repeat,
-        "bare_encode_s": round(bare, 2),
+        "bare_encode_s": round(best_bare, 2),
         "bare_encode_all_s": [round(t, 2) for t in bare_s],
-        "bare_sentences_per_s": round(n / bare, 1),
-        "embed_and_load_s": round(ours, 2),
+        "bare_sentences_per_s": round(n / best_bare, 1),
+        "embed_and_load_s": round(best_ours, 2),
         "embed_and_load_all_s": [round(t, 2) for t in ours_s],
-        "embed_and_load_sentences_per_s": round(n / ours, 1),
-        "ratio": round(ours / bare, 3),
+        "embed_and_load_sentences_per_s": round(n / best_ours, 1),
+        "ratio": round(best_ours / best_bare, 3),
     }
 
 
