@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Set up (if needed) and run the whole test suite, including the dagster CLI checks users' CI
-# runs (definitions validate, asset materialize). Extra arguments go to pytest.
+# runs (definitions validate, asset materialize) and the Dagster UI in headless Chromium
+# (installed with apt-get when missing and possible; skipped otherwise). Extra arguments go to
+# pytest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/bootstrap.sh
+bash scripts/install_chromium.sh   # best effort: the browser test is skipped without Chromium
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
