@@ -93,12 +93,25 @@ def build_chunks_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.AssetsD
         )
         path = lakehouse.write("chunks", spec.name, chunks)
         with_pii = int(chunks.get_column("pii").sum())
+        by_type = (
+            chunks.select(pl.col("pii_types").explode().alias("pii_type"))
+            .drop_nulls()
+            .group_by("pii_type")
+            .len()
+            .sort(["len", "pii_type"], descending=[True, False])
+        )
         context.log.info(f"{spec.name}: {chunks.height} chunks from {frame.height} rows")
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": chunks.height,
                 "source_rows": frame.height,
                 "chunks_with_pii": with_pii,
+                "pii_types": dg.MetadataValue.md(
+                    "| PII type | chunks |\n|---|---:|\n"
+                    + "\n".join(f"| {t} | {n} |" for t, n in by_type.iter_rows())
+                    if by_type.height
+                    else "No chunk holds PII."
+                ),
                 "classification": entry.record.classification,
                 "data_residency": entry.record.data_residency,
                 "mean_chunk_chars": round(

@@ -169,7 +169,13 @@ def build_model_assets(
                 "macro_f1": round(version.metrics["macro_f1"], 4),
                 "n_train": version.metrics["n_train"],
                 "n_test": version.metrics["n_test"],
-                "per_class_f1": dg.MetadataValue.json(version.metrics["per_class_f1"]),
+                "per_class_f1": dg.MetadataValue.md(
+                    "| topic | F1 |\n|---|---:|\n"
+                    + "\n".join(
+                        f"| {topic} | {f1:.3f} |"
+                        for topic, f1 in sorted(version.metrics["per_class_f1"].items())
+                    )
+                ),
                 "artifact_sha256": sha,
                 "artifact_bytes": len(artifact),
             },

@@ -1,5 +1,6 @@
 """Long work reports its progress in the run's logs: what the dagster CLI prints and the UI
-shows while ingestion and embedding run (real Dagster, real PostgreSQL, the real model)."""
+shows while ingestion and embedding run (real Dagster, real PostgreSQL, the real model); and the
+chunks' PII shows as a table."""
 
 from pathlib import Path
 
@@ -37,6 +38,12 @@ def test_ingestion_and_embedding_log_rows_per_second(
         result = job.execute_in_process(instance=instance, asset_selection=keys)
         assert result.success
         logs = _messages(instance, result.run_id)
+        chunks = instance.get_latest_materialization_event(
+            dg.AssetKey.from_user_string("chunks/support_tickets")
+        )
+    # what the UI shows about the chunks: PII types per chunk as a table
+    pii_table = chunks.asset_materialization.metadata["pii_types"].value
+    assert pii_table.startswith("| PII type | chunks |") and "| email |" in pii_table
     reading = [m for m in logs if m.startswith("support_tickets: reading support_tickets.jsonl")]
     assert reading and " MB, jsonl)" in reading[0]
     read = next(m for m in logs if "records read" in m)
