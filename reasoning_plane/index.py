@@ -136,7 +136,7 @@ class Hints:
     need not look at thousands of candidates again (`placement.decide`)."""
 
     feasible: Sequence[int]  # the feasible ones, in order
-    compliant: Sequence[int]  # those with no governance (residency, compliance) rejection
+    compliant: Sequence[int] | np.ndarray  # no governance (residency, compliance) rejection
     transient: bool  # some compliant candidate fails only rules in TRANSIENT_RULES
     scores: Sequence[float] | np.ndarray  # every evaluation's score
     position: Mapping[int, int] | None = None  # id(candidate) -> its position
@@ -853,7 +853,7 @@ class FleetIndex:
         compliant = ~prep.governance_fail
         return Hints(
             feasible=np.flatnonzero(ok).tolist(),
-            compliant=np.flatnonzero(compliant).tolist(),
+            compliant=np.flatnonzero(compliant),
             # Some compliant candidate fails only rules that can pass later (capacity, quota,
             # budget, telemetry): the work is deferred rather than rejected.
             transient=bool((~bad & compliant).any()),
@@ -882,10 +882,12 @@ class FleetIndex:
         def within(mask: np.ndarray) -> np.ndarray:
             return mask if only is None else mask & only
 
+        only_idx = None if only is None else np.flatnonzero(only).tolist()
+
         def chosen(extra: Mapping[int, Any]) -> Iterable[tuple[int, Any]]:
-            if only is None:
+            if only_idx is None:
                 return extra.items()
-            return ((k, v) for k, v in extra.items() if only[k])
+            return ((k, extra[k]) for k in only_idx if k in extra)
 
         governance_fail = within(prep.governance_fail)
         if governance_fail.any():  # residency (per class of cluster), then compliance

@@ -132,7 +132,7 @@ def _no_candidate_reason(
     if not evaluations:
         return REJECTED, "no candidate at all: the fleet has no pool or CPU slot for this work"
     hints = hints or hints_of(evaluations)
-    if not hints.compliant:
+    if len(hints.compliant) == 0:
         first = evaluations[0].rejections[0]
         return (
             REJECTED,
