@@ -22,8 +22,10 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
+import types
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -41,9 +43,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from machine import machine  # noqa: E402  (benchmarks/ is on sys.path)
 
 from data_plane.embedder import MODEL_ID, Embedder, model_path  # noqa: E402
-from data_plane.ingest import ingest  # noqa: E402
+from data_plane.ingest import IngestResult, ingest  # noqa: E402
 from data_plane.pii import detect_pii  # noqa: E402
-from data_plane.sources import load_source_catalog  # noqa: E402
+from data_plane.sources import SourceSpec, load_source_catalog  # noqa: E402
 from data_plane.vector_store import (  # noqa: E402
     HNSW_INDEX,
     ChunkRow,
@@ -102,13 +104,30 @@ def _readable_jsonl(path: Path) -> Path:
     return clean
 
 
-def ingestion(scale: float) -> dict:
+def ingest_at_revision(rev: str) -> Callable[[SourceSpec], IngestResult]:
+    """``data_plane.ingest.ingest`` as it was at git revision ``rev`` (for before/after)."""
+    source = subprocess.run(
+        ["git", "show", f"{rev}:data_plane/ingest.py"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    name = f"ingest_at_{rev}"
+    module = types.ModuleType(name)
+    sys.modules[name] = module  # dataclasses look their module up
+    exec(compile(source, f"{rev}:data_plane/ingest.py", "exec"), module.__dict__)
+    return module.ingest
+
+
+def ingestion(scale: float, before: str | None = None) -> dict:
     from generate_samples import generate
 
     data = OUT / f"data-{scale:g}"
     if not (data / "customer_orders_eu.csv").exists():
         generate(data, scale=scale, seed=7)
     catalog = load_source_catalog(ROOT / "data" / "sources.yaml")
+    old_ingest = ingest_at_revision(before) if before is not None else None
     rows = {}
     bare_readers: dict[str, Callable[[Path], pl.DataFrame]] = {
         "csv": pl.read_csv,
@@ -128,6 +147,8 @@ def ingestion(scale: float) -> dict:
             lambda spec=spec: ingest(spec),
             lambda spec=spec, path=bare_path: bare_readers[spec.format](path),
         )
+        if old_ingest is not None:  # the same file through the ingestion of ``before``
+            old, _ = best_of_pair(lambda spec=spec, f=old_ingest: f(spec), lambda: None)
         frame = result.valid
         pii_s = best_of(lambda frame=frame: detect_pii(frame))
         mb = frame.estimated_size("mb")
@@ -145,6 +166,10 @@ def ingestion(scale: float) -> dict:
             "pii_s": round(pii_s, 4),
             "pii_mb_per_s": round(mb / pii_s, 1) if pii_s else None,
         }
+        if before is not None:
+            rows[spec.name]["before_rev"] = before
+            rows[spec.name]["before_ingest_s"] = round(old, 4)
+            rows[spec.name]["before_ratio"] = round(old / raw, 2)
     return rows
 
 
@@ -346,8 +371,9 @@ def markdown(results: dict) -> str:
     if "ingestion_1x" in results:
         out += [
             "| source | format | records 1x / 10x | ingest s 1x / 10x | bare read s 1x / 10x "
-            "| ratio 1x / 10x | PII MB/s 1x / 10x |",
-            "|---|---|---:|---:|---:|---:|---:|",
+            "| ratio 1x / 10x | before: ingest s 1x / 10x | before: ratio 1x / 10x "
+            "| PII MB/s 1x / 10x |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         one, ten = results["ingestion_1x"], results["ingestion_10x"]
         for name, a in one.items():
@@ -356,7 +382,10 @@ def markdown(results: dict) -> str:
             out.append(
                 f"| {name} | {a['format']}{mark} | {a['records']:,} / {b['records']:,} "
                 f"| {a['ingest_s']} / {b['ingest_s']} | {a['bare_read_s']} / {b['bare_read_s']} "
-                f"| {a['ratio']} / {b['ratio']} | {a['pii_mb_per_s']} / {b['pii_mb_per_s']} |"
+                f"| {a['ratio']} / {b['ratio']} "
+                f"| {a.get('before_ingest_s', '-')} / {b.get('before_ingest_s', '-')} "
+                f"| {a.get('before_ratio', '-')} / {b.get('before_ratio', '-')} "
+                f"| {a['pii_mb_per_s']} / {b['pii_mb_per_s']} |"
             )
         out.append("")
     if "embedding_1x" in results:
@@ -399,6 +428,11 @@ def main() -> int:
     parser.add_argument("--sentences", type=int, default=1000, help="sentences of the 1x run")
     parser.add_argument("--vectors", type=int, default=100_000)
     parser.add_argument(
+        "--before",
+        metavar="REV",
+        help="also time data_plane/ingest.py as it was at this git revision",
+    )
+    parser.add_argument(
         "--parts",
         default="ingestion,embedding,query",
         help="comma-separated subset of ingestion,embedding,query",
@@ -411,8 +445,8 @@ def main() -> int:
     suffix = uuid.uuid4().hex[:8]
     results: dict = {"machine": machine(), "command": " ".join(["python", *sys.argv])}
     if "ingestion" in parts:
-        results["ingestion_1x"] = ingestion(args.scale)
-        results["ingestion_10x"] = ingestion(args.scale * 10)
+        results["ingestion_1x"] = ingestion(args.scale, args.before)
+        results["ingestion_10x"] = ingestion(args.scale * 10, args.before)
     if "embedding" in parts:
         results["embedding_1x"] = embedding(args.sentences, url, suffix)
         results["embedding_10x"] = embedding(args.sentences * 10, url, suffix)
