@@ -223,7 +223,7 @@ def test_a_load_larger_than_the_store_rebuilds_the_index_once(
     store = make_store("EU")
     ensure_store(pg, store)
     vectors = unit_vectors(3 * N, seed=5)
-    upsert_chunks(pg, store, chunk_rows(300), vectors[:300], "minilm")  # small: row by row
+    upsert_chunks(pg, store, chunk_rows(300), vectors[:300], "minilm")
     before = hnsw_oid(pg, store)
     # 2,000 rows into a 300-row store: one index build after the merge.
     assert upsert_chunks(pg, store, chunk_rows(N, start=300), vectors[300 : N + 300], "m") == N
