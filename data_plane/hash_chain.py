@@ -26,20 +26,19 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+# One trigger function per chained table, so that its query of the last row is static SQL
+# (planned once per session) rather than built and planned again for every row.
 CHAIN_FUNCTION = """
 CREATE SCHEMA IF NOT EXISTS audit;
-CREATE OR REPLACE FUNCTION audit.chain_row() RETURNS trigger LANGUAGE plpgsql
+CREATE OR REPLACE FUNCTION audit.{function}() RETURNS trigger LANGUAGE plpgsql
 SET TimeZone TO 'UTC' SET extra_float_digits TO 1 AS $$
 DECLARE
     last_pos  bigint;
     last_hash text;
 BEGIN
-    PERFORM pg_advisory_xact_lock(
-        hashtext('audit:chain:' || TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME));
-    EXECUTE format(
-        'SELECT chain_pos, row_hash FROM %I.%I WHERE chain_pos IS NOT NULL'
-        ' ORDER BY chain_pos DESC LIMIT 1', TG_TABLE_SCHEMA, TG_TABLE_NAME)
-        INTO last_pos, last_hash;
+    PERFORM pg_advisory_xact_lock(hashtext('audit:chain:{table}'));
+    SELECT chain_pos, row_hash INTO last_pos, last_hash FROM {table}
+        WHERE chain_pos IS NOT NULL ORDER BY chain_pos DESC LIMIT 1;
     NEW.chain_pos := coalesce(last_pos, 0) + 1;
     NEW.prev_hash := coalesce(last_hash, '');
     NEW.row_hash := encode(sha256(convert_to(
@@ -64,7 +63,9 @@ def ensure_chain(conn: psycopg.Connection, table: str) -> None:
     Call inside the transaction that creates the table (under its DDL lock)."""
     schema, name = _parts(table)
     ident = sql.Identifier(schema, name)
-    conn.execute(CHAIN_FUNCTION)
+    function = f"chain_{schema}_{name}"
+    # Names are checked by _parts (lower-case letters, digits, underscores): safe to format in.
+    conn.execute(CHAIN_FUNCTION.format(function=function, table=table))
     conn.execute(
         sql.SQL(
             "ALTER TABLE {} ADD COLUMN IF NOT EXISTS chain_pos bigint,"
@@ -86,9 +87,8 @@ def ensure_chain(conn: psycopg.Connection, table: str) -> None:
     if exists is None:
         conn.execute(
             sql.SQL(
-                "CREATE TRIGGER {} BEFORE INSERT ON {} FOR EACH ROW"
-                " EXECUTE FUNCTION audit.chain_row()"
-            ).format(sql.Identifier(trigger), ident)
+                "CREATE TRIGGER {} BEFORE INSERT ON {} FOR EACH ROW EXECUTE FUNCTION {}()"
+            ).format(sql.Identifier(trigger), ident, sql.Identifier("audit", function))
         )
 
 
