@@ -428,6 +428,9 @@ def main() -> int:
     parser.add_argument("--sentences", type=int, default=1000, help="sentences of the 1x run")
     parser.add_argument("--vectors", type=int, default=100_000)
     parser.add_argument(
+        "--repeat", type=int, default=2, help="runs of each side of the embedding comparison"
+    )
+    parser.add_argument(
         "--before",
         metavar="REV",
         help="also time data_plane/ingest.py as it was at this git revision",
@@ -448,8 +451,8 @@ def main() -> int:
         results["ingestion_1x"] = ingestion(args.scale, args.before)
         results["ingestion_10x"] = ingestion(args.scale * 10, args.before)
     if "embedding" in parts:
-        results["embedding_1x"] = embedding(args.sentences, url, suffix)
-        results["embedding_10x"] = embedding(args.sentences * 10, url, suffix)
+        results["embedding_1x"] = embedding(args.sentences, url, suffix, args.repeat)
+        results["embedding_10x"] = embedding(args.sentences * 10, url, suffix, args.repeat)
     if "query" in parts:
         for label, n in (("1x", args.vectors // 10), ("10x", args.vectors)):
             qstore = RegionStore("BENCH", f"bench_query_{label}_{suffix}")
