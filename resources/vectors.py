@@ -69,10 +69,22 @@ class VectorStoresResource(dg.ConfigurableResource):
         return f"{store.region} store, schema {store.schema} on {url}"
 
 
+_ACCESS_LOG_READY: set[str] = set()
+
+
 def log_access(decisions: Sequence[AccessDecision]) -> None:
-    """Append decisions to ``governance.access_log`` in the project database."""
-    with psycopg.connect(database_url()) as conn:
+    """Append decisions to ``governance.access_log`` in the project database. The table is set up
+    once per process and database (its DDL locks the table; searches should not queue on it)."""
+    url = database_url()
+    with psycopg.connect(url) as conn:
+        if url in _ACCESS_LOG_READY:
+            try:
+                access_log.append(conn, decisions)
+                return
+            except psycopg.errors.UndefinedTable:  # dropped since (a fresh database): set up again
+                conn.rollback()
         access_log.ensure_schema(conn)
+        _ACCESS_LOG_READY.add(url)
         access_log.append(conn, decisions)
 
 

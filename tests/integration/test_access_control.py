@@ -2,6 +2,7 @@
 append-only ``governance.access_log`` with the policy version, and model use is governed by the
 same engine."""
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def _entry(name: str, endpoint: str, owner: str, classification: str | None):
 
 
 @pytest.fixture
-def catalog(pg: psycopg.Connection, fresh_schema: None) -> psycopg.Connection:
+def catalog(database_url: str, fresh_schema: None) -> Iterator[psycopg.Connection]:
+    # Autocommit: the test's own reads hold no lock while the code under test writes the log.
+    pg = psycopg.connect(database_url, autocommit=True)
     catalog_store.ensure_schema(pg)
     for entry in (
         _entry("customer_orders_eu", "s3://eu-central-1/customer-data", "financial-ml", "PII"),
@@ -48,8 +51,8 @@ def catalog(pg: psycopg.Connection, fresh_schema: None) -> psycopg.Connection:
         _entry("segment_topic_classifier", "s3://us-east-1/media", "media-ml", "PUBLIC"),
     ):
         catalog_store.upsert_entry(pg, entry)
-    pg.commit()
-    return pg
+    with pg:
+        yield pg
 
 
 def _retriever(conn: psycopg.Connection) -> Retriever:
