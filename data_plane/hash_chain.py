@@ -59,32 +59,55 @@ def _parts(table: str) -> tuple[str, str]:
 
 
 def ensure_chain(conn: psycopg.Connection, table: str) -> None:
-    """Chain ``table`` (``schema.name``): add the chain columns and the trigger, idempotently.
-    Call inside the transaction that creates the table (under its DDL lock)."""
+    """Chain ``table`` (``schema.name``): add the chain columns, index, trigger function and
+    trigger, each only when missing or different, so that a set-up that finds them in place
+    runs no DDL and takes no lock on the table. Call inside the transaction that creates the
+    table (under its DDL lock)."""
     schema, name = _parts(table)
     ident = sql.Identifier(schema, name)
     function = f"chain_{schema}_{name}"
-    # Names are checked by _parts (lower-case letters, digits, underscores): safe to format in.
-    conn.execute(CHAIN_FUNCTION.format(function=function, table=table))
-    conn.execute(
-        sql.SQL(
-            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS chain_pos bigint,"
-            " ADD COLUMN IF NOT EXISTS prev_hash text, ADD COLUMN IF NOT EXISTS row_hash text"
-        ).format(ident)
-    )
-    conn.execute(
-        sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (chain_pos)").format(
-            sql.Identifier(f"{name}_chain_pos"), ident
-        )
-    )
     trigger = f"{name}_hash_chain"
-    exists = conn.execute(
-        "SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE t.tgname = %s AND c.relname = %s AND n.nspname = %s",
-        (trigger, name, schema),
+    # Names are checked by _parts (lower-case letters, digits, underscores): safe to format in.
+    source = CHAIN_FUNCTION.format(function=function, table=table)
+    body = source.split("AS $$", 1)[1].rsplit("$$;", 1)[0]
+    have_function, have_columns, have_index, have_trigger = conn.execute(
+        """
+        SELECT
+          (SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+           WHERE n.nspname = 'audit' AND p.proname = %(function)s),
+          (SELECT count(*) FROM information_schema.columns
+           WHERE table_schema = %(schema)s AND table_name = %(name)s
+             AND column_name IN ('chain_pos', 'prev_hash', 'row_hash')),
+          (SELECT count(*) FROM pg_indexes
+           WHERE schemaname = %(schema)s AND indexname = %(index)s),
+          (SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE t.tgname = %(trigger)s AND c.relname = %(name)s AND n.nspname = %(schema)s)
+        """,
+        {
+            "function": function,
+            "schema": schema,
+            "name": name,
+            "index": f"{name}_chain_pos",
+            "trigger": trigger,
+        },
     ).fetchone()
-    if exists is None:
+    if have_function != body:
+        conn.execute(source)
+    if have_columns < 3:
+        conn.execute(
+            sql.SQL(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS chain_pos bigint,"
+                " ADD COLUMN IF NOT EXISTS prev_hash text, ADD COLUMN IF NOT EXISTS row_hash text"
+            ).format(ident)
+        )
+    if not have_index:
+        conn.execute(
+            sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (chain_pos)").format(
+                sql.Identifier(f"{name}_chain_pos"), ident
+            )
+        )
+    if not have_trigger:
         conn.execute(
             sql.SQL(
                 "CREATE TRIGGER {} BEFORE INSERT ON {} FOR EACH ROW EXECUTE FUNCTION {}()"
