@@ -265,6 +265,9 @@ def test_operator_tour(dagster_ui: str) -> None:
         expect(toggle).to_be_checked()
         tick = page.get_by_role("row").filter(has_text="1 run requested").first
         expect(tick).to_be_visible(timeout=RUN_S * 1000)
+        page.reload()  # the header (latest tick, cursor) does not refresh by itself
+        expect(page.get_by_text("embeddings/support_tickets").first).to_be_visible()
+        expect(tick).to_be_visible()
         _shot(page, "05-placement-sensor")
         tick.get_by_role("button", name="View logs").click()
         logs = page.get_by_role("dialog")
