@@ -108,7 +108,9 @@ def placement_metadata(run_tags: dict[str, str], conn) -> dict[str, object]:
     if logged is None:
         return {"placement": f"decision {decision_id} not found in plane.decisions"}
     return {
+        "placement_summary": run_tags.get("plane/summary", ""),
         "placement": dg.MetadataValue.md(f"```\n{logged.explanation}\n```"),
+        "placement_explain": f"plane explain {decision_id}",
         "placement_decision_id": decision_id,
         "placement_cluster": run_tags.get("plane/cluster", ""),
         "placement_zone": run_tags.get("plane/zone", ""),

@@ -291,6 +291,7 @@ def test_operator_tour(dagster_ui: str) -> None:
         page.goto(f"{dagster_ui}/assets/embeddings/support_tickets")
         expect(page.get_by_text("placement_decision_id").first).to_be_visible()
         expect(page.get_by_text("placement_cluster").first).to_be_visible()
+        expect(page.get_by_text("local (EU) | CPU | est $0.00").first).to_be_visible()
         _shot(page, "08-embeddings-with-placement", full_page=True)
 
         # 5. the per-team spend view
