@@ -53,9 +53,12 @@ class Worker:
         assert self.proc.wait(timeout=60) == -signal.SIGKILL
 
     def finish(self) -> str:
-        out, err = self.proc.communicate(timeout=600)
-        self.lines += out.splitlines()
-        assert self.proc.returncode == 0, err
+        # Read through the same buffered stream as wait_for (communicate() would skip lines
+        # already buffered there).
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self.lines += [line.strip() for line in self.proc.stdout.read().splitlines()]
+        code = self.proc.wait(timeout=600)
+        assert code == 0, self.proc.stderr.read()
         return self.lines[-1]
 
 

@@ -144,13 +144,13 @@ def test_support_agent_finds_its_tickets_and_nothing_of_others(world: World) -> 
     media = retriever.search("vector database recall and HNSW", "media-tagger", k=5, region="EU")
     assert media and {h.dataset_id for h in media} == {"conference_transcripts"}
     # An agent acting for a user reads only what both may: anna's EU financial data, never the
-    # US commerce data the agent alone may read.
-    alone = retriever.search("card payment declined", "finance-assistant", k=20, region="US")
-    assert "customer_orders_us" in {h.dataset_id for h in alone}
+    # US transcripts the agent alone may read (anna may not read the US store).
+    alone = retriever.search("order delivered late", "finance-assistant", k=20, region="US")
+    assert "conference_transcripts" in {h.dataset_id for h in alone}
     acting = retriever.search(
-        "card payment declined", "finance-assistant", k=20, on_behalf_of="anna.schmidt"
+        "order delivered late", "finance-assistant", k=20, on_behalf_of="anna.schmidt"
     )
-    assert acting and {h.dataset_id for h in acting} <= {"customer_orders_eu"}
+    assert acting and {h.dataset_id for h in acting} == {"customer_orders_eu"}
     with pytest.raises(LookupError):
         retriever.search("x", "nobody", k=5)
     with pytest.raises(ValueError):
