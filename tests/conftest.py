@@ -61,6 +61,16 @@ def fresh_schema(pg: psycopg.Connection) -> Iterator[None]:
 
 
 @pytest.fixture
+def plane_db(database_url: str) -> Iterator[str]:
+    """The database URL, with the reasoning plane's schema dropped before and after the test."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS plane CASCADE")
+    yield database_url
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS plane CASCADE")
+
+
+@pytest.fixture
 def sample_catalog(tmp_path: Path) -> Path:
     """A copy of data/sources.yaml and the sample files in a temporary folder (safe to edit)."""
     shutil.copytree(REPO / "data" / "samples", tmp_path / "samples")

@@ -3,7 +3,6 @@ would), never jointly exceed free GPUs, a quota or a budget; and the decision lo
 stays one unbroken line."""
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 
 import psycopg
@@ -19,15 +18,6 @@ from tests.unit.plane.factory import CATALOG, NOW, fleet, request
 
 TEAM = "financial-ml"
 RUN_USD = 3 * 1.10 * 3600 / 0.45 / 3600  # three A10 GPUs for an hour of reference work
-
-
-@pytest.fixture
-def plane_db(database_url: str) -> Iterator[str]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS plane CASCADE")
-    yield database_url
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS plane CASCADE")
 
 
 def _race(url: str, *, free: int, quota: int, budget: float, workers: int = 4) -> None:

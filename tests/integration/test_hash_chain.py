@@ -5,7 +5,6 @@ superuser rights would: every trigger switched off for the session, rows edited 
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -22,22 +21,18 @@ PLANE = str(Path(sys.executable).parent / "plane")
 
 
 @pytest.fixture
-def logged(database_url: str) -> Iterator[str]:
+def logged(plane_db: str) -> str:
     """A plane schema holding one tick's decisions and reservations."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS plane CASCADE")
     snap = snapshot()
     decisions = place_batch(
         [request(f"r{i}", gpu_count=1 + i % 3) for i in range(8)], snap, PlacementPolicy()
     )
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(plane_db) as conn:
         store.ensure_schema(conn)
         with conn.transaction():
             store.record_decisions(conn, [(d, f"run:{d.decision_id}") for d in decisions], snap)
             store.reserve_many(conn, [d for d in decisions if d.status == PLACED])
-    yield database_url
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS plane CASCADE")
+    return plane_db
 
 
 def _tamper(url: str, statement: str) -> None:

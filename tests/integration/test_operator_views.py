@@ -1,7 +1,6 @@
 """What operators look at in the UI: the per-team spend view on the real ledger, and the human
 summary of a placement decision on its run."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,15 +22,6 @@ from tests.unit.plane.factory import NOW, request, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "examples" / "seed_scenario"
-
-
-@pytest.fixture
-def plane_db(database_url: str) -> Iterator[str]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS plane CASCADE")
-    yield database_url
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS plane CASCADE")
 
 
 def _log_decisions(url: str) -> dict[str, list]:

@@ -2,10 +2,7 @@
 writes the same rows as `record_decision` and `reserve` one decision at a time, on the real
 embedded PostgreSQL."""
 
-from collections.abc import Iterator
-
 import psycopg
-import pytest
 
 from reasoning_plane import store
 from reasoning_plane.batch import place_batch
@@ -17,15 +14,6 @@ COLUMNS = (
     "decision_id, request_id, run_key, workload, team, status, cluster, gpu_type, executor,"
     " est_cost_usd, policy_version, snapshot_hash, payload, explanation, decided_at"
 )
-
-
-@pytest.fixture
-def plane_db(database_url: str) -> Iterator[str]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS plane CASCADE")
-    yield database_url
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS plane CASCADE")
 
 
 def _decisions():

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -35,14 +34,11 @@ def _telemetry(url: str, later_s: float = 0.0) -> None:
 
 
 @pytest.fixture
-def plane_db(database_url: str) -> Iterator[str]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS plane CASCADE")
+def crash_db(plane_db: str) -> str:
+    with psycopg.connect(plane_db, autocommit=True) as conn:
         store.ensure_schema(conn)
-    _telemetry(database_url)
-    yield database_url
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS plane CASCADE")
+    _telemetry(plane_db)
+    return plane_db
 
 
 def _worker(mode: str, later_s: float = 0.0) -> subprocess.Popen:
@@ -96,9 +92,9 @@ def _ledger(url: str) -> tuple[int, int, int, int]:
 
 
 def test_a_tick_killed_while_writing_its_decisions_leaves_nothing_and_reruns_whole(
-    plane_db: str,
+    crash_db: str,
 ) -> None:
-    with psycopg.connect(plane_db, autocommit=True) as conn:
+    with psycopg.connect(crash_db, autocommit=True) as conn:
         # Slow the decision log down (test only) so that the kill lands inside the write.
         conn.execute(
             "CREATE FUNCTION plane.slow_insert() RETURNS trigger LANGUAGE plpgsql AS"
@@ -121,29 +117,29 @@ def test_a_tick_killed_while_writing_its_decisions_leaves_nothing_and_reruns_who
         _wait_for(lambda: _worker_backend(conn) is None, "the killed worker's backend to end")
         conn.execute("DROP TRIGGER zz_slow ON plane.decisions")
     assert worker.returncode == -signal.SIGKILL
-    assert _ledger(plane_db) == (0, 0, 0, 0)  # the tick was one transaction: nothing of it
+    assert _ledger(crash_db) == (0, 0, 0, 0)  # the tick was one transaction: nothing of it
     _run_to_completion()
-    decisions, keys, open_, gpus = _ledger(plane_db)
+    decisions, keys, open_, gpus = _ledger(crash_db)
     assert decisions == N and keys == open_ == gpus == 10  # quota 10: ten placed, two deferred
 
 
 def test_a_sensor_killed_after_its_tick_committed_does_not_leak_reservations(
-    plane_db: str,
+    crash_db: str,
 ) -> None:
     worker = _worker("hold")
     assert worker.stdout is not None
     _wait_for(lambda: worker.stdout.readline().strip() == "COMMITTED", "the tick to commit")
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=30)
-    assert _ledger(plane_db) == (N, 10, 10, 10)
+    assert _ledger(crash_db) == (N, 10, 10, 10)
     # Dagster never got the run requests, so the same work is due again: the next tick (30 s
     # later) decides it afresh and releases what the dead tick reserved, instead of holding both.
-    _telemetry(plane_db, later_s=30)  # the same free GPUs, reported again
+    _telemetry(crash_db, later_s=30)  # the same free GPUs, reported again
     _run_to_completion(later_s=30)
-    decisions, keys, open_, gpus = _ledger(plane_db)
+    decisions, keys, open_, gpus = _ledger(crash_db)
     assert decisions == 2 * N  # both ticks' decisions stay in the append-only log
     assert keys == open_ == gpus == 10  # one open reservation per placed run key, none leaked
-    with psycopg.connect(plane_db) as conn:
+    with psycopg.connect(crash_db) as conn:
         (released,) = conn.execute(
             "SELECT count(*) FROM plane.ledger WHERE kind = 'release' AND run_id = 'superseded'"
         ).fetchone()
@@ -157,4 +153,4 @@ def test_a_sensor_killed_after_its_tick_committed_does_not_leak_reservations(
     # A tick at the very same instant does not supersede that instant's decisions: their
     # reservations stay, and the quota they fill defers the work instead of placing it twice.
     _run_to_completion(later_s=30)
-    assert _ledger(plane_db) == (3 * N, 10, 10, 10)
+    assert _ledger(crash_db) == (3 * N, 10, 10, 10)
