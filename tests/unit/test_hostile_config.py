@@ -19,6 +19,7 @@ from data_plane.errors import InputFileError
 from data_plane.policy import load_policy
 from data_plane.retrieval import load_store_config
 from data_plane.sources import load_source_catalog
+from tests.strategies import json_like
 
 REPO = Path(__file__).resolve().parents[2]
 Loader = Callable[[Path], Any]
@@ -54,20 +55,8 @@ HOSTILE_TEXT = st.sampled_from(
         "NaN",
     ]
 )
-SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(10**30), max_value=10**30)
-    | st.floats()
-    | st.text(max_size=20)
-    | HOSTILE_TEXT
-)
-JSON_LIKE = st.recursive(
-    SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=20,
+JSON_LIKE = json_like(
+    HOSTILE_TEXT, int_bound=10**30, keys=st.text(max_size=8), max_keys=4, max_leaves=20
 )
 
 

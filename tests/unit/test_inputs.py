@@ -25,6 +25,7 @@ from reasoning_plane.inputs import (
     load_telemetry,
 )
 from reasoning_plane.model import Toleration
+from tests.strategies import json_like
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "seed_scenario"
@@ -994,21 +995,8 @@ _WORDS = st.sampled_from(
         "compliance_tags", "lineage", "{team}", "Exists", "Equal", "a", "",
     ]
 )  # fmt: skip
-_SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(10**20), max_value=10**20)
-    | st.floats()
-    | st.text(max_size=20)
-    | _WORDS
-)
-JSON_LIKE = st.recursive(
-    _SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(_WORDS | st.text(max_size=8), inner, max_size=5)
-    ),
-    max_leaves=25,
+JSON_LIKE = json_like(
+    _WORDS, int_bound=10**20, keys=_WORDS | st.text(max_size=8), max_keys=5, max_leaves=25
 )
 _YAML_TOKENS = st.sampled_from(
     [
