@@ -14,12 +14,14 @@ import dagster as dg
 from assets.governance import RESIDENCY_CHECK, catalog_key, entry_metadata, tagged_schema
 from assets.ingestion import INGESTION_GROUP, ingested_key
 from assets.tags import governance_tags, owner
+from assets.workloads import cpu_workload_metadata
 from data_plane.catalog import derive_record
 from data_plane.classification import combine_residency, most_restrictive_classification
 from data_plane.pii import detect_pii
 from data_plane.policy import GovernancePolicy
 from data_plane.sources import DerivedSpec, SourceCatalog
 from resources.governance import GovernanceCatalogResource
+from resources.guard import PlacementGuardResource
 from resources.lakehouse import LakehouseResource
 
 
@@ -62,7 +64,10 @@ def build_curated_asset(
             combine_residency(r for r, _ in inherited),
             most_restrictive_classification(c for _, c in inherited),
         ),
-        metadata={"inputs": ", ".join(spec.inputs)},
+        metadata={
+            "inputs": ", ".join(spec.inputs),
+            **cpu_workload_metadata(datasets=list(spec.inputs)),
+        },
         check_specs=[
             dg.AssetCheckSpec(
                 RESIDENCY_CHECK,
@@ -75,7 +80,9 @@ def build_curated_asset(
         context: dg.AssetExecutionContext,
         lakehouse: LakehouseResource,
         governance: GovernanceCatalogResource,
+        placement_guard: PlacementGuardResource,
     ) -> dg.MaterializeResult:
+        placement_guard.require(context)
         inputs = [governance.require(name) for name in spec.inputs]
         with lakehouse.duckdb() as con:
             frame = con.sql(spec.sql).pl()

@@ -20,7 +20,7 @@ from assets.governance import catalog_key
 from assets.ingestion import ingested_key
 from assets.progress import RateLog, heartbeat
 from assets.tags import governance_tags, owner
-from assets.workloads import placement_metadata, workload_metadata
+from assets.workloads import cpu_workload_metadata, placement_metadata, workload_metadata
 from data_plane.chunking import chunk_frame
 from data_plane.embedder import MODEL_ID
 from data_plane.pii import chunk_pii_types
@@ -35,6 +35,7 @@ from data_plane.vector_store import (
 )
 from resources.embedding import EmbeddingModelResource
 from resources.governance import GovernanceCatalogResource
+from resources.guard import PlacementGuardResource
 from resources.lakehouse import LakehouseResource
 from resources.postgres import PostgresResource
 from resources.vectors import VectorStoresResource
@@ -68,12 +69,15 @@ def build_chunks_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.AssetsD
         kinds={"polars", "parquet"},
         owners=[owner(spec.owner_team)],
         tags=governance_tags(residency, spec.classification),
+        metadata=cpu_workload_metadata(datasets=[spec.name]),
     )
     def _chunks(
         context: dg.AssetExecutionContext,
         lakehouse: LakehouseResource,
         governance: GovernanceCatalogResource,
+        placement_guard: PlacementGuardResource,
     ) -> dg.MaterializeResult:
+        placement_guard.require(context)
         entry = governance.require(spec.name)
         frame = lakehouse.read("ingested", spec.name)
         context.log.info(f"{spec.name}: chunking {frame.height:,} rows")
@@ -189,7 +193,9 @@ def build_embeddings_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.Ass
         vectors: VectorStoresResource,
         embedding_model: EmbeddingModelResource,
         postgres: PostgresResource,
+        placement_guard: PlacementGuardResource,
     ) -> dg.MaterializeResult:
+        placement_guard.require(context)
         chunks = lakehouse.read("chunks", spec.name)
         residencies = chunks.get_column("residency").unique().to_list() or [residency]
         if len(residencies) != 1:

@@ -13,12 +13,14 @@ import polars as pl
 
 from assets.ingestion import column_schema, ingested_key
 from assets.tags import governance_tags, owner
+from assets.workloads import cpu_workload_metadata
 from data_plane.catalog import CatalogEntry, tag_dataset
 from data_plane.catalog_store import entry_hash
 from data_plane.pii import detect_pii
 from data_plane.policy import GovernancePolicy
 from data_plane.sources import SourceSpec
 from resources.governance import GovernanceCatalogResource
+from resources.guard import PlacementGuardResource
 from resources.lakehouse import LakehouseResource
 
 GOVERNANCE_GROUP = "governance"
@@ -88,6 +90,7 @@ def build_catalog_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.Assets
         kinds={"postgres", "polars"},
         owners=[owner(spec.owner_team)],
         tags=governance_tags(residency, spec.classification),
+        metadata=cpu_workload_metadata(datasets=[spec.name]),
         check_specs=[
             dg.AssetCheckSpec(
                 RESIDENCY_CHECK,
@@ -108,7 +111,9 @@ def build_catalog_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.Assets
         context: dg.AssetExecutionContext,
         lakehouse: LakehouseResource,
         governance: GovernanceCatalogResource,
+        placement_guard: PlacementGuardResource,
     ) -> dg.MaterializeResult:
+        placement_guard.require(context)
         frame = lakehouse.read("ingested", spec.name)
         lineage = lakehouse.manifest("ingested", spec.name)
         findings = detect_pii(frame, min_share=governance.policy.pii_min_share)

@@ -15,9 +15,12 @@ import polars as pl
 
 from assets.progress import heartbeat
 from assets.tags import governance_tags, owner
+from assets.workloads import DECLARED_KEY, cpu_workload_metadata
+from data_plane.catalog import declared_record
 from data_plane.ingest import IngestResult, ingest
 from data_plane.policy import GovernancePolicy
 from data_plane.sources import SourceSpec
+from resources.guard import PlacementGuardResource
 from resources.lakehouse import LakehouseResource
 
 INGESTION_GROUP = "ingestion"
@@ -88,6 +91,8 @@ def build_ingestion_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.Asse
             "format": spec.format,
             "source_file": dg.MetadataValue.path(str(spec.path)),
             "quarantine_max_share": max_share,
+            **cpu_workload_metadata(datasets=[spec.name]),
+            DECLARED_KEY: dg.MetadataValue.json(declared_record(spec, policy).to_dict()),
         },
         check_specs=[
             dg.AssetCheckSpec(
@@ -98,8 +103,11 @@ def build_ingestion_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.Asse
         ],
     )
     def _ingest(
-        context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+        context: dg.AssetExecutionContext,
+        lakehouse: LakehouseResource,
+        placement_guard: PlacementGuardResource,
     ) -> dg.MaterializeResult:
+        placement_guard.require(context)  # before a byte of the source is read
         size = spec.path.stat().st_size if spec.path.exists() else 0
         context.log.info(
             f"{spec.name}: reading {spec.path.name} ({size / 1e6:,.1f} MB, {spec.format})"

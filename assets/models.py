@@ -21,6 +21,7 @@ from assets.embeddings import embeddings_key
 from assets.governance import catalog_key, entry_metadata
 from assets.ingestion import ingested_key
 from assets.tags import governance_tags, owner
+from assets.workloads import cpu_workload_metadata
 from data_plane import classifier, model_registry
 from data_plane.catalog import derive_record
 from data_plane.embedder import MODEL_ID
@@ -28,6 +29,7 @@ from data_plane.policy import GovernancePolicy
 from data_plane.sources import SourceSpec
 from data_plane.vector_store import fetch_dataset_vectors
 from resources.governance import GovernanceCatalogResource
+from resources.guard import PlacementGuardResource
 from resources.lakehouse import LakehouseResource
 from resources.postgres import PostgresResource
 from resources.vectors import VectorStoresResource
@@ -93,7 +95,10 @@ def build_model_assets(
         kinds={"scikit-learn", "postgres"},
         owners=[owner(source.owner_team)],
         tags=tags,
-        metadata={"min_accuracy": spec.min_accuracy},
+        metadata={
+            "min_accuracy": spec.min_accuracy,
+            **cpu_workload_metadata(datasets=[spec.dataset]),
+        },
         check_specs=[
             dg.AssetCheckSpec(
                 ACCURACY_CHECK,
@@ -108,7 +113,9 @@ def build_model_assets(
         vectors: VectorStoresResource,
         governance: GovernanceCatalogResource,
         postgres: PostgresResource,
+        placement_guard: PlacementGuardResource,
     ) -> dg.MaterializeResult:
+        placement_guard.require(context)
         source_entry = governance.require(spec.dataset)
         refs, hashes, means = row_vectors(vectors, source_entry.record.data_residency, spec.dataset)
         labels = (
@@ -201,6 +208,7 @@ def build_model_assets(
         kinds={"scikit-learn", "parquet", "postgres"},
         owners=[owner(source.owner_team)],
         tags=tags,
+        metadata=cpu_workload_metadata(datasets=[spec.dataset]),
     )
     def _predict(
         context: dg.AssetExecutionContext,
@@ -208,7 +216,9 @@ def build_model_assets(
         vectors: VectorStoresResource,
         governance: GovernanceCatalogResource,
         postgres: PostgresResource,
+        placement_guard: PlacementGuardResource,
     ) -> dg.MaterializeResult:
+        placement_guard.require(context)
         source_entry = governance.require(spec.dataset)
         refs, hashes, means = row_vectors(vectors, source_entry.record.data_residency, spec.dataset)
         with postgres.connect() as conn:

@@ -1,16 +1,21 @@
 """Workload requirements declared on assets, read by the reasoning plane's sensors.
 
-A GPU asset carries its needs as metadata (visible in the UI) so that the plane reads
-everything from asset metadata: ``plane/gpu_count``, ``plane/gpu_memory_gb``,
+Every asset that reads governed data is a workload the plane places: GPU work (embeddings) and
+CPU work (ingestion, tagging, derived datasets, chunking, model training and tagging) alike.
+Each carries its needs as metadata (visible in the UI) so that the plane reads everything from
+the asset, never from a requester: ``plane/gpu_count`` (0: CPU work), ``plane/gpu_memory_gb``,
 ``plane/est_duration_s`` (on the reference GPU), ``plane/data_gb``, ``plane/latency_slo_ms``,
 ``plane/priority``, ``plane/gpu_optional``, ``plane/recurring`` and ``plane/datasets`` (the
-governed inputs whose residency and classification constrain placement).
+governed datasets it reads). A workload's datasets are its own plus, through lineage, those of
+every workload upstream of it; its team is the asset's ``team:`` owner.
 """
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dagster as dg
+
+from data_plane.catalog import CatalogRecord
 
 PREFIX = "plane/"
 
@@ -42,6 +47,36 @@ def workload_metadata(
     return meta
 
 
+DECLARED_KEY = "plane/declared_record"  # on ingestion assets: the source's declared governance
+
+
+def declared_records(assets: Iterable[dg.AssetsDefinition]) -> dict[str, CatalogRecord]:
+    """The governance each source's declaration implies (`data_plane.catalog.declared_record`),
+    from the ingestion assets' metadata: what the plane decides on for a dataset the governance
+    catalog does not hold yet."""
+    found = {}
+    for assets_def in assets:
+        for spec in assets_def.specs_by_key.values():
+            raw = (spec.metadata or {}).get(DECLARED_KEY)
+            if raw is not None:
+                record = CatalogRecord.from_dict(_value({"v": raw}, "v"), where=DECLARED_KEY)
+                found[record.dataset_id] = record
+    return found
+
+
+def cpu_workload_metadata(
+    *, datasets: Sequence[str], est_duration_s: float = 120.0, data_gb: float = 0.1
+) -> dict[str, object]:
+    """Metadata of CPU work on governed data (placed on a CPU slot of a compliant cluster)."""
+    return workload_metadata(
+        datasets=datasets,
+        gpu_count=0,
+        gpu_memory_gb=0.0,
+        est_duration_s=est_duration_s,
+        data_gb=data_gb,
+    )
+
+
 @dataclass(frozen=True)
 class WorkloadSpec:
     key: dg.AssetKey
@@ -64,7 +99,28 @@ def _value(meta: dict, key: str, default: object = None) -> object:
 
 
 def workload_specs(assets: Iterable[dg.AssetsDefinition]) -> list[WorkloadSpec]:
-    """Every asset that declares ``plane/gpu_count``, as a workload the plane places."""
+    """Every asset that declares ``plane/gpu_count``, as a workload the plane places, with the
+    datasets of its lineage (its own and those of every workload upstream)."""
+    specs = _declared_specs(assets)
+    by_key = {s.key: s for s in specs}
+    lineage: dict[dg.AssetKey, tuple[str, ...]] = {}
+
+    def datasets_of(key: dg.AssetKey, seen: frozenset[dg.AssetKey]) -> tuple[str, ...]:
+        if key in lineage:
+            return lineage[key]
+        spec = by_key.get(key)
+        if spec is None or key in seen:
+            return ()
+        found = set(spec.datasets)
+        for dep in spec.deps:
+            found.update(datasets_of(dep, seen | {key}))
+        lineage[key] = tuple(sorted(found))
+        return lineage[key]
+
+    return [replace(s, datasets=datasets_of(s.key, frozenset())) for s in specs]
+
+
+def _declared_specs(assets: Iterable[dg.AssetsDefinition]) -> list[WorkloadSpec]:
     specs = []
     for assets_def in assets:
         for key in assets_def.keys:
@@ -74,7 +130,7 @@ def workload_specs(assets: Iterable[dg.AssetsDefinition]) -> list[WorkloadSpec]:
                 continue
             owners = [o for o in spec.owners or [] if o.startswith("team:")]
             if not owners:
-                raise ValueError(f"{key.to_user_string()}: a GPU workload needs an owner team")
+                raise ValueError(f"{key.to_user_string()}: a workload needs an owner team")
             datasets = str(_value(meta, "plane/datasets", "")).split(",")
             slo = _value(meta, "plane/latency_slo_ms")
             specs.append(

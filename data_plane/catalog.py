@@ -285,3 +285,21 @@ def derive_record(
         derived_from=tuple(sorted(e.dataset_id for e in inputs)),
         row_count=row_count,
     )
+
+
+def declared_record(spec: Any, policy: GovernancePolicy) -> CatalogRecord:
+    """The record a source's declaration in the source catalog implies before it is ingested and
+    tagged (``spec``: a `data_plane.sources.SourceSpec`): residency from its storage endpoint,
+    classification as declared, PII where ``pii_columns`` are declared. Operator configuration,
+    never a requester's word; the tagged catalog entry replaces it once it exists."""
+    return tag_dataset(
+        dataset_id=spec.name,
+        storage_endpoints=[spec.storage_endpoint],
+        source_system=spec.source_system,
+        owner_team=spec.owner_team,
+        declared_classification=spec.classification,
+        declared_retention=spec.retention_policy,
+        pii_columns={c: ["declared"] for c in spec.pii_columns},
+        last_updated=datetime.fromtimestamp(0, UTC),
+        policy=policy,
+    ).record

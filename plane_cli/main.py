@@ -14,6 +14,10 @@
     plane replay [--fleet F] [--policy P] [--since ISO-8601] [--json]
                                   re-run logged decisions under a changed fleet or policy
     plane request --requests R    queue explicit workload requests for the placement sensor
+    plane run [--select SEL | --job main_job]
+                                  place the selected assets with the reasoning plane and run what
+                                  is placed on this machine, in dependency order; a table says
+                                  what ran, what was rejected and why (exit 1 when a run failed)
     plane simulate [--trace seed-like|generated] [--requests N] [--seed S]
                    [--policies naive,greedy,plane,hindsight] [--json]
                                   replay a seeded trace through placement policies: cost per
@@ -271,6 +275,36 @@ def _replay(args: argparse.Namespace) -> int:
             )
         )
     return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from plane_cli.run import FAILED, run_placed, summary_table
+    from resources.plane import PlaneResource
+    from resources.postgres import PostgresResource
+    from stack_defs.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    if args.select:
+        keys = dg.AssetSelection.from_coercible(args.select).resolve(graph)
+    else:
+        keys = defs.resolve_job_def(args.job).asset_layer.selected_asset_keys
+    if not keys:
+        raise ValueError(f"--select {args.select!r}: selects no asset")
+    import os
+
+    home = os.environ.get("DAGSTER_HOME")
+    with dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral() as instance:
+        outcomes = run_placed(
+            defs,
+            keys,
+            instance=instance,
+            plane=PlaneResource(postgres=PostgresResource()),
+        )
+    print()
+    print(summary_table(outcomes))
+    return 1 if any(o.status == FAILED for o in outcomes) else EXIT_OK
 
 
 def _request(args: argparse.Namespace) -> int:
@@ -546,6 +580,12 @@ def build_parser() -> argparse.ArgumentParser:
     req = sub.add_parser("request", help="queue explicit workload requests")
     req.add_argument("--requests", required=True)
     req.set_defaults(func=_request)
+
+    run = sub.add_parser("run", help="place assets with the plane and run them on this machine")
+    which = run.add_mutually_exclusive_group()
+    which.add_argument("--select", help="asset selection, e.g. 'embeddings/support_tickets'")
+    which.add_argument("--job", default="main_job", help="an asset job (default main_job)")
+    run.set_defaults(func=_run)
 
     sim = sub.add_parser("simulate", help="replay a seeded trace through placement policies")
     sim.add_argument("--trace", choices=["seed-like", "generated"], default="seed-like")

@@ -32,6 +32,15 @@ LOCAL_CERTS_ENV = "PLANE_LOCAL_CERTIFICATIONS"
 LOCAL_CPU_SLOTS_ENV = "PLANE_LOCAL_CPU_SLOTS"
 
 
+def local_place() -> tuple[str, frozenset[str]]:
+    """(zone, certifications) the operator declared for this machine; UNKNOWN zone undeclared."""
+    zone = (os.environ.get(LOCAL_ZONE_ENV) or UNKNOWN).strip().upper()
+    certs = frozenset(
+        c.strip().upper() for c in os.environ.get(LOCAL_CERTS_ENV, "").split(",") if c.strip()
+    )
+    return zone, certs
+
+
 def local_fleet(report: NvmlReport) -> Fleet:
     """The fleet when no cluster is configured: this machine alone.
 
@@ -39,10 +48,7 @@ def local_fleet(report: NvmlReport) -> Fleet:
     ``PLANE_LOCAL_CERTIFICATIONS``); undeclared, the zone is UNKNOWN and regulated data is not
     placed here (fail closed). Its GPUs are the ones NVML reports (none without a driver).
     """
-    zone = (os.environ.get(LOCAL_ZONE_ENV) or UNKNOWN).strip().upper()
-    certs = frozenset(
-        c.strip().upper() for c in os.environ.get(LOCAL_CERTS_ENV, "").split(",") if c.strip()
-    )
+    zone, certs = local_place()
     slots = int(os.environ.get(LOCAL_CPU_SLOTS_ENV) or max((os.cpu_count() or 2) // 2, 1))
     by_name: dict[str, list[float]] = {}
     for gpu in report.gpus:

@@ -3,6 +3,9 @@
 * ``plane.decisions``: append-only decision log (a trigger refuses UPDATE and DELETE): every
   decision with all candidates, reasons and costs, keyed by decision id, request, run key, policy
   version and the hash of the telemetry snapshot used;
+* ``plane.decision_claims``: the one run that may carry out each placed decision, claimed
+  atomically at launch (or by the run itself when nothing launched it): a decision launches at
+  most one run;
 * ``plane.decision_runs``: which Dagster run carried out which decision;
 * ``plane.ledger``: append-only budget and GPU ledger: ``reserve`` before launch, then ``settle``
   (actual cost) or ``release`` when the run ends;
@@ -28,8 +31,10 @@ from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
 
 from data_plane.hash_chain import ensure_chain
+from reasoning_plane.binding import SignedDecision, binding_of
 from reasoning_plane.explain import Renderer, explain, to_dict
 from reasoning_plane.model import CPU, Decision, Snapshot, TeamUsage, TelemetrySample
+from reasoning_plane.signing import Signer
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS plane;
@@ -49,8 +54,13 @@ CREATE TABLE IF NOT EXISTS plane.decisions (
     payload         jsonb NOT NULL,
     explanation     text NOT NULL,
     decided_at      timestamptz NOT NULL,
-    recorded_at     timestamptz NOT NULL DEFAULT now()
+    recorded_at     timestamptz NOT NULL DEFAULT now(),
+    binding         jsonb,
+    signature       text,
+    key_id          text
 );
+ALTER TABLE plane.decisions ADD COLUMN IF NOT EXISTS binding jsonb,
+    ADD COLUMN IF NOT EXISTS signature text, ADD COLUMN IF NOT EXISTS key_id text;
 CREATE INDEX IF NOT EXISTS decisions_workload ON plane.decisions (workload, decided_at);
 CREATE INDEX IF NOT EXISTS decisions_run_key ON plane.decisions (run_key);
 CREATE TABLE IF NOT EXISTS plane.snapshots (
@@ -62,6 +72,11 @@ CREATE TABLE IF NOT EXISTS plane.decision_runs (
     run_id      text PRIMARY KEY,
     decision_id text NOT NULL REFERENCES plane.decisions (decision_id),
     linked_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS plane.decision_claims (
+    decision_id text PRIMARY KEY REFERENCES plane.decisions (decision_id),
+    run_id      text NOT NULL,
+    claimed_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE IF NOT EXISTS plane.ledger (
     id          bigserial PRIMARY KEY,
@@ -112,6 +127,10 @@ DO $$ BEGIN
         CREATE TRIGGER snapshots_append_only BEFORE UPDATE OR DELETE ON plane.snapshots
             FOR EACH ROW EXECUTE FUNCTION plane.refuse_change();
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'claims_append_only') THEN
+        CREATE TRIGGER claims_append_only BEFORE UPDATE OR DELETE ON plane.decision_claims
+            FOR EACH ROW EXECUTE FUNCTION plane.refuse_change();
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'ledger_append_only') THEN
         CREATE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE ON plane.ledger
             FOR EACH ROW EXECUTE FUNCTION plane.refuse_change();
@@ -133,14 +152,20 @@ def ensure_schema(conn: psycopg.Connection) -> None:
 
 _DECISION_COLUMNS = (
     "decision_id, request_id, run_key, workload, team, status, cluster, gpu_type, executor,"
-    " est_cost_usd, policy_version, snapshot_hash, payload, explanation, decided_at"
+    " est_cost_usd, policy_version, snapshot_hash, payload, explanation, decided_at,"
+    " binding, signature, key_id"
 )
 
 
 def _decision_row(
-    decision: Decision, run_key: str | None, payload_json: str, explanation: str | None = None
+    decision: Decision,
+    run_key: str | None,
+    payload_json: str,
+    explanation: str | None = None,
+    signed: tuple[dict[str, Any], str, str] | None = None,
 ) -> tuple[Any, ...]:
     chosen = decision.chosen_evaluation
+    binding, signature, kid = signed if signed is not None else (None, None, None)
     return (
         decision.decision_id,
         decision.request.request_id,
@@ -157,7 +182,19 @@ def _decision_row(
         payload_json,
         explain(decision) if explanation is None else explanation,
         decision.decided_at,
+        None if binding is None else json.dumps(binding),
+        signature,
+        kid,
     )
+
+
+def _signed(
+    decision: Decision, run_key: str | None, snapshot: Snapshot | None, signer: Signer | None
+) -> tuple[dict[str, Any], str, str] | None:
+    if signer is None or snapshot is None:
+        return None
+    binding = binding_of(decision, snapshot, run_key)
+    return binding, signer.sign(binding), signer.key_id
 
 
 def _payload_json(decision: Decision, snapshot_payload: dict[str, Any] | None) -> str:
@@ -173,13 +210,21 @@ def record_decision(
     *,
     run_key: str | None = None,
     snapshot_payload: dict[str, Any] | None = None,
+    snapshot: Snapshot | None = None,
+    signer: Signer | None = None,
 ) -> None:
-    """Append a decision (idempotent on its id: a re-evaluated tick does not duplicate it)."""
+    """Append a decision (idempotent on its id: a re-evaluated tick does not duplicate it),
+    signed with ``signer`` when given (its binding needs the ``snapshot`` it was decided on)."""
     conn.execute(
         f"INSERT INTO plane.decisions ({_DECISION_COLUMNS})"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)"
-        " ON CONFLICT (decision_id) DO NOTHING",
-        _decision_row(decision, run_key, _payload_json(decision, snapshot_payload)),
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s,"
+        " %s::jsonb, %s, %s) ON CONFLICT (decision_id) DO NOTHING",
+        _decision_row(
+            decision,
+            run_key,
+            _payload_json(decision, snapshot_payload),
+            signed=_signed(decision, run_key, snapshot, signer),
+        ),
     )
 
 
@@ -187,6 +232,7 @@ def record_decisions(
     conn: psycopg.Connection,
     decisions: Sequence[tuple[Decision, str | None]],
     snapshot: Snapshot | None = None,
+    signer: Signer | None = None,
 ) -> None:
     """Append many decisions (with their run keys) at once, each with what it read of
     ``snapshot`` (`snapshot_payload`): the same rows as `record_decision` one by one, idempotent
@@ -196,6 +242,7 @@ def record_decisions(
     stored once, in ``plane.snapshots`` keyed by the SHA-256 of its JSON; each decision's
     snapshot refers to it (``telemetry_ref``) and the readers here (`decisions`,
     `decision_for`) put it back in place, so a logged payload reads as `record_decision`'s.
+    With a ``signer`` each decision's binding is signed (`reasoning_plane.signing`).
     """
     if not decisions:
         return
@@ -218,14 +265,18 @@ def record_decisions(
             writer=QueuedLibpqWriter(cur),
         ) as copy:
             for i, (decision, run_key) in enumerate(decisions):
+                signed = _signed(decision, run_key, snapshot, signer)
                 if shared is None:
-                    row = _decision_row(decision, run_key, _payload_json(decision, None))
+                    row = _decision_row(
+                        decision, run_key, _payload_json(decision, None), signed=signed
+                    )
                 else:
                     row = _decision_row(
                         decision,
                         run_key,
                         shared.payload_json(decision),
                         shared.renderer.explain(decision),
+                        signed,
                     )
                 copy.write_row((*row, i))
         cur.execute(
@@ -327,6 +378,8 @@ def release_superseded(conn: psycopg.Connection, run_keys: Sequence[str], before
                           WHERE c.decision_id = r.decision_id AND c.kind <> 'reserve')
           AND NOT EXISTS (SELECT 1 FROM plane.decision_runs l
                           WHERE l.decision_id = r.decision_id)
+          AND NOT EXISTS (SELECT 1 FROM plane.decision_claims k
+                          WHERE k.decision_id = r.decision_id)
         ORDER BY r.id
         ON CONFLICT DO NOTHING
         """,
@@ -390,6 +443,34 @@ def latest_telemetry(conn: psycopg.Connection) -> dict[tuple[str, str], Telemetr
         " ORDER BY cluster, gpu_type, observed_at DESC"
     ).fetchall()
     return {(r[0], r[1]): TelemetrySample(*r) for r in rows}
+
+
+def signed_decision(conn: psycopg.Connection, decision_id: str) -> SignedDecision | None:
+    """A logged decision with its signed binding and the run that claimed it, if any."""
+    row = conn.execute(
+        "SELECT d.decision_id, d.status, d.workload, d.team, d.cluster, d.binding, d.signature,"
+        " d.key_id, c.run_id FROM plane.decisions d"
+        " LEFT JOIN plane.decision_claims c ON c.decision_id = d.decision_id"
+        " WHERE d.decision_id = %s",
+        (decision_id,),
+    ).fetchone()
+    return SignedDecision(*row) if row else None
+
+
+def claim_decision(conn: psycopg.Connection, decision_id: str, run_id: str) -> str:
+    """Claim a placed decision for ``run_id``; the id of the run that holds it (``run_id``
+    itself when this claim, or an earlier one by the same run, holds it). Atomic: of two runs
+    claiming one decision at once, exactly one gets it (the claim's primary key)."""
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO plane.decision_claims (decision_id, run_id) VALUES (%s, %s)"
+            " ON CONFLICT (decision_id) DO NOTHING",
+            (decision_id, run_id),
+        )
+        row = conn.execute(
+            "SELECT run_id FROM plane.decision_claims WHERE decision_id = %s", (decision_id,)
+        ).fetchone()
+    return row[0]
 
 
 def link_run(conn: psycopg.Connection, decision_id: str, run_id: str) -> None:
@@ -478,6 +559,19 @@ def pending_requests(conn: psycopg.Connection, limit: int = 10_000) -> list[dict
         (limit,),
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def decided_requests(conn: psycopg.Connection, request_ids: Sequence[str]) -> set[str]:
+    """Which of ``request_ids`` are queued but no longer waiting (placed or rejected since they
+    were read), their rows locked until the end of the transaction: a tick that read a request
+    before another tick decided it sees here that it is gone."""
+    if not request_ids:
+        return set()
+    rows = conn.execute(
+        "SELECT request_id, status FROM plane.requests WHERE request_id = ANY(%s) FOR UPDATE",
+        (list(request_ids),),
+    ).fetchall()
+    return {r for r, status in rows if status not in ("pending", "deferred")}
 
 
 def mark_request(conn: psycopg.Connection, request_id: str, status: str, decision_id: str) -> None:

@@ -19,14 +19,25 @@ from reasoning_plane.batch import place_batch
 from reasoning_plane.index import collector_paused
 from reasoning_plane.model import PLACED, Decision, Snapshot, WorkloadRequest
 from reasoning_plane.policy import PlacementPolicy
+from reasoning_plane.signing import Signer
 
 TICK_LOCK = "plane:placement-tick"
+
+
+REQUEST_KEY = "request:"  # run keys of explicit requests (plane.requests): request:<id>
 
 
 @dataclass(frozen=True)
 class Pending:
     request: WorkloadRequest
     run_key: str
+
+    @property
+    def queued_id(self) -> str | None:
+        """The ``plane.requests`` id this work came from (None: due work found by a sensor)."""
+        return (
+            self.run_key.removeprefix(REQUEST_KEY) if self.run_key.startswith(REQUEST_KEY) else None
+        )
 
 
 @dataclass(frozen=True)
@@ -43,10 +54,16 @@ def run_tick(
     pending: Sequence[Pending],
     snapshot_of: Callable[[psycopg.Connection], Snapshot],
     policy: PlacementPolicy,
+    signer: Signer | None = None,
 ) -> TickResult:
-    """Place ``pending`` jointly, log every decision and reserve the placed ones."""
+    """Place ``pending`` jointly, log every decision (signed with ``signer``) and reserve the
+    placed ones. Queued requests (``plane.requests``) that another tick decided since they were
+    read are dropped; the others are marked with their decision in this same transaction."""
     with conn.transaction(), collector_paused():  # see index.collector_paused
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (TICK_LOCK,))
+        queued = [p.queued_id for p in pending if p.queued_id is not None]
+        decided = store.decided_requests(conn, queued)
+        pending = [p for p in pending if p.queued_id not in decided]
         snapshot = snapshot_of(conn)
         # Work decided by an earlier tick whose runs were never requested is decided again:
         # free what that decision reserved, and read the ledger again (store.release_superseded).
@@ -57,6 +74,11 @@ def run_tick(
         out = [(d, by_id[d.request.request_id].run_key) for d in decisions]
         # Every decision with what it read of the snapshot, then the placed ones' reservations:
         # the same rows as store.record_decision and store.reserve one by one, in this order.
-        store.record_decisions(conn, out, snapshot)
+        store.record_decisions(conn, out, snapshot, signer)
         store.reserve_many(conn, [d for d in decisions if d.status == PLACED])
+        for decision, run_key in out:
+            if run_key.startswith(REQUEST_KEY):
+                store.mark_request(
+                    conn, run_key.removeprefix(REQUEST_KEY), decision.status, decision.decision_id
+                )
     return TickResult(snapshot=snapshot, decisions=tuple(out))

@@ -76,11 +76,14 @@ from dagster_k8s import K8sRunLauncher
 from dagster_k8s.client import DagsterK8sAPIRetryLimitExceeded, DagsterK8sUnrecoverableAPIError
 from kubernetes.client.exceptions import ApiException
 
+from reasoning_plane import store
+from reasoning_plane.binding import SignedDecision, run_problems
 from reasoning_plane.model import CPU
+from reasoning_plane.signing import SigningError, verifier
 from resources.database import database_url, redact_url
+from resources.guard import HOME_CLUSTER_ENV
 
 LOCAL = "local"
-HOME_CLUSTER_ENV = "PLANE_CLUSTER"
 K8S_CONFIG_TAG = "dagster-k8s/config"
 PLACEMENT_PREFIX = "plane/"
 WORKLOAD_KEY = "plane/gpu_count"  # asset metadata of a workload the plane places
@@ -113,49 +116,63 @@ def _api_error(exc: BaseException) -> tuple[int | None, str]:
     return status, "; ".join(x for x in (reason, message) if x) or _first_line(exc)
 
 
+ROUTING_TAGS = (
+    "plane/decision_id",
+    "plane/request_id",
+    "plane/team",
+    "plane/cluster",
+    "plane/zone",
+    "plane/gpu_type",
+    "plane/gpu_count",
+    "plane/executor",
+    "plane/namespace",
+    "plane/device",
+)  # a run carrying any of these (or dagster-k8s/config) claims a placement; other plane/* tags
+#    (summary, explain, estimated cost...) only describe one
+
+
 @dataclass(frozen=True)
 class LoggedPlacement:
-    """The facts of a logged decision that a run's tags must match."""
+    """A logged decision as the launcher checks it: its signed binding, verified."""
 
-    decision_id: str
-    status: str
-    request_id: str
-    team: str
-    cluster: str | None
-    gpu_type: str | None
-    executor: str | None
-    namespace: str | None
-    zone: str | None
-    gpu_count: int
-    linked_runs: tuple[str, ...]
+    decision: SignedDecision
+    problems: tuple[str, ...]  # why it is not a decision the plane signed (empty: it is)
+
+    @property
+    def decision_id(self) -> str:
+        return self.decision.decision_id
+
+    @property
+    def status(self) -> str:
+        return self.decision.status
+
+    @property
+    def binding(self) -> Mapping[str, Any]:
+        return self.decision.binding or {}
+
+    @property
+    def namespace(self) -> str | None:
+        return self.binding.get("namespace")
 
     def expected_tags(self) -> dict[str, str]:
-        gpu = self.gpu_type not in (None, CPU)
+        b = self.binding
+        gpu = b.get("gpu_type") not in (None, CPU)
         return {
-            "plane/request_id": self.request_id,
-            "plane/team": self.team,
-            "plane/cluster": self.cluster or "",
-            "plane/zone": self.zone or "",
-            "plane/gpu_type": self.gpu_type or "",
-            "plane/gpu_count": str(self.gpu_count if gpu else 0),
-            "plane/executor": self.executor or "multiprocess",
-            "plane/namespace": self.namespace or "",
+            "plane/request_id": str(b.get("request_id") or ""),
+            "plane/team": str(b.get("team") or ""),
+            "plane/cluster": str(b.get("cluster") or ""),
+            "plane/zone": str(b.get("zone") or ""),
+            "plane/gpu_type": str(b.get("gpu_type") or ""),
+            "plane/gpu_count": str(b.get("gpu_count", 0) if gpu else 0),
+            "plane/executor": str(b.get("executor") or "multiprocess"),
+            "plane/namespace": str(b.get("namespace") or ""),
             "plane/device": "cuda" if gpu else "cpu",
         }
 
 
-_DECISION_SQL = """
-SELECT d.decision_id, d.status, d.request_id, d.team, d.cluster, d.gpu_type, d.executor,
-       d.payload->>'namespace', d.payload->>'zone',
-       coalesce((d.payload->'request'->>'gpu_count')::int, 0),
-       coalesce((SELECT array_agg(r.run_id ORDER BY r.run_id) FROM plane.decision_runs r
-                 WHERE r.decision_id = d.decision_id), '{}')
-FROM plane.decisions d WHERE d.decision_id = %s
-"""
-
-
 def read_placement(url: str, decision_id: str, *, attempts: int = 3) -> LoggedPlacement | None:
-    """The logged decision ``decision_id`` (None when absent), read with a bounded retry.
+    """The logged decision ``decision_id`` (None when absent) with its signature checked, read
+    with a bounded retry.
 
     Raises `PlacementRefused` when the database cannot be reached after ``attempts`` tries or
     holds no decision log: an unverifiable run is never launched."""
@@ -163,7 +180,7 @@ def read_placement(url: str, decision_id: str, *, attempts: int = 3) -> LoggedPl
     for attempt in range(1, attempts + 1):
         try:
             with psycopg.connect(url, connect_timeout=5) as conn:
-                row = conn.execute(_DECISION_SQL, (decision_id,)).fetchone()
+                logged = store.signed_decision(conn, decision_id)
             break
         except psycopg.errors.UndefinedTable:
             raise PlacementRefused(
@@ -179,9 +196,25 @@ def read_placement(url: str, decision_id: str, *, attempts: int = 3) -> LoggedPl
                 ) from None
             time.sleep(delay)
             delay *= 2
-    if row is None:
+    if logged is None:
         return None
-    return LoggedPlacement(*row[:10], linked_runs=tuple(row[10]))
+    try:
+        problems = tuple(logged.verify(verifier()))
+    except SigningError as exc:
+        problems = (f"decision {decision_id} cannot be verified: {exc}",)
+    return LoggedPlacement(logged, problems)
+
+
+def claim(url: str, decision_id: str, run_id: str) -> str:
+    """Claim the decision for the run (`reasoning_plane.store.claim_decision`): the holder."""
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            return store.claim_decision(conn, decision_id, run_id)
+    except psycopg.OperationalError as exc:
+        raise PlacementRefused(
+            f"decision {decision_id} cannot be claimed: the database {redact_url(url)} is "
+            f"unavailable ({_first_line(exc)}); the run is not launched unchecked"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -213,6 +246,8 @@ def placement_problems(run: DagsterRun, logged: LoggedPlacement | None) -> list[
         return ["it carries placement tags but no plane/decision_id"]
     if logged is None:
         return [f"decision {decision_id} is not in plane.decisions"]
+    if logged.problems:
+        return list(logged.problems)  # nothing of an unsigned row is trusted
     problems = []
     if logged.status != "placed":
         problems.append(f"decision {decision_id} is {logged.status!r}, not 'placed'")
@@ -220,9 +255,28 @@ def placement_problems(run: DagsterRun, logged: LoggedPlacement | None) -> list[
         actual = run.tags.get(tag)
         if actual != expected:
             problems.append(f"tag {tag}={actual!r} but the decision says {expected!r}")
-    others = [r for r in logged.linked_runs if r != run.run_id]
-    if others:
-        problems.append(f"decision {decision_id} already ran as run {others[0]}")
+    selected = (
+        [k.to_user_string() for k in run.asset_selection]
+        if run.asset_selection is not None
+        else [run.job_name]  # a job of ops: the workload is the job
+        if run.job_name == logged.binding.get("workload")
+        else None
+    )
+    if selected is not None:
+        problems += [
+            p
+            for p in run_problems(logged.binding, asset_keys=selected)
+            if not p.startswith(f"decision {decision_id} is ")
+        ]
+    else:
+        problems.append(
+            f"the run materializes all of job {run.job_name}, but decision {decision_id} "
+            f"placed {logged.binding.get('workload')} alone"
+        )
+    if logged.decision.claimed_by not in (None, run.run_id):
+        problems.append(
+            f"decision {decision_id} is already claimed by run {logged.decision.claimed_by}"
+        )
     raw = run.tags.get(K8S_CONFIG_TAG)
     if raw is not None:
         try:
@@ -403,22 +457,24 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
 
     # -- RunLauncher -----------------------------------------------------------------------------
     def verify(self, run: DagsterRun, workspace: Any = None) -> None:
-        """Refuse (`PlacementRefused`) a run whose placement is missing, forged or stale."""
-        placed = any(t.startswith(PLACEMENT_PREFIX) for t in run.tags) or K8S_CONFIG_TAG in (
-            run.tags
-        )
+        """Refuse (`PlacementRefused`) a run whose placement is missing, forged, stale, meant
+        for other work or already used; claim the decision for the run when it is valid."""
+        placed = any(t in run.tags for t in ROUTING_TAGS) or K8S_CONFIG_TAG in run.tags
         if placed:
+            url = database_url(configured=self._database_url)
             decision_id = run.tags.get("plane/decision_id", "")
-            logged = (
-                read_placement(database_url(configured=self._database_url), decision_id)
-                if decision_id
-                else None
-            )
+            logged = read_placement(url, decision_id) if decision_id else None
             problems = placement_problems(run, logged)
             if problems:
                 raise PlacementRefused(
                     f"run {run.run_id} refused: its placement tags do not match a decision of "
                     "the reasoning plane: " + "; ".join(problems)
+                )
+            holder = claim(url, decision_id, run.run_id)
+            if holder != run.run_id:
+                raise PlacementRefused(
+                    f"run {run.run_id} refused: decision {decision_id} is already claimed by run "
+                    f"{holder}; a decision launches one run (a re-execution needs a new decision)"
                 )
             return
         workloads = workloads_in(run, workspace)
@@ -429,10 +485,12 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
             )
         if workloads:
             raise PlacementRefused(
-                f"run {run.run_id} refused: it would materialize {', '.join(workloads)}, which the "
-                "reasoning plane places (plane/gpu_count), but it carries no placement decision. "
-                "Turn on placement_sensor (it places the asset when its inputs change) or queue "
-                "the work with `plane request`; runs are not placed on launch"
+                f"run {run.run_id} refused: it would materialize {', '.join(workloads)}, which "
+                "read governed data and which the reasoning plane places (plane/gpu_count), but "
+                "it carries no placement decision. Turn on placement_sensor (it places the asset "
+                "when its inputs change) or queue the work with `plane request`, or run "
+                "`plane run --select ...` on a machine declared in a compliant zone; runs are "
+                "not placed on launch"
             )
 
     def launch_run(self, context: LaunchRunContext) -> None:

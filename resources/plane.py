@@ -12,7 +12,7 @@ telemetry table (pushed by ``plane agent``), local telemetry live from NVML.
 """
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ import psycopg
 from pydantic import Field
 
 from data_plane import catalog_store
+from data_plane.catalog import CatalogRecord
 from reasoning_plane import store
 from reasoning_plane.gpu_telemetry import read_gpus
 from reasoning_plane.inputs import load_budgets, load_fleet, load_quotas
@@ -74,15 +75,26 @@ class PlaneResource(dg.ConfigurableResource):
             catalog_store.ensure_schema(conn)
             yield conn
 
-    def snapshot(self, conn: psycopg.Connection, now: datetime | None = None) -> Snapshot:
-        fleet = self.fleet()
+    def snapshot(
+        self,
+        conn: psycopg.Connection,
+        now: datetime | None = None,
+        declared: Mapping[str, CatalogRecord] | None = None,
+        fleet: Fleet | None = None,
+    ) -> Snapshot:
+        """The tick's snapshot. Governance: the catalog's records, and for a dataset the
+        catalog does not hold yet the record its declaration implies (``declared``, from the
+        source catalog: see `data_plane.catalog.declared_record`). ``fleet``: instead of the
+        configured one (``plane run`` places on this machine alone)."""
+        fleet = fleet or self.fleet()
         local = any(c.local for c in fleet.clusters)
+        stored = {e.dataset_id: e.record for e in catalog_store.list_entries(conn)}
         return build_snapshot(
             conn,
             fleet=fleet,
             quotas=self.quotas(),
             budgets=self.budgets(),
-            catalog={e.dataset_id: e.record for e in catalog_store.list_entries(conn)},
+            catalog={**(declared or {}), **stored},
             now=now or datetime.now(UTC),
             local_report=read_gpus() if local else None,
         )

@@ -1,9 +1,13 @@
 """Layer 2C in Dagster: the placement sensor and the recurring-workload schedule.
 
-``placement_sensor`` turns pending GPU work into placed runs. Pending work is (1) every GPU asset
-(one declaring ``plane/gpu_count``) whose upstream assets were materialized after it, and (2)
-explicit requests in ``plane.requests`` (from ``plane request`` or from the run-failure sensor
-re-placing a run). All of a tick's work is placed jointly by `reasoning_plane.tick.run_tick`;
+``placement_sensor`` turns pending work on governed data into placed runs. Pending work is (1)
+every workload asset (one declaring ``plane/gpu_count``: GPU and CPU work alike) whose upstream
+assets were materialized after it, and (2) explicit requests in ``plane.requests`` (from
+``plane request``, the source-file sensor, or the run-failure sensor re-placing a run). A
+request names a workload; everything else comes from the asset and the catalog
+(`request_for`): its datasets from lineage, its team from the asset's owner, its GPU needs from
+the asset's declaration. All of a tick's work is placed jointly by `reasoning_plane.tick.run_tick`
+and each decision is signed;
 each placed decision becomes a ``RunRequest`` whose tags carry the decision (cluster, zone, GPU,
 executor, dagster-k8s pod configuration). Run keys make every request launch exactly once; the
 cursor remembers, per asset, the upstream state already handled (deferred work is retried on the
@@ -19,11 +23,13 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from assets.workloads import WorkloadSpec
+from data_plane.catalog import CatalogRecord
 from reasoning_plane import store
 from reasoning_plane.launch import run_config, run_tags
-from reasoning_plane.model import DEFERRED, PLACED, WorkloadRequest
+from reasoning_plane.model import DEFERRED, PLACED, REJECTED, WorkloadRequest
 from reasoning_plane.replay import request_from_payload
-from reasoning_plane.tick import Pending, TickResult, run_tick
+from reasoning_plane.signing import signer
+from reasoning_plane.tick import REQUEST_KEY, Pending, TickResult, run_tick
 from resources.plane import PlaneResource
 
 
@@ -33,21 +39,50 @@ def _latest_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey) -> int | 
 
 
 def _request(spec: WorkloadSpec, request_id: str, **extra) -> WorkloadRequest:
+    facts = {
+        "datasets": spec.datasets,
+        "latency_slo_ms": spec.latency_slo_ms,
+        **extra,
+    }
     return WorkloadRequest(
         request_id=request_id,
         workload=spec.key.to_user_string(),
         team=spec.team,
-        datasets=spec.datasets,
         gpu_count=spec.gpu_count,
         gpu_memory_gb=spec.gpu_memory_gb,
         estimated_duration_s=spec.est_duration_s,
         data_gb=spec.data_gb,
-        latency_slo_ms=spec.latency_slo_ms,
         priority=spec.priority,
         gpu_optional=spec.gpu_optional,
         recurring=spec.recurring,
-        **extra,
+        **facts,
     )
+
+
+def request_for(spec: WorkloadSpec, asked: WorkloadRequest) -> tuple[WorkloadRequest, list[str]]:
+    """The request the plane places for what a requester asked: the workload's facts from its
+    asset and the catalog, tightened (never loosened) by the requester: more datasets, a
+    stricter latency SLO. A re-placement keeps its attempt count and excluded clusters. Also
+    what was ignored of the requester's description, to log."""
+    ignored = []
+    if asked.team != spec.team:
+        ignored.append(f"team {asked.team!r} (the workload belongs to {spec.team!r})")
+    for name in ("gpu_count", "gpu_memory_gb", "priority", "gpu_optional"):
+        if getattr(asked, name) != getattr(spec, name):
+            ignored.append(f"{name}={getattr(asked, name)!r} (declared {getattr(spec, name)!r})")
+    dropped = sorted(set(spec.datasets) - set(asked.datasets))
+    if dropped:
+        ignored.append(f"datasets without {', '.join(dropped)} (lineage reads them)")
+    slos = [s for s in (spec.latency_slo_ms, asked.latency_slo_ms) if s is not None]
+    request = _request(
+        spec,
+        asked.request_id,
+        datasets=tuple(sorted(set(spec.datasets) | set(asked.datasets))),
+        latency_slo_ms=min(slos) if slos else None,
+        exclude_clusters=asked.exclude_clusters,
+        attempt=asked.attempt,
+    )
+    return request, ignored
 
 
 def due_workloads(
@@ -121,15 +156,18 @@ def _log(context, result: TickResult) -> None:
         )
 
 
-def build_placement_sensor(specs: list[WorkloadSpec]) -> dg.SensorDefinition:
+def build_placement_sensor(
+    specs: list[WorkloadSpec], declared: Mapping[str, CatalogRecord] | None = None
+) -> dg.SensorDefinition:
+    """``declared``: governance the source catalog declares for datasets not tagged yet."""
     by_key = {s.key.to_user_string(): s for s in specs}
 
     @dg.sensor(
         name="placement_sensor",
         description=(
-            "Reasoning plane: places due GPU work and explicit requests jointly (governance, "
-            "quotas, budgets, fresh telemetry, cost) and launches each placed run with its "
-            "decision in the run tags."
+            "Reasoning plane: places due work on governed data and queued requests jointly "
+            "(governance, quotas, budgets, fresh telemetry, cost) and launches each placed run "
+            "with its signed decision in the run tags."
         ),
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.STOPPED,
@@ -147,24 +185,37 @@ def build_placement_sensor(specs: list[WorkloadSpec]) -> dg.SensorDefinition:
         with plane.connect() as conn:
             explicit = []
             for payload in store.pending_requests(conn):
-                request = request_from_payload(payload)
-                if request.workload not in by_key:
+                asked = request_from_payload(payload)
+                spec = by_key.get(asked.workload)
+                if spec is None:
                     context.log.warning(
-                        f"request {request.request_id}: {request.workload} is "
-                        "not a GPU asset of this code location; skipped"
+                        f"request {asked.request_id}: {asked.workload} is not a workload of "
+                        "this code location; rejected"
                     )
+                    store.mark_request(conn, asked.request_id, REJECTED, "")
                     continue
-                explicit.append(Pending(request, f"request:{request.request_id}"))
-            if not pending and not explicit:
-                return dg.SkipReason("no GPU work is due and no request is pending")
-            fleet = plane.fleet()
-            result = run_tick(conn, pending + explicit, lambda c: plane.snapshot(c), plane.policy())
-            for decision, run_key in result.decisions:
-                if run_key.startswith("request:"):
-                    store.mark_request(
-                        conn, decision.request.request_id, decision.status, decision.decision_id
+                request, ignored = request_for(spec, asked)
+                if ignored:
+                    context.log.warning(
+                        f"request {asked.request_id}: the catalog and the asset say what "
+                        f"{asked.workload} is; ignored {'; '.join(ignored)}"
                     )
-                elif decision.status != DEFERRED:  # deferred: retried next tick
+                explicit.append(Pending(request, f"{REQUEST_KEY}{request.request_id}"))
+            conn.commit()
+            if not pending and not explicit:
+                return dg.SkipReason("no work on governed data is due and no request is pending")
+            fleet = plane.fleet()
+            result = run_tick(
+                conn,
+                pending + explicit,
+                lambda c: plane.snapshot(c, declared=declared),
+                plane.policy(),
+                signer(),
+            )
+            for decision, run_key in result.decisions:
+                if run_key.startswith(REQUEST_KEY):
+                    continue  # marked in the tick's own transaction
+                if decision.status != DEFERRED:  # deferred: retried next tick
                     workload, _, marker = run_key.rpartition("@")
                     cursor[workload] = marker
             conn.commit()
@@ -176,7 +227,9 @@ def build_placement_sensor(specs: list[WorkloadSpec]) -> dg.SensorDefinition:
     return placement_sensor
 
 
-def build_recurring_schedule(specs: list[WorkloadSpec]) -> dg.ScheduleDefinition:
+def build_recurring_schedule(
+    specs: list[WorkloadSpec], declared: Mapping[str, CatalogRecord] | None = None
+) -> dg.ScheduleDefinition:
     recurring = [s for s in specs if s.recurring]
 
     @dg.schedule(
@@ -205,7 +258,13 @@ def build_recurring_schedule(specs: list[WorkloadSpec]) -> dg.ScheduleDefinition
             if not pending:
                 return dg.SkipReason("no recurring GPU workload")
             fleet = plane.fleet()
-            result = run_tick(conn, pending, lambda c: plane.snapshot(c), plane.policy())
+            result = run_tick(
+                conn,
+                pending,
+                lambda c: plane.snapshot(c, declared=declared),
+                plane.policy(),
+                signer(),
+            )
             conn.commit()
         _log(context, result)
         requests = _run_requests(result, fleet)

@@ -20,13 +20,14 @@ from assets.governance import build_catalog_asset
 from assets.ingestion import build_ingestion_asset
 from assets.models import TOPIC_CLASSIFIER, build_model_assets
 from assets.spend import SPEND_GROUP, team_spend_asset, team_spend_job, team_spend_schedule
-from assets.workloads import workload_specs
+from assets.workloads import declared_records, workload_specs
 from data_plane.policy import load_policy
 from data_plane.sources import load_source_catalog
 from resources.database import project_root
 from resources.embedding import EmbeddingModelResource
 from resources.executor import placement_executor
 from resources.governance import GovernanceCatalogResource
+from resources.guard import PlacementGuardResource
 from resources.lakehouse import LakehouseResource
 from resources.plane import PlaneResource
 from resources.postgres import PostgresResource
@@ -84,6 +85,7 @@ def build_defs(
         assets += build_model_assets(TOPIC_CLASSIFIER, by_name[TOPIC_CLASSIFIER.dataset], policy)
 
     workloads = workload_specs(assets)
+    declared = declared_records(assets)
     postgres = PostgresResource(database_url=database_url)
     main_job = dg.define_asset_job(
         "main_job",
@@ -98,12 +100,12 @@ def build_defs(
         jobs=[main_job, team_spend_job],
         sensors=[
             build_source_files_sensor(catalog),
-            build_placement_sensor(workloads),
+            build_placement_sensor(workloads, declared),
             plane_run_started_sensor,
             plane_metering_sensor,
             plane_failure_sensor,
         ],
-        schedules=[build_recurring_schedule(workloads), team_spend_schedule],
+        schedules=[build_recurring_schedule(workloads, declared), team_spend_schedule],
         executor=placement_executor,
         resources={
             "postgres": postgres,
@@ -114,6 +116,7 @@ def build_defs(
             "vectors": VectorStoresResource(database_url=database_url),
             "embedding_model": EmbeddingModelResource(),
             "plane": PlaneResource(postgres=postgres),
+            "placement_guard": PlacementGuardResource(postgres=postgres),
         },
     )
 

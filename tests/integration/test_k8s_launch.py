@@ -30,6 +30,7 @@ from reasoning_plane.inputs import (
 from reasoning_plane.launch import DECISION_LABEL, run_config, run_tags
 from reasoning_plane.model import PLACED, Snapshot, WorkloadRequest
 from reasoning_plane.policy import PlacementPolicy
+from reasoning_plane.signing import signer
 from resources.launcher import PlacementRefused, PlacementRunLauncher
 from tests.integration.placed_jobs import placed_gpu_job
 
@@ -81,8 +82,8 @@ def kubeconfig(tmp_path: Path, name: str) -> str:
     return str(path)
 
 
-def decisions():
-    snapshot = Snapshot(
+def seed_snapshot() -> Snapshot:
+    return Snapshot(
         fleet=load_fleet(SEED / "fleet.yaml"),
         quotas=load_quotas(SEED / "quotas.yaml"),
         budgets=load_budgets(SEED / "budgets.yaml"),
@@ -91,6 +92,10 @@ def decisions():
         catalog=load_catalog_records(SEED / "catalog.json"),
         now=datetime(2026, 11, 25, 12, 0, 2, tzinfo=UTC),
     )
+
+
+def decisions():
+    snapshot = seed_snapshot()
     common = dict(
         workload="placed_gpu_job",
         gpu_count=2,
@@ -120,17 +125,18 @@ def validate(job: dict) -> None:
 
 
 def log_decisions(url: str, *logged) -> None:
-    """Write decisions to plane.decisions, as the placement tick does: the launcher verifies
-    every placed run against this log."""
+    """Write decisions to plane.decisions, signed, as the placement tick does: the launcher
+    verifies every placed run against this log."""
+    snapshot = seed_snapshot()
     with psycopg.connect(url) as conn:
         store.ensure_schema(conn)
         for decision in logged:
-            store.record_decision(conn, decision)
+            store.record_decision(conn, decision, snapshot=snapshot, signer=signer())
 
 
-def test_eu_and_us_runs_become_jobs_on_two_clusters(tmp_path: Path, database_url: str) -> None:
+def test_eu_and_us_runs_become_jobs_on_two_clusters(tmp_path: Path, plane_db: str) -> None:
     by_id, fleet = decisions()
-    log_decisions(database_url, *by_id.values())
+    log_decisions(plane_db, *by_id.values())
     eu, us = by_id["eu-run"], by_id["us-run"]
     assert (eu.chosen.cluster, us.chosen.cluster) == ("eu-fra-a10", "us-east-a100")
     batch = {"eu-fra-a10": CapturingBatchApi(), "us-east-a100": CapturingBatchApi()}

@@ -19,7 +19,6 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster_k8s import K8sRunLauncher
 from dagster_k8s import client as k8s_client
 
-from reasoning_plane import store
 from reasoning_plane.launch import run_config, run_tags
 from reasoning_plane.model import WorkloadRequest
 from resources.launcher import ClusterRejected, PlacementRefused, PlacementRunLauncher
@@ -109,13 +108,11 @@ def test_cpu_work_without_placement_runs_locally(workspace_instance) -> None:
 
 
 @pytest.fixture
-def k8s(tmp_path: Path, database_url: str):
-    """Two clusters behind capturing API servers, the seed decisions logged."""
+def k8s(tmp_path: Path, plane_db: str):
+    """Two clusters behind capturing API servers, the seed decisions logged (in a fresh plane
+    schema: decision ids are deterministic across tests, and claims are append-only)."""
     by_id, fleet = decisions()
-    log_decisions(database_url, *by_id.values())
-    ids = [d.decision_id for d in by_id.values()]
-    with psycopg.connect(database_url) as conn:  # decision ids are deterministic across tests
-        conn.execute("DELETE FROM plane.decision_runs WHERE decision_id = ANY(%s)", (ids,))
+    log_decisions(plane_db, *by_id.values())
     batch = {"eu-fra-a10": CapturingBatchApi(), "us-east-a100": CapturingBatchApi()}
     clusters = {
         name: {
@@ -209,10 +206,9 @@ def test_forged_or_stale_placement_tags_are_refused(k8s, database_url: str) -> N
     with pytest.raises(PlacementRefused, match="job_namespace='media-ml'"):
         _launch(instance, launcher, tags, elsewhere)
 
-    # A decision already carried out by a run is not reused by a copy of its tags.
-    with psycopg.connect(database_url) as conn:
-        store.link_run(conn, eu.decision_id, genuine.run_id)
-    with pytest.raises(PlacementRefused, match=f"already ran as run {genuine.run_id}"):
+    # A decision claimed at launch by a run is not reused by a copy of its tags (a re-execution,
+    # a launchpad copy): the claim in PostgreSQL names the run that holds it.
+    with pytest.raises(PlacementRefused, match=f"already claimed by run {genuine.run_id}"):
         _launch(instance, launcher, tags, config)
 
     assert len(batch["eu-fra-a10"].jobs) == 1 and not batch["us-east-a100"].jobs
@@ -391,3 +387,68 @@ def test_unavailable_cluster_api_is_retried_a_bounded_number_of_times(
     with pytest.raises(ClusterRejected, match=r"HTTP 503 .*after dagster-k8s's retries"):
         _launch(instance, launcher, run_tags(eu, fleet), run_config(eu, fleet))
     assert down.calls == 4 and waits == [10.0, 10.0, 10.0]
+
+
+def test_a_decision_row_the_plane_did_not_sign_is_refused(k8s, plane_db: str) -> None:
+    """An insider with the database URL writes a 'placed' row, or copies a signed one with the
+    cluster changed: neither verifies, so nothing launches on it."""
+    instance, launcher, batch, by_id, fleet = k8s
+    eu, us = by_id["eu-run"], by_id["us-run"]
+    with psycopg.connect(plane_db) as conn:
+        # a fabricated decision: the US run's decision under a new id, without a signature
+        conn.execute(
+            "INSERT INTO plane.decisions (decision_id, request_id, run_key, workload, team, status,"
+            " cluster, gpu_type, executor, est_cost_usd, policy_version, snapshot_hash, payload,"
+            " explanation, decided_at) SELECT 'forged-unsigned', request_id, run_key, workload,"
+            " team, status, cluster, gpu_type, executor, est_cost_usd, policy_version,"
+            " snapshot_hash, payload, explanation, decided_at FROM plane.decisions"
+            " WHERE decision_id = %s",
+            (us.decision_id,),
+        )
+        # a copy of the EU decision's signed binding, moved to the US cluster
+        conn.execute(
+            "INSERT INTO plane.decisions (decision_id, request_id, run_key, workload, team, status,"
+            " cluster, gpu_type, executor, est_cost_usd, policy_version, snapshot_hash, payload,"
+            " explanation, decided_at, binding, signature, key_id) SELECT 'forged-moved',"
+            " request_id, run_key, workload, team, status, 'us-east-a100', gpu_type, executor,"
+            " est_cost_usd, policy_version, snapshot_hash, payload, explanation, decided_at,"
+            " jsonb_set(jsonb_set(binding, '{decision_id}', '\"forged-moved\"'), '{cluster}',"
+            " '\"us-east-a100\"'), signature, key_id FROM plane.decisions"
+            " WHERE decision_id = %s",
+            (eu.decision_id,),
+        )
+        conn.commit()
+    unsigned = {**run_tags(us, fleet), "plane/decision_id": "forged-unsigned"}
+    with pytest.raises(PlacementRefused, match="carries no signature of the reasoning plane"):
+        _launch(instance, launcher, unsigned, run_config(us, fleet))
+    moved = {
+        **run_tags(eu, fleet),
+        "plane/decision_id": "forged-moved",
+        "plane/cluster": "us-east-a100",
+    }
+    with pytest.raises(PlacementRefused, match=r"signature \(key \w+\) does not match its content"):
+        _launch(instance, launcher, moved, run_config(eu, fleet))
+    assert not batch["us-east-a100"].jobs and not batch["eu-fra-a10"].jobs
+
+
+def test_a_decision_for_one_workload_cannot_launch_another(workspace_instance, plane_db) -> None:
+    """A run of the EU workload carrying the tags of a decision made for other work (here the
+    plain job's decision) is refused: the run's asset selection must be the decision's
+    workload."""
+    instance, workspace = workspace_instance
+    by_id, fleet = decisions()  # decisions for the workload "placed_gpu_job"
+    log_decisions(plane_db, *by_id.values())
+    eu = by_id["eu-run"]
+    job = defs.resolve_implicit_global_asset_job_def()
+    entry = next(iter(workspace.get_code_location_entries().values()))
+    (repo,) = entry.code_location.get_repositories().values()
+    remote = repo.get_full_job(job.name)
+    run = instance.create_run_for_job(
+        job_def=job,
+        asset_selection=frozenset({GPU_KEY}),
+        tags=run_tags(eu, fleet),
+        remote_job_origin=remote.get_remote_origin(),
+        job_code_origin=remote.get_python_origin(),
+    )
+    with pytest.raises(PlacementRefused, match="placed placed_gpu_job alone"):
+        instance.run_launcher.verify(run, workspace)

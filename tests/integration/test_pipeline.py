@@ -11,23 +11,20 @@ import yaml
 
 from data_plane import catalog_store
 from stack_defs.definitions import build_defs
+from tests.placed import GDPR_EU, PlacedResult, run_placed_result
+
+US = ("US", "ISO27001,SOC2")
 
 
-def _materialize(sources: Path, lake: Path, selection: str = "*") -> dg.ExecuteInProcessResult:
+def _materialize(
+    sources: Path, lake: Path, selection: str = "*", zone: tuple[str, str] = GDPR_EU
+) -> PlacedResult:
+    """The graph placed by the reasoning plane and run on this machine declared in ``zone``."""
     defs = build_defs(sources_file=sources, lakehouse_root=str(lake))
-    job = defs.resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-        asset_selection=list(
-            dg.AssetSelection.from_coercible(selection).resolve(defs.resolve_asset_graph())
-        )
-        if selection != "*"
-        else None,
-    )
+    return run_placed_result(defs, selection, instance=dg.DagsterInstance.ephemeral(), zone=zone)
 
 
-def _checks(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], bool]:
+def _checks(result: PlacedResult) -> dict[tuple[str, str], bool]:
     return {
         (e.asset_key.to_user_string(), e.check_name): e.passed
         for e in result.get_asset_check_evaluations()
@@ -38,8 +35,26 @@ def test_main_graph_ingests_tags_and_derives(
     sample_catalog: Path, tmp_path: Path, pg: psycopg.Connection, fresh_schema: None
 ) -> None:
     lake = tmp_path / "lake"
-    result = _materialize(sample_catalog, lake)
-    assert result.success
+    result = _materialize(sample_catalog, lake)  # this machine declared EU (GDPR)
+    outcomes = result.outcomes
+    # US personal data is not processed on an EU machine, nor what reads it.
+    assert outcomes["ingested/customer_orders_us"].status == "rejected"
+    assert (
+        "customer_orders_us is PII with residency US"
+        in outcomes["ingested/customer_orders_us"].reason
+    )
+    assert outcomes["curated/daily_revenue"].status == "skipped"
+    us = _materialize(sample_catalog, lake, zone=US)  # the same machine declared US
+    assert us.outcomes["ingested/customer_orders_us"].status == "succeeded"
+    assert us.outcomes["ingested/customer_orders_eu"].status == "rejected"
+    assert all(
+        o.status == "succeeded"
+        for k, o in outcomes.items()
+        if "customer_orders_us" not in k and k != "curated/daily_revenue"
+    ), outcomes
+    # EU and US personal data together: no single zone may process them.
+    revenue = us.outcomes["curated/daily_revenue"]
+    assert revenue.status in ("rejected", "skipped"), revenue
     checks = _checks(result)
     assert checks and all(checks.values()), checks
     assert ("ingested/customer_orders_eu", "quarantine_below_threshold") in checks
@@ -61,11 +76,7 @@ def test_main_graph_ingests_tags_and_derives(
     talks = catalog_store.get_entry(pg, "conference_transcripts")
     assert talks is not None and talks.record.classification == "PUBLIC" and not talks.pii_columns
 
-    revenue = catalog_store.get_entry(pg, "daily_revenue")
-    assert revenue is not None
-    assert revenue.record.data_residency == "EU+US"  # propagated along the graph
-    assert revenue.record.classification == "PII"
-    assert revenue.derived_from == ("customer_orders_eu", "customer_orders_us")
+    assert catalog_store.get_entry(pg, "daily_revenue") is None  # never derived: see above
 
     quarantine = pl.read_parquet(lake / "quarantine" / "customer_orders_eu.parquet")
     assert quarantine.height == 6 and quarantine["reason"].null_count() == 0
@@ -89,7 +100,7 @@ def test_main_graph_ingests_tags_and_derives(
     # Re-running is idempotent: same tables, no new catalog history.
     history = pg.execute("SELECT count(*) FROM governance.catalog_history").fetchone()[0]
     again = _materialize(sample_catalog, lake)
-    assert again.success
+    assert all(o.status != "failed" for o in again.outcomes.values())
     assert pl.read_parquet(lake / "ingested" / "customer_orders_eu.parquet").equals(ingested)
     pg.rollback()
     assert pg.execute("SELECT count(*) FROM governance.catalog_history").fetchone()[0] == history
@@ -99,30 +110,32 @@ def test_main_graph_ingests_tags_and_derives(
         "customer_orders_us",
         "support_tickets",
         "conference_transcripts",
-        "daily_revenue",
         "segment_topic_classifier",
         "conference_transcripts_topics",
     }
 
 
-def test_unknown_region_and_undeclared_pii_fail_their_checks(
+def test_unknown_region_is_never_ingested_and_undeclared_pii_fails_its_check(
     sample_catalog: Path, tmp_path: Path, pg: psycopg.Connection, fresh_schema: None
 ) -> None:
     doc = yaml.safe_load(sample_catalog.read_text())
     tickets = next(s for s in doc["sources"] if s["name"] == "support_tickets")
     tickets["storage_endpoint"] = "s3://atlantis-1/support"  # a region nobody mapped
-    tickets["pii_columns"] = ["customer_email"]  # body holds PII but is not declared
     doc["derived"] = []
     sample_catalog.write_text(yaml.safe_dump(doc))
-
     result = _materialize(sample_catalog, tmp_path / "lake")
-    checks = _checks(result)
-    assert checks[("catalog/support_tickets", "residency_known")] is False
-    assert checks[("catalog/support_tickets", "pii_columns_tagged")] is False
-    assert checks[("catalog/customer_orders_eu", "residency_known")] is True
-    entry = catalog_store.get_entry(pg, "support_tickets")
-    assert entry is not None and entry.record.data_residency == "UNKNOWN"
-    assert entry.record.gdpr_compliant is False
+    # Unknown residency is the most restrictive: no cluster may even ingest it (fail closed).
+    ingest = result.outcomes["ingested/support_tickets"]
+    assert ingest.status == "rejected" and "unknown residency" in ingest.reason
+    assert not (tmp_path / "lake" / "ingested" / "support_tickets.parquet").exists()
+    assert catalog_store.get_entry(pg, "support_tickets") is None
+    assert _checks(result)[("catalog/customer_orders_eu", "residency_known")] is True
+
+    tickets["storage_endpoint"] = "s3://eu-west-1/support-tickets"
+    tickets["pii_columns"] = ["customer_email"]  # body holds PII but is not declared
+    sample_catalog.write_text(yaml.safe_dump(doc))
+    result = _materialize(sample_catalog, tmp_path / "lake2", "*catalog/support_tickets")
+    assert _checks(result)[("catalog/support_tickets", "pii_columns_tagged")] is False
 
 
 def test_too_much_quarantine_fails_the_check(
@@ -144,7 +157,7 @@ def test_empty_source_file_fails_the_step_with_a_clear_error(
     result = _materialize(sample_catalog, tmp_path / "lake")
     assert not result.success
     failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    assert len(failures) == 1
+    assert len(failures) == 1, [e.message for e in failures]
     message = failures[0].event_specific_data.error.cause.message
     assert "support_tickets.jsonl" in message and "empty" in message
     # The other sources were still ingested.

@@ -1,0 +1,219 @@
+"""``plane run``: run assets on this machine *through* the reasoning plane.
+
+``dagster job execute`` and ``dagster asset materialize`` run assets in the calling process; the
+data guard (`resources.guard`) refuses every asset that reads governed data there unless the run
+carries a signed decision for it. ``plane run`` is the in-process path that obtains them: for
+the selected assets, in dependency order (one level at a time), it
+
+1. builds each workload's request from its asset and the catalog (`sensors.placement._request`:
+   datasets from lineage, team from the owner, needs from the declaration);
+2. places the level jointly with the same tick as ``placement_sensor``
+   (`reasoning_plane.tick.run_tick`: one transaction, quota, budget, reservations, signed
+   decisions), on the fleet of this machine alone whatever ``PLANE_FLEET_FILE`` says (its
+   zone and certifications are what the operator declares in ``PLANE_LOCAL_ZONE`` /
+   ``PLANE_LOCAL_CERTIFICATIONS``);
+3. runs each placed asset in its own Dagster run carrying the decision's tags (the guard claims
+   the decision for that run), then settles the reservation at the run's actual cost.
+
+Work that is deferred (no free CPU slot) is placed again once a run has freed one; work the
+plane rejects (e.g. EU personal data on a machine declared US) is not run, nor is anything
+downstream of it, and the summary says why. Assets that read no governed data run as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from assets.workloads import WorkloadSpec, declared_records, workload_specs
+from reasoning_plane import store
+from reasoning_plane.gpu_telemetry import read_gpus
+from reasoning_plane.launch import run_tags
+from reasoning_plane.model import DEFERRED, PLACED, Decision
+from reasoning_plane.signing import signer
+from reasoning_plane.snapshot import local_fleet
+from reasoning_plane.tick import Pending, run_tick
+from resources.plane import PlaneResource
+from sensors.ledger import actual_cost
+from sensors.placement import SUMMARY_TAG, _request, decision_summary
+
+SUCCEEDED, FAILED, REJECTED, DEFERRED_OUT, SKIPPED = (
+    "succeeded",
+    "failed",
+    "rejected",
+    "deferred",
+    "skipped",
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    asset: str
+    status: str  # succeeded | failed | rejected | deferred | skipped
+    where: str  # cluster/pool, or "-"
+    decision_id: str | None
+    reason: str
+    run_id: str | None = None
+
+
+def _levels(graph, keys: set[dg.AssetKey]) -> list[list[dg.AssetKey]]:
+    return [
+        sorted(level & keys, key=lambda k: k.to_user_string())
+        for level in graph.toposorted_asset_keys_by_level
+        if level & keys
+    ]
+
+
+def run_placed(
+    defs: dg.Definitions,
+    selection: Iterable[dg.AssetKey],
+    *,
+    instance: dg.DagsterInstance,
+    plane: PlaneResource,
+    log: Callable[[str], None] = print,
+) -> list[Outcome]:
+    """Place and run ``selection`` on this machine; one `Outcome` per selected asset."""
+    graph = defs.resolve_asset_graph()
+    keys = set(selection)
+    assets = [a for a in defs.assets or () if isinstance(a, dg.AssetsDefinition)]
+    specs: dict[dg.AssetKey, WorkloadSpec] = {s.key: s for s in workload_specs(assets)}
+    declared = declared_records(assets)
+    job = defs.resolve_implicit_global_asset_job_def()
+    outcomes: dict[dg.AssetKey, Outcome] = {}
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    here = local_fleet(read_gpus())  # this machine alone, whatever fleet file is configured
+
+    def blocked_by(key: dg.AssetKey) -> str | None:
+        for dep in graph.get(key).parent_keys:
+            if dep in outcomes and outcomes[dep].status != SUCCEEDED:
+                return dep.to_user_string()
+        return None
+
+    def execute(key: dg.AssetKey, tags: dict[str, str]) -> dg.ExecuteInProcessResult:
+        return job.execute_in_process(
+            asset_selection=[key], tags=tags, instance=instance, raise_on_error=False
+        )
+
+    for level in _levels(graph, keys):
+        waiting: list[dg.AssetKey] = []
+        for key in level:
+            blocker = blocked_by(key)
+            if blocker is not None:
+                outcomes[key] = Outcome(
+                    key.to_user_string(), SKIPPED, "-", None, f"upstream {blocker} did not run"
+                )
+            elif key not in specs:  # reads no governed data: nothing to place
+                result = execute(key, {})
+                outcomes[key] = Outcome(
+                    key.to_user_string(),
+                    SUCCEEDED if result.success else FAILED,
+                    "local",
+                    None,
+                    "reads no governed data",
+                    result.run_id,
+                )
+            else:
+                waiting.append(key)
+        while waiting:
+            pending = [
+                Pending(
+                    _request(specs[k], f"{k.to_user_string()}@plane-run-{stamp}"),
+                    f"plane-run:{k.to_user_string()}@{stamp}",
+                )
+                for k in waiting
+            ]
+            with plane.connect() as conn:
+                result = run_tick(
+                    conn,
+                    pending,
+                    lambda c: plane.snapshot(c, declared=declared, fleet=here),
+                    plane.policy(),
+                    signer(),
+                )
+                conn.commit()
+            fleet = result.snapshot.fleet
+            placed: list[tuple[dg.AssetKey, Decision]] = []
+            still: list[dg.AssetKey] = []
+            for decision, _ in result.decisions:
+                key = dg.AssetKey.from_user_string(decision.request.workload)
+                name = key.to_user_string()
+                if decision.status == PLACED:
+                    placed.append((key, decision))
+                elif decision.status == DEFERRED:
+                    still.append(key)
+                else:
+                    outcomes[key] = Outcome(
+                        name, REJECTED, "-", decision.decision_id, decision.reason
+                    )
+                    log(f"{name}: rejected ({decision.decision_id}): {decision.reason}")
+            if not placed:
+                for key in still:
+                    decision = next(
+                        d for d, _ in result.decisions if d.request.workload == key.to_user_string()
+                    )
+                    outcomes[key] = Outcome(
+                        key.to_user_string(),
+                        DEFERRED_OUT,
+                        "-",
+                        decision.decision_id,
+                        decision.reason,
+                    )
+                    log(f"{key.to_user_string()}: deferred and not run: {decision.reason}")
+                break
+            for key, decision in placed:
+                tags = run_tags(decision, fleet)
+                tags[SUMMARY_TAG] = decision_summary(tags)
+                where = decision.chosen.label if decision.chosen else "-"
+                log(f"{key.to_user_string()}: placed on {where} ({decision.decision_id}); running")
+                run = execute(key, tags)
+                outcomes[key] = _settle(instance, plane, decision, run, where)
+            waiting = still
+    return [outcomes[k] for k in sorted(outcomes, key=lambda k: k.to_user_string())]
+
+
+def _settle(
+    instance: dg.DagsterInstance,
+    plane: PlaneResource,
+    decision: Decision,
+    run: dg.ExecuteInProcessResult,
+    where: str,
+) -> Outcome:
+    """Link the run to its decision and settle its reservation at the actual cost."""
+    record = instance.get_run_record_by_id(run.run_id)
+    seconds = 0.0
+    if record is not None and record.start_time and record.end_time:
+        seconds = record.end_time - record.start_time
+    with plane.connect() as conn:
+        store.link_run(conn, decision.decision_id, run.run_id)
+        logged = store.decision_for(conn, decision.decision_id)
+        usd = actual_cost(logged.payload, seconds) if logged else 0.0
+        store.close_reservation(
+            conn, decision.decision_id, run_id=run.run_id, kind="settle", usd=usd
+        )
+        conn.commit()
+    name = decision.request.workload
+    if run.success:
+        return Outcome(name, SUCCEEDED, where, decision.decision_id, "", run.run_id)
+    failure = next(
+        (e.message for e in run.all_events if e.is_failure and e.message),
+        "the run failed",
+    )
+    return Outcome(name, FAILED, where, decision.decision_id, failure, run.run_id)
+
+
+def summary_table(outcomes: Sequence[Outcome]) -> str:
+    rows = [("asset", "status", "where", "decision", "reason")] + [
+        (o.asset, o.status, o.where, o.decision_id or "-", o.reason or "-") for o in outcomes
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = []
+    for i, row in enumerate(rows):
+        lines.append(
+            "  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
+        )
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 6)
+    return "\n".join(lines)
