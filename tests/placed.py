@@ -80,6 +80,10 @@ class PlacedResult:
         ]
 
     @property
+    def run_ids(self) -> list[str]:
+        return [o.run_id for o in self.outcomes.values() if o.run_id]
+
+    @property
     def success(self) -> bool:
         return all(o.status == SUCCEEDED for o in self.outcomes.values())
 

@@ -122,6 +122,8 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "PLANE_LOCAL_CPU_SLOTS",
     ]:
         env.pop(name, None)
+    _ENV.clear()
+    _ENV.update(env)  # `plane run` in the tour runs with dagster dev's environment
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     log = (root / "dagster-dev.log").open("w")
@@ -170,6 +172,7 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+_ENV: dict[str, str] = {}
 _STARTED = [time.monotonic()]  # when the tour started, for the step timings it prints
 
 
@@ -253,9 +256,23 @@ def test_operator_tour(dagster_ui: str) -> None:
         expect(launchpad.get_by_text("No errors")).to_be_visible()
         launchpad.get_by_role("button", name=re.compile("Materialize")).click()
         page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}"))
-        _wait_for_run(page, "ingest, catalog and chunk the support tickets")
-        expect(page.get_by_text("3 assets").first).to_be_visible()
-        _shot(page, "04-run-succeeded")
+        # governed data is never run unplaced: the launcher refuses the run, saying how
+        expect(page.get_by_text("Failure", exact=True).first).to_be_visible(timeout=RUN_S * 1000)
+        expect(page.get_by_text(re.compile("carries no placement decision")).first).to_be_visible()
+        _shot(page, "04-run-refused")
+        # ... so the operator runs it through the plane: `plane run` places each asset on this
+        # machine (declared EU) and runs what was placed, each run with its signed decision
+        placed = subprocess.run(
+            [str(BIN / "plane"), "run", "--select", "*chunks/support_tickets"],
+            cwd=REPO,
+            env=_ENV,
+            capture_output=True,
+            text=True,
+            timeout=RUN_S,
+            check=False,
+        )
+        assert placed.returncode == 0, placed.stdout[-3000:] + placed.stderr[-3000:]
+        assert "chunks/support_tickets" in placed.stdout and "succeeded" in placed.stdout
 
         # 3. the placement sensor places the embedding work that is now due
         page.goto(f"{dagster_ui}/locations/reasoning_plane/sensors/placement_sensor")

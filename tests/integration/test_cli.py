@@ -27,32 +27,55 @@ def test_definitions_validate() -> None:
     assert "Validation successful for code location reasoning_plane" in proc.stdout + proc.stderr
 
 
-def test_asset_materialize_all_on_postgres_instance(sample_catalog: Path, tmp_path: Path) -> None:
+def test_asset_materialize_skips_no_plane_and_plane_run_places_it(
+    sample_catalog: Path, tmp_path: Path
+) -> None:
+    """`dagster asset materialize --select '*'` on a machine declared US used to embed EU
+    personal data: every governed step now refuses in-process (nothing read), and `plane run`
+    runs the same selection through the plane on the PostgreSQL-backed instance."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    env = {"DAGSTER_HOME": str(home), "PLANE_SOURCES_FILE": str(sample_catalog)}
+    env = {
+        "DAGSTER_HOME": str(home),
+        "PLANE_SOURCES_FILE": str(sample_catalog),
+        "PLANE_LOCAL_ZONE": "US",
+        "PLANE_LOCAL_CERTIFICATIONS": "ISO27001",
+    }
     proc = run(
         [str(BIN / "dagster"), "asset", "materialize", "-m", "stack_defs", "--select", "*"],
         cwd=tmp_path,
         env=env,
     )
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    assert "RUN_SUCCESS" in proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "ingested/support_tickets reads governed data" in out and "plane run --select" in out
+    assert "RUN_SUCCESS" not in out
+
+    placed = run([str(BIN / "plane"), "run", "--select", "*"], cwd=tmp_path, env=env)
+    assert placed.returncode == 0, placed.stderr[-5000:]
+    table = placed.stdout.splitlines()
+    row = next(x for x in table if x.startswith("ingested/customer_orders_us"))
+    assert row.split()[1] == "succeeded"  # US data on the machine declared US
+    row = next(x for x in table if x.startswith("ingested/support_tickets"))
+    assert row.split()[1] == "rejected" and "residency EU; cluster zone is US" in row
 
     os.environ["DAGSTER_HOME"] = str(home)
     try:
         with DagsterInstance.get() as instance:
             assert type(instance.run_storage).__name__ == "PlaneRunStorage"  # PostgreSQL
             runs = instance.get_runs()
-            assert runs and runs[0].status == DagsterRunStatus.SUCCESS
+            assert any(r.status == DagsterRunStatus.SUCCESS for r in runs)
+            assert all(
+                "plane/decision_id" in r.tags for r in runs if r.status == DagsterRunStatus.SUCCESS
+            )
     finally:
         del os.environ["DAGSTER_HOME"]
 
     summary = run([str(BIN / "plane"), "catalog"], cwd=tmp_path)
     assert summary.returncode == 0, summary.stderr
-    line = next(x for x in summary.stdout.splitlines() if x.startswith("customer_orders_eu"))
-    assert line.split()[1:6] == ["594", "6", "PII", "EU", "7_years"]
+    line = next(x for x in summary.stdout.splitlines() if x.startswith("customer_orders_us"))
+    assert line.split()[1:5] == ["396", "4", "PII", "US"]
     show = run([str(BIN / "plane"), "catalog", "show", "nope"], cwd=tmp_path)
     assert show.returncode == 4 and "no catalog entry" in show.stderr
 
@@ -71,3 +94,8 @@ def test_readme_main_command() -> None:
     ):
         assert dataset in proc.stdout
     assert "quarantined rows" in proc.stdout
+    # through the plane: US personal data is rejected on this machine declared EU, with why
+    rejected = next(
+        x for x in proc.stdout.splitlines() if x.startswith("ingested/customer_orders_us")
+    )
+    assert "rejected" in rejected and "residency US; cluster zone is EU" in rejected

@@ -16,6 +16,7 @@ from reasoning_plane.tick import Pending, run_tick
 from resources.plane import PlaneResource
 from resources.postgres import PostgresResource
 from stack_defs.definitions import build_defs
+from tests.placed import materialize_placed
 from tests.unit.plane.factory import request as make_request
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,8 +74,7 @@ def world(plane_env: str, tmp_path: Path):
                 "chunks/conference_transcripts",
             )
         ]
-        job = defs.resolve_implicit_global_asset_job_def()
-        assert job.execute_in_process(instance=instance, asset_selection=keys).success
+        materialize_placed(defs, keys, instance=instance)
         yield defs, instance, plane_env
 
 

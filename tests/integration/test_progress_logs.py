@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from stack_defs.definitions import build_defs
+from tests.placed import run_placed_result
 
 pytestmark = pytest.mark.slow
 
@@ -34,10 +35,9 @@ def test_ingestion_and_embedding_log_rows_per_second(
         )
     ]
     with dg.instance_for_test() as instance:
-        job = defs.resolve_implicit_global_asset_job_def()
-        result = job.execute_in_process(instance=instance, asset_selection=keys)
-        assert result.success
-        logs = _messages(instance, result.run_id)
+        result = run_placed_result(defs, keys, instance=instance)
+        assert result.success, result.outcomes
+        logs = [m for run_id in result.run_ids for m in _messages(instance, run_id)]
         chunks = instance.get_latest_materialization_event(
             dg.AssetKey.from_user_string("chunks/support_tickets")
         )

@@ -22,6 +22,7 @@ from data_plane.retrieval import Retriever, load_store_config
 from data_plane.vector_store import store_stats
 from resources.vectors import connect_store
 from stack_defs.definitions import build_defs
+from tests.placed import PlacedResult, run_placed_result
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -34,15 +35,15 @@ def _drop(url: str) -> None:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-def _run(defs: dg.Definitions, selection: list[str] | None = None) -> dg.ExecuteInProcessResult:
-    job = defs.resolve_implicit_global_asset_job_def()
-    keys = [dg.AssetKey.from_user_string(s) for s in selection] if selection else None
-    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), asset_selection=keys)
-    assert result.success
+def _run(defs: dg.Definitions, selection: list[str] | None = None) -> PlacedResult:
+    """``selection`` placed by the reasoning plane and run on this machine declared EU."""
+    keys = [dg.AssetKey.from_user_string(s) for s in selection] if selection else "*"
+    result = run_placed_result(defs, keys, instance=dg.DagsterInstance.ephemeral())
+    assert result.success, result.outcomes
     return result
 
 
-def _meta(result: dg.ExecuteInProcessResult, key: str) -> dict:
+def _meta(result: PlacedResult, key: str) -> dict:
     for event in result.get_asset_materialization_events():
         if event.materialization.asset_key.to_user_string() == key:
             return {k: v.value for k, v in event.materialization.metadata.items()}

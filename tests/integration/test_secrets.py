@@ -39,6 +39,7 @@ from tests.integration.test_k8s_launch import (
     log_decisions,
 )
 from tests.integration.test_plane_dagster import SEED, _samples
+from tests.placed import run_placed_result
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -116,11 +117,10 @@ def test_a_password_bearing_database_url_never_leaks(secret_url: str, tmp_path: 
         "chunks/conference_transcripts",
     ]
     with dg.instance_for_test() as instance:
-        job = defs.resolve_implicit_global_asset_job_def()
-        result = job.execute_in_process(
-            instance=instance, asset_selection=[dg.AssetKey.from_user_string(k) for k in selection]
+        result = run_placed_result(
+            defs, [dg.AssetKey.from_user_string(k) for k in selection], instance=instance
         )
-        assert result.success
+        assert result.success, result.outcomes
         with psycopg.connect(secret_url) as conn:
             store.ensure_schema(conn)
             store.insert_samples(conn, _samples(datetime.now(UTC)))
@@ -221,15 +221,15 @@ def test_a_password_given_as_resource_config_is_refused(secret_url: str, tmp_pat
     defs = build_defs(
         sources_file=tmp_path / "sources.yaml", database_url=dg.EnvVar("PLANE_DATABASE_URL")
     )
-    job = defs.resolve_implicit_global_asset_job_def()
     with dg.instance_for_test() as instance:
-        result = job.execute_in_process(
-            instance=instance,
-            asset_selection=[  # the catalog asset connects through the EnvVar's URL
+        result = run_placed_result(
+            defs,
+            [  # the catalog asset connects through the EnvVar's URL
                 dg.AssetKey.from_user_string(k)
                 for k in ("ingested/customer_orders_eu", "catalog/customer_orders_eu")
             ],
+            instance=instance,
         )
-        assert result.success
+        assert result.success, result.outcomes
         kept = _everything_dagster_kept(instance)
     assert "PLANE_DATABASE_URL" in kept and PASSWORD not in kept
