@@ -22,7 +22,8 @@
                    [--policies naive,greedy,plane,hindsight] [--json]
                                   replay a seeded trace through placement policies: cost per
                                   1,000 requests and violations of each
-    plane agent --cluster NAME [--interval 1] [--gpu-type T] [--once | --check]
+    plane agent --cluster NAME [--interval 1] [--gpu-type T] [--max-clock-skew 5]
+                [--once | --check]
                                   push this node's NVML telemetry to plane.telemetry
     plane gpus [--json]           this machine's GPUs as NVML reports them
     plane db-url                  the PostgreSQL URL in use (password redacted)
@@ -403,6 +404,8 @@ def _agent(args: argparse.Namespace) -> int:
 
     if args.interval <= 0:
         raise ValueError("--interval must be a positive number of seconds")
+    if args.max_clock_skew is not None and not args.max_clock_skew >= 0:
+        raise ValueError("--max-clock-skew must be a number of seconds >= 0")
     if args.check:  # liveness: NVML readable and the database reachable
         report = read_gpus()
         with psycopg.connect(database_url(), connect_timeout=5) as conn:
@@ -422,14 +425,17 @@ def _agent(args: argparse.Namespace) -> int:
             iterations=1,
             gpu_type=args.gpu_type,
             reader=lambda: report,
+            max_clock_skew_s=args.max_clock_skew,
         )
-        print(f"pushed {stats.samples} samples ({report.reason})")
+        refused = f", refused {stats.refused} from the future" if stats.refused else ""
+        print(f"pushed {stats.samples} samples{refused} ({report.reason})")
         return EXIT_OK
     run_agent(
         lambda: psycopg.connect(database_url(), connect_timeout=5),
         args.cluster,
         interval_s=args.interval,
         gpu_type=args.gpu_type,
+        max_clock_skew_s=args.max_clock_skew,
     )
     return EXIT_OK
 
@@ -601,6 +607,12 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--cluster", default="local", help="cluster name as in the fleet file")
     agent.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
     agent.add_argument("--gpu-type", help="pool name in the fleet file (default: NVML's name)")
+    agent.add_argument(
+        "--max-clock-skew",
+        type=float,
+        help="refuse samples stamped more than this many seconds ahead of the database's clock "
+        "(default: the placement policy's default max_clock_skew_s, 5)",
+    )
     mode = agent.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="one sample, printed, then exit")
     mode.add_argument("--check", action="store_true", help="liveness check: NVML and database")

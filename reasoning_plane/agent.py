@@ -1,6 +1,8 @@
 """The telemetry push agent (``plane agent``): one per GPU node, samples NVML every second and
 writes the samples to ``plane.telemetry``, so remote clusters' telemetry is pushed, not polled,
-and the placement tick's freshness rule can trust (or refuse) it by its observation time.
+and the placement tick's freshness rule can trust (or refuse) it by its observation time and the
+time the plane received it. Samples stamped ahead of the database's clock by more than the
+allowed clock skew (a node whose clock runs ahead) are refused and the refusal is logged.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class AgentStats:
     iterations: int = 0
     samples: int = 0
     errors: int = 0
+    refused: int = 0  # samples observed ahead of the database's clock (see store.insert_samples)
     last_reason: str = ""
 
 
@@ -63,11 +66,15 @@ def run_agent(
     reader: Callable[[], NvmlReport] = read_gpus,
     log: Callable[[str], None] = print,
     sleep: Callable[[float], None] = time.sleep,
+    max_clock_skew_s: float | None = None,
 ) -> AgentStats:
     """Sample and push until stopped (or ``iterations`` times). Database errors are reported and
-    retried on the next tick with a fresh connection; nothing is ever pushed without a reading."""
+    retried on the next tick with a fresh connection; nothing is ever pushed without a reading.
+    Samples from the future (``max_clock_skew_s``: see `store.insert_samples`) are refused, said
+    once until a sample is accepted again."""
     stats = AgentStats()
     conn: psycopg.Connection | None = None
+    refusing = False
     while iterations is None or stats.iterations < iterations:
         started = time.monotonic()
         try:
@@ -88,10 +95,18 @@ def run_agent(
                 if conn is None or conn.closed:
                     conn = connect()
                     store.ensure_schema(conn)
-                store.insert_samples(conn, samples)
+                store.insert_samples(conn, samples, max_clock_skew_s=max_clock_skew_s)
                 conn.commit()
                 stats.samples += len(samples)
                 stats.last_reason = report.reason
+                refusing = False
+            except store.FutureTelemetryError as exc:
+                if conn is not None:
+                    conn.rollback()
+                stats.refused += len(exc.refused)
+                if not refusing:
+                    log(f"plane agent: {cluster}: {exc}")
+                refusing = True
             except psycopg.Error as exc:
                 stats.errors += 1
                 log(f"plane agent: {cluster}: could not write telemetry ({exc}); retrying")

@@ -9,10 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from data_plane.catalog import CatalogRecord
 from data_plane.classification import UNKNOWN, residency_parts
-from reasoning_plane.model import CPU, Cluster, GpuPool, Rejection, Snapshot, WorkloadRequest
+from reasoning_plane.model import (
+    CPU,
+    Cluster,
+    GpuPool,
+    Rejection,
+    Snapshot,
+    TelemetrySample,
+    WorkloadRequest,
+)
 from reasoning_plane.policy import PlacementPolicy
 
 GOVERNANCE_RULES = ("residency", "compliance")  # a candidate passing these is "compliant"
@@ -23,6 +32,7 @@ TRANSIENT_RULES = (
     "budget",
     "telemetry_stale",
     "telemetry_missing",
+    "telemetry_future",
     "excluded",
 )
 
@@ -146,26 +156,60 @@ def gpu_memory(ctx: Context) -> Iterable[Rejection]:
         )
 
 
+def telemetry_problem(
+    cluster: str,
+    gpu_type: str,
+    sample: TelemetrySample | None,
+    now: datetime,
+    policy: PlacementPolicy,
+) -> Rejection | None:
+    """Why a pool's newest sample cannot be trusted at ``now``, or None when it can.
+
+    * no sample (``telemetry_missing``): the pool is not assumed idle;
+    * observed later than ``now`` plus ``policy.max_clock_skew_s`` (``telemetry_future``): a
+      sample from the future would stay the newest for as long as it claims, hiding every
+      reservation made before its time;
+    * observed, or received by the plane (``received_at``, when known), longer ago than
+      ``policy.max_telemetry_age_s`` (``telemetry_stale``).
+
+    The same for every request: `index.FleetIndex` computes it once per pool."""
+    label = f"{cluster}/{gpu_type}"
+    if sample is None:
+        return Rejection("telemetry_missing", f"no telemetry for {label}; not assumed idle")
+    age = (now - sample.observed_at).total_seconds()
+    if -age > policy.max_clock_skew_s:
+        return Rejection(
+            "telemetry_future",
+            f"telemetry of {label} is observed {-age:.0f} s ahead of the plane's clock (max "
+            f"clock skew {policy.max_clock_skew_s:g} s); refused, not assumed idle",
+        )
+    if age > policy.max_telemetry_age_s:
+        return Rejection(
+            "telemetry_stale",
+            f"telemetry of {label} is {age:.0f} s old (max "
+            f"{policy.max_telemetry_age_s:g} s); not assumed idle",
+        )
+    if sample.received_at is not None:
+        received = (now - sample.received_at).total_seconds()
+        if received > policy.max_telemetry_age_s:
+            return Rejection(
+                "telemetry_stale",
+                f"telemetry of {label} was received {received:.0f} s ago (max "
+                f"{policy.max_telemetry_age_s:g} s); not assumed idle",
+            )
+    return None
+
+
 def telemetry(ctx: Context) -> Iterable[Rejection]:
-    """Never trust stale telemetry: a missing or old sample makes the pool ineligible."""
+    """Never trust stale telemetry: a missing, old or future sample makes the pool ineligible."""
     if ctx.pool is None:
         return
     sample = ctx.snapshot.telemetry.get((ctx.cluster.name, ctx.pool.gpu_type))
-    if sample is None:
-        yield Rejection(
-            "telemetry_missing",
-            f"no telemetry for {ctx.cluster.name}/{ctx.pool.gpu_type}; not assumed idle",
-        )
-        return
-    age = (ctx.snapshot.now - sample.observed_at).total_seconds()
-    if age > ctx.policy.max_telemetry_age_s:
-        yield Rejection(
-            "telemetry_stale",
-            f"telemetry of {ctx.cluster.name}/{ctx.pool.gpu_type}"
-            f" is {age:.0f} s old (max "
-            f"{ctx.policy.max_telemetry_age_s:g} s); not assumed "
-            "idle",
-        )
+    problem = telemetry_problem(
+        ctx.cluster.name, ctx.pool.gpu_type, sample, ctx.snapshot.now, ctx.policy
+    )
+    if problem is not None:
+        yield problem
 
 
 def gpu_capacity(ctx: Context) -> Iterable[Rejection]:

@@ -34,7 +34,7 @@ import numpy as np
 
 from data_plane.catalog import CatalogRecord
 from data_plane.classification import UNKNOWN, residency_parts
-from reasoning_plane.constraints import BatchState
+from reasoning_plane.constraints import BatchState, telemetry_problem
 from reasoning_plane.cost import UNKNOWN_LATENCY_MS
 from reasoning_plane.memo import cache_of
 from reasoning_plane.model import (
@@ -300,25 +300,9 @@ class FleetIndex:
                 divides_by_zero = True
                 model_latency.append(np.nan)
             # `constraints.telemetry`: the same for every request.
-            if sample is None:
-                telemetry_rejections[k] = (
-                    Rejection(
-                        "telemetry_missing",
-                        f"no telemetry for {cluster.name}/{pool.gpu_type}; not assumed idle",
-                    ),
-                )
-            else:
-                age = (snapshot.now - sample.observed_at).total_seconds()
-                if age > policy.max_telemetry_age_s:
-                    telemetry_rejections[k] = (
-                        Rejection(
-                            "telemetry_stale",
-                            f"telemetry of {cluster.name}/{pool.gpu_type}"
-                            f" is {age:.0f} s old (max "
-                            f"{policy.max_telemetry_age_s:g} s); not assumed "
-                            "idle",
-                        ),
-                    )
+            problem = telemetry_problem(cluster.name, pool.gpu_type, sample, snapshot.now, policy)
+            if problem is not None:
+                telemetry_rejections[k] = (problem,)
         ci = np.array([i for i, _ in entries], dtype=np.intp)
         gpu = np.array([p is not None for _, p in entries], dtype=bool)
         telemetry_fail = np.zeros(n, dtype=bool)

@@ -125,8 +125,9 @@ class TelemetrySample:
     gpu_type: str
     free_gpus: int
     utilisation: float  # 0..1
-    observed_at: datetime
+    observed_at: datetime  # by the sender's clock
     free_memory_gb: float | None = None  # per-GPU memory actually free (NVML), if known
+    received_at: datetime | None = None  # by the plane's clock (plane.telemetry), if known
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,8 @@ class Snapshot:
                 round(s.utilisation, 6),
                 s.observed_at.isoformat(),
                 s.free_memory_gb,
+                # only when known, so that hashes of snapshots without it stay as they were
+                *([s.received_at.isoformat()] if s.received_at is not None else []),
             )
             for (c, g), s in self.telemetry.items()
         )
@@ -200,7 +203,7 @@ class Candidate:
 @dataclass(frozen=True)
 class Rejection:
     rule: str  # residency | compliance | gpu_memory | gpu_capacity | quota | budget |
-    #            telemetry_stale | telemetry_missing | slo | cpu
+    #            telemetry_stale | telemetry_missing | telemetry_future | slo | cpu
     message: str
 
 

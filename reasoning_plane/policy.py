@@ -33,6 +33,9 @@ class PlacementPolicy:
     cost_weight: float = 1.0  # weighted objective: per USD
     latency_weight: float = 0.01  # weighted objective: per ms
     max_telemetry_age_s: float = 5.0  # older samples make a cluster ineligible
+    # Samples observed later than now plus this are refused (rule telemetry_future), on push
+    # (`store.insert_samples`) and in every decision: clocks differ, but not by minutes.
+    max_clock_skew_s: float = 5.0
     strict_classifications: tuple[str, ...] = ("PII", "CONFIDENTIAL", "UNKNOWN")
     pii_certifications: tuple[str, ...] = ("ISO27001",)  # required to process any PII
     gdpr_certification: str = "GDPR"  # required for records with gdpr_compliant: true

@@ -61,6 +61,7 @@ def snapshot_from_payload(raw: Mapping[str, Any], fleet: Fleet) -> Snapshot:
             float(s["utilisation"]),
             datetime.fromisoformat(s["observed_at"]),
             s.get("free_memory_gb"),
+            datetime.fromisoformat(s["received_at"]) if s.get("received_at") else None,
         )
         for s in raw.get("telemetry", [])
     }

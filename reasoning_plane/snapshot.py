@@ -98,6 +98,13 @@ def period_start(period: str, now: datetime) -> datetime:
     return day.replace(day=1)
 
 
+def _taken_by(sample: TelemetrySample) -> datetime:
+    """The latest time ``sample`` can have been taken at, as far as the plane knows."""
+    if sample.received_at is None:
+        return sample.observed_at
+    return min(sample.observed_at, sample.received_at)
+
+
 def build_snapshot(
     conn: psycopg.Connection,
     *,
@@ -113,8 +120,10 @@ def build_snapshot(
     telemetry = {k: v for k, v in store.latest_telemetry(conn).items() if k[0] in names}
     if local_report is not None:
         telemetry.update(local_samples(fleet, local_report))
-    # GPUs reserved after a sample was taken are not in it yet: take them off.
-    oldest = min((s.observed_at for s in telemetry.values()), default=now)
+    # GPUs reserved after a sample was taken are not in it yet: take them off. A sample is
+    # taken no later than the plane received it, whatever its stamp says (a sender's clock may
+    # run ahead: one stamped ahead of the reservations would otherwise hide them).
+    oldest = min((_taken_by(s) for s in telemetry.values()), default=now)
     held = store.held_gpus_by_pool(conn, oldest)
     telemetry = {
         k: replace(s, free_gpus=max(s.free_gpus - held.get(k, 0), 0)) for k, s in telemetry.items()

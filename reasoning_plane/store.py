@@ -34,6 +34,7 @@ from data_plane.hash_chain import ensure_chain
 from reasoning_plane.binding import SignedDecision, binding_of
 from reasoning_plane.explain import Renderer, explain, to_dict
 from reasoning_plane.model import CPU, Decision, Snapshot, TeamUsage, TelemetrySample
+from reasoning_plane.policy import PlacementPolicy
 from reasoning_plane.signing import Signer
 
 DDL = """
@@ -421,7 +422,42 @@ def held_gpus_by_pool(conn: psycopg.Connection, since: datetime) -> dict[tuple[s
     return {(c, g): int(n) for c, g, n in rows}
 
 
-def insert_samples(conn: psycopg.Connection, samples: Sequence[TelemetrySample]) -> int:
+class FutureTelemetryError(ValueError):
+    """Samples observed later than the plane's clock plus the allowed clock skew: refused, none
+    of the batch stored. ``refused``: each such sample with how many seconds ahead it was."""
+
+    def __init__(
+        self, refused: Sequence[tuple[TelemetrySample, float]], max_clock_skew_s: float
+    ) -> None:
+        self.refused = tuple(refused)
+        self.max_clock_skew_s = max_clock_skew_s
+        which = ", ".join(
+            f"{s.cluster}/{s.gpu_type} observed {ahead:.0f} s ahead" for s, ahead in refused
+        )
+        super().__init__(
+            f"telemetry from the future refused: {which} of the plane's clock (max clock skew "
+            f"{max_clock_skew_s:g} s); is the sending node's clock right?"
+        )
+
+
+def insert_samples(
+    conn: psycopg.Connection,
+    samples: Sequence[TelemetrySample],
+    *,
+    max_clock_skew_s: float | None = None,
+) -> int:
+    """Store pushed samples (``received_at``: the database's clock).
+
+    Raises `FutureTelemetryError`, storing none of them, when any was observed later than the
+    database's clock plus ``max_clock_skew_s`` (default: the placement policy's default)."""
+    if not samples:
+        return 0
+    skew = PlacementPolicy().max_clock_skew_s if max_clock_skew_s is None else max_clock_skew_s
+    (clock,) = conn.execute("SELECT clock_timestamp()").fetchone()
+    ahead = [(s, (s.observed_at - clock).total_seconds()) for s in samples]
+    refused = [(s, a) for s, a in ahead if a > skew]
+    if refused:
+        raise FutureTelemetryError(refused, skew)
     with (
         conn.cursor() as cur,
         cur.copy(
@@ -439,7 +475,7 @@ def insert_samples(conn: psycopg.Connection, samples: Sequence[TelemetrySample])
 def latest_telemetry(conn: psycopg.Connection) -> dict[tuple[str, str], TelemetrySample]:
     rows = conn.execute(
         "SELECT DISTINCT ON (cluster, gpu_type) cluster, gpu_type, free_gpus, utilisation,"
-        " observed_at, free_memory_gb FROM plane.telemetry"
+        " observed_at, free_memory_gb, received_at FROM plane.telemetry"
         " ORDER BY cluster, gpu_type, observed_at DESC"
     ).fetchall()
     return {(r[0], r[1]): TelemetrySample(*r) for r in rows}
@@ -591,6 +627,8 @@ def _telemetry_payload(snapshot: Snapshot) -> list[dict[str, Any]]:
             "utilisation": s.utilisation,
             "observed_at": s.observed_at.isoformat(),
             "free_memory_gb": s.free_memory_gb,
+            # only when known (pushed samples), as in `Snapshot.telemetry_hash`
+            **({"received_at": s.received_at.isoformat()} if s.received_at is not None else {}),
         }
         for s in snapshot.telemetry.values()
     ]

@@ -62,6 +62,7 @@ def policies(draw) -> PlacementPolicy:
         cpu_inference_latency_ms=draw(st.sampled_from([400.0, 400])),
         exact_max_pairs=draw(st.sampled_from([0, 4000])),
         max_telemetry_age_s=draw(st.sampled_from([5.0, 30.0])),
+        max_clock_skew_s=draw(st.sampled_from([0.0, 5.0, 30.0])),
     )
 
 
@@ -88,7 +89,9 @@ def worlds(draw):
                 )
             )
             if draw(st.integers(0, 4)):
-                age = draw(st.sampled_from([0, 1, 4, 6, 60]))
+                # negative ages: stamped ahead of the plane's clock (within the skew or not)
+                age = draw(st.sampled_from([0, 1, 4, 6, 60, -3, -6, -3600]))
+                received = draw(st.none() | st.sampled_from([0, 3, 10, 120]))
                 telemetry[(name, gpu)] = TelemetrySample(
                     name,
                     gpu,
@@ -96,6 +99,7 @@ def worlds(draw):
                     draw(st.sampled_from([0.0, 0.5]) | st.floats(0, 1)),
                     NOW - timedelta(seconds=age),
                     draw(st.none() | st.sampled_from([8.0, 20, 30.5, 79.0])),
+                    None if received is None else NOW - timedelta(seconds=received),
                 )
         clusters.append(
             Cluster(

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from data_plane.errors import InputFileError
-from reasoning_plane import placement, reference
+from reasoning_plane import placement, reference, store
+from reasoning_plane.explain import to_dict
 from reasoning_plane.model import DEFERRED, PLACED
 from reasoning_plane.policy import PlacementPolicy, load_policy
+from reasoning_plane.replay import replay
 from tests.unit.plane.factory import NOW, request, snapshot, telemetry
 
 PATHS = [placement.place, reference.place]
@@ -87,3 +89,13 @@ def test_max_clock_skew_is_validated(tmp_path: Path) -> None:
         with pytest.raises(InputFileError) as err:
             load_policy(path)
         assert str(err.value) == f"{path}: {problem}"
+
+
+def test_replay_sees_when_a_sample_was_received() -> None:
+    """The logged snapshot keeps ``received_at``: `plane replay` decides as the tick did."""
+    snap = snapshot(telemetry=_shifted(ahead_s=0, received_ago_s=60))
+    decision = placement.place(request(), snap, PlacementPolicy())
+    logged = store.snapshot_payload(snap, decision.request.datasets, decision.request.team)
+    assert {s["received_at"] for s in logged["telemetry"]} == {"2026-11-25T11:59:00+00:00"}
+    (row,) = replay([{**to_dict(decision), "snapshot": logged}], snap.fleet, PlacementPolicy())
+    assert row.before == row.after == DEFERRED
