@@ -124,10 +124,11 @@ def validate(job: dict) -> None:
     kubernetes_validate.validate(job, "1.37", strict=True)
 
 
-def log_decisions(url: str, *logged) -> None:
+def log_decisions(url: str, *logged, snapshot: Snapshot | None = None) -> None:
     """Write decisions to plane.decisions, signed, as the placement tick does: the launcher
-    verifies every placed run against this log."""
-    snapshot = seed_snapshot()
+    verifies every placed run against this log. ``snapshot``: what they were decided on
+    (default: the seed scenario's)."""
+    snapshot = snapshot or seed_snapshot()
     with psycopg.connect(url) as conn:
         store.ensure_schema(conn)
         for decision in logged:

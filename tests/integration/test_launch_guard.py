@@ -245,7 +245,7 @@ def test_a_rejected_decision_cannot_be_launched(k8s, database_url: str) -> None:
     )
     (rejected,) = place_batch([request], snapshot, PlacementPolicy())
     assert rejected.status != "placed"
-    log_decisions(database_url, rejected)
+    log_decisions(database_url, rejected, snapshot=snapshot)
     tags = {**run_tags(by_id["eu-run"], fleet), "plane/decision_id": rejected.decision_id}
     with pytest.raises(PlacementRefused, match=f"is '{rejected.status}', not 'placed'"):
         _launch(instance, launcher, tags)
@@ -290,7 +290,7 @@ def test_a_cpu_placement_on_this_machine_is_verified_and_runs_locally(
     )
     (decision,) = place_batch([request], snapshot, PlacementPolicy())
     assert decision.status == PLACED and decision.chosen.gpu_type == CPU
-    log_decisions(database_url, decision)
+    log_decisions(database_url, decision, snapshot=snapshot)
     with dg.instance_for_test() as instance:
         launcher = PlacementRunLauncher()
         launcher.register_instance(instance)

@@ -169,14 +169,9 @@ def test_a_password_bearing_database_url_never_leaks(secret_url: str, tmp_path: 
     assert failed.returncode == 5 and PASSWORD not in failed.stdout + failed.stderr
 
 
-def test_kube_credentials_never_reach_jobs_tags_or_events(
-    tmp_path: Path, database_url: str
-) -> None:
+def test_kube_credentials_never_reach_jobs_tags_or_events(tmp_path: Path, plane_db: str) -> None:
     by_id, fleet = decisions()
-    log_decisions(database_url, *by_id.values())
-    with psycopg.connect(database_url) as conn:
-        ids = [d.decision_id for d in by_id.values()]
-        conn.execute("DELETE FROM plane.decision_runs WHERE decision_id = ANY(%s)", (ids,))
+    log_decisions(plane_db, *by_id.values())
     api = CapturingBatchApi()
     config = kubeconfig(tmp_path, "eu-fra-a10")
     token = "not-a-real-token"
