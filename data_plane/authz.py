@@ -37,7 +37,8 @@ from data_plane.classification import UNKNOWN, classification_rank, normalise_cl
 NS = "Plane"
 RETRIEVE = "retrieve"
 USE_MODEL = "use_model"
-ACTIONS = (RETRIEVE, USE_MODEL)
+REQUEST_WORKLOAD = "request_workload"
+ACTIONS = (RETRIEVE, USE_MODEL, REQUEST_WORKLOAD)
 _CHECKOUT = Path(__file__).resolve().parents[1]
 # The checkout's config/policies; installed as a package (no checkout), the working directory's.
 POLICY_DIR = (
@@ -59,7 +60,7 @@ class Resource:
     owner_team: str
     classification: str
     residency: str
-    kind: str = "Dataset"  # or "Model"
+    kind: str = "Dataset"  # or "Model", "Workload"
 
     @classmethod
     def from_entry(cls, entry: CatalogEntry, kind: str = "Dataset") -> Resource:
@@ -74,6 +75,23 @@ class Resource:
     @property
     def label(self) -> str:
         return f"{self.kind}::{self.name}"
+
+
+def workload_resource(name: str, owner_team: str, records: Iterable[Any]) -> Resource:
+    """A workload as Cedar sees it: its owner team, and the most restrictive classification and
+    the combined residency of the catalog records of the data it reads (UNKNOWN with none)."""
+    from data_plane.classification import combine_residency, most_restrictive_classification
+
+    records = list(records)
+    return Resource(
+        name=name,
+        owner_team=owner_team,
+        classification=most_restrictive_classification(r.classification for r in records)
+        if records
+        else UNKNOWN,
+        residency=combine_residency(r.data_residency for r in records) if records else UNKNOWN,
+        kind="Workload",
+    )
 
 
 @dataclass(frozen=True)
@@ -132,7 +150,7 @@ def _principal_entity(principal: Principal) -> dict[str, Any]:
 
 
 def _resource_entity(resource: Resource) -> dict[str, Any]:
-    if resource.kind not in ("Dataset", "Model"):
+    if resource.kind not in ("Dataset", "Model", "Workload"):
         raise ValueError(f"unknown resource kind {resource.kind!r}")
     classification = normalise_classification(resource.classification)
     return {
@@ -234,6 +252,12 @@ class Authorizer:
         """May ``principal`` load and call ``model``, its answers served in ``serve_region``."""
         model = replace(model, kind="Model")
         ask = _Ask(principal, USE_MODEL, model, {"serve_region": serve_region}, on_behalf_of)
+        return self.many([ask])[0]
+
+    def request_workload(self, principal: Principal, workload: Resource) -> AccessDecision:
+        """May ``principal`` ask the reasoning plane to place and run ``workload`` (an asset
+        that reads governed data; its classification and residency are its datasets')."""
+        ask = _Ask(principal, REQUEST_WORKLOAD, replace(workload, kind="Workload"), {}, None)
         return self.many([ask])[0]
 
     @staticmethod

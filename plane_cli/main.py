@@ -13,7 +13,10 @@
                                   chosen, the cheapest others, rejections counted per rule)
     plane replay [--fleet F] [--policy P] [--since ISO-8601] [--json]
                                   re-run logged decisions under a changed fleet or policy
-    plane request --requests R    queue explicit workload requests for the placement sensor
+    plane request --requests R --principal NAME
+                                  queue workload requests for the placement sensor, as NAME (a
+                                  principal of config/principals.yaml; Cedar decides whether it
+                                  may request each workload)
     plane run [--select SEL | --job main_job]
                                   place the selected assets with the reasoning plane and run what
                                   is placed on this machine, in dependency order; a table says
@@ -313,11 +316,14 @@ def _request(args: argparse.Namespace) -> int:
     from reasoning_plane.explain import request_to_dict
     from reasoning_plane.inputs import load_requests
 
+    if not args.principal or args.principal.startswith("system:"):
+        raise ValueError(f"--principal {args.principal!r}: name a principal of principals.yaml")
     requests = load_requests(args.requests)
     with psycopg.connect(database_url()) as conn:
         store.ensure_schema(conn)
         for r in requests:
-            added = store.add_request(conn, r.request_id, request_to_dict(r))
+            payload = {**request_to_dict(r), "requested_by": args.principal}
+            added = store.add_request(conn, r.request_id, payload)
             print(f"{r.request_id}: {'queued' if added else 'already queued'}")
         conn.commit()
     return EXIT_OK
@@ -585,6 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     req = sub.add_parser("request", help="queue explicit workload requests")
     req.add_argument("--requests", required=True)
+    req.add_argument(
+        "--principal", required=True, help="who asks (Cedar: the workload's owner team may)"
+    )
     req.set_defaults(func=_request)
 
     run = sub.add_parser("run", help="place assets with the plane and run them on this machine")

@@ -22,6 +22,8 @@ import psycopg
 from pydantic import Field
 
 from data_plane import catalog_store
+from data_plane.access import load_principals
+from data_plane.authz import Authorizer, workload_resource
 from data_plane.catalog import CatalogRecord
 from reasoning_plane import store
 from reasoning_plane.gpu_telemetry import read_gpus
@@ -31,6 +33,8 @@ from reasoning_plane.policy import PlacementPolicy, load_policy
 from reasoning_plane.snapshot import build_snapshot, local_fleet
 from resources.database import project_root
 from resources.postgres import PostgresResource
+
+SYSTEM_REQUESTER = "system:"  # requests queued by the plane's own sensors
 
 
 def _file(value: str | None, env: str) -> Path | None:
@@ -51,6 +55,27 @@ class PlaneResource(dg.ConfigurableResource):
     policy_file: str | None = Field(
         default=None, description="Placement policy; env PLANE_PLACEMENT_POLICY."
     )
+    principals_file: str = Field(
+        default="config/principals.yaml",
+        description="Principals who may request workloads (Cedar rule request_workload).",
+    )
+
+    def request_denied(
+        self, requester: str | None, workload: str, team: str, records: list[CatalogRecord]
+    ) -> str | None:
+        """Why ``requester`` may not request ``workload`` (None: it may). The plane's own
+        sensors (``system:<sensor>``) may; anyone else is a principal of the principals file
+        and the Cedar rule ``request_workload`` decides; an unknown requester may not."""
+        if requester and requester.startswith(SYSTEM_REQUESTER):
+            return None
+        principals = load_principals(_file(self.principals_file, "PLANE_PRINCIPALS_FILE"))
+        principal = principals.get(requester or "")
+        if principal is None:
+            return f"requester {requester!r} is not a known principal"
+        decision = Authorizer().request_workload(
+            principal, workload_resource(workload, team, records)
+        )
+        return None if decision.allowed else "; ".join(decision.reasons) or "denied"
 
     def policy(self) -> PlacementPolicy:
         path = _file(self.policy_file, "PLANE_PLACEMENT_POLICY")

@@ -16,6 +16,7 @@ from reasoning_plane import store
 from resources.plane import PlaneResource
 
 MAX_ATTEMPTS = 3
+SYSTEM = "system:"  # requests the plane's own sensors queue (sensors.placement.SYSTEM_REQUESTER)
 CAPACITY_ERRORS = re.compile(
     r"Insufficient nvidia\.com/gpu|FailedScheduling|Unschedulable|exceeded quota|"
     r"didn't have enough resource|capacity",
@@ -116,6 +117,7 @@ def plane_failure_sensor(context: dg.RunFailureSensorContext, plane: PlaneResour
                     set(request.get("exclude_clusters") or []) | {logged.cluster}
                 )
                 request["request_id"] = f"{base}#attempt{attempt + 1}"
+                request["requested_by"] = f"{SYSTEM}plane_failure_sensor"
                 store.add_request(conn, request["request_id"], request)
                 replaced = request["request_id"]
         conn.commit()

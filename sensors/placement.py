@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from assets.workloads import WorkloadSpec
+from data_plane import catalog_store
 from data_plane.catalog import CatalogRecord
 from reasoning_plane import store
 from reasoning_plane.launch import run_config, run_tags
@@ -184,6 +185,7 @@ def build_placement_sensor(
         ]
         with plane.connect() as conn:
             explicit = []
+            stored = {e.dataset_id: e.record for e in catalog_store.list_entries(conn)}
             for payload in store.pending_requests(conn):
                 asked = request_from_payload(payload)
                 spec = by_key.get(asked.workload)
@@ -191,6 +193,20 @@ def build_placement_sensor(
                     context.log.warning(
                         f"request {asked.request_id}: {asked.workload} is not a workload of "
                         "this code location; rejected"
+                    )
+                    store.mark_request(conn, asked.request_id, REJECTED, "")
+                    continue
+                known = {**(declared or {}), **stored}
+                denied = plane.request_denied(
+                    payload.get("requested_by"),
+                    asked.workload,
+                    spec.team,
+                    [known[d] for d in spec.datasets if d in known],
+                )
+                if denied:
+                    context.log.warning(
+                        f"request {asked.request_id}: {payload.get('requested_by')!r} may not "
+                        f"request {asked.workload}: {denied}; rejected"
                     )
                     store.mark_request(conn, asked.request_id, REJECTED, "")
                     continue

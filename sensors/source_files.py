@@ -60,7 +60,11 @@ def build_source_files_sensor(catalog: SourceCatalog) -> dg.SensorDefinition:
                     request = ingestion_request(
                         change.source, teams[change.source], change.content_hash
                     )
-                    if store.add_request(conn, request.request_id, request_to_dict(request)):
+                    payload = {
+                        **request_to_dict(request),
+                        "requested_by": "system:source_files_sensor",
+                    }
+                    if store.add_request(conn, request.request_id, payload):
                         queued.append(request.request_id)
                 conn.commit()
         for request_id in queued:

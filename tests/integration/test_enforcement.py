@@ -155,3 +155,106 @@ def test_a_request_cannot_describe_its_own_data_or_team() -> None:
     assert request.latency_slo_ms == 50  # a stricter SLO is kept
     assert any("team 'media-ml'" in i for i in ignored)
     assert any("datasets without support_tickets" in i for i in ignored)
+
+
+def _queue(url: str, request_id: str, requested_by: str, **overrides) -> None:
+    from reasoning_plane.explain import request_to_dict
+
+    asked = WorkloadRequest(
+        request_id=request_id,
+        workload="embeddings/support_tickets",
+        team="media-ml",
+        datasets=("conference_transcripts",),
+        gpu_count=0,
+        gpu_memory_gb=0,
+        estimated_duration_s=60,
+        **overrides,
+    )
+    with psycopg.connect(url) as conn:
+        store.ensure_schema(conn)
+        store.add_request(
+            conn, request_id, {**request_to_dict(asked), "requested_by": requested_by}
+        )
+        conn.commit()
+
+
+def test_the_placement_sensor_places_the_catalog_facts_for_allowed_requesters(
+    world, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack end to end: a request for the EU tickets' embedding that names the public
+    transcripts and another team. Asked by a principal outside the owning team it is rejected
+    (Cedar `workload-owner`); asked by the owner team's agent it is placed in the EU, for the
+    tickets, charged to their owner."""
+    defs, instance, _, url = world
+    monkeypatch.setenv("PLANE_LOCAL_CPU_SLOTS", "4")
+    _queue(url, "by-outsider", "media-tagger")
+    _queue(url, "by-owner", "support-copilot")
+    _queue(url, "by-nobody", "mallory")
+    sensor = defs.resolve_sensor_def("placement_sensor")
+    with (
+        declared_zone(*GDPR_EU),
+        dg.build_sensor_context(
+            instance=instance,
+            definitions=defs,
+            resources={"plane": PlaneResource(postgres=PostgresResource())},
+        ) as context,
+    ):
+        result = sensor(context)
+    (run,) = result.run_requests
+    assert run.tags["plane/request_id"] == "by-owner"
+    assert run.tags["plane/team"] == "customer-support" and run.tags["plane/zone"] == "EU"
+    assert [k.to_user_string() for k in run.asset_selection] == ["embeddings/support_tickets"]
+    with psycopg.connect(url) as conn:
+        status = dict(conn.execute("SELECT request_id, status FROM plane.requests").fetchall())
+        logged = store.decision_for(conn, run.tags["plane/decision_id"])
+        reserved_team = conn.execute(
+            "SELECT team FROM plane.ledger WHERE decision_id = %s", (logged.decision_id,)
+        ).fetchone()
+    assert status == {"by-outsider": "rejected", "by-owner": "placed", "by-nobody": "rejected"}
+    assert set(logged.payload["request"]["datasets"]) == {
+        "support_tickets",
+        "conference_transcripts",
+    }
+    assert reserved_team == ("customer-support",)
+
+
+def test_a_queued_request_is_decided_once_by_ticks_that_both_read_it(world) -> None:
+    """Two ticks read the same pending request; the first decides it (and marks it in its own
+    transaction); the second, run after, drops it instead of deciding it again and releasing
+    the first decision's reservation as superseded."""
+    defs, _, _, url = world
+    _queue(url, "once", "support-copilot")
+    plane = PlaneResource(postgres=PostgresResource())
+    spec = next(
+        s
+        for s in workload_specs(defs.assets)
+        if s.key == dg.AssetKey(["embeddings", "support_tickets"])
+    )
+    pending = [Pending(_request(spec, "once"), "request:once")]
+    ticks = []
+    with declared_zone(*GDPR_EU):
+        fleet = local_fleet(read_gpus())
+        for _ in range(2):
+            with plane.connect() as conn:
+                ticks.append(
+                    run_tick(
+                        conn,
+                        pending,
+                        lambda c: plane.snapshot(
+                            c, fleet=fleet, declared=declared_records(defs.assets)
+                        ),
+                        plane.policy(),
+                        signer(),
+                    )
+                )
+                conn.commit()
+    first, second = ticks
+    ((decision, _),) = first.decisions
+    assert decision.status == "placed" and second.decisions == ()
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT status, decision_id FROM plane.requests WHERE request_id = 'once'"
+        ).fetchone()
+        kinds = [k for (k,) in conn.execute("SELECT kind FROM plane.ledger ORDER BY id")]
+    assert row == ("placed", decision.decision_id)
+    assert kinds == ["reserve"]  # nothing released as superseded

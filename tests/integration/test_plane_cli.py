@@ -83,9 +83,13 @@ def test_place_exit_2_on_bad_input_naming_file_and_field(tmp_path: Path) -> None
 def test_request_explain_and_replay(database_url: str, tmp_path: Path) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS plane CASCADE")
-    queued = plane("request", "--requests", "requests.yaml")
+    asker = ("--principal", "anna.schmidt")
+    queued = plane("request", "--requests", "requests.yaml", *asker)
     assert queued.returncode == 0 and "eu-orders-copilot-inference: queued" in queued.stdout
-    assert "already queued" in plane("request", "--requests", "requests.yaml").stdout
+    assert "already queued" in plane("request", "--requests", "requests.yaml", *asker).stdout
+    # the plane's own sensors' name cannot be borrowed
+    borrowed = plane("request", "--requests", "requests.yaml", "--principal", "system:x")
+    assert borrowed.returncode == 2 and "--principal" in borrowed.stderr
 
     # Log a decision as the sensor would, then explain and replay it.
     from reasoning_plane.inputs import (
