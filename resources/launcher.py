@@ -13,23 +13,32 @@ tags (`reasoning_plane.launch.run_tags`):
 One `K8sRunLauncher` is created per (cluster, namespace) on first use. A run that names a cluster
 this launcher has no configuration for is refused with an error saying which key to add.
 
-No bypass (issue 8, item 4). Before anything is launched:
+No bypass. Before anything is launched:
 
-* a run carrying placement tags (any ``plane/*`` tag or ``dagster-k8s/config``) must name a
-  decision (``plane/decision_id``) that ``plane.decisions`` holds as ``placed``, and every
-  routing tag (cluster, namespace, team, zone, GPU type and count, executor, device, request) must
-  equal that decision's; the run config's k8s executor must ask for the decision's namespace and
-  GPU count; ``dagster-k8s/config`` may only carry the node selector, tolerations, GPU resources
-  and labels of that decision; a decision already linked to another run is not reused.
-  Otherwise the run is **refused** (hand-written tags are not trusted);
+* a run carrying a routing tag (``ROUTING_TAGS``: decision, request, team, cluster, zone, GPU
+  type and count, executor, namespace, device) or ``dagster-k8s/config`` must name a decision
+  (``plane/decision_id``) that ``plane.decisions`` holds, **signed by the plane**
+  (`reasoning_plane.signing`; a row written by anything else does not verify), ``placed``, for
+  exactly the run's asset selection (`reasoning_plane.binding.run_problems`), with every routing
+  tag equal to the signed decision's; the run config's k8s executor must ask for the decision's
+  namespace and GPU count; ``dagster-k8s/config`` may only carry the node selector, tolerations,
+  GPU resources, labels and deadline of that decision. The launcher then **claims** the decision
+  for the run in ``plane.decision_claims`` (atomic): a decision launches one run, and a copy (a
+  re-execution, the launchpad) is refused with the id of the run that holds it. Otherwise the
+  run is **refused** (hand-written tags are not trusted). Other ``plane/*`` tags (summary,
+  explain, estimated cost) only describe a placement and claim nothing;
 * a run with no placement that would materialize a workload the plane places (an asset declaring
-  ``plane/gpu_count``, e.g. ``embeddings/*`` launched from the UI's Materialize button) is
-  **refused** with a message saying how to get it placed (``placement_sensor`` or
-  ``plane request``): it is not placed on launch, because a placement needs the tick's ledger
-  transaction (quota, budget, reservations), which only the sensor runs. When the launcher cannot
-  tell (no workspace), an unplaced run is refused too (fail closed);
-* any other run without placement (ingestion, governance...) goes to ``default_cluster``
-  (refused when that is empty).
+  ``plane/gpu_count``: everything that reads governed data, e.g. ``ingested/*`` or
+  ``embeddings/*`` launched from the UI's Materialize button) is **refused** with a message
+  saying how to get it placed (``placement_sensor``, ``plane request`` or ``plane run``): it is
+  not placed on launch, because a placement needs the tick's ledger transaction (quota, budget,
+  reservations). When the launcher cannot tell (no workspace), an unplaced run is refused too;
+* any other run without placement (work on no governed data, e.g. ``plane/team_spend``) goes to
+  ``default_cluster`` (in ``default_namespace`` when that is a Kubernetes cluster; refused when
+  ``default_cluster`` is empty).
+
+The same checks run again inside every governed step (`resources.guard`), so a run that never
+passed through this launcher (``dagster job execute``, ``materialize()``) reads nothing either.
 
 The decision is read from PostgreSQL (``database_url``, default the project database) with a
 bounded retry; when the database cannot be reached the run is refused, never launched unchecked.
@@ -336,6 +345,7 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
         self,
         clusters: Mapping[str, Mapping[str, Any]] | None = None,
         default_cluster: str = LOCAL,
+        default_namespace: str = "",
         database_url: str | None = None,
         inst_data: ConfigurableClassData | None = None,
         k8s_launcher_factory: Callable[..., K8sRunLauncher] | None = None,
@@ -350,6 +360,7 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
                     "of each run is the team namespace chosen by its placement decision"
                 )
         self._default = default_cluster
+        self._default_namespace = default_namespace or None
         self._factory = k8s_launcher_factory or K8sRunLauncher
         self._k8s: dict[tuple[str, str], K8sRunLauncher] = {}
         self._local: DefaultRunLauncher | None = None
@@ -365,7 +376,18 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
     def config_type(cls) -> dict[str, Field]:
         return {
             "clusters": Field(Map(str, Permissive()), is_required=False, default_value={}),
-            "default_cluster": Field(StringSource, is_required=False, default_value=LOCAL),
+            "default_cluster": Field(
+                StringSource,
+                is_required=False,
+                default_value=LOCAL,
+                description="Where runs that need no decision go (work on no governed data).",
+            ),
+            "default_namespace": Field(
+                StringSource,
+                is_required=False,
+                default_value="",
+                description="Namespace of those runs when default_cluster is a Kubernetes one.",
+            ),
             "database_url": Field(
                 Noneable(StringSource),
                 is_required=False,
@@ -383,13 +405,15 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
     # -- routing -------------------------------------------------------------------------------
     def target(self, run: DagsterRun) -> tuple[str, str | None]:
         """(cluster, namespace) a run goes to, from its placement tags."""
-        cluster = run.tags.get("plane/cluster") or self._default
-        if not cluster:
+        cluster = run.tags.get("plane/cluster")
+        if cluster:
+            return cluster, run.tags.get("plane/namespace")
+        if not self._default:
             raise PlacementRefused(
                 f"run {run.run_id} has no placement decision (no plane/cluster tag) and no "
                 "default_cluster is configured: launch it through the placement sensor"
             )
-        return cluster, run.tags.get("plane/namespace")
+        return self._default, self._default_namespace
 
     def launcher_for(self, run: DagsterRun) -> RunLauncher:
         cluster, namespace = self.target(run)

@@ -39,7 +39,7 @@ from reasoning_plane.inputs import load_fleet, load_quotas
 from reasoning_plane.launch import run_tags
 from reasoning_plane.placement import place
 from reasoning_plane.policy import PlacementPolicy
-from resources.launcher import PlacementRefused, PlacementRunLauncher
+from resources.launcher import PlacementRunLauncher
 from tests.unit.plane.factory import request, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -261,19 +261,27 @@ def test_run_launcher_routes_every_fleet_cluster_through_k8s(instance_yaml: dict
     config = _launcher_config(instance_yaml)
     _valid(PlacementRunLauncher.config_type(), config)
     fleet = load_fleet(REPO / "examples" / "seed_scenario" / "fleet.yaml")
-    assert set(config["clusters"]) == {cluster.name for cluster in fleet.clusters}
+    # every fleet cluster, and the control plane for work that needs no decision
+    assert set(config["clusters"]) == {c.name for c in fleet.clusters} | {"control-plane"}
     for name, cluster in config["clusters"].items():
         _valid(K8sRunLauncher.config_type(), cluster)
         assert "job_namespace" not in cluster, name  # the decision's namespace, per run
-        assert cluster["load_incluster_config"] is False and cluster["kubeconfig_file"], name
+        if name == "control-plane":
+            assert cluster["load_incluster_config"] is True, name
+        else:
+            assert cluster["load_incluster_config"] is False and cluster["kubeconfig_file"], name
         assert cluster["service_account_name"] == "dagster-run"
         assert cluster["env_secrets"] == [DB_SECRET]
+        # run workers verify the signed decision they carry
+        assert "PLANE_VERIFY_KEYS=/etc/reasoning-plane/verify-keys" in cluster["env_vars"]
 
 
-def test_runs_without_a_placement_are_refused(instance_yaml: dict) -> None:
+def test_runs_without_a_placement_go_to_the_control_plane(instance_yaml: dict) -> None:
+    """Only routing matters here: governed work without a decision is refused by `verify`
+    (tests/integration/test_production_launch.py) before it gets a target."""
     launcher = PlacementRunLauncher.from_config_value(None, _launcher_config(instance_yaml))
-    with pytest.raises(PlacementRefused):
-        launcher.target(DagsterRun(job_name="main_job", run_id="unplaced", tags={}))
+    run = DagsterRun(job_name="team_spend_job", run_id="unplaced", tags={})
+    assert launcher.target(run) == ("control-plane", "reasoning-plane")
 
 
 def _kubeconfig(tmp_path: Path) -> Path:
