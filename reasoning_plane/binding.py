@@ -116,7 +116,7 @@ class SignedDecision:
     def verify(self, verifier: Verifier) -> list[str]:
         """Why this logged decision is not one the plane signed (empty when it is)."""
         if self.binding is None:
-            return [f"decision {self.decision_id} has no signed binding"]
+            return [f"decision {self.decision_id} carries no signature of the reasoning plane"]
         problem = verifier.problem(self.binding, self.signature, self.key_id)
         if problem:
             return [f"decision {self.decision_id}: {problem}"]
