@@ -274,7 +274,9 @@ def placement_problems(run: DagsterRun, logged: LoggedPlacement | None) -> list[
     if selected is not None:
         problems += [
             p
-            for p in run_problems(logged.binding, asset_keys=selected)
+            for p in run_problems(
+                logged.binding, asset_keys=selected, partition=run.tags.get("dagster/partition")
+            )
             if not p.startswith(f"decision {decision_id} is ")
         ]
     else:
