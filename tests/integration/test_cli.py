@@ -49,12 +49,13 @@ def test_asset_materialize_skips_no_plane_and_plane_run_places_it(
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "ingested/support_tickets reads governed data" in out and "plane run --select" in out
+    assert "reads governed data" in out and "nothing was read" in out
+    assert "plane run --select" in out
     assert "RUN_SUCCESS" not in out
 
     placed = run([str(BIN / "plane"), "run", "--select", "*"], cwd=tmp_path, env=env)
     assert placed.returncode == 0, placed.stderr[-5000:]
-    table = placed.stdout.splitlines()
+    table = placed.stdout.split("\n\n")[-1].splitlines()  # the summary after the progress lines
     row = next(x for x in table if x.startswith("ingested/customer_orders_us"))
     assert row.split()[1] == "succeeded"  # US data on the machine declared US
     row = next(x for x in table if x.startswith("ingested/support_tickets"))
