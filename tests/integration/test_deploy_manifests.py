@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 import tomllib
@@ -343,6 +344,9 @@ def test_placed_run_becomes_a_valid_job_in_the_team_namespace(placed_run_job) ->
     pod = job["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "dagster-run"
     assert pod["nodeSelector"]["topology.kubernetes.io/region"] == "eu-central-1"
+    # the reservation's duration is a hard limit: the allowlist lets the decision set it
+    limit = math.ceil(decision.chosen_evaluation.cost.duration_s * 1.5)
+    assert job["spec"]["activeDeadlineSeconds"] == limit
     (container,) = pod["containers"]
     assert {"secretRef": {"name": DB_SECRET}} in container["envFrom"]
     assert container["securityContext"]["runAsNonRoot"] is True

@@ -5,6 +5,7 @@ the Job objects dagster-k8s would create. Every Job is validated against the Kub
 schema (kubernetes-validate, strict) and against its decision.
 """
 
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -120,6 +121,12 @@ def decisions():
     return {d.request.request_id: d for d in placed}, snapshot.fleet
 
 
+def deadline(decision) -> int:
+    """The Job deadline of a placed run: its decision's duration x the default policy's
+    runtime_limit_factor (1.5), in whole seconds."""
+    return math.ceil(decision.chosen_evaluation.cost.duration_s * 1.5)
+
+
 def validate(job: dict) -> None:
     kubernetes_validate.validate(job, "1.37", strict=True)
 
@@ -185,6 +192,8 @@ def test_eu_and_us_runs_become_jobs_on_two_clusters(tmp_path: Path, plane_db: st
         assert container["image"] == f"registry.example.com/reasoning-plane:{name}"
         assert "nvidia.com/gpu" not in str(container.get("resources"))  # run worker: no GPU
         assert {"name": "PLANE_CLUSTER", "value": name} in container["env"]
+        # the reservation's duration (x the policy's runtime_limit_factor) is a hard limit
+        assert job["spec"]["activeDeadlineSeconds"] == deadline(decision)
     assert eu.namespace != us.namespace
 
 
@@ -261,6 +270,7 @@ def test_gpu_steps_become_jobs_with_limits_selectors_and_tolerations(
         assert spec["serviceAccountName"] == "dagster-run"  # the cluster's settings reached it
         assert pod["image"] == "registry.example.com/rp:1"
         assert {"secretRef": {"name": "reasoning-plane-db"}} in pod["envFrom"]
+        assert job["spec"]["activeDeadlineSeconds"] == deadline(decision)
 
 
 def test_runs_routed_locally_or_refused(tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
 """The reasoning plane in Dagster, on a real instance and the real embedded PostgreSQL."""
 
+import json
+import math
 import shutil
 import threading
 from datetime import UTC, datetime, timedelta
@@ -92,8 +94,13 @@ def _tick(defs, instance, cursor=None):
         return sensor(context)
 
 
-def test_due_gpu_assets_are_placed_once_with_decision_tags(world) -> None:
+def test_due_gpu_assets_are_placed_once_with_decision_tags(
+    world, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     defs, instance, url = world
+    policy = tmp_path / "placement-policy.yaml"
+    policy.write_text("runtime_limit_factor: 2\n")
+    monkeypatch.setenv("PLANE_PLACEMENT_POLICY", str(policy))
     with psycopg.connect(url) as conn:
         store.ensure_schema(conn)
         store.insert_samples(conn, _samples(datetime.now(UTC)))
@@ -118,6 +125,13 @@ def test_due_gpu_assets_are_placed_once_with_decision_tags(world) -> None:
         logged = store.decision_for(conn, tickets.tags["plane/decision_id"])
         assert logged is not None and logged.status == "placed"
         assert "us-east-a100/A100-80GB" in logged.explanation  # every candidate is explained
+        # the reservation's duration is the run's hard limit, x the policy's factor (2 here)
+        chosen = next(c for c in logged.payload["candidates"] if c["chosen"])
+        limit = math.ceil(chosen["duration_s"] * 2)
+        assert tickets.tags["dagster/max_runtime"] == str(limit)
+        deadline = {"active_deadline_seconds": limit}
+        assert json.loads(tickets.tags["dagster-k8s/config"])["job_spec_config"] == deadline
+        assert step["step_k8s_config"]["job_spec_config"] == deadline
         reserved = conn.execute("SELECT count(*) FROM plane.ledger WHERE kind = 'reserve'")
         assert reserved.fetchone()[0] == 2
 
@@ -192,7 +206,8 @@ def test_success_settles_and_capacity_failure_re_places(world) -> None:
                 "SELECT decision_id, kind FROM plane.ledger WHERE kind <> 'reserve'"
             ).fetchall()
         )
-        assert kinds == {ids[0]: "settle", ids[1]: "release"}
+        # the failed run is charged the GPU time it held, as the finished one is
+        assert kinds == {ids[0]: "settle", ids[1]: "settle"}
         usage = store.usage(conn, datetime(2000, 1, 1, tzinfo=UTC))
         assert all(u.gpus_held == 0 for u in usage.values())  # nothing held after both ended
         pending = store.pending_requests(conn)
