@@ -56,6 +56,10 @@ class PlacementPolicy:
     # ... solved for at most this long: then the best plan found so far (re-checked like any
     # plan), or the greedy plan when none was found. A bound on the tick, not on the answer.
     exact_time_limit_s: float = 1.0
+    # A placed run may hold its GPUs for the duration its reservation was made for (the chosen
+    # candidate's estimate) times this, then Dagster's run monitoring ends it (tag
+    # dagster/max_runtime) and Kubernetes its Jobs (activeDeadlineSeconds). Between 1 and 100.
+    runtime_limit_factor: float = 1.5
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def version(self) -> str:
@@ -67,6 +71,12 @@ class PlacementPolicy:
 
 
 _FIELDS = {f for f in PlacementPolicy.__dataclass_fields__ if f != "extra"}
+# (low, high) of the number settings with bounds other than >= 0
+_BOUNDS: dict[str, tuple[float, float | None]] = {
+    "budget_headroom_share": (0.0, 1.0),
+    "congestion_cap": (0.0, 1.0),
+    "runtime_limit_factor": (1.0, 100.0),
+}
 
 
 def _number(
@@ -105,8 +115,8 @@ def load_policy(path: Path | str) -> PlacementPolicy:
                 raise InputFileError(path, key, f"must be a whole number >= 0, got {value!r}")
             values[key] = value
         elif isinstance(default, float):
-            high = 1.0 if key in ("budget_headroom_share", "congestion_cap") else None
-            values[key] = _number(value, path, key, high=high)
+            low, high = _BOUNDS.get(key, (0.0, None))
+            values[key] = _number(value, path, key, low, high)
         elif key == "stable_band":
             if not isinstance(value, list) or len(value) != 2:
                 raise InputFileError(path, key, "must be [low, high] utilisation")

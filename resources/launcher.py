@@ -235,6 +235,7 @@ _K8S_CONFIG_KEYS = {
     "pod_spec_config": {"node_selector", "tolerations"},
     "job_metadata": {"labels"},
     "pod_template_spec_metadata": {"labels"},
+    "job_spec_config": {"active_deadline_seconds"},
 }
 
 

@@ -132,17 +132,17 @@ def decision_summary(tags: Mapping[str, str]) -> str:
     )
 
 
-def _run_requests(result: TickResult, plane_fleet) -> list[dg.RunRequest]:
+def _run_requests(result: TickResult, plane_fleet, policy) -> list[dg.RunRequest]:
     requests = []
     for decision, run_key in result.placed():
-        tags = run_tags(decision, plane_fleet)
+        tags = run_tags(decision, plane_fleet, policy)
         tags[SUMMARY_TAG] = decision_summary(tags)
         requests.append(
             dg.RunRequest(
                 run_key=run_key,
                 asset_selection=[dg.AssetKey.from_user_string(decision.request.workload)],
                 tags=tags,
-                run_config=run_config(decision, plane_fleet),
+                run_config=run_config(decision, plane_fleet, policy),
             )
         )
     return requests
@@ -220,12 +220,12 @@ def build_placement_sensor(
             conn.commit()
             if not pending and not explicit:
                 return dg.SkipReason("no work on governed data is due and no request is pending")
-            fleet = plane.fleet()
+            fleet, policy = plane.fleet(), plane.policy()
             result = run_tick(
                 conn,
                 pending + explicit,
                 lambda c: plane.snapshot(c, declared=declared),
-                plane.policy(),
+                policy,
                 signer(),
             )
             for decision, run_key in result.decisions:
@@ -237,7 +237,8 @@ def build_placement_sensor(
             conn.commit()
         _log(context, result)
         return dg.SensorResult(
-            run_requests=_run_requests(result, fleet), cursor=json.dumps(cursor, sort_keys=True)
+            run_requests=_run_requests(result, fleet, policy),
+            cursor=json.dumps(cursor, sort_keys=True),
         )
 
     return placement_sensor
@@ -273,17 +274,17 @@ def build_recurring_schedule(
                 )
             if not pending:
                 return dg.SkipReason("no recurring GPU workload")
-            fleet = plane.fleet()
+            fleet, policy = plane.fleet(), plane.policy()
             result = run_tick(
                 conn,
                 pending,
                 lambda c: plane.snapshot(c, declared=declared),
-                plane.policy(),
+                policy,
                 signer(),
             )
             conn.commit()
         _log(context, result)
-        requests = _run_requests(result, fleet)
+        requests = _run_requests(result, fleet, policy)
         return requests or dg.SkipReason(
             "; ".join(
                 f"{d.request.workload}: {d.status}: {d.reason}"
