@@ -1,16 +1,21 @@
-"""Run-status sensors: link runs to decisions, meter finished runs, re-place capacity failures.
+"""Run-status sensors: link runs to decisions, meter ended runs, re-place capacity failures.
 
 * a run that starts is linked to its decision (``plane explain RUN_ID`` then finds it);
-* a run that succeeds settles its reservation at its actual cost (GPU cost scaled by the run's
-  real duration, plus the estimated egress) in the team ledger;
-* a run that fails releases its reservation; when the failure is a capacity refusal (the
-  cluster could not schedule the GPU pods) the work is queued again in ``plane.requests`` with
-  that cluster excluded, at most ``MAX_ATTEMPTS`` times in all.
+* a run that ends (succeeds, fails or is cancelled; also when Dagster's run monitoring ends it
+  past its ``dagster/max_runtime``) settles its reservation at what it used: the GPU cost scaled
+  by the time it held them (its run record's start to end), plus the estimated egress. A run
+  that never started (e.g. cancelled in the queue) releases it at $0. Either way the
+  reservation stops holding the team's quota and budget;
+* when a failure is a capacity refusal (the cluster could not schedule the GPU pods) the work is
+  queued again in ``plane.requests`` with that cluster excluded, at most ``MAX_ATTEMPTS`` times
+  in all.
 """
 
 import re
+import time
 
 import dagster as dg
+import psycopg
 
 from reasoning_plane import store
 from resources.plane import PlaneResource
@@ -56,6 +61,39 @@ def actual_cost(payload: dict, seconds: float) -> float:
     return chosen["gpu_usd"] * (seconds / estimated) + chosen["egress_usd"]
 
 
+def held_seconds(record: dg.RunRecord | None, now: float | None = None) -> float | None:
+    """Seconds an ended run held what it was placed on: its record's start to end (to ``now``
+    when no end is recorded); None when it never started."""
+    if record is None or not record.start_time:
+        return None
+    end = record.end_time or (time.time() if now is None else now)
+    return max(end - record.start_time, 0.0)
+
+
+def _close_ended(
+    context: dg.RunStatusSensorContext, conn: psycopg.Connection, decision_id: str
+) -> None:
+    """Close the reservation of the context's ended run at what it used (see the module)."""
+    run = context.dagster_run
+    seconds = held_seconds(context.instance.get_run_record_by_id(run.run_id))
+    store.link_run(conn, decision_id, run.run_id)
+    if seconds is None:
+        closed = store.close_reservation(conn, decision_id, run_id=run.run_id, kind="release")
+        what = "never started: $0.0000 released"
+    else:
+        logged = store.decision_for(conn, decision_id)
+        usd = actual_cost(logged.payload, seconds) if logged else 0.0
+        closed = store.close_reservation(
+            conn, decision_id, run_id=run.run_id, kind="settle", usd=usd
+        )
+        what = f"{seconds:.1f} s, ${usd:.4f} settled"
+    context.log.info(
+        f"run {run.run_id} {run.status.value.lower()}: "
+        + (what if closed else "reservation already closed")
+        + f" for decision {decision_id}"
+    )
+
+
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
     name="plane_metering_sensor",
@@ -63,33 +101,37 @@ def actual_cost(payload: dict, seconds: float) -> float:
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def plane_metering_sensor(context: dg.RunStatusSensorContext, plane: PlaneResource):
-    run = context.dagster_run
-    decision_id = _decision_id(run)
+    decision_id = _decision_id(context.dagster_run)
     if decision_id is None:
         return None  # not placed by the plane (see the note above _decision_id)
-    record = context.instance.get_run_record_by_id(run.run_id)
-    seconds = 0.0
-    if record is not None and record.start_time and record.end_time:
-        seconds = record.end_time - record.start_time
     with plane.connect() as conn:
-        store.link_run(conn, decision_id, run.run_id)
-        logged = store.decision_for(conn, decision_id)
-        usd = actual_cost(logged.payload, seconds) if logged else 0.0
-        settled = store.close_reservation(
-            conn, decision_id, run_id=run.run_id, kind="settle", usd=usd
-        )
+        _close_ended(context, conn, decision_id)
         conn.commit()
-    context.log.info(
-        f"run {run.run_id}: {seconds:.1f} s, ${usd:.4f} "
-        f"{'settled' if settled else 'already settled'} for decision {decision_id}"
-    )
+    return None
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.CANCELED,
+    name="plane_cancel_sensor",
+    description="Settles the reservation of each cancelled placed run at the GPU time it held "
+    "($0 when it never started), so that it stops holding the team's quota and budget.",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def plane_cancel_sensor(context: dg.RunStatusSensorContext, plane: PlaneResource):
+    decision_id = _decision_id(context.dagster_run)
+    if decision_id is None:
+        return None  # not placed by the plane (see the note above _decision_id)
+    with plane.connect() as conn:
+        _close_ended(context, conn, decision_id)
+        conn.commit()
     return None
 
 
 @dg.run_failure_sensor(
     name="plane_failure_sensor",
-    description="Releases the reservation of a failed placed run; re-places capacity failures "
-    f"on the next feasible cluster (at most {MAX_ATTEMPTS} attempts).",
+    description="Settles the reservation of a failed placed run at the GPU time it held; "
+    "re-places capacity failures on the next feasible cluster "
+    f"(at most {MAX_ATTEMPTS} attempts).",
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def plane_failure_sensor(context: dg.RunFailureSensorContext, plane: PlaneResource):
@@ -103,8 +145,7 @@ def plane_failure_sensor(context: dg.RunFailureSensorContext, plane: PlaneResour
         if data is not None and getattr(data, "error", None) is not None:
             message += "\n" + data.error.to_string()
     with plane.connect() as conn:
-        store.link_run(conn, decision_id, run.run_id)
-        store.close_reservation(conn, decision_id, run_id=run.run_id, kind="release")
+        _close_ended(context, conn, decision_id)
         logged = store.decision_for(conn, decision_id)
         replaced = None
         if logged and CAPACITY_ERRORS.search(message):

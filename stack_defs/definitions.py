@@ -32,7 +32,12 @@ from resources.lakehouse import LakehouseResource
 from resources.plane import PlaneResource
 from resources.postgres import PostgresResource
 from resources.vectors import VectorStoresResource
-from sensors.ledger import plane_failure_sensor, plane_metering_sensor, plane_run_started_sensor
+from sensors.ledger import (
+    plane_cancel_sensor,
+    plane_failure_sensor,
+    plane_metering_sensor,
+    plane_run_started_sensor,
+)
 from sensors.placement import build_placement_sensor, build_recurring_schedule
 from sensors.source_files import build_source_files_sensor
 
@@ -104,6 +109,7 @@ def build_defs(
             plane_run_started_sensor,
             plane_metering_sensor,
             plane_failure_sensor,
+            plane_cancel_sensor,
         ],
         schedules=[build_recurring_schedule(workloads, declared), team_spend_schedule],
         executor=placement_executor,
