@@ -37,7 +37,7 @@ from reasoning_plane.signing import signer
 from reasoning_plane.snapshot import local_fleet
 from reasoning_plane.tick import Pending, run_tick
 from resources.plane import PlaneResource
-from sensors.ledger import actual_cost
+from sensors.ledger import actual_cost, held_seconds
 from sensors.placement import SUMMARY_TAG, _request, decision_summary
 
 SUCCEEDED, FAILED, REJECTED, DEFERRED_OUT, SKIPPED = (
@@ -125,12 +125,13 @@ def run_placed(
                 )
                 for k in waiting
             ]
+            policy = plane.policy()
             with plane.connect() as conn:
                 result = run_tick(
                     conn,
                     pending,
                     lambda c: plane.snapshot(c, declared=declared, fleet=here),
-                    plane.policy(),
+                    policy,
                     signer(),
                 )
                 conn.commit()
@@ -164,7 +165,7 @@ def run_placed(
                     log(f"{key.to_user_string()}: deferred and not run: {decision.reason}")
                 break
             for key, decision in placed:
-                tags = run_tags(decision, fleet)
+                tags = run_tags(decision, fleet, policy)
                 tags[SUMMARY_TAG] = decision_summary(tags)
                 where = decision.chosen.label if decision.chosen else "-"
                 log(f"{key.to_user_string()}: placed on {where} ({decision.decision_id}); running")
@@ -181,18 +182,19 @@ def _settle(
     run: dg.ExecuteInProcessResult,
     where: str,
 ) -> Outcome:
-    """Link the run to its decision and settle its reservation at the actual cost."""
-    record = instance.get_run_record_by_id(run.run_id)
-    seconds = 0.0
-    if record is not None and record.start_time and record.end_time:
-        seconds = record.end_time - record.start_time
+    """Link the run to its decision and close its reservation at what it used, as the metering
+    sensors do for launched runs (succeeded or failed: its GPU time; never started: $0)."""
+    seconds = held_seconds(instance.get_run_record_by_id(run.run_id))
     with plane.connect() as conn:
         store.link_run(conn, decision.decision_id, run.run_id)
-        logged = store.decision_for(conn, decision.decision_id)
-        usd = actual_cost(logged.payload, seconds) if logged else 0.0
-        store.close_reservation(
-            conn, decision.decision_id, run_id=run.run_id, kind="settle", usd=usd
-        )
+        if seconds is None:
+            store.close_reservation(conn, decision.decision_id, run_id=run.run_id, kind="release")
+        else:
+            logged = store.decision_for(conn, decision.decision_id)
+            usd = actual_cost(logged.payload, seconds) if logged else 0.0
+            store.close_reservation(
+                conn, decision.decision_id, run_id=run.run_id, kind="settle", usd=usd
+            )
         conn.commit()
     name = decision.request.workload
     if run.success:
