@@ -31,14 +31,13 @@ import dagster as dg
 from assets.workloads import WorkloadSpec, declared_records, workload_specs
 from reasoning_plane import store
 from reasoning_plane.gpu_telemetry import read_gpus
-from reasoning_plane.launch import run_tags
 from reasoning_plane.model import DEFERRED, PLACED, Decision
 from reasoning_plane.signing import signer
 from reasoning_plane.snapshot import local_fleet
 from reasoning_plane.tick import Pending, run_tick
 from resources.plane import PlaneResource
-from sensors.ledger import actual_cost, held_seconds
-from sensors.placement import SUMMARY_TAG, _request, decision_summary
+from sensors.ledger import held_seconds
+from sensors.placement import _request, placed_tags
 
 SUCCEEDED, FAILED, REJECTED, DEFERRED_OUT, SKIPPED = (
     "succeeded",
@@ -165,8 +164,7 @@ def run_placed(
                     log(f"{key.to_user_string()}: deferred and not run: {decision.reason}")
                 break
             for key, decision in placed:
-                tags = run_tags(decision, fleet, policy)
-                tags[SUMMARY_TAG] = decision_summary(tags)
+                tags = placed_tags(decision, fleet, policy)
                 where = decision.chosen.label if decision.chosen else "-"
                 log(f"{key.to_user_string()}: placed on {where} ({decision.decision_id}); running")
                 run = execute(key, tags)
@@ -186,15 +184,7 @@ def _settle(
     sensors do for launched runs (succeeded or failed: its GPU time; never started: $0)."""
     seconds = held_seconds(instance.get_run_record_by_id(run.run_id))
     with plane.connect() as conn:
-        store.link_run(conn, decision.decision_id, run.run_id)
-        if seconds is None:
-            store.close_reservation(conn, decision.decision_id, run_id=run.run_id, kind="release")
-        else:
-            logged = store.decision_for(conn, decision.decision_id)
-            usd = actual_cost(logged.payload, seconds) if logged else 0.0
-            store.close_reservation(
-                conn, decision.decision_id, run_id=run.run_id, kind="settle", usd=usd
-            )
+        store.close_ended_run(conn, decision.decision_id, run.run_id, seconds)
         conn.commit()
     name = decision.request.workload
     if run.success:

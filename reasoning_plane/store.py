@@ -356,6 +356,31 @@ def close_reservation(
         return cur.rowcount == 1
 
 
+def actual_cost(payload: dict[str, Any], seconds: float) -> float:
+    """A logged decision's GPU cost scaled from the estimated to the actual duration, plus the
+    egress."""
+    chosen = next((c for c in payload["candidates"] if c["chosen"]), None)
+    if chosen is None:
+        return 0.0
+    estimated = max(chosen["duration_s"], 1e-9)
+    return chosen["gpu_usd"] * (seconds / estimated) + chosen["egress_usd"]
+
+
+def close_ended_run(
+    conn: psycopg.Connection, decision_id: str, run_id: str, seconds: float | None
+) -> tuple[bool, float | None]:
+    """Close the reservation of a run that ended (succeeded, failed or was cancelled) at what it
+    used: ``settle`` at `actual_cost` for the ``seconds`` it held, or ``release`` at $0 when it
+    never started (``seconds`` None). (closed now, USD settled or None when released); links the
+    run to its decision."""
+    link_run(conn, decision_id, run_id)
+    if seconds is None:
+        return close_reservation(conn, decision_id, run_id=run_id, kind="release"), None
+    logged = decision_for(conn, decision_id)
+    usd = actual_cost(logged.payload, seconds) if logged else 0.0
+    return close_reservation(conn, decision_id, run_id=run_id, kind="settle", usd=usd), usd
+
+
 def release_superseded(conn: psycopg.Connection, run_keys: Sequence[str], before: datetime) -> int:
     """Release the open reservations of earlier decisions for ``run_keys`` that no run carried
     out (call inside the tick's transaction, before its snapshot).

@@ -52,15 +52,6 @@ def plane_run_started_sensor(context: dg.RunStatusSensorContext, plane: PlaneRes
     return None
 
 
-def actual_cost(payload: dict, seconds: float) -> float:
-    """GPU cost scaled from the estimated to the actual duration, plus the egress."""
-    chosen = next((c for c in payload["candidates"] if c["chosen"]), None)
-    if chosen is None:
-        return 0.0
-    estimated = max(chosen["duration_s"], 1e-9)
-    return chosen["gpu_usd"] * (seconds / estimated) + chosen["egress_usd"]
-
-
 def held_seconds(record: dg.RunRecord | None, now: float | None = None) -> float | None:
     """Seconds an ended run held what it was placed on: its record's start to end (to ``now``
     when no end is recorded); None when it never started."""
@@ -76,17 +67,12 @@ def _close_ended(
     """Close the reservation of the context's ended run at what it used (see the module)."""
     run = context.dagster_run
     seconds = held_seconds(context.instance.get_run_record_by_id(run.run_id))
-    store.link_run(conn, decision_id, run.run_id)
-    if seconds is None:
-        closed = store.close_reservation(conn, decision_id, run_id=run.run_id, kind="release")
-        what = "never started: $0.0000 released"
-    else:
-        logged = store.decision_for(conn, decision_id)
-        usd = actual_cost(logged.payload, seconds) if logged else 0.0
-        closed = store.close_reservation(
-            conn, decision_id, run_id=run.run_id, kind="settle", usd=usd
-        )
-        what = f"{seconds:.1f} s, ${usd:.4f} settled"
+    closed, usd = store.close_ended_run(conn, decision_id, run.run_id, seconds)
+    what = (
+        "never started: $0.0000 released"
+        if seconds is None or usd is None
+        else f"{seconds:.1f} s, ${usd:.4f} settled"
+    )
     context.log.info(
         f"run {run.run_id} {run.status.value.lower()}: "
         + (what if closed else "reservation already closed")

@@ -132,11 +132,18 @@ def decision_summary(tags: Mapping[str, str]) -> str:
     )
 
 
+def placed_tags(decision, plane_fleet, policy) -> dict[str, str]:
+    """The tags of the run that carries out a placed decision, with its one-line summary (the
+    sensor's runs and ``plane run``'s alike)."""
+    tags = run_tags(decision, plane_fleet, policy)
+    tags[SUMMARY_TAG] = decision_summary(tags)
+    return tags
+
+
 def _run_requests(result: TickResult, plane_fleet, policy) -> list[dg.RunRequest]:
     requests = []
     for decision, run_key in result.placed():
-        tags = run_tags(decision, plane_fleet, policy)
-        tags[SUMMARY_TAG] = decision_summary(tags)
+        tags = placed_tags(decision, plane_fleet, policy)
         requests.append(
             dg.RunRequest(
                 run_key=run_key,

@@ -175,7 +175,7 @@ def test_every_placed_run_request_carries_the_summary_tag(plane_db: str) -> None
             PlacementPolicy(),
         )
         conn.commit()
-    (run,) = _run_requests(result, snap.fleet)  # the rejected one launches nothing
+    (run,) = _run_requests(result, snap.fleet, PlacementPolicy())  # the rejected one: nothing
     assert run.tags[SUMMARY_TAG] == decision_summary(run.tags)
     assert run.tags[SUMMARY_TAG].startswith(f"{run.tags['plane/cluster']} (")
     assert f" for {float(run.tags['plane/est_duration_s']) / 3600:.2f} h" in run.tags[SUMMARY_TAG]

@@ -23,10 +23,10 @@ from reasoning_plane import store
 from reasoning_plane.launch import run_tags
 from reasoning_plane.model import PLACED, Budget, TeamQuota, TelemetrySample
 from reasoning_plane.policy import PlacementPolicy
+from reasoning_plane.store import actual_cost
 from reasoning_plane.tick import Pending, run_tick
 from resources.plane import PlaneResource
 from resources.postgres import PostgresResource
-from sensors.ledger import actual_cost
 from stack_defs.definitions import build_defs
 from tests.unit.plane.factory import CATALOG, NOW, fleet, request
 
