@@ -74,7 +74,8 @@ def run_placed(
     plane: PlaneResource,
     log: Callable[[str], None] = print,
 ) -> list[Outcome]:
-    """Place and run ``selection`` on this machine; one `Outcome` per selected asset."""
+    """Place and run ``selection`` on this machine; one `Outcome` per selected asset, upstream
+    first."""
     graph = defs.resolve_asset_graph()
     keys = set(selection)
     assets = [a for a in defs.assets or () if isinstance(a, dg.AssetsDefinition)]
@@ -170,7 +171,8 @@ def run_placed(
                 run = execute(key, tags)
                 outcomes[key] = _settle(instance, plane, decision, run, where)
             waiting = still
-    return [outcomes[k] for k in sorted(outcomes, key=lambda k: k.to_user_string())]
+    order = {k: i for i, level in enumerate(_levels(graph, keys)) for k in level}
+    return [outcomes[k] for k in sorted(outcomes, key=lambda k: (order[k], k.to_user_string()))]
 
 
 def _settle(
