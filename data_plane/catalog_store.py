@@ -1,8 +1,11 @@
 """The durable governance catalog: PostgreSQL tables ``governance.catalog`` and its history.
 
 ``governance.catalog`` holds the current entry of each dataset, its ``record`` column the exact
-operator JSON shape; ``governance.catalog_history`` is append-only and gets a row each time an
-entry changes (re-running with the same facts adds nothing). Upserts are transactional.
+operator JSON shape; ``governance.catalog_history`` is append-only, hash-chained
+(`data_plane.hash_chain`) and gets a row each time an entry changes (re-running with the same
+facts adds nothing). Upserts are transactional. `drift` finds current entries that differ from
+their latest history row: changed behind the history's back (``plane verify-log --log
+catalog``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from data_plane.catalog import CatalogEntry, CatalogRecord
+from data_plane.hash_chain import ensure_chain
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS governance;
@@ -52,6 +56,7 @@ def ensure_schema(conn: psycopg.Connection) -> None:
         # Serialise concurrent first-time creation across processes.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('governance.catalog ddl'))")
         conn.execute(DDL)
+        ensure_chain(conn, "governance.catalog_history")
 
 
 def entry_to_dict(entry: CatalogEntry) -> dict[str, Any]:
@@ -164,3 +169,30 @@ def history_count(conn: psycopg.Connection, dataset_id: str) -> int:
         "SELECT count(*) FROM governance.catalog_history WHERE dataset_id = %s", (dataset_id,)
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def drift(conn: psycopg.Connection) -> list[str]:
+    """Current entries that are not what their (chained) history last recorded: an entry whose
+    facts no longer hash to its latest history row, or that has no history row at all."""
+    rows = conn.execute(
+        "SELECT c.dataset_id, c.record, c.owner_team, c.pii_columns, c.regulations,"
+        " c.derived_from, c.declared_classification, c.row_count, c.quarantined_rows,"
+        " c.content_hash, (SELECT h.entry_hash FROM governance.catalog_history h"
+        "  WHERE h.dataset_id = c.dataset_id ORDER BY h.id DESC LIMIT 1)"
+        " FROM governance.catalog c ORDER BY c.dataset_id"
+    ).fetchall()
+    problems = []
+    for dataset_id, *columns, recorded in rows:
+        try:
+            actual = entry_hash(_entry_from_row(tuple(columns)))
+        except ValueError as exc:
+            problems.append(f"governance.catalog: {dataset_id} is not a valid entry ({exc})")
+            continue
+        if recorded is None:
+            problems.append(f"governance.catalog: {dataset_id} has no history row")
+        elif actual != recorded:
+            problems.append(
+                f"governance.catalog: {dataset_id} differs from its latest history row: the "
+                "entry was changed behind its history"
+            )
+    return problems

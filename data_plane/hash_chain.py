@@ -8,11 +8,13 @@ Every row inserted into a chained table gets, from a ``BEFORE INSERT`` trigger:
 * ``row_hash``: SHA-256 of ``prev_hash`` followed by the row's JSON (``to_jsonb`` of every
   column but the two hashes, in UTC with shortest-exact floats, whatever the session settings).
 
-The logs are append-only already (a trigger refuses ``UPDATE`` and ``DELETE``); the chain catches
-what that trigger cannot: a superuser who disables it, or edits the files. `verify_chain`
-recomputes every hash in the database and names the first row that was changed, removed or
-reordered. Rewriting the whole chain after the tampered row is caught only against a head
-recorded elsewhere (``plane verify-log --expect-head``): anchor the head outside PostgreSQL.
+The logs are append-only already (triggers refuse ``UPDATE`` and ``DELETE``, and ``ensure_chain``
+adds one refusing ``TRUNCATE``); the chain catches what those triggers cannot: a superuser who
+disables them, or edits the files. `verify_chain` recomputes every hash in the database and names
+the first row that was changed, removed or reordered. Rewriting the whole chain after the
+tampered row, or cutting its tail, is caught against a head recorded outside PostgreSQL: every
+placement tick writes the heads to an anchor file (`data_plane.anchors`), which ``plane
+verify-log`` checks by default (or ``--expect-head``).
 
 Rows written before a table was chained (an older install) have no position; they are counted,
 not verified.
@@ -47,6 +49,15 @@ BEGIN
 END $$;
 """
 
+# TRUNCATE fires no row trigger: a statement trigger refuses it on every chained table.
+REFUSE_TRUNCATE = """
+CREATE SCHEMA IF NOT EXISTS audit;
+CREATE OR REPLACE FUNCTION audit.refuse_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only: TRUNCATE refused', TG_TABLE_NAME;
+END $$;
+"""
+
 MAX_PROBLEMS = 20
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$")
 
@@ -67,10 +78,11 @@ def ensure_chain(conn: psycopg.Connection, table: str) -> None:
     ident = sql.Identifier(schema, name)
     function = f"chain_{schema}_{name}"
     trigger = f"{name}_hash_chain"
+    no_truncate = f"{name}_no_truncate"
     # Names are checked by _parts (lower-case letters, digits, underscores): safe to format in.
     source = CHAIN_FUNCTION.format(function=function, table=table)
     body = source.split("AS $$", 1)[1].rsplit("$$;", 1)[0]
-    have_function, have_columns, have_index, have_trigger = conn.execute(
+    have_function, have_columns, have_index, have_trigger, have_no_truncate = conn.execute(
         """
         SELECT
           (SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
@@ -82,7 +94,10 @@ def ensure_chain(conn: psycopg.Connection, table: str) -> None:
            WHERE schemaname = %(schema)s AND indexname = %(index)s),
           (SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
            JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE t.tgname = %(trigger)s AND c.relname = %(name)s AND n.nspname = %(schema)s)
+           WHERE t.tgname = %(trigger)s AND c.relname = %(name)s AND n.nspname = %(schema)s),
+          (SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE t.tgname = %(no_truncate)s AND c.relname = %(name)s AND n.nspname = %(schema)s)
         """,
         {
             "function": function,
@@ -90,6 +105,7 @@ def ensure_chain(conn: psycopg.Connection, table: str) -> None:
             "name": name,
             "index": f"{name}_chain_pos",
             "trigger": trigger,
+            "no_truncate": no_truncate,
         },
     ).fetchone()
     if have_function != body:
@@ -112,6 +128,14 @@ def ensure_chain(conn: psycopg.Connection, table: str) -> None:
             sql.SQL(
                 "CREATE TRIGGER {} BEFORE INSERT ON {} FOR EACH ROW EXECUTE FUNCTION {}()"
             ).format(sql.Identifier(trigger), ident, sql.Identifier("audit", function))
+        )
+    if not have_no_truncate:
+        conn.execute(REFUSE_TRUNCATE)
+        conn.execute(
+            sql.SQL(
+                "CREATE TRIGGER {} BEFORE TRUNCATE ON {} FOR EACH STATEMENT"
+                " EXECUTE FUNCTION audit.refuse_truncate()"
+            ).format(sql.Identifier(no_truncate), ident)
         )
 
 

@@ -30,9 +30,11 @@
                                   push this node's NVML telemetry to plane.telemetry
     plane gpus [--json]           this machine's GPUs as NVML reports them
     plane db-url                  the PostgreSQL URL in use (password redacted)
-    plane verify-log [--log decisions|ledger|snapshots|access] [--expect-head LOG=POS:HASH]
-                                  recompute the hash chains of the append-only logs; prints
-                                  each head (record it elsewhere), exit 6 when tampered
+    plane verify-log [--log decisions|ledger|snapshots|access|catalog]
+                     [--expect-head LOG=POS:HASH] [--no-anchor]
+                                  recompute the hash chains of the append-only logs, against
+                                  the latest anchor of their heads (PLANE_ANCHOR_DIR) and the
+                                  current catalog against its history; exit 6 when tampered
 
 Exit codes: 0 success, 2 bad input, 3 no feasible cluster, 4 not found, 5 database unavailable,
 6 a log was tampered with.
@@ -65,6 +67,7 @@ CHAINED_LOGS = {
     "ledger": "plane.ledger",
     "snapshots": "plane.snapshots",
     "access": "governance.access_log",
+    "catalog": "governance.catalog_history",  # and the current entries against it
 }
 
 
@@ -497,9 +500,12 @@ def _gpus(args: argparse.Namespace) -> int:
 
 
 def _verify_log(args: argparse.Namespace) -> int:
+    from data_plane import anchors, catalog_store
     from data_plane.hash_chain import verify_chain
 
     names = args.log or list(CHAINED_LOGS)
+    anchor = None if args.no_anchor else anchors.latest()
+    anchored = (anchor or {}).get("heads", {})
     heads: dict[str, str] = {}
     for item in args.expect_head or []:
         log, sep, head = item.partition("=")
@@ -519,22 +525,33 @@ def _verify_log(args: argparse.Namespace) -> int:
                 (schema, relation),
             ).fetchone()
             if not found or not found[0]:
-                rows.append([name, "-", "-", "not created yet", ""])
+                rows.append([name, "-", "-", "not created yet", "", "-"])
                 continue
-            report = verify_chain(conn, table, expect_head=heads.get(name))
-            tampered = tampered or not report.ok
+            expect = heads.get(name) or anchored.get(table)
+            report = verify_chain(conn, table, expect_head=expect)
+            problems = list(report.problems)
+            if name == "catalog":
+                problems += catalog_store.drift(conn)
+            tampered = tampered or bool(problems)
             rows.append(
                 [
                     name,
                     report.chained,
                     report.unchained,
-                    "ok" if report.ok else "TAMPERED",
+                    "ok" if not problems else "TAMPERED",
                     report.head,
+                    (expect or "-").split(":")[0],
                 ]
             )
-            for problem in report.problems:
+            for problem in problems:
                 print(f"plane: {problem}", file=sys.stderr)
-    print(format_table(["log", "rows", "before chain", "verdict", "head (record it)"], rows))
+    print(
+        format_table(
+            ["log", "rows", "before chain", "verdict", "head (record it)", "anchored head"], rows
+        )
+    )
+    if anchor is not None and not args.no_anchor:
+        print(f"checked against the anchor written at {anchor.get('written_at')}")
     return EXIT_TAMPERED if tampered else EXIT_OK
 
 
@@ -640,7 +657,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--expect-head",
         action="append",
         metavar="LOG=POS:HASH",
-        help="a head printed earlier: that row must still have that hash",
+        help="a head printed earlier: that row must still have that hash (instead of the anchor)",
+    )
+    ver.add_argument(
+        "--no-anchor", action="store_true", help="do not check against the latest anchor"
     )
     ver.set_defaults(func=_verify_log)
     return parser

@@ -132,6 +132,10 @@ DO $$ BEGIN
         CREATE TRIGGER claims_append_only BEFORE UPDATE OR DELETE ON plane.decision_claims
             FOR EACH ROW EXECUTE FUNCTION plane.refuse_change();
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'claims_no_truncate') THEN
+        CREATE TRIGGER claims_no_truncate BEFORE TRUNCATE ON plane.decision_claims
+            FOR EACH STATEMENT EXECUTE FUNCTION plane.refuse_change();
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'ledger_append_only') THEN
         CREATE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE ON plane.ledger
             FOR EACH ROW EXECUTE FUNCTION plane.refuse_change();

@@ -13,7 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
+from data_plane import anchors
 from reasoning_plane import store
 from reasoning_plane.batch import place_batch
 from reasoning_plane.index import collector_paused
@@ -22,6 +24,8 @@ from reasoning_plane.policy import PlacementPolicy
 from reasoning_plane.signing import Signer
 
 TICK_LOCK = "plane:placement-tick"
+# The logs whose heads each tick anchors outside PostgreSQL (data_plane.anchors).
+ANCHORED = (*store.CHAINED, "governance.access_log", "governance.catalog_history")
 
 
 REQUEST_KEY = "request:"  # run keys of explicit requests (plane.requests): request:<id>
@@ -81,4 +85,6 @@ def run_tick(
                 store.mark_request(
                     conn, run_key.removeprefix(REQUEST_KEY), decision.status, decision.decision_id
                 )
+    if conn.info.transaction_status == TransactionStatus.IDLE:  # committed: anchor the heads
+        anchors.write(conn, ANCHORED)
     return TickResult(snapshot=snapshot, decisions=tuple(out))

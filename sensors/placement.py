@@ -281,6 +281,7 @@ def build_recurring_schedule(
                 )
             if not pending:
                 return dg.SkipReason("no recurring GPU workload")
+            conn.commit()  # the tick runs in a transaction of its own (and anchors the heads)
             fleet, policy = plane.fleet(), plane.policy()
             result = run_tick(
                 conn,

@@ -30,6 +30,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_STATE, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _anchors_of_this_test(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """Each test anchors its chain heads (data_plane.anchors) in a folder of its own: tests
+    drop and recreate the plane schema, and a head anchored by another test's tick would read
+    as a cut chain to `plane verify-log`."""
+    monkeypatch.setenv("PLANE_ANCHOR_DIR", str(tmp_path_factory.mktemp("anchors")))
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
