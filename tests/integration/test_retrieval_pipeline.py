@@ -213,3 +213,25 @@ def test_inference_never_pays_twice(world: World) -> None:
         assert version.governance["data_residency"] == "US"
         assert version.lineage["dataset"] == "conference_transcripts"
         assert version.metrics["accuracy"] >= 0.8
+
+
+def test_a_catalog_downgraded_to_public_does_not_open_the_chunks(world: World) -> None:
+    """An insider rewrites the tickets' catalog entry to PUBLIC. Retrieval authorises each chunk
+    with the stricter of the catalog's facts and the chunk's own (classification, PII flag): the
+    tickets stay closed to a principal without PII clearance."""
+    with psycopg.connect(world.database_url) as conn:
+        conn.execute(
+            "UPDATE governance.catalog SET record = jsonb_set(record, '{classification}',"
+            " '\"PUBLIC\"') WHERE dataset_id = 'support_tickets'"
+        )
+        conn.commit()
+    try:
+        hits = _retriever().search("I want a refund to my IBAN", "media-tagger", k=10, region="EU")
+        assert "support_tickets" not in {h.dataset_id for h in hits}
+    finally:
+        with psycopg.connect(world.database_url) as conn:
+            conn.execute(
+                "UPDATE governance.catalog SET record = jsonb_set(record, '{classification}',"
+                " '\"PII\"') WHERE dataset_id = 'support_tickets'"
+            )
+            conn.commit()
