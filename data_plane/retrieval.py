@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,11 @@ import psycopg
 from data_plane.access import Principal
 from data_plane.authz import AccessDecision, Authorizer, Resource
 from data_plane.catalog import CatalogEntry
-from data_plane.classification import UNKNOWN, residency_parts
+from data_plane.classification import (
+    UNKNOWN,
+    most_restrictive_classification,
+    residency_parts,
+)
 from data_plane.errors import InputFileError
 from data_plane.files import read_yaml
 from data_plane.vector_store import RegionStore, SearchHit, search_store
@@ -66,6 +70,17 @@ def store_for_residency(stores: Mapping[str, RegionStore], residency: str) -> Re
     if len(parts) != 1 or UNKNOWN in parts:
         return None
     return stores.get(next(iter(parts)))
+
+
+def stricter(resource: Resource, hit: SearchHit) -> Resource:
+    """``resource`` (a dataset as its catalog entry says) with the most restrictive of its
+    classification and the chunk's own (PII when the chunk holds PII), and the chunk's residency
+    when the two disagree (the store rules then compare both against the store's region)."""
+    classification = most_restrictive_classification(
+        [resource.classification, hit.classification] + (["PII"] if hit.pii else [])
+    )
+    residency = resource.residency if hit.residency == resource.residency else UNKNOWN
+    return replace(resource, classification=classification, residency=residency)
 
 
 @dataclass
@@ -163,12 +178,13 @@ class Retriever:
                     conn, store, vector, k, allowed_datasets=datasets, exclude_pii=exclude_pii
                 ):
                     found.append((store, hit))
-        # Defence in depth: every hit is authorised again with its own facts.
+        # Defence in depth: every hit is authorised again with its own facts, the stricter of
+        # the catalog's and the chunk's (a catalog rewritten to PUBLIC does not open PII chunks).
         checked = [(s, h, entries.get(h.dataset_id)) for s, h in found]
         asks = [
             Authorizer.retrieve_ask(
                 principal,
-                Resource.from_entry(entry),
+                stricter(Resource.from_entry(entry), hit),
                 store_region=store.region,
                 serve_region=region,
                 pii=hit.pii,
