@@ -235,3 +235,25 @@ def test_a_catalog_downgraded_to_public_does_not_open_the_chunks(world: World) -
                 " '\"PII\"') WHERE dataset_id = 'support_tickets'"
             )
             conn.commit()
+
+
+def test_successful_reads_of_personal_data_are_logged(world: World, database_url: str) -> None:
+    """Who read personal data, for whom, which dataset, when, under which policy version: like
+    the denials."""
+    from data_plane import access_log
+
+    with psycopg.connect(database_url) as conn:
+        access_log.ensure_schema(conn)
+        before = conn.execute(
+            "SELECT count(*) FROM governance.access_log WHERE decision = 'allow'"
+        ).fetchone()[0]
+    hits = _retriever().search("I want a refund to my IBAN", "support-copilot", k=3, region="EU")
+    assert hits and all(h.dataset_id == "support_tickets" for h in hits)
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT principal, resource, policy_version FROM governance.access_log"
+            " WHERE decision = 'allow' ORDER BY id"
+        ).fetchall()[before:]
+    assert len(rows) == len(hits)
+    assert {(p, r) for p, r, _ in rows} == {("support-copilot", "Dataset::support_tickets")}
+    assert all(v.startswith("sha256:") for _, _, v in rows)
