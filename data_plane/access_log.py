@@ -1,6 +1,7 @@
-"""The append-only access log ``governance.access_log``: every denied retrieval or model use.
+"""The append-only access log ``governance.access_log``: every denied retrieval or model use, and
+every allowed read of personal data.
 
-One row per denial: who asked (principal, and the user an agent acted for), what (action,
+One row per decision logged: who asked (principal, and the user an agent acted for), what (action,
 resource), the decision, the rules that decided it, the version of the policy files, the request
 context and the time. A trigger refuses ``UPDATE`` and ``DELETE``: rows are only ever added.
 """

@@ -101,10 +101,13 @@ class Retriever:
         except KeyError:
             raise LookupError(f"unknown principal {name!r}") from None
 
-    def _record(self, decisions: Sequence[AccessDecision]) -> None:
-        denied = [d for d in decisions if not d.allowed]
-        if denied and self.audit is not None:
-            self.audit(denied)
+    def _record(
+        self, decisions: Sequence[AccessDecision], reads: Sequence[AccessDecision] = ()
+    ) -> None:
+        """Audit every denial, and ``reads``: allowed reads of personal data."""
+        logged = [d for d in decisions if not d.allowed] + [d for d in reads if d.allowed]
+        if logged and self.audit is not None:
+            self.audit(logged)
 
     def plan(
         self, principal: Principal, region: str, on_behalf_of: Principal | None = None
@@ -180,30 +183,37 @@ class Retriever:
                     found.append((store, hit))
         # Defence in depth: every hit is authorised again with its own facts, the stricter of
         # the catalog's and the chunk's (a catalog rewritten to PUBLIC does not open PII chunks).
-        checked = [(s, h, entries.get(h.dataset_id)) for s, h in found]
+        checked: list[tuple[RegionStore, SearchHit, Resource | None]] = []
+        for store, hit in found:
+            entry = entries.get(hit.dataset_id)
+            resource = stricter(Resource.from_entry(entry), hit) if entry is not None else None
+            checked.append((store, hit, resource))
         asks = [
             Authorizer.retrieve_ask(
                 principal,
-                stricter(Resource.from_entry(entry), hit),
+                resource,
                 store_region=store.region,
                 serve_region=region,
                 pii=hit.pii,
                 residency=hit.residency,
                 on_behalf_of=on_behalf_of,
             )
-            for store, hit, entry in checked
-            if entry is not None
+            for store, hit, resource in checked
+            if resource is not None
         ]
         decisions = iter(self.authorizer.many(asks))
         hits: list[SearchHit] = []
         audited: list[AccessDecision] = []
-        for _, hit, entry in checked:
-            if entry is None:  # no catalog record any more: nobody may read it
+        personal: list[AccessDecision] = []  # reads of personal data: logged like denials
+        for _, hit, resource in checked:
+            if resource is None:  # no catalog record any more: nobody may read it
                 continue
             decision = next(decisions)
             audited.append(decision)
             if decision.allowed:
                 hits.append(hit)
-        self._record(audited)
+                if resource.classification in ("PII", UNKNOWN):
+                    personal.append(decision)
+        self._record(audited, personal)
         hits.sort(key=lambda h: -h.score)
         return hits[:k]

@@ -2,8 +2,9 @@
 
     plane catalog                 summary of the governance catalog (datasets, rows, PII, ...)
     plane catalog show DATASET    one catalog record in the operator JSON shape
-    plane search QUERY --principal NAME [--on-behalf-of USER] [--region EU] [-k 5] [--json]
-                                  governed retrieval over the regional vector stores
+    plane search QUERY [--on-behalf-of USER] [--region EU] [-k 5] [--json]
+                                  governed retrieval over the regional vector stores, as the
+                                  principal of the API key in PLANE_API_KEY
     plane place --fleet F --quotas Q --catalog C --requests R [--budgets B] [--telemetry T]
                 [--policy P] [--now ISO-8601] [--json]
                                   what-if placement; exit 0 all placed, 3 some request has no
@@ -13,10 +14,12 @@
                                   chosen, the cheapest others, rejections counted per rule)
     plane replay [--fleet F] [--policy P] [--since ISO-8601] [--json]
                                   re-run logged decisions under a changed fleet or policy
-    plane request --requests R --principal NAME
-                                  queue workload requests for the placement sensor, as NAME (a
-                                  principal of config/principals.yaml; Cedar decides whether it
-                                  may request each workload)
+    plane request --requests R    queue workload requests for the placement sensor, as the
+                                  principal of the API key in PLANE_API_KEY (Cedar decides
+                                  whether it may request each workload)
+    plane keys issue --principal NAME | revoke KEY_ID | list
+                                  API keys: a key stands for a principal of principals.yaml; it
+                                  is shown once and stored hashed
     plane run [--select SEL | --job main_job]
                                   place the selected assets with the reasoning plane and run what
                                   is placed on this machine, in dependency order; a table says
@@ -37,7 +40,7 @@
                                   current catalog against its history; exit 6 when tampered
 
 Exit codes: 0 success, 2 bad input, 3 no feasible cluster, 4 not found, 5 database unavailable,
-6 a log was tampered with.
+6 a log was tampered with, 7 no valid credential.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ import psycopg
 
 from data_plane import catalog_store
 from data_plane.catalog import CatalogEntry
+from data_plane.credentials import AuthenticationError
 from data_plane.vector_store import VectorStoreError
 from resources.database import database_url, redact, redact_url
 
@@ -60,6 +64,7 @@ EXIT_NO_FEASIBLE = 3
 EXIT_NOT_FOUND = 4
 EXIT_UNAVAILABLE = 5
 EXIT_TAMPERED = 6
+EXIT_UNAUTHENTICATED = 7
 
 # The append-only logs with a hash chain (data_plane/hash_chain.py).
 CHAINED_LOGS = {
@@ -136,12 +141,66 @@ def _catalog(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _caller() -> str:
+    """The principal of the API key in ``PLANE_API_KEY`` (`data_plane.credentials`)."""
+    import os
+
+    from data_plane import credentials
+
+    with psycopg.connect(database_url()) as conn:
+        name = credentials.authenticate(conn, os.environ.get(credentials.API_KEY_ENV))
+        conn.commit()
+    return name
+
+
+def _principals():
+    import os
+    from pathlib import Path
+
+    from data_plane.access import load_principals
+    from resources.database import project_root
+
+    raw = Path(os.environ.get("PLANE_PRINCIPALS_FILE") or "config/principals.yaml").expanduser()
+    return load_principals(raw if raw.is_absolute() else project_root() / raw)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from data_plane import credentials
+
+    with psycopg.connect(database_url()) as conn:
+        if args.keys_command == "issue":
+            if args.principal not in _principals():
+                print(
+                    f"plane: unknown principal {args.principal!r} (see config/principals.yaml)",
+                    file=sys.stderr,
+                )
+                return EXIT_NOT_FOUND
+            key_id, token = credentials.issue(conn, args.principal)
+            conn.commit()
+            print(f"key {key_id} for {args.principal} (shown once; store it as a secret):")
+            print(token)
+        elif args.keys_command == "revoke":
+            if not credentials.revoke(conn, args.key_id):
+                print(f"plane: no active key {args.key_id!r}", file=sys.stderr)
+                return EXIT_NOT_FOUND
+            conn.commit()
+            print(f"key {args.key_id} revoked")
+        else:
+            rows = [
+                [k, p, f"{c:%Y-%m-%d %H:%M}", f"{r:%Y-%m-%d %H:%M}" if r else "-"]
+                for k, p, c, r in credentials.keys(conn)
+            ]
+            print(format_table(["key", "principal", "issued", "revoked"], rows))
+    return EXIT_OK
+
+
 def _search(args: argparse.Namespace) -> int:
     from resources.vectors import open_retriever  # loads the model only for this command
 
+    caller = _caller()  # before anything is loaded or read
     retriever = open_retriever()
     try:
-        principal = retriever.principal(args.principal)
+        principal = retriever.principal(caller)
         for_user = retriever.principal(args.on_behalf_of) if args.on_behalf_of else None
     except LookupError as exc:
         print(f"plane: {exc} (see config/principals.yaml)", file=sys.stderr)
@@ -319,13 +378,12 @@ def _request(args: argparse.Namespace) -> int:
     from reasoning_plane.explain import request_to_dict
     from reasoning_plane.inputs import load_requests
 
-    if not args.principal or args.principal.startswith("system:"):
-        raise ValueError(f"--principal {args.principal!r}: name a principal of principals.yaml")
+    caller = _caller()
     requests = load_requests(args.requests)
     with psycopg.connect(database_url()) as conn:
         store.ensure_schema(conn)
         for r in requests:
-            payload = {**request_to_dict(r), "requested_by": args.principal}
+            payload = {**request_to_dict(r), "requested_by": caller}
             added = store.add_request(conn, r.request_id, payload)
             print(f"{r.request_id}: {'queued' if added else 'already queued'}")
         conn.commit()
@@ -573,7 +631,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = sub.add_parser("search", help="governed retrieval (Layer 1B)")
     search.add_argument("query")
-    search.add_argument("--principal", required=True, help="a name from config/principals.yaml")
     search.add_argument(
         "--on-behalf-of", help="the user an agent acts for (gets what both may read)"
     )
@@ -608,10 +665,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     req = sub.add_parser("request", help="queue explicit workload requests")
     req.add_argument("--requests", required=True)
-    req.add_argument(
-        "--principal", required=True, help="who asks (Cedar: the workload's owner team may)"
-    )
+
     req.set_defaults(func=_request)
+
+    keys = sub.add_parser("keys", help="API keys of principals (shown once, stored hashed)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    issue = keys_sub.add_parser("issue", help="a new key for a principal of principals.yaml")
+    issue.add_argument("--principal", required=True)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    keys_sub.add_parser("list", help="every key's id, principal and dates (never the key)")
+    keys.set_defaults(func=_keys)
 
     run = sub.add_parser("run", help="place assets with the plane and run them on this machine")
     which = run.add_mutually_exclusive_group()
@@ -677,6 +741,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except psycopg.DataError as exc:  # e.g. a NUL byte in a dataset name: refused, not a crash
         print(f"plane: invalid value: {redact(str(exc).strip())}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except AuthenticationError as exc:
+        print(f"plane: {exc}", file=sys.stderr)
+        return EXIT_UNAUTHENTICATED
     except psycopg.OperationalError as exc:  # database down or restarting: say so, no traceback
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         print(

@@ -83,13 +83,18 @@ def test_place_exit_2_on_bad_input_naming_file_and_field(tmp_path: Path) -> None
 def test_request_explain_and_replay(database_url: str, tmp_path: Path) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS plane CASCADE")
-    asker = ("--principal", "anna.schmidt")
-    queued = plane("request", "--requests", "requests.yaml", *asker)
-    assert queued.returncode == 0 and "eu-orders-copilot-inference: queued" in queued.stdout
-    assert "already queued" in plane("request", "--requests", "requests.yaml", *asker).stdout
-    # the plane's own sensors' name cannot be borrowed
-    borrowed = plane("request", "--requests", "requests.yaml", "--principal", "system:x")
-    assert borrowed.returncode == 2 and "--principal" in borrowed.stderr
+    from data_plane import credentials
+
+    with psycopg.connect(database_url) as conn:  # the requester's credential
+        _, key = credentials.issue(conn, "anna.schmidt")
+        conn.commit()
+    os.environ["PLANE_API_KEY"] = key
+    try:
+        queued = plane("request", "--requests", "requests.yaml")
+        assert queued.returncode == 0 and "eu-orders-copilot-inference: queued" in queued.stdout
+        assert "already queued" in plane("request", "--requests", "requests.yaml").stdout
+    finally:
+        del os.environ["PLANE_API_KEY"]
 
     # Log a decision as the sensor would, then explain and replay it.
     from reasoning_plane.inputs import (
