@@ -28,7 +28,7 @@
                    [--policies naive,greedy,plane,hindsight] [--json]
                                   replay a seeded trace through placement policies: cost per
                                   1,000 requests and violations of each
-    plane agent --cluster NAME [--interval 1] [--gpu-type T] [--max-clock-skew 5]
+    plane agent --cluster NAME [--node N] [--interval 1] [--gpu-type T] [--max-clock-skew 5]
                 [--once | --check]
                                   push this node's NVML telemetry to plane.telemetry
     plane gpus [--json]           this machine's GPUs as NVML reports them
@@ -466,43 +466,70 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _agent(args: argparse.Namespace) -> int:
-    from reasoning_plane.agent import run_agent, samples_from_report
-    from reasoning_plane.gpu_telemetry import read_gpus
+    import os
+    import socket
 
-    if args.interval <= 0:
-        raise ValueError("--interval must be a positive number of seconds")
-    if args.max_clock_skew is not None and not args.max_clock_skew >= 0:
-        raise ValueError("--max-clock-skew must be a number of seconds >= 0")
+    from reasoning_plane.agent import pools_of, run_agent, samples_from_report
+    from reasoning_plane.gpu_telemetry import read_gpus
+    from reasoning_plane.inputs import load_fleet
+
     if args.check:  # liveness: NVML readable and the database reachable
         report = read_gpus()
         with psycopg.connect(database_url(), connect_timeout=5) as conn:
             conn.execute("SELECT 1")
         print(f"{'ok' if report.available else 'no GPU'}: {report.reason}")
         return EXIT_OK if report.available else EXIT_NOT_FOUND
+    cluster = (args.cluster or "").strip()
+    if not cluster:
+        raise ValueError("--cluster: name the cluster of this node, as in the fleet file")
+    node = (args.node or os.environ.get("NODE_NAME") or socket.gethostname()).strip()
+    fleet_file = os.environ.get("PLANE_FLEET_FILE")
+    pools = None
+    if fleet_file:
+        fleet = load_fleet(fleet_file)
+        if fleet.get(cluster) is None:
+            names = ", ".join(c.name for c in fleet.clusters)
+            raise ValueError(
+                f"--cluster {cluster!r} is not a cluster of the fleet file {fleet_file} ({names})"
+            )
+        pools = pools_of(fleet, cluster)
+    elif cluster != "local":
+        raise ValueError(
+            f"--cluster {cluster!r}: no fleet file (PLANE_FLEET_FILE) says such a cluster "
+            "exists; without one the fleet is this machine alone (--cluster local)"
+        )
+    if args.interval <= 0:
+        raise ValueError("--interval must be a positive number of seconds")
+    if args.max_clock_skew is not None and not args.max_clock_skew >= 0:
+        raise ValueError("--max-clock-skew must be a number of seconds >= 0")
     if args.once:
         report = read_gpus()
-        for s in samples_from_report(args.cluster, report, args.gpu_type):
+        for s in samples_from_report(cluster, report, args.gpu_type, node=node, pools=pools):
             print(
-                f"{s.cluster}/{s.gpu_type}: {s.free_gpus} free, utilisation "
+                f"{s.cluster}/{s.gpu_type} on {node}: {s.free_gpus} free, utilisation "
                 f"{s.utilisation:.0%}, {s.free_memory_gb:.1f} GB free per GPU"
             )
         stats = run_agent(
             lambda: psycopg.connect(database_url(), connect_timeout=5),
-            args.cluster,
+            cluster,
             iterations=1,
             gpu_type=args.gpu_type,
             reader=lambda: report,
             max_clock_skew_s=args.max_clock_skew,
+            node=node,
+            pools=pools,
         )
         refused = f", refused {stats.refused} from the future" if stats.refused else ""
         print(f"pushed {stats.samples} samples{refused} ({report.reason})")
         return EXIT_OK
     run_agent(
         lambda: psycopg.connect(database_url(), connect_timeout=5),
-        args.cluster,
+        cluster,
         interval_s=args.interval,
         gpu_type=args.gpu_type,
         max_clock_skew_s=args.max_clock_skew,
+        node=node,
+        pools=pools,
     )
     return EXIT_OK
 
@@ -695,6 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     agent = sub.add_parser("agent", help="push this node's GPU telemetry every interval")
     agent.add_argument("--cluster", default="local", help="cluster name as in the fleet file")
+    agent.add_argument("--node", help="this node's name (default: NODE_NAME, else the hostname)")
     agent.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
     agent.add_argument("--gpu-type", help="pool name in the fleet file (default: NVML's name)")
     agent.add_argument(

@@ -8,7 +8,7 @@ allowed clock skew (a node whose clock runs ahead) are refused and the refusal i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,24 +16,52 @@ import psycopg
 
 from reasoning_plane import store
 from reasoning_plane.gpu_telemetry import NvmlReport, read_gpus
-from reasoning_plane.model import TelemetrySample
+from reasoning_plane.model import Fleet, TelemetrySample
 
 FREE_MEMORY_GB = 1.0  # a GPU with less free memory than this is not counted as free
 
 
+PRODUCT_LABEL = "nvidia.com/gpu.product"  # GPU feature discovery's node label
+PRUNE_EVERY = 60  # iterations between prunes of this node's old rows
+
+
 def pool_name(nvml_name: str) -> str:
+    """The product as GPU feature discovery labels nodes with it: NVML's name, dashes for
+    spaces (``NVIDIA A10`` -> ``NVIDIA-A10``)."""
     return nvml_name.strip().replace(" ", "-")
 
 
+def pools_of(fleet: Fleet, cluster: str) -> dict[str, str]:
+    """Product label -> the fleet's pool name, for the pools of ``cluster`` that declare
+    ``nvidia.com/gpu.product`` in their node labels."""
+    found = fleet.get(cluster)
+    if found is None:
+        raise ValueError(f"cluster {cluster!r} is not in the fleet")
+    return {
+        p.node_labels[PRODUCT_LABEL]: p.gpu_type
+        for p in found.pools
+        if PRODUCT_LABEL in p.node_labels
+    }
+
+
 def samples_from_report(
-    cluster: str, report: NvmlReport, gpu_type: str | None = None
+    cluster: str,
+    report: NvmlReport,
+    gpu_type: str | None = None,
+    *,
+    node: str = "",
+    pools: Mapping[str, str] | None = None,
 ) -> list[TelemetrySample]:
-    """One sample per GPU type on this node: free GPUs, mean utilisation, largest free memory."""
+    """One sample per GPU type on this node: free GPUs, mean utilisation, largest free memory.
+    The type is ``gpu_type`` when given, else the fleet's pool for the GPU's product
+    (``pools``: `pools_of`), else the product itself."""
     if not report.available:
         return []
     by_type: dict[str, list] = {}
     for gpu in report.gpus:
-        by_type.setdefault(gpu_type or pool_name(gpu.name), []).append(gpu)
+        product = pool_name(gpu.name)
+        name = gpu_type or (pools or {}).get(product) or product
+        by_type.setdefault(name, []).append(gpu)
     return [
         TelemetrySample(
             cluster=cluster,
@@ -42,6 +70,7 @@ def samples_from_report(
             utilisation=min(max(sum(g.utilisation for g in gpus) / len(gpus), 0.0), 1.0),
             observed_at=report.observed_at,
             free_memory_gb=max(g.memory_free_gb for g in gpus),
+            node=node,
         )
         for name, gpus in sorted(by_type.items())
     ]
@@ -67,6 +96,8 @@ def run_agent(
     log: Callable[[str], None] = print,
     sleep: Callable[[float], None] = time.sleep,
     max_clock_skew_s: float | None = None,
+    node: str = "",
+    pools: Mapping[str, str] | None = None,
 ) -> AgentStats:
     """Sample and push until stopped (or ``iterations`` times). Database errors are reported and
     retried on the next tick with a fresh connection; nothing is ever pushed without a reading.
@@ -90,12 +121,14 @@ def run_agent(
                 log(f"plane agent: {cluster}: no GPU telemetry: {report.reason}")
             stats.last_reason = report.reason
         else:
-            samples = samples_from_report(cluster, report, gpu_type)
+            samples = samples_from_report(cluster, report, gpu_type, node=node, pools=pools)
             try:
                 if conn is None or conn.closed:
                     conn = connect()
                     store.ensure_schema(conn)
                 store.insert_samples(conn, samples, max_clock_skew_s=max_clock_skew_s)
+                if stats.iterations % PRUNE_EVERY == 1:  # the first, then every PRUNE_EVERY
+                    store.prune_telemetry(conn, cluster, node)
                 conn.commit()
                 stats.samples += len(samples)
                 stats.last_reason = report.reason

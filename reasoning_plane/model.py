@@ -128,6 +128,7 @@ class TelemetrySample:
     observed_at: datetime  # by the sender's clock
     free_memory_gb: float | None = None  # per-GPU memory actually free (NVML), if known
     received_at: datetime | None = None  # by the plane's clock (plane.telemetry), if known
+    node: str = ""  # the node that sent it; a pool's sample sums its nodes' (store)
 
 
 @dataclass(frozen=True)

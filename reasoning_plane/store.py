@@ -103,10 +103,12 @@ CREATE TABLE IF NOT EXISTS plane.telemetry (
     utilisation    double precision NOT NULL CHECK (utilisation BETWEEN 0 AND 1),
     free_memory_gb double precision,
     observed_at    timestamptz NOT NULL,
-    received_at    timestamptz NOT NULL DEFAULT now()
+    received_at    timestamptz NOT NULL DEFAULT now(),
+    node           text NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS telemetry_latest
-    ON plane.telemetry (cluster, gpu_type, observed_at DESC);
+ALTER TABLE plane.telemetry ADD COLUMN IF NOT EXISTS node text NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS telemetry_latest_node
+    ON plane.telemetry (cluster, gpu_type, node, observed_at DESC);
 CREATE TABLE IF NOT EXISTS plane.requests (
     request_id  text PRIMARY KEY,
     payload     jsonb NOT NULL,
@@ -491,23 +493,64 @@ def insert_samples(
         conn.cursor() as cur,
         cur.copy(
             "COPY plane.telemetry (cluster, gpu_type, free_gpus, utilisation, free_memory_gb,"
-            " observed_at) FROM STDIN"
+            " observed_at, node) FROM STDIN"
         ) as copy,
     ):
         for s in samples:
             copy.write_row(
-                (s.cluster, s.gpu_type, s.free_gpus, s.utilisation, s.free_memory_gb, s.observed_at)
+                (
+                    s.cluster,
+                    s.gpu_type,
+                    s.free_gpus,
+                    s.utilisation,
+                    s.free_memory_gb,
+                    s.observed_at,
+                    s.node,
+                )
             )
     return len(samples)
 
 
+NODE_WINDOW_S = 30  # a node whose latest sample is older than its pool's newest by more: gone
+TELEMETRY_RETENTION_S = 3600  # the agent prunes its node's rows older than this
+
+
 def latest_telemetry(conn: psycopg.Connection) -> dict[tuple[str, str], TelemetrySample]:
+    """Per pool: the latest sample of each of its nodes, summed. Free GPUs add up, utilisation
+    is the nodes' mean, the largest free memory counts, and the pool's sample is as old as its
+    oldest node's (freshness is judged on the stalest part). A node whose latest sample is more
+    than `NODE_WINDOW_S` older than its pool's newest has stopped reporting: its GPUs are not
+    counted (never assumed free)."""
     rows = conn.execute(
-        "SELECT DISTINCT ON (cluster, gpu_type) cluster, gpu_type, free_gpus, utilisation,"
-        " observed_at, free_memory_gb, received_at FROM plane.telemetry"
-        " ORDER BY cluster, gpu_type, observed_at DESC"
+        """
+        WITH latest AS (
+            SELECT DISTINCT ON (cluster, gpu_type, node) cluster, gpu_type, node, free_gpus,
+                   utilisation, observed_at, free_memory_gb, received_at
+            FROM plane.telemetry ORDER BY cluster, gpu_type, node, observed_at DESC
+        ), windowed AS (
+            SELECT *, max(observed_at) OVER (PARTITION BY cluster, gpu_type) AS newest
+            FROM latest
+        )
+        SELECT cluster, gpu_type, sum(free_gpus)::int, avg(utilisation), min(observed_at),
+               max(free_memory_gb), min(received_at)
+        FROM windowed WHERE observed_at >= newest - make_interval(secs => %s)
+        GROUP BY cluster, gpu_type
+        """,
+        (NODE_WINDOW_S,),
     ).fetchall()
     return {(r[0], r[1]): TelemetrySample(*r) for r in rows}
+
+
+def prune_telemetry(
+    conn: psycopg.Connection, cluster: str, node: str, keep_s: float = TELEMETRY_RETENTION_S
+) -> int:
+    """Delete a node's samples older than ``keep_s`` (the agent does, for its own node)."""
+    cur = conn.execute(
+        "DELETE FROM plane.telemetry WHERE cluster = %s AND node = %s"
+        " AND observed_at < clock_timestamp() - make_interval(secs => %s)",
+        (cluster, node, keep_s),
+    )
+    return cur.rowcount
 
 
 def signed_decision(conn: psycopg.Connection, decision_id: str) -> SignedDecision | None:

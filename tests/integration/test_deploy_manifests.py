@@ -174,7 +174,17 @@ def test_agent_runs_on_every_gpu_node_without_taking_a_gpu() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     (container,) = pod["containers"]
     assert container["command"][:2] == ["plane", "agent"]
-    assert container["command"][2:] == ["--cluster", "$(CLUSTER_NAME)", "--interval", "1"]
+    assert container["command"][2:] == [
+        "--cluster",
+        "$(CLUSTER_NAME)",
+        "--node",
+        "$(NODE_NAME)",
+        "--interval",
+        "1",
+    ]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PLANE_FLEET_FILE"]["value"] == "/etc/reasoning-plane/fleet/fleet.yaml"
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     assert container["livenessProbe"]["exec"]["command"] == ["plane", "agent", "--check"]
 
     env = {e["name"]: e for e in container["env"]}
@@ -200,7 +210,9 @@ def test_agent_runs_on_every_gpu_node_without_taking_a_gpu() -> None:
     volumes = {v["name"]: v for v in pod["volumes"]}
     state = Path(env["PLANE_STATE_DIR"]["value"])
     assert any(state.is_relative_to(path) for path in mounts)
-    assert all("emptyDir" in volumes[name] for name in mounts.values())
+    fleet = {m["name"]: m for m in container["volumeMounts"]}["fleet"]
+    assert fleet["readOnly"] is True and "configMap" in volumes["fleet"]  # the fleet file
+    assert all("emptyDir" in volumes[name] for name in mounts.values() if name != "fleet")
 
 
 # -- deploy/dagster.yaml ---------------------------------------------------------------------

@@ -31,7 +31,7 @@ PLANE = str(Path(sys.executable).parent / "plane")
 
 def a10s(free: int, used: int, at: datetime) -> NvmlReport:
     gpus = tuple(
-        GpuInfo(i, "NVIDIA A10", f"GPU-{i}", 24.0, 20.0 if i < used else 0.5, 0.5)
+        GpuInfo(i, "NVIDIA A10", f"GPU-{i}", 24.0, 23.5 if i < used else 0.5, 0.5)
         for i in range(free + used)
     )
     return NvmlReport(True, f"{len(gpus)} GPU(s)", at, "580.1", gpus)
