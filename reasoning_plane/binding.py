@@ -26,26 +26,6 @@ from reasoning_plane.model import CPU, PLACED, Cluster, Decision, Fleet, Snapsho
 from reasoning_plane.policy import PlacementPolicy
 from reasoning_plane.signing import Verifier
 
-FIELDS = (
-    "decision_id",
-    "request_id",
-    "run_key",
-    "workload",
-    "partition",
-    "team",
-    "status",
-    "decided_at",
-    "cluster",
-    "zone",
-    "certifications",
-    "gpu_type",
-    "gpu_count",
-    "executor",
-    "namespace",
-    "datasets",
-    "governance",
-)
-
 
 def binding_of(decision: Decision, snapshot: Snapshot, run_key: str | None) -> dict[str, Any]:
     """The signed content of a decision (also for deferred and rejected ones: nothing to run).

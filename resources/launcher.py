@@ -94,7 +94,6 @@ from resources.guard import HOME_CLUSTER_ENV
 
 LOCAL = "local"
 K8S_CONFIG_TAG = "dagster-k8s/config"
-PLACEMENT_PREFIX = "plane/"
 WORKLOAD_KEY = "plane/gpu_count"  # asset metadata of a workload the plane places
 
 
