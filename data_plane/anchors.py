@@ -25,6 +25,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from data_plane.hash_chain import is_chained
+
 ANCHOR_DIR_ENV = "PLANE_ANCHOR_DIR"
 LATEST = "latest.json"
 log = logging.getLogger(__name__)
@@ -46,14 +48,9 @@ def heads(conn: psycopg.Connection, tables: list[str] | tuple[str, ...]) -> dict
     """``POS:HASH`` of the last chained row of each of ``tables`` that exists and has rows."""
     found = {}
     for table in tables:
-        schema, _, name = table.partition(".")
-        exists = conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = %s"
-            " AND table_name = %s AND column_name = 'chain_pos')",
-            (schema, name),
-        ).fetchone()
-        if not exists or not exists[0]:
+        if not is_chained(conn, table):
             continue
+        schema, _, name = table.partition(".")
         row = conn.execute(
             sql.SQL(
                 "SELECT chain_pos, row_hash FROM {} WHERE chain_pos IS NOT NULL"

@@ -69,6 +69,17 @@ def _parts(table: str) -> tuple[str, str]:
     return schema, name
 
 
+def is_chained(conn: psycopg.Connection, table: str) -> bool:
+    """Whether ``table`` exists and carries the chain columns."""
+    schema, name = _parts(table)
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = %s"
+        " AND table_name = %s AND column_name = 'chain_pos')",
+        (schema, name),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def ensure_chain(conn: psycopg.Connection, table: str) -> None:
     """Chain ``table`` (``schema.name``): add the chain columns, index, trigger function and
     trigger, each only when missing or different, so that a set-up that finds them in place

@@ -586,7 +586,7 @@ def _gpus(args: argparse.Namespace) -> int:
 
 def _verify_log(args: argparse.Namespace) -> int:
     from data_plane import anchors, catalog_store
-    from data_plane.hash_chain import verify_chain
+    from data_plane.hash_chain import is_chained, verify_chain
 
     names = args.log or list(CHAINED_LOGS)
     anchor = None if args.no_anchor else anchors.latest()
@@ -603,13 +603,7 @@ def _verify_log(args: argparse.Namespace) -> int:
     with psycopg.connect(database_url()) as conn:
         for name in names:
             table = CHAINED_LOGS[name]
-            schema, _, relation = table.partition(".")
-            found = conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = %s"
-                " AND table_name = %s AND column_name = 'chain_pos')",
-                (schema, relation),
-            ).fetchone()
-            if not found or not found[0]:
+            if not is_chained(conn, table):
                 rows.append([name, "-", "-", "not created yet", "", "-"])
                 continue
             expect = heads.get(name) or anchored.get(table)
