@@ -340,7 +340,11 @@ def bench_batch(
     }
 
 
-def bench_tick(world: World, n_requests: int, policy: PlacementPolicy) -> dict[str, Any]:
+def bench_tick(
+    world: World, n_requests: int, policy: PlacementPolicy, signer: Any = None
+) -> dict[str, Any]:
+    """One full tick; ``signer``: sign every decision as the sensors do (benchmarks/signing.py
+    times it with and without)."""
     import psycopg
 
     from reasoning_plane import snapshot as snapshot_mod
@@ -384,7 +388,7 @@ def bench_tick(world: World, n_requests: int, policy: PlacementPolicy) -> dict[s
         try:
             t0 = time.perf_counter()
             with quiet_stdout():
-                result = tick.run_tick(conn, pending, snapshot_of, policy)
+                result = tick.run_tick(conn, pending, snapshot_of, policy, signer)
             conn.commit()
             total = time.perf_counter() - t0
         finally:
