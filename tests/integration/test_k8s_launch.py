@@ -271,6 +271,8 @@ def test_gpu_steps_become_jobs_with_limits_selectors_and_tolerations(
         assert pod["image"] == "registry.example.com/rp:1"
         assert {"secretRef": {"name": "reasoning-plane-db"}} in pod["envFrom"]
         assert job["spec"]["activeDeadlineSeconds"] == deadline(decision)
+        # the step pod knows its cluster, so the data guard in it can check where it runs
+        assert {"name": "PLANE_CLUSTER", "value": cluster.name} in pod["env"]
 
 
 def test_runs_routed_locally_or_refused(tmp_path: Path) -> None:
