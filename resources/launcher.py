@@ -465,7 +465,15 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
     service_account_name = property(lambda self: self._setting("service_account_name"))
     env_config_maps = property(lambda self: self._setting("env_config_maps", []))
     env_secrets = property(lambda self: self._setting("env_secrets", []))
-    env_vars = property(lambda self: self._setting("env_vars", []))
+
+    @property
+    def env_vars(self) -> list[str]:
+        """The cluster's env_vars, and PLANE_CLUSTER: every step pod knows which cluster it is
+        on, as its run worker does (`resources.guard` checks it against the decision)."""
+        home = os.environ.get(HOME_CLUSTER_ENV)
+        base = list(self._setting("env_vars", []))
+        return [*base, f"{HOME_CLUSTER_ENV}={home}"] if home else base
+
     volume_mounts = property(lambda self: self._setting("volume_mounts", []))
     volumes = property(lambda self: self._setting("volumes", []))
     labels = property(lambda self: self._setting("labels", {}))
