@@ -341,10 +341,15 @@ def bench_batch(
 
 
 def bench_tick(
-    world: World, n_requests: int, policy: PlacementPolicy, signer: Any = None
+    world: World,
+    n_requests: int,
+    policy: PlacementPolicy,
+    signer: Any = None,
+    role: str | None = None,
 ) -> dict[str, Any]:
     """One full tick; ``signer``: sign every decision as the sensors do (benchmarks/signing.py
-    times it with and without)."""
+    times it with and without); ``role``: tick as that database role (benchmarks/roles.py),
+    else as the administrator."""
     import psycopg
 
     from reasoning_plane import snapshot as snapshot_mod
@@ -383,6 +388,8 @@ def bench_tick(
         store.ensure_schema(conn)
         store.insert_samples(conn, world.samples(datetime.now(UTC), seed=3))
         conn.commit()
+    with psycopg.connect(database_url(role=role) if role else url) as conn:
+        store.ensure_schema(conn)
         gc.collect()
         tick.place_batch = timed_place_batch
         try:

@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 
 from data_plane.authz import AccessDecision
 from data_plane.hash_chain import ensure_chain
+from data_plane.roles import PLANE, READER, STEWARD, WORKER, ensure, grant, usage, version_of
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS governance;
@@ -62,11 +63,30 @@ class LoggedAccess:
     at: datetime
 
 
+# Every service records its denials and reads of personal data; nobody changes a row.
+GRANTS = [
+    *usage("governance", PLANE, WORKER, STEWARD, READER),
+    *[
+        (role, f"GRANT SELECT, INSERT ON governance.access_log TO {role}")
+        for role in (PLANE, WORKER, STEWARD, READER)
+    ],
+    *[
+        (role, f"GRANT USAGE ON SEQUENCE governance.access_log_id_seq TO {role}")
+        for role in (PLANE, WORKER, STEWARD, READER)
+    ],
+]
+SCHEMA_VERSION = version_of(DDL, GRANTS)
+
+
+def _apply_schema(conn: psycopg.Connection) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('governance.access_log ddl'))")
+    conn.execute(DDL)
+    ensure_chain(conn, "governance.access_log")  # tamper evidence: data_plane/hash_chain
+    grant(conn, GRANTS)
+
+
 def ensure_schema(conn: psycopg.Connection) -> None:
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('governance.access_log ddl'))")
-        conn.execute(DDL)
-        ensure_chain(conn, "governance.access_log")  # tamper evidence: data_plane/hash_chain
+    ensure(conn, "access_log", "governance.access_log", SCHEMA_VERSION, _apply_schema)
 
 
 def append(conn: psycopg.Connection, decisions: Sequence[AccessDecision]) -> int:

@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 
 from data_plane.catalog import CatalogEntry, CatalogRecord
 from data_plane.hash_chain import ensure_chain
+from data_plane.roles import PLANE, READER, STEWARD, WORKER, ensure, grant, usage, version_of
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS governance;
@@ -50,13 +51,32 @@ CREATE INDEX IF NOT EXISTS catalog_history_dataset ON governance.catalog_history
 """
 
 
+# Only the governance tagging assets (the steward) write the catalog; everyone reads it.
+GRANTS = [
+    *usage("governance", PLANE, WORKER, STEWARD, READER),
+    *[
+        (role, f"GRANT SELECT ON governance.catalog, governance.catalog_history TO {role}")
+        for role in (PLANE, WORKER, STEWARD, READER)
+    ],
+    (STEWARD, f"GRANT INSERT, UPDATE ON governance.catalog TO {STEWARD}"),
+    (STEWARD, f"GRANT INSERT ON governance.catalog_history TO {STEWARD}"),
+    (STEWARD, f"GRANT USAGE ON SEQUENCE governance.catalog_history_id_seq TO {STEWARD}"),
+]
+SCHEMA_VERSION = version_of(DDL, GRANTS)
+
+
+def _apply_schema(conn: psycopg.Connection) -> None:
+    # Serialise concurrent first-time creation across processes.
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('governance.catalog ddl'))")
+    conn.execute(DDL)
+    ensure_chain(conn, "governance.catalog_history")
+    grant(conn, GRANTS)
+
+
 def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create the catalog tables if absent (idempotent, safe under concurrent callers)."""
-    with conn.transaction():
-        # Serialise concurrent first-time creation across processes.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('governance.catalog ddl'))")
-        conn.execute(DDL)
-        ensure_chain(conn, "governance.catalog_history")
+    """Create the catalog tables if absent, or bring them to this code's version (idempotent,
+    safe under concurrent callers; `data_plane.roles.ensure`)."""
+    ensure(conn, "catalog", "governance.catalog", SCHEMA_VERSION, _apply_schema)
 
 
 def entry_to_dict(entry: CatalogEntry) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from datetime import datetime
 
 import psycopg
 
+from data_plane.roles import PLANE, READER, STEWARD, WORKER, ensure, grant, usage, version_of
+
 API_KEY_ENV = "PLANE_API_KEY"
 PREFIX = "rpk_"
 _KEY = re.compile(r"^rpk_([0-9a-f]{12})_([A-Za-z0-9_-]{20,})$")
@@ -40,10 +42,25 @@ class AuthenticationError(Exception):
     """The credential is missing, malformed, unknown or revoked."""
 
 
+# Services authenticate callers (they read key hashes); only an administrator issues keys.
+GRANTS = [
+    *usage("governance", PLANE, WORKER, STEWARD, READER),
+    *[
+        (role, f"GRANT SELECT ON governance.api_keys TO {role}")
+        for role in (PLANE, WORKER, STEWARD, READER)
+    ],
+]
+SCHEMA_VERSION = version_of(DDL, GRANTS)
+
+
+def _apply_schema(conn: psycopg.Connection) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('governance.api_keys ddl'))")
+    conn.execute(DDL)
+    grant(conn, GRANTS)
+
+
 def ensure_schema(conn: psycopg.Connection) -> None:
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('governance.api_keys ddl'))")
-        conn.execute(DDL)
+    ensure(conn, "api_keys", "governance.api_keys", SCHEMA_VERSION, _apply_schema)
 
 
 def _hash(token: str) -> str:

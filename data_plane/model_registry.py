@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 
 from data_plane.access import Principal
 from data_plane.authz import AccessDecision, Authorizer, Resource
+from data_plane.roles import PLANE, READER, WORKER, ensure, grant, usage, version_of
 
 if TYPE_CHECKING:
     from data_plane.classifier import TrainedClassifier
@@ -67,10 +68,26 @@ class ModelVersion:
     governance: dict[str, Any]
 
 
+# Run workers train and apply models (their outputs); the plane and readers look them up.
+GRANTS = [
+    *usage("models", PLANE, WORKER, READER),
+    (WORKER, f"GRANT SELECT, INSERT, UPDATE ON models.registry, models.predictions TO {WORKER}"),
+    *[
+        (role, f"GRANT SELECT ON models.registry, models.predictions TO {role}")
+        for role in (PLANE, READER)
+    ],
+]
+SCHEMA_VERSION = version_of(DDL, GRANTS)
+
+
+def _apply_schema(conn: psycopg.Connection) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('models ddl'))")
+    conn.execute(DDL)
+    grant(conn, GRANTS)
+
+
 def ensure_schema(conn: psycopg.Connection) -> None:
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('models ddl'))")
-        conn.execute(DDL)
+    ensure(conn, "models", "models.registry", SCHEMA_VERSION, _apply_schema)
 
 
 def register(

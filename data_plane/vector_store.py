@@ -32,6 +32,8 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
+from data_plane import roles
+
 EMBEDDING_DIM = 384
 MAX_DIM = 2000  # the most dimensions an HNSW index on ``vector`` supports
 MAX_K = 1000
@@ -244,13 +246,40 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 # store set-up
 
 
+# Bump when _create_store or _store_grants change: a service role then has them re-run.
+_STORE_VERSION = "chunks 2"
+
+
 def ensure_store(conn: psycopg.Connection, store: RegionStore) -> None:
     """Create the store's schema, table, residency guard and indexes if absent (idempotent).
 
     Concurrent callers are serialised with a transaction-scoped advisory lock per schema. An
     existing table is checked: a residency guard for another region, or an embedding column of
     another dimension, raises :class:`VectorStoreError` instead of silently mixing stores.
+    Run workers (``rp_worker``) write the chunks; no other service role may read them with a
+    plain ``SELECT`` (`data_plane.roles`).
     """
+    version = roles.version_of(_STORE_VERSION, store.schema, store.region, store.dim)
+    roles.ensure(
+        conn,
+        f"vectors {store.region}",
+        f"{store.schema}.{TABLE}",
+        version,
+        lambda admin: _create_store(admin, store),
+    )
+
+
+def _store_grants(store: RegionStore) -> list[tuple[str, str]]:
+    return [
+        *roles.usage(store.schema, roles.WORKER),
+        (
+            roles.WORKER,
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON {store.schema}.{TABLE} TO {roles.WORKER}",
+        ),
+    ]
+
+
+def _create_store(conn: psycopg.Connection, store: RegionStore) -> None:
     schema = sql.Identifier(store.schema)
     table = _table(store)
     with conn.transaction():
@@ -317,6 +346,7 @@ def ensure_store(conn: psycopg.Connection, store: RegionStore) -> None:
             )
         )
         conn.execute(_hnsw_ddl(store))
+        roles.grant(conn, _store_grants(store))
 
 
 def _hnsw_ddl(store: RegionStore) -> sql.Composed:

@@ -33,6 +33,11 @@
                                   push this node's NVML telemetry to plane.telemetry
     plane gpus [--json]           this machine's GPUs as NVML reports them
     plane db-url                  the PostgreSQL URL in use (password redacted)
+    plane db migrate              as an administrator: create or update every schema, the
+                                  service roles and their grants (data_plane.roles)
+    plane db agent-role --cluster C --node N
+                                  as an administrator: the login role of one node's telemetry
+                                  agent (it may write that node's samples only)
     plane verify-log [--log decisions|ledger|snapshots|access|catalog]
                      [--expect-head LOG=POS:HASH] [--no-anchor]
                                   recompute the hash chains of the append-only logs, against
@@ -122,7 +127,7 @@ def catalog_summary(entries: Sequence[CatalogEntry]) -> str:
 
 
 def _catalog(args: argparse.Namespace) -> int:
-    with psycopg.connect(database_url()) as conn:
+    with psycopg.connect(database_url(role="plane")) as conn:
         catalog_store.ensure_schema(conn)
         if args.dataset:
             entry = catalog_store.get_entry(conn, args.dataset)
@@ -147,7 +152,7 @@ def _caller() -> str:
 
     from data_plane import credentials
 
-    with psycopg.connect(database_url()) as conn:
+    with psycopg.connect(database_url(role="plane")) as conn:
         name = credentials.authenticate(conn, os.environ.get(credentials.API_KEY_ENV))
         conn.commit()
     return name
@@ -278,7 +283,7 @@ def _place(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     from reasoning_plane import store
 
-    with psycopg.connect(database_url()) as conn:
+    with psycopg.connect(database_url(role="plane")) as conn:
         store.ensure_schema(conn)
         logged = store.decision_for(conn, args.id)
     if logged is None:
@@ -301,7 +306,7 @@ def _replay(args: argparse.Namespace) -> int:
         load_fleet(args.fleet) if args.fleet else PlaneResource(postgres=PostgresResource()).fleet()
     )
     since = _parse_now(args.since) if args.since else None
-    with psycopg.connect(database_url()) as conn:
+    with psycopg.connect(database_url(role="plane")) as conn:
         store.ensure_schema(conn)
         logged = store.decisions(conn, since=since)
     rows = replay([d.payload for d in logged], fleet, policy)
@@ -380,7 +385,7 @@ def _request(args: argparse.Namespace) -> int:
 
     caller = _caller()
     requests = load_requests(args.requests)
-    with psycopg.connect(database_url()) as conn:
+    with psycopg.connect(database_url(role="plane")) as conn:
         store.ensure_schema(conn)
         for r in requests:
             payload = {**request_to_dict(r), "requested_by": caller}
@@ -475,7 +480,7 @@ def _agent(args: argparse.Namespace) -> int:
 
     if args.check:  # liveness: NVML readable and the database reachable
         report = read_gpus()
-        with psycopg.connect(database_url(), connect_timeout=5) as conn:
+        with psycopg.connect(database_url(role="plane"), connect_timeout=5) as conn:
             conn.execute("SELECT 1")
         print(f"{'ok' if report.available else 'no GPU'}: {report.reason}")
         return EXIT_OK if report.available else EXIT_NOT_FOUND
@@ -500,6 +505,7 @@ def _agent(args: argparse.Namespace) -> int:
         )
     if args.interval <= 0:
         raise ValueError("--interval must be a positive number of seconds")
+    url = _agent_url(cluster, node)
     if args.max_clock_skew is not None and not args.max_clock_skew >= 0:
         raise ValueError("--max-clock-skew must be a number of seconds >= 0")
     if args.once:
@@ -510,7 +516,7 @@ def _agent(args: argparse.Namespace) -> int:
                 f"{s.utilisation:.0%}, {s.free_memory_gb:.1f} GB free per GPU"
             )
         stats = run_agent(
-            lambda: psycopg.connect(database_url(), connect_timeout=5),
+            lambda: psycopg.connect(url, connect_timeout=5),
             cluster,
             iterations=1,
             gpu_type=args.gpu_type,
@@ -523,7 +529,7 @@ def _agent(args: argparse.Namespace) -> int:
         print(f"pushed {stats.samples} samples{refused} ({report.reason})")
         return EXIT_OK
     run_agent(
-        lambda: psycopg.connect(database_url(), connect_timeout=5),
+        lambda: psycopg.connect(url, connect_timeout=5),
         cluster,
         interval_s=args.interval,
         gpu_type=args.gpu_type,
@@ -532,6 +538,54 @@ def _agent(args: argparse.Namespace) -> int:
         pools=pools,
     )
     return EXIT_OK
+
+
+def _agent_url(cluster: str, node: str) -> str:
+    """The node agent's own database login (`data_plane.roles.agent_role`): row-level security
+    lets it write this node's samples only. Embedded: created here; external: the URL the node
+    was given (``plane db agent-role`` creates the role)."""
+    from data_plane import roles
+    from reasoning_plane import store
+    from resources.database import as_user, is_embedded
+
+    if not is_embedded():
+        return database_url()
+    with psycopg.connect(database_url()) as admin:
+        store.ensure_schema(admin)
+        role = roles.ensure_agent_role(admin, cluster, node)
+        admin.commit()
+    return as_user(database_url(), role)
+
+
+def _db(args: argparse.Namespace) -> int:
+    """``plane db migrate`` / ``plane db agent-role``: an administrator's set-up (the admin URL:
+    PLANE_ADMIN_DATABASE_URL, else PLANE_DATABASE_URL, else the embedded server)."""
+    import os
+
+    from data_plane import roles
+
+    url = os.environ.get(roles.ADMIN_URL_ENV) or database_url()
+    with psycopg.connect(url) as admin:
+        if args.db_command == "agent-role":
+            from reasoning_plane import store
+
+            store.ensure_schema(admin)
+            role = roles.ensure_agent_role(admin, args.cluster, args.node)
+            admin.commit()
+            print(f"{role}: may write the samples of {args.cluster}/{args.node} only")
+            print("give it a password (ALTER ROLE ... PASSWORD) and the node agent its URL")
+            return EXIT_OK
+        done = roles.migrate(admin, _vector_stores())
+        admin.commit()
+    print(format_table(["schema", "stamp"], [[unit, version] for unit, version in done]))
+    return EXIT_OK
+
+
+def _vector_stores():
+    from data_plane.retrieval import load_store_config
+    from resources.database import project_root
+
+    return list(load_store_config(project_root() / "config" / "vector_stores.yaml").values())
 
 
 def _gpus(args: argparse.Namespace) -> int:
@@ -600,7 +654,7 @@ def _verify_log(args: argparse.Namespace) -> int:
             )
         heads[log] = head
     rows, tampered = [], False
-    with psycopg.connect(database_url()) as conn:
+    with psycopg.connect(database_url(role="plane")) as conn:
         for name in names:
             table = CHAINED_LOGS[name]
             if not is_chained(conn, table):
@@ -736,6 +790,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db-url", help="the PostgreSQL URL in use (password redacted)")
     db.set_defaults(func=_db_url)
+    dbadmin = sub.add_parser("db", help="administrator set-up: schemas, roles, grants")
+    db_sub = dbadmin.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("migrate", help="create or update every schema, role and grant")
+    agent_role = db_sub.add_parser("agent-role", help="a node agent's own login role")
+    agent_role.add_argument("--cluster", required=True)
+    agent_role.add_argument("--node", required=True)
+    dbadmin.set_defaults(func=_db)
 
     ver = sub.add_parser("verify-log", help="check the hash chains of the append-only logs")
     ver.add_argument("--log", action="append", choices=list(CHAINED_LOGS), help="default: all")

@@ -31,6 +31,7 @@ from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
 
 from data_plane.hash_chain import ensure_chain
+from data_plane.roles import AGENT, PLANE, STEWARD, WORKER, ensure, grant, usage, version_of
 from reasoning_plane.binding import SignedDecision, binding_of
 from reasoning_plane.explain import Renderer, explain, to_dict
 from reasoning_plane.model import CPU, Decision, Snapshot, TeamUsage, TelemetrySample
@@ -148,13 +149,83 @@ END $$;
 
 CHAINED = ("plane.decisions", "plane.ledger", "plane.snapshots")  # see data_plane.hash_chain
 
+# Who may do what on plane.* (data_plane.roles). No service role owns a table, so none can
+# truncate, disable a trigger or change a table.
+ROLES_DDL = """
+CREATE TABLE IF NOT EXISTS plane.agent_nodes (
+    role    text PRIMARY KEY,
+    cluster text NOT NULL,
+    node    text NOT NULL
+);
+CREATE OR REPLACE FUNCTION plane.claim_decision(p_decision text, p_run text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE holder text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM plane.decisions WHERE decision_id = p_decision
+                   AND status = 'placed') THEN
+        RAISE EXCEPTION 'decision % is not a placed decision', p_decision;
+    END IF;
+    INSERT INTO plane.decision_claims (decision_id, run_id) VALUES (p_decision, p_run)
+        ON CONFLICT (decision_id) DO NOTHING;
+    SELECT run_id INTO holder FROM plane.decision_claims WHERE decision_id = p_decision;
+    RETURN holder;
+END $$;
+REVOKE ALL ON FUNCTION plane.claim_decision(text, text) FROM PUBLIC;
+ALTER TABLE plane.telemetry ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS everyone_reads ON plane.telemetry;
+CREATE POLICY everyone_reads ON plane.telemetry FOR SELECT USING (true);
+DROP POLICY IF EXISTS plane_writes ON plane.telemetry;
+DROP POLICY IF EXISTS agent_own_node ON plane.telemetry;
+"""
+GRANTS = [
+    *usage("plane", PLANE, WORKER, STEWARD, AGENT),
+    (PLANE, f"GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA plane TO {PLANE}"),
+    (PLANE, f"GRANT UPDATE (status, decision_id, updated_at) ON plane.requests TO {PLANE}"),
+    (PLANE, f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA plane TO {PLANE}"),
+    (PLANE, f"GRANT EXECUTE ON FUNCTION plane.claim_decision(text, text) TO {PLANE}"),
+    (
+        PLANE,
+        f"CREATE POLICY plane_writes ON plane.telemetry FOR INSERT TO {PLANE} WITH CHECK (true)",
+    ),
+    *[
+        (
+            role,
+            "GRANT SELECT ON plane.decisions, plane.decision_claims, plane.decision_runs,"
+            f" plane.snapshots TO {role}",
+        )
+        for role in (WORKER, STEWARD)
+    ],
+    *[
+        (role, f"GRANT EXECUTE ON FUNCTION plane.claim_decision(text, text) TO {role}")
+        for role in (WORKER, STEWARD)
+    ],
+    (AGENT, f"GRANT SELECT ON plane.agent_nodes TO {AGENT}"),
+    (AGENT, f"GRANT SELECT, INSERT, DELETE ON plane.telemetry TO {AGENT}"),
+    (AGENT, f"GRANT USAGE ON SEQUENCE plane.telemetry_id_seq TO {AGENT}"),
+    (
+        AGENT,
+        f"CREATE POLICY agent_own_node ON plane.telemetry FOR ALL TO {AGENT}"
+        " USING (EXISTS (SELECT 1 FROM plane.agent_nodes a WHERE a.role = current_user"
+        " AND a.cluster = telemetry.cluster AND a.node = telemetry.node))"
+        " WITH CHECK (EXISTS (SELECT 1 FROM plane.agent_nodes a WHERE a.role = current_user"
+        " AND a.cluster = telemetry.cluster AND a.node = telemetry.node))",
+    ),
+]
+SCHEMA_VERSION = version_of(DDL, ROLES_DDL, GRANTS, CHAINED)
+
+
+def _apply_schema(conn: psycopg.Connection) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('plane ddl'))")
+    conn.execute(DDL)
+    for table in CHAINED:
+        ensure_chain(conn, table)
+    conn.execute(ROLES_DDL)
+    grant(conn, GRANTS)
+
 
 def ensure_schema(conn: psycopg.Connection) -> None:
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('plane ddl'))")
-        conn.execute(DDL)
-        for table in CHAINED:
-            ensure_chain(conn, table)
+    """Create or bring ``plane.*`` to this code's version (`data_plane.roles.ensure`)."""
+    ensure(conn, "plane", "plane.decisions", SCHEMA_VERSION, _apply_schema)
 
 
 _DECISION_COLUMNS = (
@@ -570,14 +641,7 @@ def claim_decision(conn: psycopg.Connection, decision_id: str, run_id: str) -> s
     itself when this claim, or an earlier one by the same run, holds it). Atomic: of two runs
     claiming one decision at once, exactly one gets it (the claim's primary key)."""
     with conn.transaction():
-        conn.execute(
-            "INSERT INTO plane.decision_claims (decision_id, run_id) VALUES (%s, %s)"
-            " ON CONFLICT (decision_id) DO NOTHING",
-            (decision_id, run_id),
-        )
-        row = conn.execute(
-            "SELECT run_id FROM plane.decision_claims WHERE decision_id = %s", (decision_id,)
-        ).fetchone()
+        row = conn.execute("SELECT plane.claim_decision(%s, %s)", (decision_id, run_id)).fetchone()
     return row[0]
 
 

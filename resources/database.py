@@ -23,6 +23,8 @@ import warnings
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from data_plane.roles import ROLE_NAMES, ensure_roles
+
 DATABASE_URL_ENV = "PLANE_DATABASE_URL"
 STATE_DIR_ENV = "PLANE_STATE_DIR"
 
@@ -54,8 +56,8 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-SECRET_URL_ENVS = (DATABASE_URL_ENV, "DAGSTER_PG_URL")
-SECRET_URL_PREFIXES = ("PLANE_VECTOR_URL_",)
+SECRET_URL_ENVS = (DATABASE_URL_ENV, "DAGSTER_PG_URL", "PLANE_ADMIN_DATABASE_URL")
+SECRET_URL_PREFIXES = ("PLANE_VECTOR_URL_", f"{DATABASE_URL_ENV}_")
 SECRET_ENVS = ("DAGSTER_PG_PASSWORD", "PGPASSWORD")
 
 
@@ -104,21 +106,40 @@ def _start_embedded(directory: Path) -> str:
 
             with psycopg.connect(uri, autocommit=True) as conn:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                ensure_roles(conn)  # every service logs in as its own role (data_plane.roles)
             _embedded_urls[directory] = uri
         return _embedded_urls[directory]
 
 
-def database_url(driver: str | None = None, *, configured: str | None = None) -> str:
+def database_url(
+    driver: str | None = None, *, configured: str | None = None, role: str | None = None
+) -> str:
     """The PostgreSQL URL to use, starting the embedded server if no external one is configured.
 
     ``driver``: ``None`` for a plain ``postgresql://`` URL (psycopg 3), ``"psycopg2"`` for the
     SQLAlchemy URL Dagster's storage needs (``postgresql+psycopg2://``).
     ``configured``: an explicit URL that wins over the environment (resource config).
+    ``role``: the service asking (``plane``, ``worker``, ``steward``, ``reader``; see
+    `data_plane.roles`). With an external server, ``PLANE_DATABASE_URL_<ROLE>`` when set (a pod
+    is given only its own role's), else ``PLANE_DATABASE_URL``. The embedded server logs in as
+    the role itself (local connections need no password there); ``None``: its administrator.
     """
-    url = configured or os.environ.get(DATABASE_URL_ENV) or ""
+    if role is not None and role not in ROLE_NAMES:
+        raise ValueError(f"role must be one of {', '.join(ROLE_NAMES)}, got {role!r}")
+    own = os.environ.get(f"{DATABASE_URL_ENV}_{role.upper()}") if role else None
+    url = configured or own or os.environ.get(DATABASE_URL_ENV) or ""
     if not url.strip():
         url = _start_embedded(state_dir() / "pg")
+        if role is not None:
+            url = as_user(url, ROLE_NAMES[role])
     return _with_driver(url.strip(), driver)
+
+
+def as_user(url: str, user: str) -> str:
+    """The embedded server's URL, logging in as ``user`` (its roles exist once it is set up)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
 
 
 def is_embedded(configured: str | None = None) -> bool:

@@ -495,7 +495,7 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
         for other work or already used; claim the decision for the run when it is valid."""
         placed = any(t in run.tags for t in ROUTING_TAGS) or K8S_CONFIG_TAG in run.tags
         if placed:
-            url = database_url(configured=self._database_url)
+            url = database_url(configured=self._database_url, role="plane")
             decision_id = run.tags.get("plane/decision_id", "")
             logged = read_placement(url, decision_id) if decision_id else None
             problems = placement_problems(run, logged)

@@ -15,7 +15,7 @@ from resources.database import database_url, is_embedded, redact_url
 
 class PostgresResource(dg.ConfigurableResource):
     """The project's PostgreSQL: `database_url` if set, else ``PLANE_DATABASE_URL``, else the
-    embedded PostgreSQL + pgvector started on first use in ``.plane/pg``."""
+    embedded PostgreSQL + pgvector started on first use in ``.plane/pg``; as ``role``."""
 
     database_url: str | None = Field(
         default=None,
@@ -24,8 +24,17 @@ class PostgresResource(dg.ConfigurableResource):
         ),
     )
 
+    role: str | None = Field(
+        default=None,
+        description=(
+            "The service's database role (plane, worker, steward, reader: data_plane.roles). "
+            "Embedded: logs in as it; external: PLANE_DATABASE_URL_<ROLE> when set. Unset: the "
+            "administrator (set-up and tests)."
+        ),
+    )
+
     def url(self) -> str:
-        return database_url(configured=self.database_url)
+        return database_url(configured=self.database_url, role=self.role)
 
     def describe(self) -> str:
         """Where the data goes, with any password redacted (safe for metadata and logs)."""

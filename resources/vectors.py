@@ -30,16 +30,18 @@ def _project_path(value: str) -> Path:
     return path if path.is_absolute() else project_root() / path
 
 
-def store_url(region: str, default: str | None = None) -> str:
-    """``PLANE_VECTOR_URL_<REGION>`` if set, else the project database."""
-    return os.environ.get(f"PLANE_VECTOR_URL_{region}") or database_url(configured=default)
+def store_url(region: str, default: str | None = None, role: str | None = None) -> str:
+    """``PLANE_VECTOR_URL_<REGION>`` if set, else the project database (as ``role``)."""
+    return os.environ.get(f"PLANE_VECTOR_URL_{region}") or database_url(
+        configured=default, role=role
+    )
 
 
 @contextmanager
 def connect_store(
-    store: RegionStore, default_url: str | None = None
+    store: RegionStore, default_url: str | None = None, role: str | None = None
 ) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(store_url(store.region, default_url)) as conn:
+    with psycopg.connect(store_url(store.region, default_url, role)) as conn:
         register_vector(conn)
         yield conn
 
@@ -51,6 +53,10 @@ class VectorStoresResource(dg.ConfigurableResource):
     database_url: str | None = Field(
         default=None, description="Default database for stores without PLANE_VECTOR_URL_<REGION>."
     )
+    role: str | None = Field(
+        default="worker",
+        description="Database role (data_plane.roles): run workers write the chunks.",
+    )
 
     def stores(self) -> dict[str, RegionStore]:
         return load_store_config(_project_path(self.stores_file))
@@ -60,7 +66,7 @@ class VectorStoresResource(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self, store: RegionStore) -> Iterator[psycopg.Connection]:
-        with connect_store(store, self.database_url) as conn:
+        with connect_store(store, self.database_url, self.role) as conn:
             ensure_store(conn, store)
             yield conn
 

@@ -91,7 +91,8 @@ def build_defs(
 
     workloads = workload_specs(assets)
     declared = declared_records(assets)
-    postgres = PostgresResource(database_url=database_url)
+    # Each part connects as its own database role (data_plane.roles): least privilege.
+    postgres = PostgresResource(database_url=database_url, role="worker")
     main_job = dg.define_asset_job(
         "main_job",
         selection=dg.AssetSelection.all() - dg.AssetSelection.groups(SPEND_GROUP),
@@ -117,11 +118,14 @@ def build_defs(
             "postgres": postgres,
             "lakehouse": LakehouseResource(root=lakehouse_root),
             "governance": GovernanceCatalogResource(
-                postgres=postgres, policy_file=str(policy_path)
+                postgres=PostgresResource(database_url=database_url, role="steward"),
+                policy_file=str(policy_path),
             ),
             "vectors": VectorStoresResource(database_url=database_url),
             "embedding_model": EmbeddingModelResource(),
-            "plane": PlaneResource(postgres=postgres),
+            "plane": PlaneResource(
+                postgres=PostgresResource(database_url=database_url, role="plane")
+            ),
             "placement_guard": PlacementGuardResource(postgres=postgres),
         },
     )

@@ -1,0 +1,250 @@
+"""Database roles with least privilege, and the schema set-up that grants them.
+
+Everything the plane trusts lives in one PostgreSQL database; each service connects with a role
+that can do its job and nothing else:
+
+=============  ==================================================================================
+role           may
+=============  ==================================================================================
+``rp_plane``   the sensors, the run launcher and the ``plane`` command: read everything the plane
+               decides on; add decisions, snapshots, ledger rows, claims and requests (append-only
+               logs: no UPDATE, DELETE or TRUNCATE); change a request's status. Reads the
+               catalog, never writes it.
+``rp_worker``  run workers: write their own outputs (vector stores, the model registry); read
+               the catalog and the decisions; claim a decision only through
+               ``plane.claim_decision`` (one row, for a placed decision). No write on ``plane.*``
+               or ``governance.catalog``.
+``rp_steward`` the governance tagging assets (``catalog/*``): write ``governance.catalog`` and
+               its chained history. Nothing on ``plane.*`` beyond what a worker may.
+``rp_agent``   the telemetry agents, one login role per node (``rp_agent_<node>``, members of
+               ``rp_agent``): insert and prune their own node's samples only, enforced by
+               row-level security on ``plane.telemetry`` against ``plane.agent_nodes``.
+``rp_reader``  governed retrieval: no plain ``SELECT`` on any chunk table; chunks only through
+               the search path of `data_plane.retrieval` (see ``vector_store``'s grants).
+=============  ==================================================================================
+
+No service role owns a table, so none can ``ALTER TABLE ... DISABLE TRIGGER``, ``TRUNCATE`` or
+drop the append-only triggers; the tables belong to the administrator that ran the set-up
+(``plane db migrate``, or the embedded server's superuser). What a superuser can still do is in
+the README's threat model.
+
+Each schema's owner module (``reasoning_plane.store``, ``data_plane.catalog_store``, ...) keeps
+its DDL and its ``GRANTS`` together and calls :func:`ensure`: an administrator's connection runs
+them (idempotent); a service role's connection only checks that the schema is at this code's
+version (a stamp in the table's comment) and, if not, has an administrator run them (the
+embedded server's superuser, or ``PLANE_ADMIN_DATABASE_URL``), else says to run ``plane db
+migrate``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterable
+
+import psycopg
+from psycopg import sql
+
+PLANE = "rp_plane"
+WORKER = "rp_worker"
+STEWARD = "rp_steward"
+AGENT = "rp_agent"
+READER = "rp_reader"
+SERVICE_ROLES = (PLANE, WORKER, STEWARD, READER)
+ROLE_NAMES = {"plane": PLANE, "worker": WORKER, "steward": STEWARD, "reader": READER}
+ADMIN_URL_ENV = "PLANE_ADMIN_DATABASE_URL"
+_AGENT_PREFIX = f"{AGENT}_"
+_NODE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
+
+
+class MigrationNeeded(RuntimeError):
+    """The schema is missing or older than this code, and this connection may not change it."""
+
+
+def agent_role(node: str) -> str:
+    """The login role of one node's telemetry agent (a Kubernetes node name: a DNS subdomain)."""
+    if not isinstance(node, str) or not _NODE.match(node):
+        raise ValueError(
+            f"node must be a Kubernetes node name (lower-case DNS label), got {node!r}"
+        )
+    digest = hashlib.sha256(node.encode()).hexdigest()[:8]
+    # PostgreSQL names are at most 63 bytes: a readable prefix of the node, and a hash of all of it
+    return f"{_AGENT_PREFIX}{re.sub(r'[^a-z0-9]', '_', node)[:40]}_{digest}"
+
+
+def is_service(conn: psycopg.Connection) -> bool:
+    """Whether ``conn`` logged in as one of the service roles (not as an administrator)."""
+    user = conn.info.user or ""
+    return user in SERVICE_ROLES or user.startswith(_AGENT_PREFIX)
+
+
+def ensure_roles(conn: psycopg.Connection) -> None:
+    """Create the service roles that are missing (needs CREATEROLE; roles are cluster-wide).
+    They are created without a password: an operator sets one per service (``ALTER ROLE ...
+    PASSWORD``); the embedded server lets local connections in without one."""
+    present = {
+        r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE 'rp\\_%'")
+    }
+    if AGENT not in present:
+        _create(conn, sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(AGENT)))
+    for role in SERVICE_ROLES:
+        if role not in present:
+            _create(conn, sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+
+
+def ensure_agent_role(conn: psycopg.Connection, cluster: str, node: str) -> str:
+    """Create ``node``'s agent login role and map it to (cluster, node); returns its name. The
+    row-level security of ``plane.telemetry`` lets that role write that node's rows only."""
+    role = agent_role(node)
+    ensure_roles(conn)
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+        _create(
+            conn,
+            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
+                sql.Identifier(role), sql.Identifier(AGENT)
+            ),
+        )
+    conn.execute(
+        "INSERT INTO plane.agent_nodes (role, cluster, node) VALUES (%s, %s, %s)"
+        " ON CONFLICT (role) DO UPDATE SET cluster = EXCLUDED.cluster, node = EXCLUDED.node",
+        (role, cluster, node),
+    )
+    return role
+
+
+def _create(conn: psycopg.Connection, statement: sql.Composable) -> None:
+    try:
+        with conn.transaction():
+            conn.execute(statement)
+    except psycopg.errors.DuplicateObject:  # another process created it meanwhile
+        pass
+
+
+def grant(conn: psycopg.Connection, grants: Iterable[tuple[str, str]]) -> None:
+    """Run each ``(role, GRANT ...)`` whose role exists (a database whose administrator cannot
+    create roles keeps working as one URL, without them)."""
+    grants = list(grants)
+    present = {
+        r[0]
+        for r in conn.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", ([r for r, _ in grants],)
+        )
+    }
+    for role, statement in grants:
+        if role in present:
+            conn.execute(statement)
+
+
+def version_of(*parts: object) -> str:
+    """The stamp of a schema: a hash of the DDL and grants that build it."""
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def _stamp(unit: str, version: str) -> str:
+    return f"reasoning-plane schema {unit} {version}"
+
+
+def ensure(
+    conn: psycopg.Connection,
+    unit: str,
+    probe: str,
+    version: str,
+    apply: Callable[[psycopg.Connection], None],
+) -> None:
+    """Bring schema ``unit`` (whose table ``probe`` carries the stamp) to ``version``.
+
+    An administrator's connection runs ``apply`` (DDL and grants, idempotent) and stamps it. A
+    service role's connection checks the stamp (one query) and, when it is missing or another
+    version, has an administrator run it: the embedded server's superuser, or
+    ``PLANE_ADMIN_DATABASE_URL``; without either it raises :class:`MigrationNeeded`."""
+    if not is_service(conn):
+        _apply(conn, unit, probe, version, apply)
+        return
+    if _stamped(conn, unit, probe, version):
+        return
+    url = admin_url()
+    if url is None:
+        raise MigrationNeeded(
+            f"{probe}: the schema {unit!r} is missing or older than this code, and "
+            f"{conn.info.user} may not change it: run `plane db migrate` with an administrator "
+            f"URL ({ADMIN_URL_ENV})"
+        )
+    with psycopg.connect(url) as admin:
+        _apply(admin, unit, probe, version, apply)
+
+
+def _apply(
+    conn: psycopg.Connection,
+    unit: str,
+    probe: str,
+    version: str,
+    apply: Callable[[psycopg.Connection], None],
+) -> None:
+    with conn.transaction():
+        if _can_create_roles(conn):
+            ensure_roles(conn)
+        apply(conn)
+        if not _stamped(conn, unit, probe, version):  # COMMENT locks the table: only if needed
+            conn.execute(
+                sql.SQL("COMMENT ON TABLE {} IS {}").format(
+                    sql.Identifier(*probe.split(".")), sql.Literal(_stamp(unit, version))
+                )
+            )
+
+
+def _stamped(conn: psycopg.Connection, unit: str, probe: str, version: str) -> bool:
+    row = conn.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (probe,)).fetchone()
+    return row is not None and row[0] == _stamp(unit, version)
+
+
+def _can_create_roles(conn: psycopg.Connection) -> bool:
+    row = conn.execute(
+        "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def migrate(conn: psycopg.Connection, stores: Iterable[object] = ()) -> list[tuple[str, str]]:
+    """As an administrator: create the roles, then create or update every schema and its
+    grants (``plane db migrate``); the (schema, stamp) pairs done."""
+    from data_plane import access_log, catalog_store, credentials, model_registry, vector_store
+    from reasoning_plane import store
+
+    if not _can_create_roles(conn):
+        raise MigrationNeeded(
+            f"{conn.info.user} may not create roles (CREATEROLE): run the set-up as an "
+            "administrator"
+        )
+    ensure_roles(conn)
+    units = [
+        ("plane", store.ensure_schema, store.SCHEMA_VERSION),
+        ("catalog", catalog_store.ensure_schema, catalog_store.SCHEMA_VERSION),
+        ("api_keys", credentials.ensure_schema, credentials.SCHEMA_VERSION),
+        ("access_log", access_log.ensure_schema, access_log.SCHEMA_VERSION),
+        ("models", model_registry.ensure_schema, model_registry.SCHEMA_VERSION),
+    ]
+    done = []
+    for unit, apply, version in units:
+        apply(conn)
+        done.append((unit, version))
+    for region_store in stores:
+        vector_store.ensure_store(conn, region_store)
+        done.append((f"vectors {region_store.region}", vector_store.store_version(region_store)))
+    return done
+
+
+def admin_url() -> str | None:
+    """An administrator's URL: ``PLANE_ADMIN_DATABASE_URL``, else the embedded server's superuser
+    (None when an external server is used without an administrator URL)."""
+    configured = os.environ.get(ADMIN_URL_ENV, "").strip()
+    if configured:
+        return configured
+    from resources.database import database_url, is_embedded  # no Dagster import
+
+    return database_url() if is_embedded() else None
+
+
+def usage(schema: str, *roles: str) -> list[tuple[str, str]]:
+    """USAGE on ``schema`` for each role."""
+    return [(role, f"GRANT USAGE ON SCHEMA {schema} TO {role}") for role in roles]

@@ -1,0 +1,174 @@
+"""Least privilege in PostgreSQL (issue 13, item 1): every service role can do its job and every
+forbidden write or read fails for the role that must not do it (`data_plane.roles`).
+
+The insider attacks come from the issue: a fabricated `placed` decision, a catalog rewritten to
+PUBLIC, a truncated ledger, disabled append-only triggers, a plain SELECT of personal chunks,
+telemetry written for another node."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from data_plane import catalog_store, roles
+from data_plane.vector_store import RegionStore, ensure_store
+from reasoning_plane import store
+from resources.database import as_user, database_url
+
+pytestmark = pytest.mark.usefixtures("plane_db")
+
+DENIED = (psycopg.errors.InsufficientPrivilege, psycopg.errors.RaiseException)
+EU = RegionStore(region="EU", schema="vectors_roles_eu")
+
+
+@pytest.fixture
+def admin(plane_db: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(plane_db) as conn:
+        store.ensure_schema(conn)
+        catalog_store.ensure_schema(conn)
+        ensure_store(conn, EU)
+        conn.commit()
+        yield conn
+    with psycopg.connect(plane_db, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS vectors_roles_eu CASCADE")
+
+
+def connect(role: str) -> psycopg.Connection:
+    return psycopg.connect(database_url(role=role), autocommit=True)
+
+
+def refused(conn: psycopg.Connection, statement: str, params: tuple = ()) -> str:
+    with pytest.raises(DENIED) as caught:
+        conn.execute(statement, params)
+    return str(caught.value)
+
+
+DECISION_ROW = (
+    "INSERT INTO plane.decisions (decision_id, request_id, workload, team, status, cluster,"
+    " policy_version, snapshot_hash, payload, explanation, decided_at)"
+    " VALUES ('forged', 'r', 'embeddings/support_tickets', 'support', 'placed',"
+    " 'us-east-a100', 'v', 's', '{}', 'forged', now())"
+)
+
+
+def test_each_service_logs_in_as_its_own_role(admin) -> None:
+    for role, name in roles.ROLE_NAMES.items():
+        with connect(role) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (name,)
+            superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            assert superuser.fetchone() == (False,)
+
+
+def test_a_run_worker_cannot_fabricate_a_decision_or_touch_the_ledger(admin) -> None:
+    with connect("worker") as conn:
+        assert "permission denied" in refused(conn, DECISION_ROW)
+        refused(
+            conn,
+            "INSERT INTO plane.ledger (team, decision_id, kind, gpus, usd)"
+            " VALUES ('t', 'x', 'reserve', 1, 0)",
+        )
+        refused(conn, "UPDATE plane.requests SET status = 'placed'")
+        refused(conn, "TRUNCATE plane.ledger")
+        # it may read decisions (the guard verifies them) but claims only a placed decision
+        conn.execute("SELECT count(*) FROM plane.decisions")
+        message = refused(conn, "SELECT plane.claim_decision('nope', 'run-1')")
+        assert "not a placed decision" in message
+
+
+def test_no_service_can_truncate_or_disable_the_append_only_triggers(admin) -> None:
+    for role in roles.ROLE_NAMES:
+        with connect(role) as conn:
+            for table in ("plane.decisions", "plane.ledger", "governance.catalog_history"):
+                refused(conn, f"TRUNCATE {table}")
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+
+
+def test_the_plane_appends_but_cannot_rewrite_or_write_the_catalog(admin) -> None:
+    with connect("plane") as conn:
+        conn.execute(DECISION_ROW)  # its job: it is the plane (the launcher verifies signatures)
+        refused(conn, "UPDATE plane.decisions SET cluster = 'eu' WHERE decision_id = 'forged'")
+        refused(conn, "DELETE FROM plane.decisions WHERE decision_id = 'forged'")
+        refused(conn, "DELETE FROM plane.ledger")
+        refused(
+            conn,
+            'UPDATE governance.catalog SET record = record || \'{"classification": "PUBLIC"}\'',
+        )
+        refused(
+            conn,
+            "INSERT INTO governance.catalog (dataset_id, record, owner_team, entry_hash)"
+            " VALUES ('x', '{}', 't', 'h')",
+        )
+
+
+def test_only_the_steward_writes_the_catalog(admin) -> None:
+    statement = "UPDATE governance.catalog SET owner_team = owner_team WHERE false"
+    for role in ("plane", "worker", "reader"):
+        with connect(role) as conn:
+            refused(conn, statement)
+    with connect("steward") as conn:
+        conn.execute(statement)
+        refused(conn, "DELETE FROM governance.catalog")
+        refused(conn, DECISION_ROW)
+
+
+def test_no_plain_select_of_chunk_text_for_the_plane_or_a_reader(admin) -> None:
+    for role in ("plane", "reader", "steward"):
+        with connect(role) as conn:
+            refused(conn, "SELECT text FROM vectors_roles_eu.chunks")
+    with connect("worker") as conn:  # the embedding asset writes (and re-reads) its output
+        conn.execute("SELECT count(*) FROM vectors_roles_eu.chunks")
+
+
+def sample(cluster: str, node: str) -> tuple:
+    return (cluster, "A10", 1, 0.5, 20.0, datetime.now(UTC), node)
+
+
+INSERT_SAMPLE = (
+    "INSERT INTO plane.telemetry (cluster, gpu_type, free_gpus, utilisation, free_memory_gb,"
+    " observed_at, node) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def test_an_agent_writes_and_prunes_only_its_own_nodes_samples(admin) -> None:
+    mine = roles.ensure_agent_role(admin, "eu-fra-a10", "node-a")
+    roles.ensure_agent_role(admin, "eu-fra-a10", "node-b")
+    admin.execute(INSERT_SAMPLE, sample("eu-fra-a10", "node-b"))
+    admin.commit()
+    with psycopg.connect(as_user(database_url(), mine), autocommit=True) as conn:
+        conn.execute(INSERT_SAMPLE, sample("eu-fra-a10", "node-a"))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            conn.execute(INSERT_SAMPLE, sample("eu-fra-a10", "node-b"))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            conn.execute(INSERT_SAMPLE, sample("", "node-a"))  # another (or no) cluster
+        gone = conn.execute("DELETE FROM plane.telemetry").rowcount
+        assert gone == 1  # its own row; node-b's is not even visible to DELETE
+        refused(conn, DECISION_ROW)
+        refused(conn, "SELECT * FROM governance.catalog")
+    left = admin.execute("SELECT node FROM plane.telemetry").fetchall()
+    assert left == [("node-b",)]
+
+
+def test_a_service_role_brings_a_dropped_schema_back_through_the_administrator(admin) -> None:
+    """A service never runs DDL itself: a missing or older schema is set up by the
+    administrator (embedded: its superuser), then the service goes on as its role."""
+    admin.execute("DROP SCHEMA plane CASCADE")
+    admin.commit()
+    with connect("plane") as conn:
+        store.ensure_schema(conn)
+        assert conn.execute("SELECT count(*) FROM plane.decisions").fetchone() == (0,)
+        owner = conn.execute(
+            "SELECT tableowner FROM pg_tables WHERE schemaname = 'plane' AND tablename = 'ledger'"
+        ).fetchone()
+        assert owner is not None and owner[0] != roles.PLANE
+
+
+def test_without_an_administrator_a_service_says_to_migrate(admin, monkeypatch) -> None:
+    admin.execute("DROP SCHEMA plane CASCADE")
+    admin.commit()
+    monkeypatch.setattr(roles, "admin_url", lambda: None)
+    with connect("plane") as conn, pytest.raises(roles.MigrationNeeded, match="plane db migrate"):
+        store.ensure_schema(conn)
