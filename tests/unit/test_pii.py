@@ -284,7 +284,6 @@ def test_detectors_find_pii(value: str, expected: set[str]) -> None:
         "anna@",
         "@example.com",
         "user@localhost",
-        "anna at example dot com",
         INVALID_IBAN,
         INVALID_CARD,
         "4111 1111 1111",
@@ -673,3 +672,168 @@ def test_chunk_pii_types_per_value() -> None:
         [],
         [],
     ]
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 13, item 5: formats the detector used to miss (each one failed on the old code)
+# ------------------------------------------------------------------------------------------
+def ref_de_tax_id_check(first10: str) -> int:
+    """ISO 7064 MOD 11,10 check digit of a German tax id (Steuer-IdNr)."""
+    product = 10
+    for ch in first10:
+        total = (int(ch) + product) % 10 or 10
+        product = (2 * total) % 11
+    check = 11 - product
+    return 0 if check == 10 else check
+
+
+def ref_nir_key(first13: str) -> int:
+    """French NIR key: 97 - (n mod 97), Corsica 2A -> 19, 2B -> 18."""
+    digits = first13[:5] + first13[5:7].upper().replace("2A", "19").replace("2B", "18")
+    return 97 - int(digits + first13[7:]) % 97
+
+
+DE_TAX_ID = "86095742719"  # the example of the Bundeszentralamt fuer Steuern
+NIR = "1850375123456" + f"{ref_nir_key('1850375123456'):02d}"
+NIR_CORSICA = "185032A012345" + f"{ref_nir_key('185032A012345'):02d}"
+
+
+def test_reference_checksums_for_national_ids() -> None:
+    assert ref_de_tax_id_check("8609574271") == 9
+    assert NIR == "185037512345641"
+    assert NIR_CORSICA == "185032A01234547"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # US social security numbers (SSA rules: area not 000/666/9xx, group not 00, serial
+        # not 0000)
+        ("536-22-8726", {"us_ssn"}),
+        ("SSN: 078-05-1121", {"us_ssn"}),
+        ("her social security number is 219 09 9999", {"us_ssn"}),
+        # German tax id (Steuer-IdNr) with its MOD 11,10 check digit, compact or grouped
+        (DE_TAX_ID, {"de_tax_id"}),
+        ("Steuer-IdNr. 86 095 742 719", {"de_tax_id"}),
+        # French NIR (13 digits + key), Corsica 2A/2B, compact or grouped
+        (NIR, {"fr_nir"}),
+        ("N° sécu 1 85 03 75 123 456 41", {"fr_nir"}),
+        (NIR_CORSICA, {"fr_nir"}),
+        ("1 85 03 2a 012 345 47", {"fr_nir"}),
+        # IBAN in lower case or with dashes
+        ("de89 3704 0044 0532 0130 00", {"iban"}),
+        ("de89370400440532013000", {"iban"}),
+        ("DE89-3704-0044-0532-0130-00", {"iban"}),
+        ("refund to gb82-west-1234-5698-7654-32 please", {"iban"}),
+        # national-format phone numbers (DE, FR, UK)
+        ("030 1234567", {"phone"}),
+        ("(030) 12345-67", {"phone"}),
+        ("Tel. 0171/1234567", {"phone"}),
+        ("01 23 45 67 89", {"phone"}),
+        ("appelez le 06.12.34.56.78", {"phone"}),
+        ("020 7946 0958", {"phone"}),
+        ("call 07700 900123 after six", {"phone"}),
+        # obfuscated e-mail addresses
+        ("anna [at] example [dot] de", {"email"}),
+        ("anna(at)example.de", {"email"}),
+        ("anna at example dot com", {"email"}),
+        ("write to anna.schmidt {at} example {dot} org", {"email"}),
+        # dates of birth (a date with a birth keyword)
+        ("born 1985-03-14", {"date_of_birth"}),
+        ("DOB: 14.03.1985", {"date_of_birth"}),
+        ("date of birth 03/14/1985", {"date_of_birth"}),
+        ("geboren am 14.03.1985 in Köln", {"date_of_birth"}),
+        ("born on 14 March 1985", {"date_of_birth"}),
+        # passport numbers (with a passport keyword)
+        ("passport no. C01X00T47", {"passport"}),
+        ("Reisepassnummer: C01X00T47", {"passport"}),
+        ("US passport number 912803456", {"passport"}),
+        ("Passport: A12345678", {"passport"}),
+    ],
+)
+def test_formats_the_old_detector_missed(value: str, expected: set[str]) -> None:
+    assert types_of(value) == expected
+
+
+def test_names_and_addresses_in_free_text() -> None:
+    found = types_of("Please ship to Maria Gonzalez, 42 Elm Street, Springfield")
+    assert found == {"person_name", "street_address"}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Lieferung an Jonas Weber, Hauptstraße 12, 10115 Berlin", {"street_address"}),
+        ("Envoyer au 12 rue de la Paix, 75002 Paris", {"street_address"}),
+        ("Her address is 1600 Pennsylvania Avenue NW, Washington", {"street_address"}),
+    ],
+)
+def test_street_addresses_in_free_text(value: str, expected: set[str]) -> None:
+    assert expected <= types_of(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "86095742718",  # 11 digits, wrong check digit: not a tax id
+        "47305981622",  # right MOD 11,10 digit but no repeated digit: not a tax id
+        "12345678901",
+        "185037512345642",  # NIR with a wrong key
+        "000-12-3456",  # SSN area 000
+        "666-12-3456",  # SSN area 666
+        "912-12-3456",  # SSN area 9xx
+        "123-00-4567",  # SSN group 00
+        "123-45-0000",  # SSN serial 0000
+        "de89 3704 0044 0532 0130 01",  # lower-case IBAN, wrong check digits
+        "DE89-3704-0044-0532-0130-01",
+        "0123456789",  # plain number, no separators
+        "05/2024",
+        "invoice 2024-10-29, amount 1234.50",
+        "Order ORD-000123 total 1234.50 at 2024-10-29T08:00:00Z",
+        "shipped on 14.03.1985",  # a date without a birth keyword
+        "look at example.com",
+        "we meet at noon",
+        "passport office opens at 9",
+        "The GPU node pool scales to zero at night.",
+    ],
+)
+def test_lookalikes_of_the_new_formats_are_not_pii(value: str) -> None:
+    assert types_of(value) == set()
+
+
+def test_the_new_types_are_declared() -> None:
+    new = {"us_ssn", "de_tax_id", "fr_nir", "date_of_birth", "passport", "street_address"}
+    assert new <= set(PII_TYPES)
+
+
+def test_free_text_column_the_analyzer_cannot_run_on_stays_unknown(monkeypatch) -> None:
+    """Fail closed: if the free-text analyzer is missing, a free-text column is not "no PII"
+    but UNKNOWN, and so is the dataset's classification, whatever was declared."""
+    import data_plane.pii as pii
+    from data_plane.catalog import classify
+
+    def broken() -> None:
+        raise RuntimeError("no NER model installed")
+
+    monkeypatch.setattr(pii, "_load_analyzer", broken)
+    df = pl.DataFrame(
+        {
+            "order_id": ["ORD-1", "ORD-2"],
+            "note": ["the parcel arrived damaged", "please call back tomorrow morning"],
+        }
+    )
+    found = detect_pii(df)
+    assert set(found) == {"note"}
+    assert found["note"].pii_types == ("UNKNOWN",)
+    columns = {c: list(f.pii_types) for c, f in found.items()}
+    assert classify(None, columns) == "UNKNOWN"
+    assert classify("PUBLIC", columns) == "UNKNOWN"
+    assert classify("PII", columns) == "UNKNOWN"
+
+
+def test_free_text_scan_is_bounded() -> None:
+    import data_plane.pii as pii
+
+    assert 0 < pii.FREE_TEXT_SAMPLE_ROWS <= 1000
+    df = pl.DataFrame({"note": ["nothing to see here at all, really"] * 5000})
+    assert detect_pii(df) == {}
