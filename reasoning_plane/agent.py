@@ -52,7 +52,9 @@ def samples_from_report(
     node: str = "",
     pools: Mapping[str, str] | None = None,
 ) -> list[TelemetrySample]:
-    """One sample per GPU type on this node: free GPUs, mean utilisation, largest free memory.
+    """One sample per GPU type on this node: free GPUs, mean utilisation, largest free memory,
+    and the free memory of each GPU (in NVML's order), so that a GPU counts as free for a
+    request only if its free memory meets the request's (`constraints.free_gpus_for`).
     The type is ``gpu_type`` when given, else the fleet's pool for the GPU's product
     (``pools``: `pools_of`), else the product itself."""
     if not report.available:
@@ -71,6 +73,7 @@ def samples_from_report(
             observed_at=report.observed_at,
             free_memory_gb=max(g.memory_free_gb for g in gpus),
             node=node,
+            free_memory_per_gpu_gb=tuple(g.memory_free_gb for g in gpus),
         )
         for name, gpus in sorted(by_type.items())
     ]

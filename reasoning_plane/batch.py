@@ -26,6 +26,7 @@ from itertools import groupby
 
 import numpy as np
 
+from reasoning_plane.constraints import capacity_tiers
 from reasoning_plane.hysteresis import choose_with_hysteresis
 from reasoning_plane.index import FleetIndex, Prepared, Taken, collector_paused, fleet_index
 from reasoning_plane.model import Candidate, Decision, Snapshot, WorkloadRequest
@@ -34,14 +35,9 @@ from reasoning_plane.policy import PlacementPolicy
 
 
 def _remaining(index: FleetIndex, taken: Taken):
-    """Free GPUs per pool, CPU slots per cluster, quota and budget per team left after
-    ``taken`` (the bounds of the integer program)."""
+    """CPU slots per cluster, quota and budget per team left after ``taken`` (bounds of the
+    integer program; GPU capacity per pool: `constraints.capacity_tiers`)."""
     snapshot = index.snapshot
-    free: dict[tuple[str, str], float] = {}
-    for (cluster, gpu_type), sample in snapshot.telemetry.items():
-        pool = index.pool_ids.get((cluster, gpu_type))
-        took = int(taken.pool[pool]) if pool is not None else 0
-        free[(cluster, gpu_type)] = sample.free_gpus - took
     cpu = {c.name: c.cpu_slots - int(taken.cpu[i]) for i, c in enumerate(snapshot.fleet.clusters)}
     quota = {
         t: q.gpus - snapshot.usage_of(t).gpus_held - taken.team_gpus.get(t, 0)
@@ -51,7 +47,7 @@ def _remaining(index: FleetIndex, taken: Taken):
     for team, b in snapshot.budgets.items():
         u = snapshot.usage_of(team)
         budget[team] = b.limit_usd - u.spent_usd - u.reserved_usd - taken.team_usd.get(team, 0.0)
-    return free, cpu, quota, budget
+    return cpu, quota, budget
 
 
 def _exact(
@@ -109,11 +105,16 @@ def _exact(
             by_pool[(candidate.cluster, candidate.gpu_type)].append(i)
             by_team_gpu[r.team].append(i)
         by_team_usd[r.team].append(i)
-    free, cpu, quota, budget = _remaining(index, taken)
+    cpu, quota, budget = _remaining(index, taken)
     for idx in by_request.values():
         add(idx, [1.0] * len(idx), 1.0)
     for key, idx in by_pool.items():
-        add(idx, [pairs[i][0].gpu_count for i in idx], free.get(key, 0))
+        pool = index.pool_ids.get(key)
+        took = int(taken.pool[pool]) if pool is not None else 0
+        needs = [pairs[i][0].gpu_memory_gb for i in idx]
+        for threshold, fit in capacity_tiers(index.snapshot.telemetry.get(key), needs):
+            tier = [i for i in idx if pairs[i][0].gpu_memory_gb >= threshold]
+            add(tier, [pairs[i][0].gpu_count for i in tier], fit - took)
     for cluster, idx in by_cpu.items():
         add(idx, [1.0] * len(idx), cpu.get(cluster, 0))
     for team, idx in by_team_gpu.items():

@@ -7,6 +7,7 @@ explanation can say everything that was wrong with a cluster, not just the first
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -233,14 +234,70 @@ def gpu_capacity(ctx: Context) -> Iterable[Rejection]:
     if sample is None:
         return  # reported by the telemetry rule
     taken = ctx.state.gpus.get((ctx.cluster.name, ctx.pool.gpu_type), 0)
-    free = sample.free_gpus - taken
-    if free < need:
+    if sample.free_memory_per_gpu_gb is None:  # free GPUs only: every one counts
+        free = sample.free_gpus - taken
+        if free < need:
+            yield Rejection(
+                "gpu_capacity",
+                f"{free} GPUs free on {ctx.cluster.name}/"
+                f"{ctx.pool.gpu_type} ({sample.free_gpus} reported, "
+                f"{taken} taken by this batch), {need} needed",
+            )
+        return
+    need_gb = ctx.request.gpu_memory_gb
+    fit = free_gpus_for(sample, need_gb)
+    if fit - taken < need:
         yield Rejection(
             "gpu_capacity",
-            f"{free} GPUs free on {ctx.cluster.name}/"
-            f"{ctx.pool.gpu_type} ({sample.free_gpus} reported, "
-            f"{taken} taken by this batch), {need} needed",
+            capacity_message(
+                fit, sample.free_gpus, ctx.cluster.name, ctx.pool.gpu_type, need_gb, taken, need
+            ),
         )
+
+
+def free_gpus_for(sample: TelemetrySample, need_gb: float) -> int:
+    """GPUs of ``sample``'s pool free for a request needing ``need_gb`` GB per GPU.
+
+    With the free memory of each GPU (``free_memory_per_gpu_gb``, from NVML): the reported free
+    GPUs, but no more than the GPUs with at least ``need_gb`` free (a GPU with 20 of 24 GB in use
+    is not free for a 20 GB request). Without it (telemetry that gives only ``free_gpus``, e.g. a
+    telemetry file): every reported free GPU, whatever the request's memory, as before; the
+    pool's NVML free memory, when known, is still checked by `gpu_memory`.
+
+    What a batch already took from the pool is then subtracted from this count whatever memory
+    those requests needed (`gpu_capacity`): the batch never counts a GPU twice."""
+    per_gpu = sample.free_memory_per_gpu_gb
+    if per_gpu is None:
+        return sample.free_gpus
+    return min(sample.free_gpus, sum(1 for m in per_gpu if m >= need_gb))
+
+
+def capacity_message(
+    fit: int, reported: int, cluster: str, gpu_type: str, need_gb: float, taken: int, need: int
+) -> str:
+    """`gpu_capacity`'s message for a pool whose GPUs' free memory is known."""
+    return (
+        f"{fit} of {reported} reported free GPUs on {cluster}/{gpu_type} have >= {need_gb:g} GB "
+        f"free, {taken} taken by this batch: {fit - taken} left, {need} needed"
+    )
+
+
+def capacity_tiers(
+    sample: TelemetrySample | None, needs: Iterable[float]
+) -> list[tuple[float, int]]:
+    """The GPU capacity of a pool in a batch's integer program: (memory threshold, GPUs free
+    for it) for the distinct memory needs ``needs`` of its candidate pairs, ascending. The
+    pairs needing at least a threshold may together take no more GPUs than are free for it
+    (less what the batch already took). A threshold with as many GPUs as a lower one adds
+    nothing and is left out, so a pool without per-GPU memory has one row, as before."""
+    if sample is None:
+        return [(-math.inf, 0)]
+    tiers: list[tuple[float, int]] = []
+    for need_gb in sorted(set(needs)):
+        fit = free_gpus_for(sample, need_gb)
+        if not tiers or fit < tiers[-1][1]:
+            tiers.append((need_gb, fit))
+    return tiers
 
 
 def quota(ctx: Context) -> Iterable[Rejection]:

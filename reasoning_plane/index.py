@@ -34,7 +34,7 @@ import numpy as np
 
 from data_plane.catalog import CatalogRecord
 from data_plane.classification import UNKNOWN, residency_parts
-from reasoning_plane.constraints import BatchState, telemetry_problem
+from reasoning_plane.constraints import BatchState, capacity_message, telemetry_problem
 from reasoning_plane.cost import UNKNOWN_LATENCY_MS
 from reasoning_plane.memo import cache_of
 from reasoning_plane.model import (
@@ -91,6 +91,13 @@ class _Shape:
     total: np.ndarray  # GPUs in the pool (CPU: 0)
     has_sample: np.ndarray  # bool
     free_gpus: np.ndarray  # reported free GPUs (0 without a sample)
+    # The free memory of each GPU, where a sample gives it (`constraints.free_gpus_for`):
+    # candidate k's GPUs are per_gpu_memory[per_gpu_start[k]:per_gpu_end[k]].
+    per_gpu: bool  # some candidate's sample gives it
+    per_gpu_known: np.ndarray  # bool per candidate
+    per_gpu_memory: np.ndarray
+    per_gpu_start: np.ndarray
+    per_gpu_end: np.ndarray
     pool_id: np.ndarray  # GPU: id of (cluster, gpu_type) in `Taken.pool`; CPU: 0
     cpu_id: np.ndarray  # CPU: id of the cluster in `Taken.cpu`; GPU: 0
     cpu_slots: np.ndarray  # CPU: the cluster's CPU slots
@@ -103,9 +110,8 @@ class _Shape:
     gpu_types: list[str]  # the pool's GPU type (CPU)
     reported: list[Any]  # GPU: the sample's free GPUs (None without a sample); CPU: None
     position: dict[int, int]  # id(candidate) -> its position
-    capacity_messages: dict[tuple[int, int, int], tuple[Rejection, ...]] = field(
-        default_factory=dict
-    )
+    capacity_messages: dict[tuple[Any, ...], tuple[Rejection, ...]] = field(default_factory=dict)
+    fits: dict[Any, np.ndarray] = field(default_factory=dict)  # GPUs free per memory need
     slo_messages: dict[Any, dict[int, tuple[Rejection, ...]]] = field(default_factory=dict)
     networks: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
     memory_verdicts: dict[Any, tuple[np.ndarray, dict[int, tuple[Rejection, ...]]]] = field(
@@ -257,6 +263,10 @@ class FleetIndex:
         cands, speed, rate, memory, free_memory, total = [], [], [], [], [], []
         has_sample, free_gpus, pool_id, cpu_slots, model_latency = [], [], [], [], []
         reported: list[Any] = []
+        per_gpu_known: list[bool] = []
+        per_gpu_memory: list[float] = []
+        per_gpu_start: list[int] = []
+        per_gpu_end: list[int] = []
         telemetry_rejections: dict[int, tuple[Rejection, ...]] = {}
         divides_by_zero = False
         cpu_latency_exact = isinstance(policy.cpu_inference_latency_ms, float)
@@ -279,9 +289,17 @@ class FleetIndex:
                 cpu_slots.append(cluster.cpu_slots)
                 model_latency.append(policy.cpu_inference_latency_ms)
                 reported.append(None)
+                per_gpu_known.append(False)
+                per_gpu_start.append(len(per_gpu_memory))
+                per_gpu_end.append(len(per_gpu_memory))
                 continue
             sample = snapshot.telemetry.get((cluster.name, pool.gpu_type))
             reported.append(sample.free_gpus if sample is not None else None)
+            per_gpu = None if sample is None else sample.free_memory_per_gpu_gb
+            per_gpu_known.append(per_gpu is not None)
+            per_gpu_start.append(len(per_gpu_memory))
+            per_gpu_memory.extend(per_gpu or ())
+            per_gpu_end.append(len(per_gpu_memory))
             speed.append(pool.speed)
             divides_by_zero = divides_by_zero or pool.speed == 0
             rate.append(pool.price_per_hour)
@@ -332,6 +350,11 @@ class FleetIndex:
             total=np.array(total, dtype=np.int64),
             has_sample=np.array(has_sample, dtype=bool),
             free_gpus=np.array(free_gpus, dtype=np.int64),
+            per_gpu=any(per_gpu_known),
+            per_gpu_known=np.array(per_gpu_known, dtype=bool),
+            per_gpu_memory=np.array(per_gpu_memory, dtype=np.float64),
+            per_gpu_start=np.array(per_gpu_start, dtype=np.intp),
+            per_gpu_end=np.array(per_gpu_end, dtype=np.intp),
             pool_id=np.array(pool_id, dtype=np.intp),
             cpu_id=ci.copy(),
             cpu_slots=np.array(cpu_slots, dtype=np.int64),
@@ -617,6 +640,23 @@ class FleetIndex:
             found = shape.size_verdicts[key] = (fail, rejections)
         return found
 
+    def _fit(self, shape: _Shape, need: Any) -> np.ndarray:
+        """`constraints.free_gpus_for` of every candidate for a request needing ``need`` GB
+        per GPU: the reported free GPUs, capped, where a sample gives each GPU's free memory,
+        at the GPUs with at least ``need`` free (counted over all pools at once)."""
+        if not shape.per_gpu:
+            return shape.free_gpus
+        key = (type(need), need)
+        found = shape.fits.get(key)
+        if found is None:
+            at_least = np.zeros(shape.per_gpu_memory.size + 1, dtype=np.int64)
+            np.cumsum(shape.per_gpu_memory >= need, out=at_least[1:])
+            enough = at_least[shape.per_gpu_end] - at_least[shape.per_gpu_start]
+            found = shape.fits[key] = np.where(
+                shape.per_gpu_known, np.minimum(shape.free_gpus, enough), shape.free_gpus
+            )
+        return found
+
     # -- against what a batch took ---------------------------------------------------------
 
     def _dynamic(self, prep: Prepared, taken: Taken):
@@ -633,7 +673,7 @@ class FleetIndex:
                 shape.gpu
                 & shape.has_sample
                 & ~prep.size_fail
-                & (shape.free_gpus - pool_taken < request.gpu_count)
+                & (self._fit(shape, request.gpu_memory_gb) - pool_taken < request.gpu_count)
             )
         cpu_taken = None
         if shape.cpu_idx.size:
@@ -890,7 +930,9 @@ class FleetIndex:
         capacity_fail = within(capacity_fail)
         if capacity_fail.any():
             need = request.gpu_count
+            need_gb = request.gpu_memory_gb
             names, gpu_types, reported = shape.names, shape.gpu_types, shape.reported
+            fit: list[int] | None = None
             pool_took = pool_taken.tolist() if pool_taken is not None else None
             cpu_took = cpu_taken.tolist() if cpu_taken is not None else None
             known = shape.capacity_messages  # the same until the batch takes from the pool
@@ -907,6 +949,22 @@ class FleetIndex:
                                 "cpu_capacity",
                                 f"{cluster.name} has no free CPU slot "
                                 f"({cluster.cpu_slots} slots, {cpu_took[k]} taken)",
+                            ),
+                        )
+                elif shape.per_gpu and shape.per_gpu_known[k]:
+                    assert pool_took is not None
+                    took = pool_took[k]
+                    key = (k, took, need, type(need_gb), need_gb)
+                    more = known.get(key)
+                    if more is None:
+                        if fit is None:
+                            fit = self._fit(shape, need_gb).tolist()
+                        more = known[key] = (
+                            _rejection(
+                                "gpu_capacity",
+                                capacity_message(
+                                    fit[k], free, names[k], gpu_types[k], need_gb, took, need
+                                ),
                             ),
                         )
                 else:

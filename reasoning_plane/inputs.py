@@ -982,12 +982,25 @@ def load_catalog_records(path: Path | str) -> dict[str, CatalogRecord]:
 # Telemetry
 # --------------------------------------------------------------------------------------------
 
-_SAMPLE_KEYS = {"cluster", "gpu_type", "free_gpus", "utilisation", "observed_at", "free_memory_gb"}
+_SAMPLE_KEYS = {
+    "cluster",
+    "gpu_type",
+    "free_gpus",
+    "utilisation",
+    "observed_at",
+    "free_memory_gb",
+    "free_memory_per_gpu_gb",
+}
 _SAMPLE_REQUIRED = ("cluster", "gpu_type", "free_gpus", "utilisation", "observed_at")
 
 
 def load_telemetry(path: Path | str) -> dict[tuple[str, str], TelemetrySample]:
-    """The newest telemetry sample per (cluster, gpu_type)."""
+    """The newest telemetry sample per (cluster, gpu_type).
+
+    ``free_memory_per_gpu_gb`` (optional): the free memory of each GPU of the pool. With it a
+    GPU counts as free for a request only if its free memory meets the request's; without it
+    (most telemetry files) every one of ``free_gpus`` counts, whatever the request's memory
+    (`constraints.free_gpus_for`)."""
     path = Path(path)
     check = _Check(path)
     samples: dict[tuple[str, str], TelemetrySample] = {}
@@ -1005,8 +1018,22 @@ def load_telemetry(path: Path | str) -> dict[tuple[str, str], TelemetrySample]:
             free_memory_gb=check.optional_number(
                 raw.get("free_memory_gb"), f"{where}.free_memory_gb", maximum=_MAX_MEMORY_GB
             ),
+            free_memory_per_gpu_gb=_per_gpu_memory(
+                check, raw.get("free_memory_per_gpu_gb"), f"{where}.free_memory_per_gpu_gb"
+            ),
         )
         key = (sample.cluster, sample.gpu_type)
         if key not in samples or sample.observed_at >= samples[key].observed_at:
             samples[key] = sample
     return samples
+
+
+def _per_gpu_memory(check: _Check, value: Any, where: str) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    items = check.list(value, where)
+    if len(items) > MAX_GPUS_IN_POOL:
+        check.fail(where, f"is implausibly long: at most {MAX_GPUS_IN_POOL:,} GPUs")
+    return tuple(
+        check.number(m, f"{where}[{i}]", maximum=_MAX_MEMORY_GB) for i, m in enumerate(items)
+    )

@@ -129,6 +129,11 @@ class TelemetrySample:
     free_memory_gb: float | None = None  # per-GPU memory actually free (NVML), if known
     received_at: datetime | None = None  # by the plane's clock (plane.telemetry), if known
     node: str = ""  # the node that sent it; a pool's sample sums its nodes' (store)
+    # Free memory of each GPU (NVML, per node as the agent reads it, a pool's nodes'
+    # concatenated by the store). When known, a GPU is free for a request only if its free
+    # memory meets the request's ``gpu_memory_gb`` (`constraints.free_gpus_for`); when None (a
+    # telemetry file giving only ``free_gpus``) every reported free GPU counts, as before.
+    free_memory_per_gpu_gb: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,7 @@ class Snapshot:
                 s.free_memory_gb,
                 # only when known, so that hashes of snapshots without it stay as they were
                 *([s.received_at.isoformat()] if s.received_at is not None else []),
+                *([list(s.free_memory_per_gpu_gb)] if s.free_memory_per_gpu_gb is not None else []),
             )
             for (c, g), s in self.telemetry.items()
         )

@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from reasoning_plane import constraints, cost
-from reasoning_plane.constraints import GOVERNANCE_RULES, TRANSIENT_RULES, BatchState, Context
+from reasoning_plane.constraints import (
+    GOVERNANCE_RULES,
+    TRANSIENT_RULES,
+    BatchState,
+    Context,
+    capacity_tiers,
+)
 from reasoning_plane.explain import request_to_dict
 from reasoning_plane.hysteresis import choose_with_hysteresis
 from reasoning_plane.model import (
@@ -173,9 +179,6 @@ def place(request: WorkloadRequest, snapshot: Snapshot, policy: PlacementPolicy)
 
 
 def _remaining(snapshot: Snapshot, state: BatchState, policy: PlacementPolicy):
-    free: dict[tuple[str, str], float] = {}
-    for (cluster, gpu_type), sample in snapshot.telemetry.items():
-        free[(cluster, gpu_type)] = sample.free_gpus - state.gpus.get((cluster, gpu_type), 0)
     cpu = {c.name: c.cpu_slots - state.cpu_slots.get(c.name, 0) for c in snapshot.fleet.clusters}
     quota = {
         t: q.gpus - snapshot.usage_of(t).gpus_held - state.team_gpus.get(t, 0)
@@ -185,7 +188,7 @@ def _remaining(snapshot: Snapshot, state: BatchState, policy: PlacementPolicy):
     for team, b in snapshot.budgets.items():
         u = snapshot.usage_of(team)
         budget[team] = b.limit_usd - u.spent_usd - u.reserved_usd - state.team_usd.get(team, 0.0)
-    return free, cpu, quota, budget
+    return cpu, quota, budget
 
 
 def _exact(
@@ -226,11 +229,15 @@ def _exact(
             by_pool[(e.candidate.cluster, e.candidate.gpu_type)].append(i)
             by_team_gpu[r.team].append(i)
         by_team_usd[r.team].append(i)
-    free, cpu, quota, budget = _remaining(snapshot, state, policy)
+    cpu, quota, budget = _remaining(snapshot, state, policy)
     for idx in by_request.values():
         add(idx, [1.0] * len(idx), 1.0)
     for key, idx in by_pool.items():
-        add(idx, [pairs[i][0].gpu_count for i in idx], free.get(key, 0))
+        took = state.gpus.get(key, 0)
+        needs = [pairs[i][0].gpu_memory_gb for i in idx]
+        for threshold, fit in capacity_tiers(snapshot.telemetry.get(key), needs):
+            tier = [i for i in idx if pairs[i][0].gpu_memory_gb >= threshold]
+            add(tier, [pairs[i][0].gpu_count for i in tier], fit - took)
     for cluster, idx in by_cpu.items():
         add(idx, [1.0] * len(idx), cpu.get(cluster, 0))
     for team, idx in by_team_gpu.items():

@@ -62,6 +62,11 @@ def snapshot_from_payload(raw: Mapping[str, Any], fleet: Fleet) -> Snapshot:
             datetime.fromisoformat(s["observed_at"]),
             s.get("free_memory_gb"),
             datetime.fromisoformat(s["received_at"]) if s.get("received_at") else None,
+            free_memory_per_gpu_gb=(
+                None
+                if s.get("free_memory_per_gpu_gb") is None
+                else tuple(s["free_memory_per_gpu_gb"])
+            ),
         )
         for s in raw.get("telemetry", [])
     }

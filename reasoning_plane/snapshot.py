@@ -105,6 +105,20 @@ def _taken_by(sample: TelemetrySample) -> datetime:
     return min(sample.observed_at, sample.received_at)
 
 
+def _less_held(sample: TelemetrySample, held: int) -> TelemetrySample:
+    """``sample`` without ``held`` GPUs reserved after it was taken. Which GPUs those runs got
+    is not known: they are taken to be the ones with the most free memory (of the per-GPU
+    list, when the sample has one), so no request is placed on a GPU a reservation may use."""
+    if not held:
+        return sample
+    per_gpu = sample.free_memory_per_gpu_gb
+    if per_gpu is not None:
+        per_gpu = tuple(sorted(per_gpu)[: max(len(per_gpu) - held, 0)])
+    return replace(
+        sample, free_gpus=max(sample.free_gpus - held, 0), free_memory_per_gpu_gb=per_gpu
+    )
+
+
 def build_snapshot(
     conn: psycopg.Connection,
     *,
@@ -125,9 +139,7 @@ def build_snapshot(
     # run ahead: one stamped ahead of the reservations would otherwise hide them).
     oldest = min((_taken_by(s) for s in telemetry.values()), default=now)
     held = store.held_gpus_by_pool(conn, oldest)
-    telemetry = {
-        k: replace(s, free_gpus=max(s.free_gpus - held.get(k, 0), 0)) for k, s in telemetry.items()
-    }
+    telemetry = {k: _less_held(s, held.get(k, 0)) for k, s in telemetry.items()}
     periods = {b.period for b in budgets.values()} or {"monthly"}
     usage_by_period = {p: store.usage(conn, period_start(p, now)) for p in periods}
     teams = set().union(*[set(u) for u in usage_by_period.values()])

@@ -108,6 +108,8 @@ CREATE TABLE IF NOT EXISTS plane.telemetry (
     node           text NOT NULL DEFAULT ''
 );
 ALTER TABLE plane.telemetry ADD COLUMN IF NOT EXISTS node text NOT NULL DEFAULT '';
+-- the free memory of each of the node's GPUs of this type (NULL: not reported)
+ALTER TABLE plane.telemetry ADD COLUMN IF NOT EXISTS free_memory_per_gpu_gb double precision[];
 CREATE INDEX IF NOT EXISTS telemetry_latest_node
     ON plane.telemetry (cluster, gpu_type, node, observed_at DESC);
 CREATE TABLE IF NOT EXISTS plane.requests (
@@ -564,7 +566,7 @@ def insert_samples(
         conn.cursor() as cur,
         cur.copy(
             "COPY plane.telemetry (cluster, gpu_type, free_gpus, utilisation, free_memory_gb,"
-            " observed_at, node) FROM STDIN"
+            " observed_at, node, free_memory_per_gpu_gb) FROM STDIN"
         ) as copy,
     ):
         for s in samples:
@@ -577,6 +579,7 @@ def insert_samples(
                     s.free_memory_gb,
                     s.observed_at,
                     s.node,
+                    None if s.free_memory_per_gpu_gb is None else list(s.free_memory_per_gpu_gb),
                 )
             )
     return len(samples)
@@ -588,28 +591,44 @@ TELEMETRY_RETENTION_S = 3600  # the agent prunes its node's rows older than this
 
 def latest_telemetry(conn: psycopg.Connection) -> dict[tuple[str, str], TelemetrySample]:
     """Per pool: the latest sample of each of its nodes, summed. Free GPUs add up, utilisation
-    is the nodes' mean, the largest free memory counts, and the pool's sample is as old as its
-    oldest node's (freshness is judged on the stalest part). A node whose latest sample is more
-    than `NODE_WINDOW_S` older than its pool's newest has stopped reporting: its GPUs are not
-    counted (never assumed free)."""
+    is the nodes' mean, the largest free memory counts, the free memory of each GPU is the
+    nodes' lists put together (ascending), and the pool's sample is as old as its oldest node's
+    (freshness is judged on the stalest part). A node whose latest sample is more than
+    `NODE_WINDOW_S` older than its pool's newest has stopped reporting: its GPUs are not
+    counted (never assumed free). When a node of the pool gives no per-GPU memory (an agent of
+    an older version) the pool's list would be incomplete: the pool then has none, and every
+    reported free GPU counts whatever a request's memory, as before."""
     rows = conn.execute(
         """
         WITH latest AS (
             SELECT DISTINCT ON (cluster, gpu_type, node) cluster, gpu_type, node, free_gpus,
-                   utilisation, observed_at, free_memory_gb, received_at
+                   utilisation, observed_at, free_memory_gb, received_at, free_memory_per_gpu_gb
             FROM plane.telemetry ORDER BY cluster, gpu_type, node, observed_at DESC
         ), windowed AS (
             SELECT *, max(observed_at) OVER (PARTITION BY cluster, gpu_type) AS newest
             FROM latest
+        ), kept AS (
+            SELECT * FROM windowed WHERE observed_at >= newest - make_interval(secs => %s)
+        ), per_gpu AS (
+            SELECT cluster, gpu_type, array_agg(m ORDER BY m) AS memory
+            FROM kept, unnest(kept.free_memory_per_gpu_gb) AS m
+            GROUP BY cluster, gpu_type
         )
-        SELECT cluster, gpu_type, sum(free_gpus)::int, avg(utilisation), min(observed_at),
-               max(free_memory_gb), min(received_at)
-        FROM windowed WHERE observed_at >= newest - make_interval(secs => %s)
-        GROUP BY cluster, gpu_type
+        SELECT k.cluster, k.gpu_type, sum(k.free_gpus)::int, avg(k.utilisation),
+               min(k.observed_at), max(k.free_memory_gb), min(k.received_at),
+               CASE WHEN bool_and(k.free_memory_per_gpu_gb IS NOT NULL)
+                    THEN coalesce(p.memory, '{}') END
+        FROM kept k LEFT JOIN per_gpu p USING (cluster, gpu_type)
+        GROUP BY k.cluster, k.gpu_type, p.memory
         """,
         (NODE_WINDOW_S,),
     ).fetchall()
-    return {(r[0], r[1]): TelemetrySample(*r) for r in rows}
+    return {
+        (r[0], r[1]): TelemetrySample(
+            *r[:7], free_memory_per_gpu_gb=None if r[7] is None else tuple(r[7])
+        )
+        for r in rows
+    }
 
 
 def prune_telemetry(
@@ -765,6 +784,11 @@ def _telemetry_payload(snapshot: Snapshot) -> list[dict[str, Any]]:
             "free_memory_gb": s.free_memory_gb,
             # only when known (pushed samples), as in `Snapshot.telemetry_hash`
             **({"received_at": s.received_at.isoformat()} if s.received_at is not None else {}),
+            **(
+                {"free_memory_per_gpu_gb": list(s.free_memory_per_gpu_gb)}
+                if s.free_memory_per_gpu_gb is not None
+                else {}
+            ),
         }
         for s in snapshot.telemetry.values()
     ]

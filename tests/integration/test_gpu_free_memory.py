@@ -16,6 +16,7 @@ from reasoning_plane.gpu_telemetry import GpuInfo, NvmlReport
 from reasoning_plane.model import (
     DEFERRED,
     PLACED,
+    Budget,
     Cluster,
     Fleet,
     GpuPool,
@@ -76,7 +77,7 @@ def _snapshot(conn: psycopg.Connection) -> Snapshot:
     return Snapshot(
         fleet=FLEET,
         quotas={"media-ml": TeamQuota("media-ml", 8)},
-        budgets={},
+        budgets={"media-ml": Budget("media-ml", 5000.0)},
         usage={},
         telemetry=store.latest_telemetry(conn),
         catalog=CATALOG,
@@ -107,7 +108,8 @@ def test_a_gpu_with_20_of_24_gb_in_use_is_not_placed_as_free(plane_db: str) -> N
     assert "gpu_capacity" in two.reason
     assert "1 of 2 reported free GPUs on edge/A10 have >= 20 GB free" in two.reason
     one = place(_request("one", 1, 20), snapshot, policy)
-    assert one.status == PLACED and one.chosen.label == "edge/A10"
+    assert one.status == PLACED, one.reason
+    assert one.chosen.label == "edge/A10"
     tick = batch.place_batch([_request("two", 2, 20), _request("one", 1, 20)], snapshot, policy)
     assert {d.request.request_id: d.status for d in tick} == {"two": DEFERRED, "one": PLACED}
 

@@ -308,6 +308,24 @@ def test_newest_telemetry_sample_wins(tmp_path: Path) -> None:
     assert samples["c", "A10"].free_gpus == 5
     assert samples["c", "A10"].observed_at == datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
     assert samples["c", "H100"].free_memory_gb == 40
+    assert samples["c", "H100"].free_memory_per_gpu_gb is None  # every free GPU counts
+
+
+def test_telemetry_may_give_each_gpus_free_memory(tmp_path) -> None:
+    path = tmp_path / "telemetry.yaml"
+    path.write_text(
+        "samples:\n"
+        "  - {cluster: c, gpu_type: A10, free_gpus: 2, utilisation: 0.5,"
+        " observed_at: '2026-11-25T12:00:00Z', free_memory_per_gpu_gb: [4, 24.0]}\n"
+    )
+    assert load_telemetry(path)["c", "A10"].free_memory_per_gpu_gb == (4.0, 24.0)
+    path.write_text(
+        "samples:\n"
+        "  - {cluster: c, gpu_type: A10, free_gpus: 2, utilisation: 0.5,"
+        " observed_at: '2026-11-25T12:00:00Z', free_memory_per_gpu_gb: [4, -1]}\n"
+    )
+    with pytest.raises(InputFileError, match=r"free_memory_per_gpu_gb\[1\]"):
+        load_telemetry(path)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -138,3 +138,19 @@ def test_the_agent_records_the_free_memory_of_each_gpu() -> None:
     (sample,) = samples_from_report("edge", report, pools={"NVIDIA-A10": "A10"})
     assert sample.free_gpus == 2 and sample.free_memory_gb == 24.0
     assert sample.free_memory_per_gpu_gb == (4.0, 24.0)
+
+
+def test_gpus_reserved_since_the_sample_are_taken_to_be_the_roomiest() -> None:
+    """A reservation made after the sample was taken is not in it yet: the snapshot takes it
+    off the free GPUs and, not knowing which GPU the run got, off the one with the most free
+    memory, so no request is placed on a GPU the reserved run may be using."""
+    from reasoning_plane.constraints import free_gpus_for
+    from reasoning_plane.snapshot import _less_held
+
+    sample = TelemetrySample("edge", "A10", 3, 0.5, NOW, 24.0, free_memory_per_gpu_gb=(24.0, 4, 22))
+    after = _less_held(sample, 1)
+    assert after.free_gpus == 2 and after.free_memory_per_gpu_gb == (4, 22)
+    assert free_gpus_for(after, 20) == 1 and free_gpus_for(after, 4) == 2
+    assert _less_held(sample, 5).free_memory_per_gpu_gb == ()
+    legacy = _less_held(TelemetrySample("edge", "A10", 3, 0.5, NOW), 1)
+    assert legacy.free_gpus == 2 and legacy.free_memory_per_gpu_gb is None

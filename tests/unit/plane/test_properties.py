@@ -58,6 +58,7 @@ def worlds(draw):
                     draw(st.integers(0, total)),
                     draw(st.floats(0, 1)),
                     NOW - timedelta(seconds=age),
+                    free_memory_per_gpu_gb=draw(st.none() | per_gpu_memory(total)),
                 )
         clusters.append(
             Cluster(
@@ -99,7 +100,7 @@ def worlds(draw):
                 draw(st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True))
             ),
             gpu_count=draw(st.integers(0, 6)),
-            gpu_memory_gb=draw(st.sampled_from([8, 24, 60])),
+            gpu_memory_gb=draw(st.sampled_from([8, 20, 24, 60])),
             estimated_duration_s=draw(st.floats(60, 36000)),
             data_gb=draw(st.floats(0, 500)),
             latency_slo_ms=draw(st.none() | st.floats(10, 1000)),
@@ -120,6 +121,13 @@ def worlds(draw):
         now=NOW,
     )
     return snapshot, requests
+
+
+def per_gpu_memory(total: int):
+    """The free memory of each GPU of a pool of ``total`` (sometimes more or fewer entries than
+    GPUs, as a pool's nodes come and go)."""
+    memory = st.sampled_from([0.5, 4.0, 8, 20.0, 24, 40.0, 80.0])
+    return st.lists(memory, max_size=total + 2).map(tuple)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -163,6 +171,21 @@ def test_random_worlds_never_violate(world) -> None:
             team_usd[r.team] = team_usd.get(r.team, 0.0) + cost
     for key, used in pool_use.items():
         assert used <= snapshot.telemetry[key].free_gpus
+    # Where the sample gives each GPU's free memory, the placed requests could be given
+    # distinct GPUs each with enough free memory: at every threshold, those needing at least
+    # that much take no more GPUs than have it free.
+    for key, sample in snapshot.telemetry.items():
+        if sample.free_memory_per_gpu_gb is None:
+            continue
+        placed = [
+            d.request
+            for d in decisions
+            if d.status == PLACED and (d.chosen.cluster, d.chosen.gpu_type) == key
+        ]
+        for r in placed:
+            need = r.gpu_memory_gb
+            taking = sum(o.gpu_count for o in placed if o.gpu_memory_gb >= need)
+            assert taking <= sum(1 for m in sample.free_memory_per_gpu_gb if m >= need)
     for name, used in cpu_use.items():
         assert used <= snapshot.fleet.get(name).cpu_slots
     for team, used in team_gpus.items():

@@ -48,6 +48,13 @@ SETTINGS = settings(
 )
 
 
+def per_gpu_memory(total: int):
+    """The free memory of each GPU of a pool of ``total`` (sometimes more or fewer entries than
+    GPUs, as a pool's nodes come and go)."""
+    memory = st.sampled_from([0.5, 4.0, 8, 16.0, 20.0, 24, 40.0, 79.0])
+    return st.lists(memory, max_size=total + 2).map(tuple)
+
+
 @st.composite
 def policies(draw) -> PlacementPolicy:
     return PlacementPolicy(
@@ -100,6 +107,7 @@ def worlds(draw):
                     NOW - timedelta(seconds=age),
                     draw(st.none() | st.sampled_from([8.0, 20, 30.5, 79.0])),
                     None if received is None else NOW - timedelta(seconds=received),
+                    free_memory_per_gpu_gb=draw(st.none() | per_gpu_memory(total)),
                 )
         clusters.append(
             Cluster(
@@ -146,7 +154,7 @@ def worlds(draw):
                     draw(st.lists(st.sampled_from(names), min_size=0, max_size=3, unique=True))
                 ),
                 gpu_count=draw(st.integers(0, 6)),
-                gpu_memory_gb=draw(st.sampled_from([8, 24, 60.0])),
+                gpu_memory_gb=draw(st.sampled_from([8, 20, 24, 60.0])),
                 estimated_duration_s=draw(st.floats(60, 36000) | st.integers(60, 36000)),
                 data_gb=draw(st.floats(0, 500)),
                 # round values meet some estimates exactly (5 ms + 20 ms / (1 - 0.5) = 45 ms)
@@ -206,7 +214,12 @@ def contended_worlds(draw):
             total = draw(st.integers(1, 8))
             pools.append(GpuPool(f"g{j}", 80, total, draw(st.sampled_from([1.0, 2.0, 3.5]))))
             telemetry[(f"c{i}", f"g{j}")] = TelemetrySample(
-                f"c{i}", f"g{j}", draw(st.integers(0, total)), 0.0, NOW
+                f"c{i}",
+                f"g{j}",
+                draw(st.integers(0, total)),
+                0.0,
+                NOW,
+                free_memory_per_gpu_gb=draw(st.none() | per_gpu_memory(total)),
             )
         clusters.append(
             Cluster(
@@ -230,7 +243,7 @@ def contended_worlds(draw):
             team=draw(st.sampled_from(TEAMS)),
             datasets=("d",),
             gpu_count=draw(st.integers(0, 4)),
-            gpu_memory_gb=16,
+            gpu_memory_gb=draw(st.sampled_from([16, 16, 20, 40.0])),
             estimated_duration_s=draw(st.sampled_from([1800, 3600, 7200.0])),
             priority=draw(st.sampled_from([100, 200])),
             gpu_optional=draw(st.booleans()),
