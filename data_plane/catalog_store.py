@@ -1,5 +1,9 @@
 """The durable governance catalog: PostgreSQL tables ``governance.catalog`` and its history.
 
+``governance.read_grants`` holds, for the current entries, which principal may read which
+dataset served in which region (the Cedar decisions, `retrieval.read_grants`): the regional
+stores' search functions read chunks only through it (`vector_store`).
+
 ``governance.catalog`` holds the current entry of each dataset, its ``record`` column the exact
 operator JSON shape; ``governance.catalog_history`` is append-only, hash-chained
 (`data_plane.hash_chain`) and gets a row each time an entry changes (re-running with the same
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -48,6 +53,14 @@ CREATE TABLE IF NOT EXISTS governance.catalog_history (
     recorded_at    timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS catalog_history_dataset ON governance.catalog_history (dataset_id, id);
+CREATE TABLE IF NOT EXISTS governance.read_grants (
+    principal      text NOT NULL,
+    dataset_id     text NOT NULL,
+    serve_region   text NOT NULL,
+    entry_hash     text NOT NULL,
+    policy_version text NOT NULL,
+    PRIMARY KEY (principal, dataset_id, serve_region)
+);
 """
 
 
@@ -60,6 +73,9 @@ GRANTS = [
     ],
     (STEWARD, f"GRANT INSERT, UPDATE ON governance.catalog TO {STEWARD}"),
     (STEWARD, f"GRANT INSERT ON governance.catalog_history TO {STEWARD}"),
+    # the Cedar decisions of who may read which dataset, for the stores' search functions
+    (STEWARD, f"GRANT SELECT, INSERT, DELETE ON governance.read_grants TO {STEWARD}"),
+    (PLANE, f"GRANT SELECT ON governance.read_grants TO {PLANE}"),
     (STEWARD, f"GRANT USAGE ON SEQUENCE governance.catalog_history_id_seq TO {STEWARD}"),
 ]
 SCHEMA_VERSION = version_of(DDL, GRANTS)
@@ -216,3 +232,21 @@ def drift(conn: psycopg.Connection) -> list[str]:
                 "entry was changed behind its history"
             )
     return problems
+
+
+def replace_read_grants(
+    conn: psycopg.Connection, grants: Sequence[tuple[str, str, str, str]], policy_version: str
+) -> int:
+    """Replace ``governance.read_grants`` with ``grants`` ((principal, dataset, serve region,
+    entry hash) each), in one transaction. A grant counts only while its entry hash is the
+    catalog's, so a changed entry reads as no grant until they are computed again."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('governance.read_grants'))")
+        conn.execute("DELETE FROM governance.read_grants")
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO governance.read_grants (principal, dataset_id, serve_region,"
+                " entry_hash, policy_version) VALUES (%s, %s, %s, %s, %s)",
+                [(*g, policy_version) for g in grants],
+            )
+    return len(grants)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -23,6 +24,7 @@ import psycopg
 from data_plane.access import Principal
 from data_plane.authz import AccessDecision, Authorizer, Resource
 from data_plane.catalog import CatalogEntry
+from data_plane.catalog_store import entry_hash
 from data_plane.classification import (
     UNKNOWN,
     most_restrictive_classification,
@@ -83,9 +85,63 @@ def stricter(resource: Resource, hit: SearchHit) -> Resource:
     return replace(resource, classification=classification, residency=residency)
 
 
+def _dataset_asks(
+    stores: Mapping[str, RegionStore],
+    entries: Sequence[CatalogEntry],
+    principal: Principal,
+    region: str,
+    on_behalf_of: Principal | None,
+) -> list[tuple[RegionStore | None, str, Any]]:
+    """(store, dataset, Cedar ask) for every catalog dataset: may ``principal`` read it served in
+    ``region`` (its PII only from a store of that region)?"""
+    asks = []
+    for entry in entries:
+        store = store_for_residency(stores, entry.record.data_residency)
+        store_region = store.region if store else UNKNOWN
+        ask = Authorizer.retrieve_ask(
+            principal,
+            Resource.from_entry(entry),
+            store_region=store_region,
+            serve_region=region,
+            pii=store_region == region,
+            on_behalf_of=on_behalf_of,
+        )
+        asks.append((store, entry.dataset_id, ask))
+    return asks
+
+
+def read_grants(
+    authorizer: Authorizer,
+    principals: Mapping[str, Principal],
+    entries: Sequence[CatalogEntry],
+    stores: Mapping[str, RegionStore],
+) -> list[tuple[str, str, str, str]]:
+    """(principal, dataset, serve region, entry hash) for every read the policies allow a
+    principal acting alone: the same Cedar asks as `Retriever.plan`, over every region a store or
+    a principal names. The stores' search functions read chunks only within these
+    (`catalog_store.replace_read_grants`), so the database itself bounds what a key can read; an
+    agent acting for a user gets at most what it may alone, so this bound holds for it too."""
+    regions = sorted(
+        set(stores) | {r for p in principals.values() for r in (*p.regions, p.home_region)}
+    )
+    keys: list[tuple[str, str, str, str]] = []
+    asks = []
+    hashes = {e.dataset_id: entry_hash(e) for e in entries}
+    for principal in principals.values():
+        for region in regions:
+            for store, dataset, ask in _dataset_asks(stores, entries, principal, region, None):
+                if store is not None:
+                    keys.append((principal.name, dataset, region, hashes[dataset]))
+                    asks.append(ask)
+    decisions = authorizer.many(asks)
+    return [key for key, decision in zip(keys, decisions, strict=True) if decision.allowed]
+
+
 @dataclass
 class Retriever:
-    """Governed search over the regional stores."""
+    """Governed search over the regional stores. With a ``credential`` (an API key) the stores
+    are read through their search function as ``rp_reader`` (`vector_store`): the database
+    checks the key and the principal's read grants itself."""
 
     stores: Mapping[str, RegionStore]
     connect: Callable[[RegionStore], AbstractContextManager[psycopg.Connection]]
@@ -94,6 +150,7 @@ class Retriever:
     principals: Mapping[str, Principal] = field(default_factory=dict)
     authorizer: Authorizer = field(default_factory=Authorizer)
     audit: Callable[[Sequence[AccessDecision]], None] | None = None
+    credential: str | None = None
 
     def principal(self, name: str) -> Principal:
         try:
@@ -116,24 +173,7 @@ class Retriever:
 
         Every catalog dataset held in a store is asked about (served in ``region``; a store
         outside it is asked for its chunks without PII); denials are audited."""
-        asks = []
-        for entry in self.catalog():
-            store = store_for_residency(self.stores, entry.record.data_residency)
-            store_region = store.region if store else UNKNOWN
-            asks.append(
-                (
-                    store,
-                    entry.dataset_id,
-                    Authorizer.retrieve_ask(
-                        principal,
-                        Resource.from_entry(entry),
-                        store_region=store_region,
-                        serve_region=region,
-                        pii=store_region == region,
-                        on_behalf_of=on_behalf_of,
-                    ),
-                )
-            )
+        asks = _dataset_asks(self.stores, self.catalog(), principal, region, on_behalf_of)
         decisions = self.authorizer.many([ask for _, _, ask in asks])
         self._record(decisions)
         readable: dict[str, list[str]] = {}
@@ -178,7 +218,14 @@ class Retriever:
         for store, datasets, exclude_pii in plan:
             with self.connect(store) as conn:
                 for hit in search_store(
-                    conn, store, vector, k, allowed_datasets=datasets, exclude_pii=exclude_pii
+                    conn,
+                    store,
+                    vector,
+                    k,
+                    allowed_datasets=datasets,
+                    exclude_pii=exclude_pii,
+                    credential=self.credential,
+                    serve_region=region,
                 ):
                     found.append((store, hit))
         # Defence in depth: every hit is authorised again with its own facts, the stricter of

@@ -247,7 +247,7 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 
 # Bump when _create_store or _store_grants change: a service role then has them re-run.
-_STORE_VERSION = "chunks 2"
+_STORE_VERSION = "chunks 3"
 
 
 def ensure_store(conn: psycopg.Connection, store: RegionStore) -> None:
@@ -270,13 +270,73 @@ def ensure_store(conn: psycopg.Connection, store: RegionStore) -> None:
 
 
 def _store_grants(store: RegionStore) -> list[tuple[str, str]]:
+    """Run workers write the chunks; readers only call the search function."""
+    function = f"{store.schema}.{SEARCH_FUNCTION}(text, text, text[], boolean, vector, integer)"
     return [
-        *roles.usage(store.schema, roles.WORKER),
+        *roles.usage(store.schema, roles.WORKER, roles.READER),
         (
             roles.WORKER,
             f"GRANT SELECT, INSERT, UPDATE, DELETE ON {store.schema}.{TABLE} TO {roles.WORKER}",
         ),
+        (roles.READER, f"GRANT EXECUTE ON FUNCTION {function} TO {roles.READER}"),
     ]
+
+
+SEARCH_FUNCTION = "governed_search"
+
+
+def _search_function(store: RegionStore) -> sql.Composed:
+    """The readers' only way to chunk text: the caller's API key is checked here (hashed, not
+    revoked, as `credentials`), and only datasets its principal may read served in the given
+    region are searched (``governance.read_grants``, valid while the catalog entry is the one
+    they were decided on); PII chunks only for a region that is the store's own, and not when
+    the caller excludes them. It runs as its owner (SECURITY DEFINER), with a fixed search_path.
+    """
+    return sql.SQL(
+        """
+        CREATE OR REPLACE FUNCTION {function}(p_key text, p_serve_region text,
+            p_datasets text[], p_exclude_pii boolean, p_query vector, p_k integer)
+        RETURNS TABLE (chunk_id text, dataset_id text, row_ref text, text text,
+            classification text, residency text, owner_team text, pii boolean,
+            distance double precision)
+        LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+        AS $$
+        #variable_conflict use_column
+        DECLARE
+            who text;
+            readable text[];
+        BEGIN
+            SELECT k.principal INTO who FROM governance.api_keys k
+             WHERE k.key_hash = encode(sha256(convert_to(p_key, 'UTF8')), 'hex')
+               AND k.revoked_at IS NULL;
+            IF who IS NULL THEN
+                RAISE EXCEPTION 'API key unknown or revoked'
+                    USING ERRCODE = 'invalid_authorization_specification';
+            END IF;
+            readable := ARRAY(
+                SELECT g.dataset_id FROM governance.read_grants g
+                JOIN governance.catalog c
+                  ON c.dataset_id = g.dataset_id AND c.entry_hash = g.entry_hash
+                WHERE g.principal = who AND g.serve_region = p_serve_region
+                  AND (p_datasets IS NULL OR g.dataset_id = ANY(p_datasets)));
+            RETURN QUERY
+                SELECT ch.chunk_id, ch.dataset_id, ch.row_ref, ch.text, ch.classification,
+                       ch.residency, ch.owner_team, ch.pii,
+                       (ch.embedding <=> p_query)::double precision
+                FROM {table} ch
+                WHERE ch.dataset_id = ANY(readable)
+                  AND (NOT ch.pii OR (NOT p_exclude_pii AND {region} = p_serve_region))
+                ORDER BY ch.embedding <=> p_query
+                LIMIT p_k;
+        END $$;
+        REVOKE ALL ON FUNCTION {function}(text, text, text[], boolean, vector, integer)
+            FROM PUBLIC;
+        """
+    ).format(
+        function=sql.Identifier(store.schema, SEARCH_FUNCTION),
+        table=_table(store),
+        region=sql.Literal(store.region),
+    )
 
 
 def _create_store(conn: psycopg.Connection, store: RegionStore) -> None:
@@ -346,6 +406,7 @@ def _create_store(conn: psycopg.Connection, store: RegionStore) -> None:
             )
         )
         conn.execute(_hnsw_ddl(store))
+        conn.execute(_search_function(store))
         roles.grant(conn, _store_grants(store))
 
 
@@ -733,6 +794,8 @@ def _search(
     allowed_datasets: Sequence[str] | None,
     exclude_pii: bool,
     settings: dict[str, str],
+    credential: str | None = None,
+    serve_region: str | None = None,
 ) -> list[SearchHit]:
     _check_k(store, k)
     query = _check_query(store, query_embedding)
@@ -741,6 +804,10 @@ def _search(
         return []
     _ensure_vector_types(conn, store)
 
+    if credential is not None:  # a reader: through the store's search function only
+        return _governed_search(
+            conn, store, query, k, datasets, exclude_pii, settings, credential, serve_region
+        )
     conditions: list[sql.Composable] = []
     params: list[Any] = [query]
     if datasets is not None:
@@ -765,6 +832,38 @@ def _search(
         for name, value in settings.items():
             conn.execute("SELECT set_config(%s, %s, true)", (name, value))  # = SET LOCAL
         found = conn.execute(query_sql, params).fetchall()
+    return _hits(found, k)
+
+
+def _governed_search(
+    conn: psycopg.Connection,
+    store: RegionStore,
+    query: np.ndarray,
+    k: int,
+    datasets: list[str] | None,
+    exclude_pii: bool,
+    settings: dict[str, str],
+    credential: str,
+    serve_region: str | None,
+) -> list[SearchHit]:
+    if not serve_region:
+        raise VectorStoreError(f"{store.label}: a governed search needs the region it serves")
+    statement = sql.SQL("SELECT * FROM {}(%s, %s, %s, %s, %s, %s)").format(
+        sql.Identifier(store.schema, SEARCH_FUNCTION)
+    )
+    try:
+        with _store_transaction(conn, store, force_rollback=True):
+            for name, value in settings.items():
+                conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+            found = conn.execute(
+                statement, (credential, serve_region, datasets, exclude_pii, query, int(k))
+            ).fetchall()
+    except psycopg.errors.InvalidAuthorizationSpecification as exc:
+        raise VectorStoreError(f"{store.label}: {exc.diag.message_primary}") from None
+    return _hits(found, k)
+
+
+def _hits(found: list[tuple[Any, ...]], k: int) -> list[SearchHit]:
     # relaxed_order iterative scans may return results slightly out of order: re-sort exactly.
     found.sort(key=lambda r: (r[8], r[0]))
     return [
@@ -792,13 +891,18 @@ def search_store(
     allowed_datasets: Sequence[str] | None,
     exclude_pii: bool,
     ef_search: int = 100,
+    credential: str | None = None,
+    serve_region: str | None = None,
 ) -> list[SearchHit]:
     """The ``k`` chunks nearest to the query by cosine distance, best first, via the HNSW index.
 
     ``allowed_datasets`` None means every dataset; an empty sequence returns [] without querying.
     Filters run in SQL; pgvector's iterative index scan (``hnsw.iterative_scan =
     relaxed_order``) keeps filtered queries from coming back short, and the hits are re-sorted by
-    exact distance. ``ef_search`` (1..1000) is raised to ``k`` when smaller.
+    exact distance. ``ef_search`` (1..1000) is raised to ``k`` when smaller. With a
+    ``credential`` (an API key) the store's search function runs the query instead
+    (`_search_function`: the database checks the key and the read grants for ``serve_region``);
+    a reader role has no other way to the chunks.
     """
     if isinstance(ef_search, bool) or not isinstance(ef_search, int):
         raise VectorStoreError(f"{store.label}: ef_search must be an int, got {ef_search!r}")
@@ -815,6 +919,8 @@ def search_store(
         allowed_datasets,
         exclude_pii,
         {"hnsw.ef_search": str(ef), "hnsw.iterative_scan": "relaxed_order"},
+        credential,
+        serve_region,
     )
 
 

@@ -200,10 +200,14 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
+    import os
+
+    from data_plane import credentials
     from resources.vectors import open_retriever  # loads the model only for this command
 
     caller = _caller()  # before anything is loaded or read
-    retriever = open_retriever()
+    # as rp_reader: the stores' search function checks the key and the read grants again
+    retriever = open_retriever(credential=os.environ[credentials.API_KEY_ENV])
     try:
         principal = retriever.principal(caller)
         for_user = retriever.principal(args.on_behalf_of) if args.on_behalf_of else None
@@ -576,7 +580,11 @@ def _db(args: argparse.Namespace) -> int:
             print("give it a password (ALTER ROLE ... PASSWORD) and the node agent its URL")
             return EXIT_OK
         done = roles.migrate(admin, _vector_stores())
+        from resources.vectors import sync_read_grants
+
+        grants = sync_read_grants(admin)
         admin.commit()
+        print(f"{grants} read grants decided by the Cedar policies over the catalog")
     print(format_table(["schema", "stamp"], [[unit, version] for unit, version in done]))
     return EXIT_OK
 

@@ -42,9 +42,17 @@ class GovernanceCatalogResource(dg.ConfigurableResource):
             self._schema_ready = True
 
     def upsert(self, entry: CatalogEntry, *, run_id: str | None = None) -> bool:
+        """Write the entry; when its facts changed, decide the read grants again (the stores'
+        search functions honour a grant only for the entry it was decided on)."""
         self._ensure()
         with self.postgres.connect() as conn:
-            return catalog_store.upsert_entry(conn, entry, run_id=run_id)
+            changed = catalog_store.upsert_entry(conn, entry, run_id=run_id)
+            if changed:
+                from resources.vectors import sync_read_grants  # loads the Cedar policies
+
+                sync_read_grants(conn)
+                conn.commit()
+            return changed
 
     def get(self, dataset_id: str) -> CatalogEntry | None:
         self._ensure()

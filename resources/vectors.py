@@ -17,7 +17,7 @@ from data_plane.access import load_principals
 from data_plane.authz import POLICY_DIR, AccessDecision, Authorizer
 from data_plane.catalog import CatalogEntry
 from data_plane.embedder import Embedder
-from data_plane.retrieval import Retriever, load_store_config, store_for_residency
+from data_plane.retrieval import Retriever, load_store_config, read_grants, store_for_residency
 from data_plane.vector_store import RegionStore, ensure_store
 from resources.database import database_url, project_root, redact_url
 
@@ -78,10 +78,11 @@ class VectorStoresResource(dg.ConfigurableResource):
 _ACCESS_LOG_READY: set[str] = set()
 
 
-def log_access(decisions: Sequence[AccessDecision]) -> None:
-    """Append decisions to ``governance.access_log`` in the project database. The table is set up
-    once per process and database (its DDL locks the table; searches should not queue on it)."""
-    url = database_url()
+def log_access(decisions: Sequence[AccessDecision], role: str | None = None) -> None:
+    """Append decisions to ``governance.access_log`` in the project database (as ``role``). The
+    table is set up once per process and database (its DDL locks the table; searches should not
+    queue on it)."""
+    url = database_url(role=role)
     with psycopg.connect(url) as conn:
         if url in _ACCESS_LOG_READY:
             try:
@@ -100,28 +101,59 @@ def open_retriever(
     principals_file: str = DEFAULT_PRINCIPALS_FILE,
     policies_dir: str | Path = POLICY_DIR,
     embedder: Embedder | None = None,
+    credential: str | None = None,
 ) -> Retriever:
     """Governed retrieval for Layer 3 applications::
 
     from resources.vectors import open_retriever
-    hits = open_retriever().search("refund to my IBAN", "support-copilot", k=5, region="EU")
+    hits = open_retriever(credential=api_key).search("refund to my IBAN", "support-copilot")
 
     Access is decided by the Cedar policies in ``policies_dir``; denials are appended to
-    ``governance.access_log``.
+    ``governance.access_log``. With ``credential`` (the caller's API key, `plane keys issue`)
+    everything is read as ``rp_reader``, the chunks only through the stores' search function,
+    which checks the key and the principal's read grants in the database; without one, as the
+    administrator (a trusted in-process caller).
     """
     model = embedder or Embedder()
+    role = "reader" if credential is not None else None
 
     def catalog() -> list[CatalogEntry]:
-        with psycopg.connect(database_url()) as conn:
+        with psycopg.connect(database_url(role=role)) as conn:
             catalog_store.ensure_schema(conn)
             return catalog_store.list_entries(conn)
 
+    @contextmanager
+    def connect(store: RegionStore) -> Iterator[psycopg.Connection]:
+        with connect_store(store, role=role) as conn:
+            yield conn
+
     return Retriever(
         stores=load_store_config(_project_path(stores_file)),
-        connect=connect_store,
+        connect=connect,
         embed=model.encode,
         catalog=catalog,
         principals=load_principals(_project_path(principals_file)),
         authorizer=Authorizer(_project_path(str(policies_dir))),
-        audit=log_access,
+        audit=lambda decisions: log_access(decisions, role=role),
+        credential=credential,
     )
+
+
+def sync_read_grants(
+    conn: psycopg.Connection,
+    *,
+    stores_file: str = DEFAULT_STORES_FILE,
+    principals_file: str = DEFAULT_PRINCIPALS_FILE,
+    policies_dir: str | Path = POLICY_DIR,
+) -> int:
+    """Decide who may read which dataset where (`retrieval.read_grants`, the Cedar policies over
+    the current catalog) and store it for the stores' search functions; the number of grants.
+    Run by the steward after each catalog change and by `plane db migrate`."""
+    authorizer = Authorizer(_project_path(str(policies_dir)))
+    grants = read_grants(
+        authorizer,
+        load_principals(_project_path(principals_file)),
+        catalog_store.list_entries(conn),
+        load_store_config(_project_path(stores_file)),
+    )
+    return catalog_store.replace_read_grants(conn, grants, authorizer.version)

@@ -175,3 +175,25 @@ def test_model_use_goes_through_the_same_engine(catalog: psycopg.Connection) -> 
         catalog.rollback()
         catalog.execute("DROP SCHEMA IF EXISTS models CASCADE")
         catalog.commit()
+
+
+def test_read_grants_are_the_cedar_decisions_a_principal_gets_alone(
+    catalog: psycopg.Connection,
+) -> None:
+    """What the stores' search functions let a key read (`retrieval.read_grants`) is exactly
+    what `Retriever.plan` allows the principal acting alone, in every region."""
+    from data_plane.retrieval import read_grants
+
+    entries = catalog_store.list_entries(catalog)
+    stores = load_store_config(REPO / "config" / "vector_stores.yaml")
+    grants = read_grants(ENGINE, PRINCIPALS, entries, stores)
+    hashes = {e.dataset_id: catalog_store.entry_hash(e) for e in entries}
+    assert all(h == hashes[d] for _, d, _, h in grants)
+    retriever = _retriever(catalog)
+    for principal in PRINCIPALS.values():
+        for region in ("EU", "US"):
+            planned = {d for _, ds, _ in retriever.plan(principal, region) for d in ds}
+            granted = {d for p, d, r, _ in grants if p == principal.name and r == region}
+            assert granted == planned, (principal.name, region)
+    assert ("guest", "talks", "US") in {(p, d, r) for p, d, r, _ in grants}
+    assert not [g for g in grants if g[0] == "guest" and g[1] == "customer_orders_eu"]

@@ -172,3 +172,120 @@ def test_without_an_administrator_a_service_says_to_migrate(admin, monkeypatch) 
     monkeypatch.setattr(roles, "admin_url", lambda: None)
     with connect("plane") as conn, pytest.raises(roles.MigrationNeeded, match="plane db migrate"):
         store.ensure_schema(conn)
+
+
+# -- readers: chunk text only through the store's search function ---------------------------
+
+
+def _vector(seed: int) -> list[float]:
+    import numpy as np
+
+    v = np.random.default_rng(seed).normal(size=EU.dim)
+    return (v / np.linalg.norm(v)).tolist()
+
+
+@pytest.fixture
+def stocked(admin) -> psycopg.Connection:
+    """The EU store with a PII chunk of support_tickets and a public one of eu_talks; the
+    catalog's entries; support-copilot may read both served in EU (a grant as `sync_read_grants`
+    writes), media-tagger only eu_talks."""
+    from data_plane.vector_store import SEARCH_FUNCTION  # noqa: F401 (the function exists)
+
+    catalog_store.ensure_schema(admin)
+    for dataset, owner in (("support_tickets", "customer-support"), ("eu_talks", "media-ml")):
+        admin.execute(
+            "INSERT INTO governance.catalog (dataset_id, record, owner_team, entry_hash)"
+            " VALUES (%s, '{}', %s, %s) ON CONFLICT (dataset_id) DO UPDATE"
+            " SET entry_hash = EXCLUDED.entry_hash",
+            (dataset, owner, f"h-{dataset}"),
+        )
+    for n, (dataset, pii) in enumerate((("support_tickets", True), ("eu_talks", False))):
+        admin.execute(
+            "INSERT INTO vectors_roles_eu.chunks (chunk_id, dataset_id, source_column, row_ref,"
+            " chunk_index, text, classification, residency, owner_team, pii, pii_types,"
+            " content_hash, model, embedding) VALUES (%s, %s, 'body', %s, 0, %s, %s, 'EU', 't',"
+            " %s, '{}', 'c', 'm', %s::vector)",
+            (
+                f"c{n}",
+                dataset,
+                f"r{n}",
+                f"text of {dataset}",
+                "PII" if pii else "PUBLIC",
+                pii,
+                str(_vector(n)),
+            ),
+        )
+    grants = [
+        ("support-copilot", "support_tickets", "EU", "h-support_tickets"),
+        ("support-copilot", "eu_talks", "EU", "h-eu_talks"),
+        ("support-copilot", "eu_talks", "US", "h-eu_talks"),
+        ("support-copilot", "support_tickets", "US", "h-support_tickets"),
+        ("media-tagger", "eu_talks", "EU", "h-eu_talks"),
+    ]
+    catalog_store.replace_read_grants(admin, grants, "test")
+    admin.commit()
+    return admin
+
+
+def governed(key: str, region: str = "EU", datasets=None, exclude_pii: bool = False) -> list:
+    import numpy as np
+
+    from data_plane.vector_store import search_store
+
+    with connect("reader") as conn:
+        from pgvector.psycopg import register_vector
+
+        register_vector(conn)
+        hits = search_store(
+            conn,
+            EU,
+            np.array(_vector(0)),
+            5,
+            allowed_datasets=datasets,
+            exclude_pii=exclude_pii,
+            credential=key,
+            serve_region=region,
+        )
+    return sorted(h.dataset_id for h in hits)
+
+
+def test_a_reader_reads_only_its_keys_grants_through_the_search_function(stocked) -> None:
+    from data_plane import credentials
+
+    _, copilot = credentials.issue(stocked, "support-copilot")
+    _, tagger = credentials.issue(stocked, "media-tagger")
+    stocked.commit()
+    assert governed(copilot) == ["eu_talks", "support_tickets"]
+    # asking for a dataset by name opens nothing the grants do not
+    assert governed(tagger, datasets=["support_tickets", "eu_talks"]) == ["eu_talks"]
+    assert governed(tagger, region="US") == []  # no grant for US
+    # PII stays in its region, and an exclusion is honoured
+    assert governed(copilot, region="US") == ["eu_talks"]
+    assert governed(copilot, exclude_pii=True) == ["eu_talks"]
+
+
+def test_a_bad_or_revoked_key_reads_nothing(stocked) -> None:
+    from data_plane import credentials
+    from data_plane.vector_store import VectorStoreError
+
+    key_id, token = credentials.issue(stocked, "support-copilot")
+    stocked.commit()
+    with pytest.raises(VectorStoreError, match="API key unknown or revoked"):
+        governed(token + "x")
+    credentials.revoke(stocked, key_id)
+    stocked.commit()
+    with pytest.raises(VectorStoreError, match="API key unknown or revoked"):
+        governed(token)
+
+
+def test_a_grant_is_void_once_the_catalog_entry_changed(stocked) -> None:
+    """A catalog rewritten behind the steward's back (or re-tagged) voids the grants decided on
+    the old entry until they are decided again: fail closed."""
+    from data_plane import credentials
+
+    _, token = credentials.issue(stocked, "support-copilot")
+    stocked.execute(
+        "UPDATE governance.catalog SET entry_hash = 'rewritten' WHERE dataset_id = 'eu_talks'"
+    )
+    stocked.commit()
+    assert governed(token) == ["support_tickets"]

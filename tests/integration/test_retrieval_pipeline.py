@@ -257,3 +257,44 @@ def test_successful_reads_of_personal_data_are_logged(world: World, database_url
     assert len(rows) == len(hits)
     assert {(p, r) for p, r, _ in rows} == {("support-copilot", "Dataset::support_tickets")}
     assert all(v.startswith("sha256:") for _, _, v in rows)
+
+
+def test_a_key_reads_through_the_database_what_the_trusted_path_returns(world: World) -> None:
+    """As `plane search` does: with an API key the stores are read as rp_reader through their
+    search function, whose read grants the catalog assets decided (`sync_read_grants`). The
+    hits equal the trusted in-process path's; a principal without the grant gets none of the
+    personal data, even naming the dataset."""
+    import numpy as np
+    import psycopg
+
+    from data_plane import credentials
+    from data_plane.vector_store import search_store
+    from resources.vectors import open_retriever
+
+    with psycopg.connect(world.database_url) as conn:
+        _, copilot = credentials.issue(conn, "support-copilot")
+        _, tagger = credentials.issue(conn, "media-tagger")
+        conn.commit()
+    embedder = Embedder()
+    trusted = open_retriever(embedder=embedder)
+    for query in ("refund to my bank account", "delete my personal data"):
+        want = trusted.search(query, "support-copilot", k=5, region="EU")
+        got = open_retriever(embedder=embedder, credential=copilot).search(
+            query, "support-copilot", k=5, region="EU"
+        )
+        assert [h.chunk_id for h in got] == [h.chunk_id for h in want]
+        assert any(h.pii for h in got)
+    stores = load_store_config(REPO / "config" / "vector_stores.yaml")
+    vector = np.asarray(embedder.encode(["refund to my bank account"])[0])
+    with connect_store(stores["EU"], role="reader") as conn:
+        hits = search_store(
+            conn,
+            stores["EU"],
+            vector,
+            10,
+            allowed_datasets=["support_tickets"],
+            exclude_pii=False,
+            credential=tagger,
+            serve_region="EU",
+        )
+    assert hits == []
