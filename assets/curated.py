@@ -66,7 +66,7 @@ def build_curated_asset(
         ),
         metadata={
             "inputs": ", ".join(spec.inputs),
-            **cpu_workload_metadata(datasets=list(spec.inputs)),
+            **cpu_workload_metadata(datasets=list(spec.inputs), writes_catalog=True),
         },
         check_specs=[
             dg.AssetCheckSpec(

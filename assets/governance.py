@@ -90,7 +90,7 @@ def build_catalog_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.Assets
         kinds={"postgres", "polars"},
         owners=[owner(spec.owner_team)],
         tags=governance_tags(residency, spec.classification),
-        metadata=cpu_workload_metadata(datasets=[spec.name]),
+        metadata=cpu_workload_metadata(datasets=[spec.name], writes_catalog=True),
         check_specs=[
             dg.AssetCheckSpec(
                 RESIDENCY_CHECK,

@@ -97,7 +97,7 @@ def build_model_assets(
         tags=tags,
         metadata={
             "min_accuracy": spec.min_accuracy,
-            **cpu_workload_metadata(datasets=[spec.dataset]),
+            **cpu_workload_metadata(datasets=[spec.dataset], writes_catalog=True),
         },
         check_specs=[
             dg.AssetCheckSpec(
@@ -208,7 +208,7 @@ def build_model_assets(
         kinds={"scikit-learn", "parquet", "postgres"},
         owners=[owner(source.owner_team)],
         tags=tags,
-        metadata=cpu_workload_metadata(datasets=[spec.dataset]),
+        metadata=cpu_workload_metadata(datasets=[spec.dataset], writes_catalog=True),
     )
     def _predict(
         context: dg.AssetExecutionContext,

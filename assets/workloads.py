@@ -16,6 +16,9 @@ from dataclasses import dataclass, replace
 import dagster as dg
 
 from data_plane.catalog import CatalogRecord
+from data_plane.roles import DB_ROLE_METADATA
+
+STEWARD_ROLE = "steward"
 
 PREFIX = "plane/"
 
@@ -65,16 +68,23 @@ def declared_records(assets: Iterable[dg.AssetsDefinition]) -> dict[str, Catalog
 
 
 def cpu_workload_metadata(
-    *, datasets: Sequence[str], est_duration_s: float = 120.0, data_gb: float = 0.1
+    *,
+    datasets: Sequence[str],
+    est_duration_s: float = 120.0,
+    data_gb: float = 0.1,
+    writes_catalog: bool = False,
 ) -> dict[str, object]:
-    """Metadata of CPU work on governed data (placed on a CPU slot of a compliant cluster)."""
-    return workload_metadata(
+    """Metadata of CPU work on governed data (placed on a CPU slot of a compliant cluster);
+    ``writes_catalog``: the asset writes the governance catalog, which only the steward role
+    may (`data_plane.roles`): its runs get that role's credentials."""
+    metadata = workload_metadata(
         datasets=datasets,
         gpu_count=0,
         gpu_memory_gb=0.0,
         est_duration_s=est_duration_s,
         data_gb=data_gb,
     )
+    return {**metadata, DB_ROLE_METADATA: STEWARD_ROLE} if writes_catalog else metadata
 
 
 @dataclass(frozen=True)

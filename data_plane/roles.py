@@ -54,6 +54,9 @@ READER = "rp_reader"
 SERVICE_ROLES = (PLANE, WORKER, STEWARD, READER)
 ROLE_NAMES = {"plane": PLANE, "worker": WORKER, "steward": STEWARD, "reader": READER}
 ADMIN_URL_ENV = "PLANE_ADMIN_DATABASE_URL"
+# Asset metadata: the database role an asset's run needs beyond a run worker's ("steward" for
+# the assets that write the catalog). The run launcher gives such runs that role's Secret.
+DB_ROLE_METADATA = "plane/db_role"
 _AGENT_PREFIX = f"{AGENT}_"
 _NODE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
 

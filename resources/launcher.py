@@ -66,7 +66,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +85,7 @@ from dagster_k8s import K8sRunLauncher
 from dagster_k8s.client import DagsterK8sAPIRetryLimitExceeded, DagsterK8sUnrecoverableAPIError
 from kubernetes.client.exceptions import ApiException
 
+from data_plane.roles import DB_ROLE_METADATA
 from reasoning_plane import store
 from reasoning_plane.binding import SignedDecision, run_problems
 from reasoning_plane.model import CPU
@@ -328,6 +329,21 @@ def placement_problems(run: DagsterRun, logged: LoggedPlacement | None) -> list[
     return problems
 
 
+def db_role_of(run: DagsterRun, workspace: Any) -> str | None:
+    """The database role the run's assets declare beyond a run worker's (``plane/db_role``:
+    the steward for assets that write the catalog); None without a workspace or a declaration."""
+    if workspace is None:
+        return None
+    graph = workspace.asset_graph
+    keys = run.asset_selection or graph.asset_keys_for_job(run.job_name)
+    declared = set()
+    for key in keys:
+        value = (graph.get(key).metadata or {}).get(DB_ROLE_METADATA) if graph.has(key) else None
+        if value is not None:  # a workspace holds metadata values (TextMetadataValue)
+            declared.add(str(getattr(value, "value", value)))
+    return sorted(declared)[0] if declared else None
+
+
 def workloads_in(run: DagsterRun, workspace: Any) -> list[str] | None:
     """Asset keys of the run that the plane places (declare ``plane/gpu_count``); None when the
     launcher cannot tell (no workspace)."""
@@ -349,6 +365,7 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
         default_cluster: str = LOCAL,
         default_namespace: str = "",
         database_url: str | None = None,
+        role_env_secrets: Mapping[str, Sequence[str]] | None = None,
         inst_data: ConfigurableClassData | None = None,
         k8s_launcher_factory: Callable[..., K8sRunLauncher] | None = None,
     ) -> None:
@@ -364,7 +381,8 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
         self._default = default_cluster
         self._default_namespace = default_namespace or None
         self._factory = k8s_launcher_factory or K8sRunLauncher
-        self._k8s: dict[tuple[str, str], K8sRunLauncher] = {}
+        self._role_secrets = {role: list(v) for role, v in (role_env_secrets or {}).items()}
+        self._k8s: dict[tuple[str, str, str | None], K8sRunLauncher] = {}
         self._local: DefaultRunLauncher | None = None
         self._lock = threading.Lock()
         super().__init__()
@@ -396,6 +414,16 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
                 default_value=None,
                 description="Where plane.decisions is (default: the project database).",
             ),
+            "role_env_secrets": Field(
+                Map(str, [str]),
+                is_required=False,
+                default_value={},
+                description=(
+                    "Secrets added to the runs of assets that declare a database role "
+                    "(plane/db_role), e.g. steward: [reasoning-plane-db-steward] for the assets "
+                    "that write the catalog; every other run gets only its cluster's env_secrets."
+                ),
+            ),
         }
 
     @classmethod
@@ -417,7 +445,9 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
             )
         return self._default, self._default_namespace
 
-    def launcher_for(self, run: DagsterRun) -> RunLauncher:
+    def launcher_for(self, run: DagsterRun, role: str | None = None) -> RunLauncher:
+        """The launcher of the run's cluster and namespace; ``role``: the database role its
+        assets declare, whose Secrets (``role_env_secrets``) its pods get."""
         cluster, namespace = self.target(run)
         with self._lock:
             if cluster == LOCAL:
@@ -433,7 +463,7 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
                 )
             if not namespace:
                 raise PlacementRefused(f"run {run.run_id} on {cluster} has no plane/namespace tag")
-            key = (cluster, namespace)
+            key = (cluster, namespace, role)
             if key not in self._k8s:
                 settings = dict(self._clusters[cluster])
                 # The run worker learns which cluster it is on (see home_settings).
@@ -441,6 +471,11 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
                     *settings.get("env_vars", []),
                     f"{HOME_CLUSTER_ENV}={cluster}",
                 ]
+                if role is not None:
+                    settings["env_secrets"] = [
+                        *settings.get("env_secrets", []),
+                        *self._role_secrets.get(role, []),
+                    ]
                 launcher = self._factory(**settings, job_namespace=namespace)
                 launcher.register_instance(self._instance)
                 self._k8s[key] = launcher
@@ -531,7 +566,7 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
         run = context.dagster_run
         self.verify(run, context.workspace)
         cluster, namespace = self.target(run)
-        launcher = self.launcher_for(run)
+        launcher = self.launcher_for(run, db_role_of(run, context.workspace))
         self._instance.report_engine_event(
             f"Placement: launching on {cluster}"
             + (f" in namespace {namespace}" if namespace and cluster != LOCAL else "")

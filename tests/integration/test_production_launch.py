@@ -72,6 +72,7 @@ def production(tmp_path: Path, plane_db: str, monkeypatch: pytest.MonkeyPatch) -
             clusters=clusters,
             default_cluster=config["config"]["default_cluster"],
             default_namespace=config["config"]["default_namespace"],
+            role_env_secrets=config["config"]["role_env_secrets"],
             k8s_launcher_factory=factory,
         )
         launcher.register_instance(instance)
@@ -199,3 +200,32 @@ def test_every_sensor_and_schedule_run_launches_or_is_refused_for_the_right_reas
     button = dg.RunRequest(asset_selection=[dg.AssetKey(["ingested", "support_tickets"])])
     with pytest.raises(PlacementRefused, match="carries no placement decision"):
         _launch(instance, launcher, workspace, button)
+
+
+def test_only_the_runs_that_write_the_catalog_get_the_stewards_credentials(production) -> None:
+    """Least privilege on Kubernetes: every run worker loads its cluster's Secret (rp_worker);
+    the launcher adds the steward's (PLANE_DATABASE_URL_STEWARD) to the runs of assets that
+    declare plane/db_role: steward, those that write the catalog, and to no other."""
+    instance, launcher, workspace, batch, url = production
+    plane = PlaneResource(postgres=PostgresResource())
+    _queue(url, "tickets-catalog", "catalog/support_tickets", "support-copilot")
+    _queue(url, "tickets-embedding", "embeddings/support_tickets", "support-copilot")
+    sensor = defs.resolve_sensor_def("placement_sensor")
+    with dg.build_sensor_context(
+        instance=instance, definitions=defs, resources={"plane": plane}
+    ) as context:
+        placed = {r.asset_selection[0].to_user_string(): r for r in sensor(context).run_requests}
+    secrets = {}
+    for asset in ("catalog/support_tickets", "embeddings/support_tickets"):
+        request = placed[asset]
+        before = {name: len(api.jobs) for name, api in batch.items()}
+        _launch(instance, launcher, workspace, request)
+        cluster = request.tags["plane/cluster"]
+        ((_, job),) = batch[cluster].jobs[before[cluster] :]
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        secrets[asset] = [e["secretRef"]["name"] for e in container.get("envFrom", [])]
+    assert secrets["catalog/support_tickets"] == [
+        "reasoning-plane-db",
+        "reasoning-plane-db-steward",
+    ]
+    assert secrets["embeddings/support_tickets"] == ["reasoning-plane-db"]
