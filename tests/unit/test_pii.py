@@ -848,3 +848,31 @@ def test_free_text_scan_is_bounded() -> None:
     assert 0 < pii.FREE_TEXT_SAMPLE_ROWS <= 1000
     df = pl.DataFrame({"note": ["nothing to see here at all, really"] * 5000})
     assert detect_pii(df) == {}
+
+
+def test_chunk_pii_types_find_the_formats_detect_pii_finds() -> None:
+    """A text chunk's own PII flag (which retrieval honours over a lenient catalog and which
+    keeps PII chunks in their region) comes from the same detectors as the column scan: a
+    public dataset's chunk quoting an SSN is a PII chunk. Names need the free-text analyzer,
+    which runs per column, not per chunk."""
+    from data_plane.pii import chunk_pii_types
+
+    texts = pl.Series(
+        "t",
+        [
+            "the caller gave SSN: 078-05-1121 twice",
+            "Steuer-IdNr. 86 095 742 719 on the form",
+            f"N° sécu {NIR} attached",
+            "write to anna [at] example [dot] de",
+            "date of birth 03/14/1985, see file",
+            "Rechnung 12345678901 vom 2024-05-01",  # 11 digits, not a valid tax id
+        ],
+    )
+    assert chunk_pii_types(texts).to_list() == [
+        ["us_ssn"],
+        ["de_tax_id"],
+        ["fr_nir"],
+        ["email"],
+        ["date_of_birth"],
+        [],
+    ]
