@@ -1050,30 +1050,34 @@ def _staged(values: pl.Series, stages: list[list[pl.Expr]]) -> pl.Series:
 def chunk_pii_types(texts: pl.Series) -> pl.Series:
     """PII types found in each value (e.g. a text chunk), as a sorted list per value.
 
-    The same detectors as `detect_pii` applied per value: e-mail, phone, IP address by pattern;
-    IBAN and payment card only when their checksum holds. Person names are not detected inside
-    free text (no reliable pattern); columns of names are caught by `detect_pii`.
+    The same detectors as `detect_pii` applied per value: every pattern type (e-mail, also
+    obfuscated; phone; IP address; US SSN; date of birth; passport; street address); IBAN,
+    payment card, German tax id and French NIR only when their checksum holds. Person names in
+    free text need the NER analyzer, which `detect_pii` runs per column (on a sample), not per
+    chunk; the name-list heuristic is not used here either (it flags capitalised words).
     """
     s = texts.cast(pl.String)
+    t = pl.col("t")
+    patterns = {k: v for k, v in _REGEX_PATTERNS.items() if k != "person_name"}
     frame = (
         pl.DataFrame({"t": s})
         .lazy()
         .select(
-            pl.col("t").str.contains(EMAIL_PATTERN).fill_null(False).alias("email"),
-            pl.col("t").str.contains(PHONE_PATTERN).fill_null(False).alias("phone"),
-            pl.col("t").str.contains(IP_ADDRESS_PATTERN).fill_null(False).alias("ip_address"),
-            pl.col("t").str.extract(IBAN_CANDIDATE_PATTERN, 0).alias("iban_candidate"),
-            pl.when(pl.col("t").str.contains(PAYMENT_CARD_CANDIDATE_PATTERN))
-            .then(pl.col("t"))
-            .alias("card_candidate"),
+            *(t.str.contains(p).fill_null(False).alias(k) for k, p in patterns.items()),
+            t.str.extract(IBAN_CANDIDATE_PATTERN, 0).alias("iban_candidate"),
+            t.str.extract(DE_TAX_ID_CANDIDATE_PATTERN, 1).alias("de_tax_id_candidate"),
+            t.str.extract(FR_NIR_CANDIDATE_PATTERN, 1).alias("fr_nir_candidate"),
+            pl.when(t.str.contains(PAYMENT_CARD_CANDIDATE_PATTERN)).then(t).alias("card_candidate"),
         )
         .collect()
     )
-    iban = _staged(frame.get_column("iban_candidate"), _iban_stages())
-    card = _staged(frame.get_column("card_candidate"), _card_stages())
-    flags = frame.select("email", "phone", "ip_address").with_columns(
-        iban.alias("iban"), card.alias("payment_card")
-    )
+    checked = {
+        "iban": _staged(frame.get_column("iban_candidate"), _iban_stages()),
+        "payment_card": _staged(frame.get_column("card_candidate"), _card_stages()),
+        "de_tax_id": _staged(frame.get_column("de_tax_id_candidate"), _de_tax_id_stages()),
+        "fr_nir": _staged(frame.get_column("fr_nir_candidate"), _fr_nir_stages()),
+    }
+    flags = frame.select(*patterns).with_columns(v.alias(k) for k, v in checked.items())
     order = sorted(flags.columns)
     return flags.select(
         pl.concat_list(
