@@ -16,9 +16,11 @@ role           may
                or ``governance.catalog``.
 ``rp_steward`` the governance tagging assets (``catalog/*``): write ``governance.catalog`` and
                its chained history. Nothing on ``plane.*`` beyond what a worker may.
-``rp_agent``   the telemetry agents, one login role per node (``rp_agent_<node>``, members of
-               ``rp_agent``): insert and prune their own node's samples only, enforced by
-               row-level security on ``plane.telemetry`` against ``plane.agent_nodes``.
+``rp_agent``   the telemetry agents: a login role per node, or per cluster for an agent
+               DaemonSet that shares one Secret (``rp_agent_<scope>``, members of ``rp_agent``):
+               insert and prune the samples of their own node (or their cluster's nodes) only,
+               enforced by row-level security on ``plane.telemetry`` against
+               ``plane.agent_nodes``.
 ``rp_reader``  governed retrieval: no plain ``SELECT`` on any chunk table; chunks only through
                the search path of `data_plane.retrieval` (see ``vector_store``'s grants).
 =============  ==================================================================================
@@ -65,15 +67,20 @@ class MigrationNeeded(RuntimeError):
     """The schema is missing or older than this code, and this connection may not change it."""
 
 
-def agent_role(node: str) -> str:
-    """The login role of one node's telemetry agent (a Kubernetes node name: a DNS subdomain)."""
-    if not isinstance(node, str) or not _NODE.match(node):
-        raise ValueError(
-            f"node must be a Kubernetes node name (lower-case DNS label), got {node!r}"
-        )
-    digest = hashlib.sha256(node.encode()).hexdigest()[:8]
-    # PostgreSQL names are at most 63 bytes: a readable prefix of the node, and a hash of all of it
-    return f"{_AGENT_PREFIX}{re.sub(r'[^a-z0-9]', '_', node)[:40]}_{digest}"
+ANY_NODE = "*"
+
+
+def agent_role(cluster: str, node: str | None = None) -> str:
+    """The login role of a telemetry agent: of one node (a Kubernetes node name), or with
+    ``node`` None of any node of ``cluster`` (one Secret for a cluster's agent DaemonSet)."""
+    if not isinstance(cluster, str) or not cluster.strip() or len(cluster) > 63:
+        raise ValueError(f"cluster must be a cluster name of the fleet, got {cluster!r}")
+    if node is not None and (not isinstance(node, str) or not _NODE.match(node)):
+        raise ValueError(f"node must be a Kubernetes node name (a DNS label), got {node!r}")
+    digest = hashlib.sha256(f"{cluster}/{node or ANY_NODE}".encode()).hexdigest()[:8]
+    # PostgreSQL names are at most 63 bytes: a readable prefix, and a hash of the whole scope
+    label = re.sub(r"[^a-z0-9]", "_", (node or f"all_{cluster}").lower())[:40]
+    return f"{_AGENT_PREFIX}{label}_{digest}"
 
 
 def is_service(conn: psycopg.Connection) -> bool:
@@ -96,10 +103,11 @@ def ensure_roles(conn: psycopg.Connection) -> None:
             _create(conn, sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
 
 
-def ensure_agent_role(conn: psycopg.Connection, cluster: str, node: str) -> str:
-    """Create ``node``'s agent login role and map it to (cluster, node); returns its name. The
-    row-level security of ``plane.telemetry`` lets that role write that node's rows only."""
-    role = agent_role(node)
+def ensure_agent_role(conn: psycopg.Connection, cluster: str, node: str | None = None) -> str:
+    """Create the agent login role of (cluster, node), or of every node of ``cluster`` with
+    ``node`` None, and map it; returns its name. The row-level security of ``plane.telemetry``
+    lets that role write (and prune) only the rows of its node, or of its cluster's nodes."""
+    role = agent_role(cluster, node)
     ensure_roles(conn)
     if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
         _create(
@@ -111,7 +119,7 @@ def ensure_agent_role(conn: psycopg.Connection, cluster: str, node: str) -> str:
     conn.execute(
         "INSERT INTO plane.agent_nodes (role, cluster, node) VALUES (%s, %s, %s)"
         " ON CONFLICT (role) DO UPDATE SET cluster = EXCLUDED.cluster, node = EXCLUDED.node",
-        (role, cluster, node),
+        (role, cluster, node or ANY_NODE),
     )
     return role
 

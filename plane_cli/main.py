@@ -35,9 +35,10 @@
     plane db-url                  the PostgreSQL URL in use (password redacted)
     plane db migrate              as an administrator: create or update every schema, the
                                   service roles and their grants (data_plane.roles)
-    plane db agent-role --cluster C --node N
+    plane db agent-role --cluster C [--node N]
                                   as an administrator: the login role of one node's telemetry
-                                  agent (it may write that node's samples only)
+                                  agent, or of a cluster's agent DaemonSet (it may write the
+                                  samples of that node, or that cluster's nodes, only)
     plane verify-log [--log decisions|ledger|snapshots|access|catalog]
                      [--expect-head LOG=POS:HASH] [--no-anchor]
                                   recompute the hash chains of the append-only logs, against
@@ -576,7 +577,8 @@ def _db(args: argparse.Namespace) -> int:
             store.ensure_schema(admin)
             role = roles.ensure_agent_role(admin, args.cluster, args.node)
             admin.commit()
-            print(f"{role}: may write the samples of {args.cluster}/{args.node} only")
+            scope = args.node or "every node"
+            print(f"{role}: may write the samples of {args.cluster}/{scope} only")
             print("give it a password (ALTER ROLE ... PASSWORD) and the node agent its URL")
             return EXIT_OK
         done = roles.migrate(admin, _vector_stores())
@@ -803,7 +805,9 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.add_parser("migrate", help="create or update every schema, role and grant")
     agent_role = db_sub.add_parser("agent-role", help="a node agent's own login role")
     agent_role.add_argument("--cluster", required=True)
-    agent_role.add_argument("--node", required=True)
+    agent_role.add_argument(
+        "--node", help="the node (default: any node of the cluster, for an agent DaemonSet)"
+    )
     dbadmin.set_defaults(func=_db)
 
     ver = sub.add_parser("verify-log", help="check the hash chains of the append-only logs")

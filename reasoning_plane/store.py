@@ -185,10 +185,6 @@ GRANTS = [
     (PLANE, f"GRANT UPDATE (status, decision_id, updated_at) ON plane.requests TO {PLANE}"),
     (PLANE, f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA plane TO {PLANE}"),
     (PLANE, f"GRANT EXECUTE ON FUNCTION plane.claim_decision(text, text) TO {PLANE}"),
-    (
-        PLANE,
-        f"CREATE POLICY plane_writes ON plane.telemetry FOR INSERT TO {PLANE} WITH CHECK (true)",
-    ),
     *[
         (
             role,
@@ -208,9 +204,9 @@ GRANTS = [
         AGENT,
         f"CREATE POLICY agent_own_node ON plane.telemetry FOR ALL TO {AGENT}"
         " USING (EXISTS (SELECT 1 FROM plane.agent_nodes a WHERE a.role = current_user"
-        " AND a.cluster = telemetry.cluster AND a.node = telemetry.node))"
+        " AND a.cluster = telemetry.cluster AND a.node IN (telemetry.node, '*')))"
         " WITH CHECK (EXISTS (SELECT 1 FROM plane.agent_nodes a WHERE a.role = current_user"
-        " AND a.cluster = telemetry.cluster AND a.node = telemetry.node))",
+        " AND a.cluster = telemetry.cluster AND a.node IN (telemetry.node, '*')))",
     ),
 ]
 SCHEMA_VERSION = version_of(DDL, ROLES_DDL, GRANTS, CHAINED)

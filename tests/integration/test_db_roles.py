@@ -152,6 +152,22 @@ def test_an_agent_writes_and_prunes_only_its_own_nodes_samples(admin) -> None:
     assert left == [("node-b",)]
 
 
+def test_a_clusters_agent_daemonset_writes_its_clusters_nodes_only(admin) -> None:
+    """One Secret for a cluster's agent DaemonSet (a DaemonSet cannot give each node its own):
+    the role may write any node of its cluster, no other cluster's."""
+    fleet = roles.ensure_agent_role(admin, "eu-fra-a10")
+    admin.commit()
+    assert fleet != roles.agent_role("eu-fra-a10", "node-a")
+    with psycopg.connect(as_user(database_url(), fleet), autocommit=True) as conn:
+        conn.execute(INSERT_SAMPLE, sample("eu-fra-a10", "node-a"))
+        conn.execute(INSERT_SAMPLE, sample("eu-fra-a10", "node-z"))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            conn.execute(INSERT_SAMPLE, sample("us-east-a100", "node-a"))
+    with connect("plane") as conn:  # the plane reads telemetry; only agents write it
+        refused(conn, INSERT_SAMPLE, sample("eu-fra-a10", "node-a"))
+        assert conn.execute("SELECT count(*) FROM plane.telemetry").fetchone() == (2,)
+
+
 def test_a_service_role_brings_a_dropped_schema_back_through_the_administrator(admin) -> None:
     """A service never runs DDL itself: a missing or older schema is set up by the
     administrator (embedded: its superuser), then the service goes on as its role."""
