@@ -29,12 +29,17 @@
                                   replay a seeded trace through placement policies: cost per
                                   1,000 requests and violations of each
     plane agent --cluster NAME [--node N] [--interval 1] [--gpu-type T] [--max-clock-skew 5]
-                [--once | --check]
-                                  push this node's NVML telemetry to plane.telemetry
+                [--gateway URL --token-file F] [--once | --check]
+                                  push this node's NVML telemetry to plane.telemetry (through
+                                  the telemetry gateway with the pod's token, on Kubernetes)
     plane gpus [--json]           this machine's GPUs as NVML reports them
     plane db-url                  the PostgreSQL URL in use (password redacted)
     plane db migrate              as an administrator: create or update every schema, the
                                   service roles and their grants (data_plane.roles)
+    plane telemetry-gateway --cluster C [--listen HOST:PORT] [--kubeconfig F]
+                            [--tls-cert F --tls-key F]
+                                  receive the cluster's agents' telemetry; each push is stored
+                                  only for the node its pod-bound service-account token names
     plane db agent-role --cluster C [--node N]
                                   as an administrator: the login role of one node's telemetry
                                   agent, or of a cluster's agent DaemonSet (it may write the
@@ -479,14 +484,30 @@ def _agent(args: argparse.Namespace) -> int:
     import os
     import socket
 
-    from reasoning_plane.agent import pools_of, run_agent, samples_from_report
+    from reasoning_plane.agent import (
+        GATEWAY_ENV,
+        TOKEN_FILE_ENV,
+        gateway_push,
+        pools_of,
+        run_agent,
+        samples_from_report,
+    )
     from reasoning_plane.gpu_telemetry import read_gpus
     from reasoning_plane.inputs import load_fleet
 
-    if args.check:  # liveness: NVML readable and the database reachable
+    if args.check:  # liveness: NVML readable, and the gateway (or the database) reachable
         report = read_gpus()
-        with psycopg.connect(database_url(role="plane"), connect_timeout=5) as conn:
-            conn.execute("SELECT 1")
+        gateway_url = args.gateway or os.environ.get(GATEWAY_ENV)
+        if gateway_url:
+            import urllib.request
+
+            urllib.request.urlopen(gateway_url.rstrip("/") + "/healthz", timeout=5).close()
+            token_file = args.token_file or os.environ.get(TOKEN_FILE_ENV) or ""
+            if not os.access(token_file, os.R_OK):
+                raise ValueError(f"the service-account token {token_file!r} is not readable")
+        else:
+            with psycopg.connect(database_url(role="plane"), connect_timeout=5) as conn:
+                conn.execute("SELECT 1")
         print(f"{'ok' if report.available else 'no GPU'}: {report.reason}")
         return EXIT_OK if report.available else EXIT_NOT_FOUND
     cluster = (args.cluster or "").strip()
@@ -510,7 +531,12 @@ def _agent(args: argparse.Namespace) -> int:
         )
     if args.interval <= 0:
         raise ValueError("--interval must be a positive number of seconds")
-    url = _agent_url(cluster, node)
+    gateway_url = args.gateway or os.environ.get(GATEWAY_ENV)
+    token_file = args.token_file or os.environ.get(TOKEN_FILE_ENV)
+    if bool(gateway_url) != bool(token_file):
+        raise ValueError("--gateway and --token-file go together (the pod's projected token)")
+    push = gateway_push(gateway_url, token_file) if gateway_url else None
+    url = None if push else _agent_url(cluster, node)
     if args.max_clock_skew is not None and not args.max_clock_skew >= 0:
         raise ValueError("--max-clock-skew must be a number of seconds >= 0")
     if args.once:
@@ -521,8 +547,9 @@ def _agent(args: argparse.Namespace) -> int:
                 f"{s.utilisation:.0%}, {s.free_memory_gb:.1f} GB free per GPU"
             )
         stats = run_agent(
-            lambda: psycopg.connect(url, connect_timeout=5),
+            (lambda: psycopg.connect(url, connect_timeout=5)) if url else None,
             cluster,
+            push=push,
             iterations=1,
             gpu_type=args.gpu_type,
             reader=lambda: report,
@@ -534,8 +561,9 @@ def _agent(args: argparse.Namespace) -> int:
         print(f"pushed {stats.samples} samples{refused} ({report.reason})")
         return EXIT_OK
     run_agent(
-        lambda: psycopg.connect(url, connect_timeout=5),
+        (lambda: psycopg.connect(url, connect_timeout=5)) if url else None,
         cluster,
+        push=push,
         interval_s=args.interval,
         gpu_type=args.gpu_type,
         max_clock_skew_s=args.max_clock_skew,
@@ -545,7 +573,39 @@ def _agent(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _agent_url(cluster: str, node: str) -> str:
+def _gateway(args: argparse.Namespace) -> int:
+    """``plane telemetry-gateway``: agents of this cluster push here with their pod's token."""
+    import os
+
+    from reasoning_plane.inputs import load_fleet
+    from reasoning_plane.telemetry_gateway import Gateway, kubernetes_review, serve
+
+    fleet_file = os.environ.get("PLANE_FLEET_FILE")
+    if fleet_file and load_fleet(fleet_file).get(args.cluster) is None:
+        raise ValueError(f"--cluster {args.cluster!r} is not a cluster of {fleet_file}")
+    host, sep, port = args.listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--listen must be HOST:PORT, got {args.listen!r}")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    url = _agent_url(args.cluster, None)
+    gateway = Gateway(
+        cluster=args.cluster,
+        review=kubernetes_review(args.kubeconfig),
+        connect=lambda: psycopg.connect(url, connect_timeout=5),
+        max_clock_skew_s=args.max_clock_skew,
+    )
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    server = serve(gateway, host or "0.0.0.0", int(port), tls=tls)
+    print(f"telemetry gateway for {args.cluster} on {args.listen}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return EXIT_OK
+
+
+def _agent_url(cluster: str, node: str | None) -> str:
     """The node agent's own database login (`data_plane.roles.agent_role`): row-level security
     lets it write this node's samples only. Embedded: created here; external: the URL the node
     was given (``plane db agent-role`` creates the role)."""
@@ -789,10 +849,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse samples stamped more than this many seconds ahead of the database's clock "
         "(default: the placement policy's default max_clock_skew_s, 5)",
     )
+    agent.add_argument(
+        "--gateway",
+        help="push through this telemetry gateway (URL) instead of the database "
+        "(default: PLANE_TELEMETRY_GATEWAY)",
+    )
+    agent.add_argument(
+        "--token-file",
+        help="the pod's projected service-account token, for the gateway "
+        "(default: PLANE_TELEMETRY_TOKEN_FILE)",
+    )
     mode = agent.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="one sample, printed, then exit")
     mode.add_argument("--check", action="store_true", help="liveness check: NVML and database")
     agent.set_defaults(func=_agent)
+
+    gateway = sub.add_parser(
+        "telemetry-gateway", help="receive agents' telemetry, each checked to be its own node's"
+    )
+    gateway.add_argument("--cluster", required=True, help="the cluster served (fleet name)")
+    gateway.add_argument("--listen", default="0.0.0.0:8090", help="HOST:PORT")
+    gateway.add_argument("--kubeconfig", help="API server for TokenReview (default: in-cluster)")
+    gateway.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    gateway.add_argument("--tls-key", help="and this key (PEM)")
+    gateway.add_argument("--max-clock-skew", type=float, help="as for plane agent")
+    gateway.set_defaults(func=_gateway)
 
     gpus = sub.add_parser("gpus", help="this machine's GPUs (NVML)")
     gpus.add_argument("--json", action="store_true")

@@ -7,6 +7,7 @@ allowed clock skew (a node whose clock runs ahead) are refused and the refusal i
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -88,8 +89,65 @@ class AgentStats:
     last_reason: str = ""
 
 
+GATEWAY_ENV = "PLANE_TELEMETRY_GATEWAY"
+TOKEN_FILE_ENV = "PLANE_TELEMETRY_TOKEN_FILE"
+
+
+class PushFailed(Exception):
+    """The telemetry gateway did not store a push (unreachable, or refused it)."""
+
+
+def gateway_push(url: str, token_file: str, timeout_s: float = 5.0) -> Push:
+    """Push samples to the telemetry gateway (`telemetry_gateway`) at ``url``, with the pod's
+    projected service-account token read from ``token_file`` on every push (the kubelet
+    rotates it). Future samples come back as `store.FutureTelemetryError`; any other refusal
+    or failure as `PushFailed`."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from reasoning_plane.telemetry_gateway import PATH, sample_to_json
+
+    def push(samples: list[TelemetrySample]) -> None:
+        try:
+            with open(token_file, encoding="utf-8") as handle:
+                token = handle.read().strip()
+        except OSError as exc:
+            raise PushFailed(f"cannot read the service-account token: {exc}") from None
+        body = json.dumps({"samples": [sample_to_json(s) for s in samples]}).encode()
+        request = urllib.request.Request(
+            url.rstrip("/") + PATH,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s):
+                return
+        except urllib.error.HTTPError as exc:
+            try:
+                answer = json.loads(exc.read() or b"{}")
+            except ValueError:
+                answer = {}
+            message = answer.get("error") or exc.reason
+            if exc.code == 422 and isinstance(answer.get("ahead_s"), dict):
+                ahead = answer["ahead_s"]
+                refused = [(s, float(ahead[s.gpu_type])) for s in samples if s.gpu_type in ahead]
+                raise store.FutureTelemetryError(
+                    refused, float(answer.get("max_clock_skew_s") or math.nan)
+                ) from None
+            raise PushFailed(f"gateway refused the push: HTTP {exc.code}: {message}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise PushFailed(f"gateway unreachable: {exc}") from None
+
+    return push
+
+
+Push = Callable[[list[TelemetrySample]], None]
+
+
 def run_agent(
-    connect: Callable[[], psycopg.Connection],
+    connect: Callable[[], psycopg.Connection] | None,
     cluster: str,
     *,
     interval_s: float = 1.0,
@@ -101,11 +159,13 @@ def run_agent(
     max_clock_skew_s: float | None = None,
     node: str = "",
     pools: Mapping[str, str] | None = None,
+    push: Push | None = None,
 ) -> AgentStats:
-    """Sample and push until stopped (or ``iterations`` times). Database errors are reported and
-    retried on the next tick with a fresh connection; nothing is ever pushed without a reading.
-    Samples from the future (``max_clock_skew_s``: see `store.insert_samples`) are refused, said
-    once until a sample is accepted again."""
+    """Sample and push until stopped (or ``iterations`` times): into the database (``connect``)
+    or, with ``push`` (`gateway_push`), through the telemetry gateway, which prunes. Database
+    and gateway errors are reported and retried on the next tick; nothing is ever pushed without
+    a reading. Samples from the future (``max_clock_skew_s``: see `store.insert_samples`) are
+    refused, said once until a sample is accepted again."""
     stats = AgentStats()
     conn: psycopg.Connection | None = None
     refusing = False
@@ -126,13 +186,17 @@ def run_agent(
         else:
             samples = samples_from_report(cluster, report, gpu_type, node=node, pools=pools)
             try:
-                if conn is None or conn.closed:
-                    conn = connect()
-                    store.ensure_schema(conn)
-                store.insert_samples(conn, samples, max_clock_skew_s=max_clock_skew_s)
-                if stats.iterations % PRUNE_EVERY == 1:  # the first, then every PRUNE_EVERY
-                    store.prune_telemetry(conn, cluster, node)
-                conn.commit()
+                if push is not None:
+                    push(samples)
+                else:
+                    if conn is None or conn.closed:
+                        assert connect is not None, "run_agent needs connect or push"
+                        conn = connect()
+                        store.ensure_schema(conn)
+                    store.insert_samples(conn, samples, max_clock_skew_s=max_clock_skew_s)
+                    if stats.iterations % PRUNE_EVERY == 1:  # the first, then every PRUNE_EVERY
+                        store.prune_telemetry(conn, cluster, node)
+                    conn.commit()
                 stats.samples += len(samples)
                 stats.last_reason = report.reason
                 refusing = False
@@ -143,7 +207,7 @@ def run_agent(
                 if not refusing:
                     log(f"plane agent: {cluster}: {exc}")
                 refusing = True
-            except psycopg.Error as exc:
+            except (psycopg.Error, PushFailed) as exc:
                 stats.errors += 1
                 log(f"plane agent: {cluster}: could not write telemetry ({exc}); retrying")
                 if conn is not None:

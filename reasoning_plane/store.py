@@ -558,15 +558,13 @@ def insert_samples(
     refused = [(s, a) for s, a in ahead if a > skew]
     if refused:
         raise FutureTelemetryError(refused, skew)
-    with (
-        conn.cursor() as cur,
-        cur.copy(
-            "COPY plane.telemetry (cluster, gpu_type, free_gpus, utilisation, free_memory_gb,"
-            " observed_at, node, free_memory_per_gpu_gb) FROM STDIN"
-        ) as copy,
-    ):
-        for s in samples:
-            copy.write_row(
+    # INSERT, not COPY: an agent's role writes under row-level security, which COPY refuses.
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO plane.telemetry (cluster, gpu_type, free_gpus, utilisation,"
+            " free_memory_gb, observed_at, node, free_memory_per_gpu_gb)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [
                 (
                     s.cluster,
                     s.gpu_type,
@@ -577,7 +575,9 @@ def insert_samples(
                     s.node,
                     None if s.free_memory_per_gpu_gb is None else list(s.free_memory_per_gpu_gb),
                 )
-            )
+                for s in samples
+            ],
+        )
     return len(samples)
 
 

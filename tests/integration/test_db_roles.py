@@ -16,6 +16,7 @@ import pytest
 from data_plane import catalog_store, roles
 from data_plane.vector_store import RegionStore, ensure_store
 from reasoning_plane import store
+from reasoning_plane.model import TelemetrySample
 from resources.database import as_user, database_url
 
 pytestmark = pytest.mark.usefixtures("plane_db")
@@ -123,6 +124,10 @@ def test_no_plain_select_of_chunk_text_for_the_plane_or_a_reader(admin) -> None:
         conn.execute("SELECT count(*) FROM vectors_roles_eu.chunks")
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 def sample(cluster: str, node: str) -> tuple:
     return (cluster, "A10", 1, 0.5, 20.0, datetime.now(UTC), node)
 
@@ -144,8 +149,12 @@ def test_an_agent_writes_and_prunes_only_its_own_nodes_samples(admin) -> None:
             conn.execute(INSERT_SAMPLE, sample("eu-fra-a10", "node-b"))
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
             conn.execute(INSERT_SAMPLE, sample("", "node-a"))  # another (or no) cluster
+        # the agent's own code path (store.insert_samples) works under row-level security
+        store.insert_samples(
+            conn, [TelemetrySample("eu-fra-a10", "A10", 1, 0.5, _now(), node="node-a")]
+        )
         gone = conn.execute("DELETE FROM plane.telemetry").rowcount
-        assert gone == 1  # its own row; node-b's is not even visible to DELETE
+        assert gone == 2  # its own rows; node-b's is not even visible to DELETE
         refused(conn, DECISION_ROW)
         refused(conn, "SELECT * FROM governance.catalog")
     left = admin.execute("SELECT node FROM plane.telemetry").fetchall()

@@ -40,6 +40,7 @@ from reasoning_plane.inputs import load_fleet, load_quotas
 from reasoning_plane.launch import run_tags
 from reasoning_plane.placement import place
 from reasoning_plane.policy import PlacementPolicy
+from reasoning_plane.telemetry_gateway import AUDIENCE
 from resources.launcher import PlacementRunLauncher
 from tests.unit.plane.factory import request, snapshot
 
@@ -149,8 +150,10 @@ def test_launcher_and_run_workers_may_manage_jobs_in_team_namespaces_only() -> N
     assert "get" in granted[("", "pods/log")]
     assert "get" in granted[("batch", "jobs/status")]  # run monitoring reads the Job's status
     assert all("*" not in verbs for verbs in granted.values())
-    # bound per team namespace, never cluster-wide
-    assert not [d for _, d in DOCUMENTS if d["kind"] == "ClusterRoleBinding"]
+    # bound per team namespace, never cluster-wide; the only cluster-wide binding lets the
+    # telemetry gateway review tokens (TokenReview is cluster-scoped)
+    cluster_wide = [d for _, d in DOCUMENTS if d["kind"] == "ClusterRoleBinding"]
+    assert [d["roleRef"]["name"] for d in cluster_wide] == ["system:auth-delegator"]
     for team in TEAMS:
         assert _find("ServiceAccount", "dagster-run", team)
         binding = _find("RoleBinding", "reasoning-plane-run-launcher", team)
@@ -188,10 +191,11 @@ def test_agent_runs_on_every_gpu_node_without_taking_a_gpu() -> None:
     assert container["livenessProbe"]["exec"]["command"] == ["plane", "agent", "--check"]
 
     env = {e["name"]: e for e in container["env"]}
-    assert env["PLANE_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
-        "name": DB_SECRET,
-        "key": "url",
-    }
+    # no database credential on GPU nodes: the agent proves its node to the cluster's gateway
+    # with a projected token bound to its pod (audience of the gateway)
+    assert "PLANE_DATABASE_URL" not in env
+    assert env["PLANE_TELEMETRY_GATEWAY"]["value"].startswith("http://plane-telemetry-gateway.")
+    token = Path(env["PLANE_TELEMETRY_TOKEN_FILE"]["value"])
     ref = env["CLUSTER_NAME"]["valueFrom"]["configMapKeyRef"]
     assert ref["key"] in _find("ConfigMap", ref["name"], PLANE_NAMESPACE)["data"]
     assert env["NVIDIA_VISIBLE_DEVICES"]["value"] == "all"
@@ -212,7 +216,42 @@ def test_agent_runs_on_every_gpu_node_without_taking_a_gpu() -> None:
     assert any(state.is_relative_to(path) for path in mounts)
     fleet = {m["name"]: m for m in container["volumeMounts"]}["fleet"]
     assert fleet["readOnly"] is True and "configMap" in volumes["fleet"]  # the fleet file
-    assert all("emptyDir" in volumes[name] for name in mounts.values() if name != "fleet")
+    (source,) = volumes["telemetry-token"]["projected"]["sources"]
+    assert source["serviceAccountToken"]["audience"] == AUDIENCE
+    assert mounts[str(token.parent)] == "telemetry-token"
+    assert all(
+        "emptyDir" in volumes[name]
+        for name in mounts.values()
+        if name not in ("fleet", "telemetry-token")
+    )
+
+
+def test_the_telemetry_gateway_reviews_tokens_and_holds_the_clusters_agent_role() -> None:
+    deployment = _find("Deployment", "plane-telemetry-gateway", PLANE_NAMESPACE)
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"][:4] == [
+        "plane",
+        "telemetry-gateway",
+        "--cluster",
+        "$(CLUSTER_NAME)",
+    ]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PLANE_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": DB_SECRET,
+        "key": "url",
+    }
+    binding = _find("ClusterRoleBinding", "reasoning-plane-telemetry-gateway-token-review")
+    assert binding["roleRef"]["name"] == "system:auth-delegator"  # may create TokenReviews
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": PLANE_NAMESPACE}
+    ]
+    service = _find("Service", "plane-telemetry-gateway", PLANE_NAMESPACE)
+    agent = _find("DaemonSet", "plane-agent", PLANE_NAMESPACE)["spec"]["template"]["spec"]
+    url = {e["name"]: e for e in agent["containers"][0]["env"]}["PLANE_TELEMETRY_GATEWAY"]
+    port = service["spec"]["ports"][0]["port"]
+    assert url["value"] == f"http://{service['metadata']['name']}.{PLANE_NAMESPACE}.svc:{port}"
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
 
 # -- deploy/dagster.yaml ---------------------------------------------------------------------
