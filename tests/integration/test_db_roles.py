@@ -8,7 +8,7 @@ telemetry written for another node."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -73,8 +73,12 @@ def test_a_run_worker_cannot_fabricate_a_decision_or_touch_the_ledger(admin) -> 
         )
         refused(conn, "UPDATE plane.requests SET status = 'placed'")
         refused(conn, "TRUNCATE plane.ledger")
-        # it may read decisions (the guard verifies them) but claims only a placed decision
+        # it may read decisions (the guard verifies them) but claims none: only the plane
+        # (launcher, `plane run`) does, so a worker cannot claim other teams' decisions away
         conn.execute("SELECT count(*) FROM plane.decisions")
+        message = refused(conn, "SELECT plane.claim_decision('nope', 'run-1')")
+        assert "permission denied for function claim_decision" in message
+    with connect("plane") as conn:
         message = refused(conn, "SELECT plane.claim_decision('nope', 'run-1')")
         assert "not a placed decision" in message
 
@@ -314,3 +318,99 @@ def test_a_grant_is_void_once_the_catalog_entry_changed(stocked) -> None:
     )
     stocked.commit()
     assert governed(token) == ["support_tickets"]
+
+
+# -- holes found by a second reading (each failed before its fix) ---------------------------
+
+
+def test_no_service_role_can_plant_functions_where_definer_code_would_find_them(admin) -> None:
+    """A function planted in a schema on a SECURITY DEFINER function's or a trigger's
+    search_path would run as its owner. The set-up closes ``public`` (open by default before
+    PostgreSQL 15) and pins the search_path of every function it owns."""
+    admin.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")  # as on PostgreSQL 14 and older
+    admin.commit()
+    store.ensure_schema(admin)
+    admin.commit()
+    for role in roles.ROLE_NAMES:
+        with connect(role) as conn:
+            refused(
+                conn,
+                "CREATE FUNCTION public.convert_to(t text, e text) RETURNS bytea"
+                " LANGUAGE sql AS 'SELECT NULL::bytea'",
+            )
+    unpinned = admin.execute(
+        "SELECT n.nspname || '.' || p.proname FROM pg_proc p"
+        " JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname IN ('plane', 'governance', 'audit', 'vectors_roles_eu')"
+        " AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY(p.proconfig), false)"
+    ).fetchall()
+    assert unpinned == []
+
+
+def test_the_plane_cannot_map_agent_roles_nor_an_agent_become_its_group(admin) -> None:
+    with connect("plane") as conn:
+        refused(conn, "INSERT INTO plane.agent_nodes VALUES ('rp_agent', 'eu-fra-a10', '*')")
+    mine = roles.ensure_agent_role(admin, "eu-fra-a10", "node-a")
+    admin.commit()
+    with psycopg.connect(as_user(database_url(), mine), autocommit=True) as conn:
+        refused(conn, "SET ROLE rp_agent")
+
+
+def test_an_agent_cannot_stamp_samples_far_ahead_or_set_their_receipt(admin) -> None:
+    """A sample stamped years ahead would hide its neighbours' and freeze its pool."""
+    mine = roles.ensure_agent_role(admin, "eu-fra-a10", "node-a")
+    admin.commit()
+    ahead = (*sample("eu-fra-a10", "node-a")[:5], _now() + timedelta(days=3650), "node-a")
+    with psycopg.connect(as_user(database_url(), mine), autocommit=True) as conn:
+        assert "row-level security" in refused(conn, INSERT_SAMPLE, ahead)
+        refused(
+            conn,
+            "INSERT INTO plane.telemetry (cluster, gpu_type, free_gpus, utilisation,"
+            " observed_at, node, received_at) VALUES ('eu-fra-a10', 'A10', 1, 0.5, now(),"
+            " 'node-a', now() + interval '10 years')",
+        )
+
+
+def test_read_grants_change_only_through_the_recorded_path(stocked) -> None:
+    """The steward decides who may read what (the Cedar policies over the catalog); a grant
+    written behind that path would open data to anyone. Only `replace_read_grants` changes
+    them, and each change is a row of a hash-chained log."""
+    from data_plane.hash_chain import verify_chain
+
+    forged = (
+        "INSERT INTO governance.read_grants VALUES"
+        " ('mallory', 'support_tickets', 'EU', 'h-support_tickets', 'forged')"
+    )
+    for role in roles.ROLE_NAMES:
+        with connect(role) as conn:
+            refused(conn, forged)
+    with connect("steward") as conn:
+        catalog_store.replace_read_grants(conn, [("guest", "eu_talks", "EU", "h-eu_talks")], "v2")
+    logged = stocked.execute(
+        "SELECT grants, policy_version FROM governance.read_grants_log ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    assert logged == ([["guest", "eu_talks", "EU", "h-eu_talks"]], "v2")
+    assert verify_chain(stocked, "governance.read_grants_log").ok
+
+
+def test_the_search_function_bounds_k_and_readers_see_no_key_hashes(stocked) -> None:
+    from data_plane import credentials
+
+    _, key = credentials.issue(stocked, "support-copilot")
+    stocked.commit()
+    with connect("reader") as conn:
+        refused(conn, "SELECT key_hash FROM governance.api_keys")
+        with pytest.raises(psycopg.errors.RaiseException, match="k must be between 1 and 1000"):
+            conn.execute(
+                "SELECT * FROM vectors_roles_eu.governed_search(%s, 'EU', NULL, false,"
+                " %s::vector, 100000)",
+                (key, str(_vector(0))),
+            )
+
+
+def test_plane_db_migrate_sets_everything_up(plane_db, capsys) -> None:
+    from plane_cli.main import main
+
+    assert main(["db", "migrate"]) == 0
+    out = capsys.readouterr().out
+    assert "plane" in out and "vectors EU" in out and "read grants" in out
