@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS governance.access_log (
 );
 CREATE INDEX IF NOT EXISTS access_log_principal ON governance.access_log (principal, at);
 CREATE OR REPLACE FUNCTION governance.access_log_append_only() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RAISE EXCEPTION 'governance.access_log is append-only: % refused', TG_OP;
 END $$;

@@ -61,6 +61,28 @@ CREATE TABLE IF NOT EXISTS governance.read_grants (
     policy_version text NOT NULL,
     PRIMARY KEY (principal, dataset_id, serve_region)
 );
+CREATE TABLE IF NOT EXISTS governance.read_grants_log (
+    id             bigserial PRIMARY KEY,
+    grants         jsonb NOT NULL,
+    policy_version text NOT NULL,
+    by_role        text NOT NULL,
+    at             timestamptz NOT NULL DEFAULT now()
+);
+CREATE OR REPLACE FUNCTION governance.replace_read_grants(p_grants jsonb, p_policy text)
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE n integer;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('governance.read_grants'));
+    DELETE FROM governance.read_grants;
+    INSERT INTO governance.read_grants (principal, dataset_id, serve_region, entry_hash,
+        policy_version)
+    SELECT g->>0, g->>1, g->>2, g->>3, p_policy FROM jsonb_array_elements(p_grants) AS g;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    INSERT INTO governance.read_grants_log (grants, policy_version, by_role)
+        VALUES (p_grants, p_policy, session_user);
+    RETURN n;
+END $$;
+REVOKE ALL ON FUNCTION governance.replace_read_grants(jsonb, text) FROM PUBLIC;
 """
 
 
@@ -73,9 +95,20 @@ GRANTS = [
     ],
     (STEWARD, f"GRANT INSERT, UPDATE ON governance.catalog TO {STEWARD}"),
     (STEWARD, f"GRANT INSERT ON governance.catalog_history TO {STEWARD}"),
-    # the Cedar decisions of who may read which dataset, for the stores' search functions
-    (STEWARD, f"GRANT SELECT, INSERT, DELETE ON governance.read_grants TO {STEWARD}"),
-    (PLANE, f"GRANT SELECT ON governance.read_grants TO {PLANE}"),
+    # the Cedar decisions of who may read which dataset, for the stores' search functions:
+    # changed only through replace_read_grants, each change a row of a chained log
+    *[
+        (role, f"REVOKE ALL ON governance.read_grants FROM {role}")
+        for role in (PLANE, WORKER, STEWARD, READER)
+    ],
+    (
+        STEWARD,
+        f"GRANT EXECUTE ON FUNCTION governance.replace_read_grants(jsonb, text) TO {STEWARD}",
+    ),
+    *[
+        (role, f"GRANT SELECT ON governance.read_grants, governance.read_grants_log TO {role}")
+        for role in (PLANE, STEWARD)
+    ],
     (STEWARD, f"GRANT USAGE ON SEQUENCE governance.catalog_history_id_seq TO {STEWARD}"),
 ]
 SCHEMA_VERSION = version_of(DDL, GRANTS)
@@ -86,6 +119,7 @@ def _apply_schema(conn: psycopg.Connection) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(hashtext('governance.catalog ddl'))")
     conn.execute(DDL)
     ensure_chain(conn, "governance.catalog_history")
+    ensure_chain(conn, "governance.read_grants_log")
     grant(conn, GRANTS)
 
 
@@ -241,12 +275,8 @@ def replace_read_grants(
     entry hash) each), in one transaction. A grant counts only while its entry hash is the
     catalog's, so a changed entry reads as no grant until they are computed again."""
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('governance.read_grants'))")
-        conn.execute("DELETE FROM governance.read_grants")
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO governance.read_grants (principal, dataset_id, serve_region,"
-                " entry_hash, policy_version) VALUES (%s, %s, %s, %s, %s)",
-                [(*g, policy_version) for g in grants],
-            )
-    return len(grants)
+        row = conn.execute(
+            "SELECT governance.replace_read_grants(%s, %s)",
+            (Jsonb([list(g) for g in grants]), policy_version),
+        ).fetchone()
+    return int(row[0])

@@ -45,9 +45,11 @@ class AuthenticationError(Exception):
 # Services authenticate callers (they read key hashes); only an administrator issues keys.
 GRANTS = [
     *usage("governance", PLANE, WORKER, STEWARD, READER),
+    # readers get no look at the hashes: the stores' search function checks keys itself
+    (READER, f"REVOKE ALL ON governance.api_keys FROM {READER}"),
     *[
         (role, f"GRANT SELECT ON governance.api_keys TO {role}")
-        for role in (PLANE, WORKER, STEWARD, READER)
+        for role in (PLANE, WORKER, STEWARD)
     ],
 ]
 SCHEMA_VERSION = version_of(DDL, GRANTS)

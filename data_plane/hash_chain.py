@@ -33,7 +33,7 @@ from psycopg import sql
 CHAIN_FUNCTION = """
 CREATE SCHEMA IF NOT EXISTS audit;
 CREATE OR REPLACE FUNCTION audit.{function}() RETURNS trigger LANGUAGE plpgsql
-SET TimeZone TO 'UTC' SET extra_float_digits TO 1 AS $$
+SET TimeZone TO 'UTC' SET extra_float_digits TO 1 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     last_pos  bigint;
     last_hash text;
@@ -52,12 +52,15 @@ END $$;
 # TRUNCATE fires no row trigger: a statement trigger refuses it on every chained table.
 REFUSE_TRUNCATE = """
 CREATE SCHEMA IF NOT EXISTS audit;
-CREATE OR REPLACE FUNCTION audit.refuse_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION audit.refuse_truncate() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RAISE EXCEPTION '% is append-only: TRUNCATE refused', TG_TABLE_NAME;
 END $$;
 """
 
+# the settings of each chain function, as pg_proc.proconfig lists them
+_SETTINGS = "TimeZone=UTC;extra_float_digits=1;search_path=pg_catalog, pg_temp"
 MAX_PROBLEMS = 20
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$")
 
@@ -96,7 +99,8 @@ def ensure_chain(conn: psycopg.Connection, table: str) -> None:
     have_function, have_columns, have_index, have_trigger, have_no_truncate = conn.execute(
         """
         SELECT
-          (SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          (SELECT p.prosrc || array_to_string(coalesce(p.proconfig, '{}'), ';')
+           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
            WHERE n.nspname = 'audit' AND p.proname = %(function)s),
           (SELECT count(*) FROM information_schema.columns
            WHERE table_schema = %(schema)s AND table_name = %(name)s
@@ -119,7 +123,7 @@ def ensure_chain(conn: psycopg.Connection, table: str) -> None:
             "no_truncate": no_truncate,
         },
     ).fetchone()
-    if have_function != body:
+    if have_function != body + _SETTINGS:  # the body or its settings (search_path) changed
         conn.execute(source)
     if have_columns < 3:
         conn.execute(
@@ -140,8 +144,8 @@ def ensure_chain(conn: psycopg.Connection, table: str) -> None:
                 "CREATE TRIGGER {} BEFORE INSERT ON {} FOR EACH ROW EXECUTE FUNCTION {}()"
             ).format(sql.Identifier(trigger), ident, sql.Identifier("audit", function))
         )
+    conn.execute(REFUSE_TRUNCATE)  # idempotent; replaces an older, unpinned version
     if not have_no_truncate:
-        conn.execute(REFUSE_TRUNCATE)
         conn.execute(
             sql.SQL(
                 "CREATE TRIGGER {} BEFORE TRUNCATE ON {} FOR EACH STATEMENT"

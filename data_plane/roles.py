@@ -101,6 +101,14 @@ def ensure_roles(conn: psycopg.Connection) -> None:
     for role in SERVICE_ROLES:
         if role not in present:
             _create(conn, sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    # Nobody but its owner creates objects in `public` (PostgreSQL's default since 15): a
+    # function planted there could be found by code running as its owner. Dagster's storage
+    # user, if another, needs its own grant there (or its own schema) on older servers.
+    try:
+        with conn.transaction():
+            conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    except psycopg.errors.InsufficientPrivilege:
+        pass  # not the owner of public: the operator's job (README, threat model)
 
 
 def ensure_agent_role(conn: psycopg.Connection, cluster: str, node: str | None = None) -> str:
@@ -110,12 +118,12 @@ def ensure_agent_role(conn: psycopg.Connection, cluster: str, node: str | None =
     role = agent_role(cluster, node)
     ensure_roles(conn)
     if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
-        _create(
-            conn,
-            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
-                sql.Identifier(role), sql.Identifier(AGENT)
-            ),
-        )
+        _create(conn, sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        # a member that inherits the group's grants but may not SET ROLE to it (PostgreSQL 16+)
+        member = sql.SQL("GRANT {} TO {}").format(sql.Identifier(AGENT), sql.Identifier(role))
+        if conn.info.server_version >= 160000:
+            member = member + sql.SQL(" WITH INHERIT TRUE, SET FALSE")
+        conn.execute(member)
     conn.execute(
         "INSERT INTO plane.agent_nodes (role, cluster, node) VALUES (%s, %s, %s)"
         " ON CONFLICT (role) DO UPDATE SET cluster = EXCLUDED.cluster, node = EXCLUDED.node",

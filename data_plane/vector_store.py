@@ -247,7 +247,7 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 
 # Bump when _create_store or _store_grants change: a service role then has them re-run.
-_STORE_VERSION = "chunks 3"
+_STORE_VERSION = "chunks 4"
 
 
 def ensure_store(conn: psycopg.Connection, store: RegionStore) -> None:
@@ -259,19 +259,24 @@ def ensure_store(conn: psycopg.Connection, store: RegionStore) -> None:
     Run workers (``rp_worker``) write the chunks; no other service role may read them with a
     plain ``SELECT`` (`data_plane.roles`).
     """
-    version = roles.version_of(_STORE_VERSION, store.schema, store.region, store.dim)
     roles.ensure(
         conn,
         f"vectors {store.region}",
         f"{store.schema}.{TABLE}",
-        version,
+        store_version(store),
         lambda admin: _create_store(admin, store),
     )
 
 
-def _store_grants(store: RegionStore) -> list[tuple[str, str]]:
+def store_version(store: RegionStore) -> str:
+    """The stamp of a store's set-up (`data_plane.roles.ensure`)."""
+    return roles.version_of(_STORE_VERSION, store.schema, store.region, store.dim)
+
+
+def _store_grants(store: RegionStore, vector_schema: str) -> list[tuple[str, str]]:
     """Run workers write the chunks; readers only call the search function."""
-    function = f"{store.schema}.{SEARCH_FUNCTION}(text, text, text[], boolean, vector, integer)"
+    vector = f"{vector_schema}.vector"
+    function = f"{store.schema}.{SEARCH_FUNCTION}(text, text, text[], boolean, {vector}, integer)"
     return [
         *roles.usage(store.schema, roles.WORKER, roles.READER),
         (
@@ -285,27 +290,32 @@ def _store_grants(store: RegionStore) -> list[tuple[str, str]]:
 SEARCH_FUNCTION = "governed_search"
 
 
-def _search_function(store: RegionStore) -> sql.Composed:
+def _search_function(store: RegionStore, vector_schema: str) -> sql.Composed:
     """The readers' only way to chunk text: the caller's API key is checked here (hashed, not
     revoked, as `credentials`), and only datasets its principal may read served in the given
     region are searched (``governance.read_grants``, valid while the catalog entry is the one
     they were decided on); PII chunks only for a region that is the store's own, and not when
-    the caller excludes them. It runs as its owner (SECURITY DEFINER), with a fixed search_path.
+    the caller excludes them. It runs as its owner (SECURITY DEFINER) with the search_path
+    pinned to pg_catalog: pgvector's type and operator are named with their schema, so nothing
+    a caller could create is ever looked up.
     """
     return sql.SQL(
         """
         CREATE OR REPLACE FUNCTION {function}(p_key text, p_serve_region text,
-            p_datasets text[], p_exclude_pii boolean, p_query vector, p_k integer)
+            p_datasets text[], p_exclude_pii boolean, p_query {vector}, p_k integer)
         RETURNS TABLE (chunk_id text, dataset_id text, row_ref text, text text,
             classification text, residency text, owner_team text, pii boolean,
             distance double precision)
-        LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+        LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
         AS $$
         #variable_conflict use_column
         DECLARE
             who text;
             readable text[];
         BEGIN
+            IF p_k IS NULL OR p_k < 1 OR p_k > 1000 THEN
+                RAISE EXCEPTION 'k must be between 1 and 1000, got %', p_k;
+            END IF;
             SELECT k.principal INTO who FROM governance.api_keys k
              WHERE k.key_hash = encode(sha256(convert_to(p_key, 'UTF8')), 'hex')
                AND k.revoked_at IS NULL;
@@ -322,20 +332,22 @@ def _search_function(store: RegionStore) -> sql.Composed:
             RETURN QUERY
                 SELECT ch.chunk_id, ch.dataset_id, ch.row_ref, ch.text, ch.classification,
                        ch.residency, ch.owner_team, ch.pii,
-                       (ch.embedding <=> p_query)::double precision
+                       (ch.embedding OPERATOR({distance}) p_query)::double precision
                 FROM {table} ch
                 WHERE ch.dataset_id = ANY(readable)
                   AND (NOT ch.pii OR (NOT p_exclude_pii AND {region} = p_serve_region))
-                ORDER BY ch.embedding <=> p_query
+                ORDER BY ch.embedding OPERATOR({distance}) p_query
                 LIMIT p_k;
         END $$;
-        REVOKE ALL ON FUNCTION {function}(text, text, text[], boolean, vector, integer)
+        REVOKE ALL ON FUNCTION {function}(text, text, text[], boolean, {vector}, integer)
             FROM PUBLIC;
         """
     ).format(
         function=sql.Identifier(store.schema, SEARCH_FUNCTION),
         table=_table(store),
         region=sql.Literal(store.region),
+        vector=sql.Identifier(vector_schema, "vector"),
+        distance=sql.SQL("{}.<=>").format(sql.Identifier(vector_schema)),
     )
 
 
@@ -406,8 +418,11 @@ def _create_store(conn: psycopg.Connection, store: RegionStore) -> None:
             )
         )
         conn.execute(_hnsw_ddl(store))
-        conn.execute(_search_function(store))
-        roles.grant(conn, _store_grants(store))
+        (vector_schema,) = conn.execute(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'vector'"
+        ).fetchone()
+        conn.execute(_search_function(store, vector_schema))
+        roles.grant(conn, _store_grants(store, vector_schema))
 
 
 def _hnsw_ddl(store: RegionStore) -> sql.Composed:

@@ -84,6 +84,7 @@ CHAINED_LOGS = {
     "snapshots": "plane.snapshots",
     "access": "governance.access_log",
     "catalog": "governance.catalog_history",  # and the current entries against it
+    "grants": "governance.read_grants_log",  # and the current read grants against it
 }
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import dagster as dg
+from dagster._core.utils import make_new_run_id
 
 from assets.workloads import WorkloadSpec, declared_records, workload_specs
 from reasoning_plane import store
@@ -92,9 +93,11 @@ def run_placed(
                 return dep.to_user_string()
         return None
 
-    def execute(key: dg.AssetKey, tags: dict[str, str]) -> dg.ExecuteInProcessResult:
+    def execute(
+        key: dg.AssetKey, tags: dict[str, str], run_id: str | None = None
+    ) -> dg.ExecuteInProcessResult:
         return job.execute_in_process(
-            asset_selection=[key], tags=tags, instance=instance, raise_on_error=False
+            asset_selection=[key], tags=tags, instance=instance, raise_on_error=False, run_id=run_id
         )
 
     for level in _levels(graph, keys):
@@ -168,7 +171,13 @@ def run_placed(
                 tags = placed_tags(decision, fleet, policy)
                 where = decision.chosen.label if decision.chosen else "-"
                 log(f"{key.to_user_string()}: placed on {where} ({decision.decision_id}); running")
-                run = execute(key, tags)
+                # claimed for this run before it starts, as the launcher does (the data guard in
+                # the step checks the claim; a run worker's role may not claim)
+                run_id = make_new_run_id()
+                with plane.connect() as conn:
+                    store.claim_decision(conn, decision.decision_id, run_id)
+                    conn.commit()
+                run = execute(key, tags, run_id)
                 outcomes[key] = _settle(instance, plane, decision, run, where)
             waiting = still
     order = {k: i for i, level in enumerate(_levels(graph, keys)) for k in level}

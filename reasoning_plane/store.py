@@ -120,7 +120,8 @@ CREATE TABLE IF NOT EXISTS plane.requests (
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
-CREATE OR REPLACE FUNCTION plane.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION plane.refuse_change() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP;
 END $$;
@@ -179,11 +180,33 @@ CREATE POLICY everyone_reads ON plane.telemetry FOR SELECT USING (true);
 DROP POLICY IF EXISTS plane_writes ON plane.telemetry;
 DROP POLICY IF EXISTS agent_own_node ON plane.telemetry;
 """
+_AGENT_MAPPED = (
+    "EXISTS (SELECT 1 FROM plane.agent_nodes a WHERE a.role = session_user"
+    " AND a.cluster = telemetry.cluster AND a.node IN (telemetry.node, '*'))"
+)
+# Samples further ahead than this are refused by the database itself (the plane refuses
+# anything beyond max_clock_skew_s, default 5 s): a node cannot freeze its pool for long.
+AGENT_MAX_AHEAD_S = 60
 GRANTS = [
+    # what earlier versions granted is taken back first: grants below are the whole set
+    *[
+        (role, f"REVOKE ALL ON ALL TABLES IN SCHEMA plane FROM {role}")
+        for role in (PLANE, WORKER, STEWARD, AGENT)
+    ],
+    *[
+        (role, f"REVOKE ALL ON FUNCTION plane.claim_decision(text, text) FROM {role}")
+        for role in (WORKER, STEWARD)
+    ],
     *usage("plane", PLANE, WORKER, STEWARD, AGENT),
-    (PLANE, f"GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA plane TO {PLANE}"),
+    (PLANE, f"GRANT SELECT ON ALL TABLES IN SCHEMA plane TO {PLANE}"),
+    (
+        PLANE,
+        "GRANT INSERT ON plane.decisions, plane.snapshots, plane.ledger, plane.decision_runs,"
+        f" plane.requests TO {PLANE}",
+    ),
     (PLANE, f"GRANT UPDATE (status, decision_id, updated_at) ON plane.requests TO {PLANE}"),
-    (PLANE, f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA plane TO {PLANE}"),
+    (PLANE, f"GRANT USAGE ON SEQUENCE plane.ledger_id_seq TO {PLANE}"),
+    # claims only through the function, and only by the plane (launcher, `plane run`)
     (PLANE, f"GRANT EXECUTE ON FUNCTION plane.claim_decision(text, text) TO {PLANE}"),
     *[
         (
@@ -193,20 +216,20 @@ GRANTS = [
         )
         for role in (WORKER, STEWARD)
     ],
-    *[
-        (role, f"GRANT EXECUTE ON FUNCTION plane.claim_decision(text, text) TO {role}")
-        for role in (WORKER, STEWARD)
-    ],
     (AGENT, f"GRANT SELECT ON plane.agent_nodes TO {AGENT}"),
-    (AGENT, f"GRANT SELECT, INSERT, DELETE ON plane.telemetry TO {AGENT}"),
+    (AGENT, f"GRANT SELECT, DELETE ON plane.telemetry TO {AGENT}"),
+    # not received_at: that is the plane's clock
+    (
+        AGENT,
+        "GRANT INSERT (cluster, gpu_type, free_gpus, utilisation, free_memory_gb, observed_at,"
+        f" node, free_memory_per_gpu_gb) ON plane.telemetry TO {AGENT}",
+    ),
     (AGENT, f"GRANT USAGE ON SEQUENCE plane.telemetry_id_seq TO {AGENT}"),
     (
         AGENT,
         f"CREATE POLICY agent_own_node ON plane.telemetry FOR ALL TO {AGENT}"
-        " USING (EXISTS (SELECT 1 FROM plane.agent_nodes a WHERE a.role = current_user"
-        " AND a.cluster = telemetry.cluster AND a.node IN (telemetry.node, '*')))"
-        " WITH CHECK (EXISTS (SELECT 1 FROM plane.agent_nodes a WHERE a.role = current_user"
-        " AND a.cluster = telemetry.cluster AND a.node IN (telemetry.node, '*')))",
+        f" USING ({_AGENT_MAPPED}) WITH CHECK ({_AGENT_MAPPED}"
+        f" AND observed_at <= now() + make_interval(secs => {AGENT_MAX_AHEAD_S}))",
     ),
 ]
 SCHEMA_VERSION = version_of(DDL, ROLES_DDL, GRANTS, CHAINED)

@@ -25,7 +25,12 @@ from reasoning_plane.signing import Signer
 
 TICK_LOCK = "plane:placement-tick"
 # The logs whose heads each tick anchors outside PostgreSQL (data_plane.anchors).
-ANCHORED = (*store.CHAINED, "governance.access_log", "governance.catalog_history")
+ANCHORED = (
+    *store.CHAINED,
+    "governance.access_log",
+    "governance.catalog_history",
+    "governance.read_grants_log",
+)
 
 
 REQUEST_KEY = "request:"  # run keys of explicit requests (plane.requests): request:<id>

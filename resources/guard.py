@@ -6,9 +6,10 @@ byte. The run must carry out a placed decision of the reasoning plane *for that 
 * the run names a decision (``plane/decision_id``) that ``plane.decisions`` holds, signed by the
   plane (`reasoning_plane.signing`; a row written by anything else does not verify);
 * the decision placed exactly this asset, and the run materializes exactly it;
-* the decision is claimed by this run (the launcher claims it at launch; a run nobody launched,
-  such as ``dagster job execute`` or an in-process ``materialize()``, claims it here): a decision
-  carries out at most one run, so a re-execution or a copied run cannot reuse it;
+* the decision is claimed by this run (the launcher claims it at launch, ``plane run`` before it
+  starts a run; a run worker's database role may not claim, so ``dagster job execute`` or an
+  in-process ``materialize()`` nobody claimed for is refused): a decision carries out at most
+  one run, so a re-execution or a copied run cannot reuse it;
 * this process runs where the decision placed the work (``PLANE_CLUSTER``, set by the launcher on
   Kubernetes; else this machine, ``local``, whose zone must still be the decided one);
 * the decided zone and certifications satisfy the governance of every dataset the workload
@@ -129,13 +130,17 @@ class PlacementGuardResource(dg.ConfigurableResource):
             problems += governance_problems(
                 binding, records, missing, self._policy(), now=datetime.now(UTC)
             )
-            if not problems:
-                holder = store.claim_decision(conn, decision_id, run_id)
-                if holder != run_id:
-                    problems.append(
-                        f"decision {decision_id} is claimed by run {holder}; a decision carries "
-                        "out one run"
-                    )
+            holder = logged.claimed_by
+            if holder is None:
+                problems.append(
+                    f"decision {decision_id} is claimed by no run: the launcher, or `plane run`, "
+                    "claims a decision for the one run that carries it out"
+                )
+            elif holder != run_id:
+                problems.append(
+                    f"decision {decision_id} is claimed by run {holder}; a decision carries "
+                    "out one run"
+                )
             conn.commit()
         return problems, binding
 

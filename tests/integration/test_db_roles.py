@@ -27,6 +27,8 @@ EU = RegionStore(region="EU", schema="vectors_roles_eu")
 
 @pytest.fixture
 def admin(plane_db: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(plane_db, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS governance CASCADE")
     with psycopg.connect(plane_db) as conn:
         store.ensure_schema(conn)
         catalog_store.ensure_schema(conn)
@@ -35,6 +37,7 @@ def admin(plane_db: str) -> Iterator[psycopg.Connection]:
         yield conn
     with psycopg.connect(plane_db, autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS vectors_roles_eu CASCADE")
+        conn.execute("DROP SCHEMA IF EXISTS governance CASCADE")
 
 
 def connect(role: str) -> psycopg.Connection:
@@ -408,9 +411,10 @@ def test_the_search_function_bounds_k_and_readers_see_no_key_hashes(stocked) -> 
             )
 
 
-def test_plane_db_migrate_sets_everything_up(plane_db, capsys) -> None:
+def test_plane_db_migrate_sets_everything_up(admin, capsys) -> None:
     from plane_cli.main import main
 
-    assert main(["db", "migrate"]) == 0
-    out = capsys.readouterr().out
+    code = main(["db", "migrate"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
     assert "plane" in out and "vectors EU" in out and "read grants" in out
