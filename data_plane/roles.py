@@ -116,6 +116,7 @@ def ensure_agent_role(conn: psycopg.Connection, cluster: str, node: str | None =
     ``node`` None, and map it; returns its name. The row-level security of ``plane.telemetry``
     lets that role write (and prune) only the rows of its node, or of its cluster's nodes."""
     role = agent_role(cluster, node)
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('reasoning-plane schema set-up'))")
     ensure_roles(conn)
     if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
         _create(conn, sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
@@ -201,6 +202,9 @@ def _apply(
     apply: Callable[[psycopg.Connection], None],
 ) -> None:
     with conn.transaction():
+        # One set-up at a time: concurrent GRANTs on one object fail ("tuple concurrently
+        # updated"), and the units share schemas and roles.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('reasoning-plane schema set-up'))")
         if _can_create_roles(conn):
             ensure_roles(conn)
         apply(conn)
