@@ -20,6 +20,7 @@ from reasoning_plane.model import (
     GpuPool,
     Rejection,
     Snapshot,
+    TeamQuota,
     TelemetrySample,
     WorkloadRequest,
 )
@@ -224,9 +225,9 @@ def gpu_capacity(ctx: Context) -> Iterable[Rejection]:
             )
         return
     need = ctx.request.gpu_count
-    if ctx.pool.total < need:
+    if ctx.pool.total < need:  # can never fit here: not transient
         yield Rejection(
-            "gpu_capacity",
+            "pool_size",
             f"{ctx.pool.gpu_type} pool has {ctx.pool.total} GPUs in all, {need} needed",
         )
         return
@@ -313,6 +314,9 @@ def quota(ctx: Context) -> Iterable[Rejection]:
                 "requests.nvidia.com/gpu: no GPU without a quota",
             )
         return
+    if ctx.request.gpu_count > q.gpus:  # can never fit the team's quota: not transient
+        yield Rejection("quota_size", quota_size_message(ctx.request.gpu_count, team, q))
+        return
     held = ctx.snapshot.usage_of(team).gpus_held + ctx.state.team_gpus.get(team, 0)
     if held + ctx.request.gpu_count > q.gpus:
         yield Rejection(
@@ -321,6 +325,14 @@ def quota(ctx: Context) -> Iterable[Rejection]:
             f"({q.source or 'ResourceQuota'}); {ctx.request.gpu_count} more "
             "would exceed it",
         )
+
+
+def quota_size_message(gpus: int, team: str, quota: TeamQuota) -> str:
+    """`quota`'s message for a request larger than its team's whole quota."""
+    return (
+        f"{gpus} GPUs exceed team {team}'s whole quota of {quota.gpus} GPUs "
+        f"({quota.source or 'ResourceQuota'}): it can never run"
+    )
 
 
 def budget(ctx: Context) -> Iterable[Rejection]:

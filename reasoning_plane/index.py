@@ -34,7 +34,12 @@ import numpy as np
 
 from data_plane.catalog import CatalogRecord
 from data_plane.classification import UNKNOWN, residency_parts
-from reasoning_plane.constraints import BatchState, capacity_message, telemetry_problem
+from reasoning_plane.constraints import (
+    BatchState,
+    capacity_message,
+    quota_size_message,
+    telemetry_problem,
+)
 from reasoning_plane.cost import UNKNOWN_LATENCY_MS
 from reasoning_plane.memo import cache_of
 from reasoning_plane.model import (
@@ -633,7 +638,7 @@ class FleetIndex:
                 assert pool is not None
                 rejections[k] = (
                     Rejection(
-                        "gpu_capacity",
+                        "pool_size",
                         f"{pool.gpu_type} pool has {pool.total} GPUs in all, {need} needed",
                     ),
                 )
@@ -689,6 +694,8 @@ class FleetIndex:
                         f"namespace {team} has no ResourceQuota with "
                         "requests.nvidia.com/gpu: no GPU without a quota",
                     )
+            elif request.gpu_count > q.gpus:
+                quota = Rejection("quota_size", quota_size_message(request.gpu_count, team, q))
             else:
                 held = snapshot.usage_of(team).gpus_held + taken.team_gpus.get(team, 0)
                 if held + request.gpu_count > q.gpus:
@@ -857,11 +864,11 @@ class FleetIndex:
         add("gpu_memory", len(prep.memory_rejections))
         for more in shape.telemetry_rejections.values():
             add(more[0].rule, 1)
-        add("gpu_capacity", len(prep.size_rejections))
+        add("pool_size", len(prep.size_rejections))
         add("gpu_capacity", (capacity_fail & shape.gpu).sum())
         add("cpu_capacity", (capacity_fail & ~shape.gpu).sum())
         if quota is not None:
-            add("quota", shape.gpu_idx.size)
+            add(quota.rule, shape.gpu_idx.size)
         if budget_fail is not None:
             add("budget", budget_fail.sum())
         add("excluded", len(prep.excluded))
@@ -871,9 +878,13 @@ class FleetIndex:
 
     def hints(self, prep: Prepared, ok: np.ndarray) -> Hints:
         """`Hints` of the evaluations just made of ``prep`` (``ok``: which are feasible)."""
-        bad = prep.memory_fail
+        # rules no later state can pass: memory, the SLO, a pool or quota too small in all
+        bad = prep.memory_fail | prep.size_fail
         if prep.slo_fail is not None:
             bad = bad | prep.slo_fail
+        q = self.snapshot.quotas.get(prep.request.team)
+        if q is not None and prep.request.gpu_count > q.gpus:
+            bad = bad | prep.shape.gpu
         compliant = ~prep.governance_fail
         return Hints(
             feasible=np.flatnonzero(ok).tolist(),

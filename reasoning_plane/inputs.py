@@ -30,6 +30,7 @@ import yaml
 from data_plane.catalog import CatalogRecord, CatalogRecordError
 from data_plane.errors import InputFileError
 from reasoning_plane.model import (
+    CPU,
     Budget,
     Cluster,
     Fleet,
@@ -593,6 +594,12 @@ def _cluster(check: _Check, raw: Any, where: str) -> Cluster:
     pools_raw = check.list(raw["pools"], f"{where}.pools")
     pools = tuple(_pool(check, p, f"{where}.pools[{i}]") for i, p in enumerate(pools_raw))
     _unique(check, list(pools), lambda p: p.gpu_type, lambda i: f"{where}.pools[{i}].gpu_type")
+    for i, pool in enumerate(pools):
+        if pool.gpu_type.lower() == CPU:
+            check.fail(
+                f"{where}.pools[{i}].gpu_type",
+                f"{pool.gpu_type!r} is reserved for the CPU candidates of a cluster (cpu_slots)",
+            )
 
     kube_context = raw.get("kube_context")
     if kube_context is not None:

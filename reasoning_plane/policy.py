@@ -62,6 +62,13 @@ class PlacementPolicy:
     runtime_limit_factor: float = 1.5
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # latency divides by (1 - utilisation capped at this): 1 would divide by zero
+        if not 0 <= self.congestion_cap < 1:
+            raise ValueError(
+                f"congestion_cap must be at least 0 and below 1, got {self.congestion_cap}"
+            )
+
     def version(self) -> str:
         cache = cache_of(self)
         if "version" not in cache:
@@ -117,6 +124,10 @@ def load_policy(path: Path | str) -> PlacementPolicy:
         elif isinstance(default, float):
             low, high = _BOUNDS.get(key, (0.0, None))
             values[key] = _number(value, path, key, low, high)
+            if key == "congestion_cap" and values[key] >= 1:
+                raise InputFileError(
+                    path, key, f"must be below 1 (latency divides by 1 - it), got {value}"
+                )
         elif key == "stable_band":
             if not isinstance(value, list) or len(value) != 2:
                 raise InputFileError(path, key, "must be [low, high] utilisation")

@@ -411,7 +411,11 @@ def test_a_fleet_with_duplicate_names_is_decided_by_the_reference_path() -> None
     )
 
 
-def test_no_congestion_headroom_fails_as_the_scalar_code_does() -> None:
+def test_no_congestion_headroom_is_refused_before_any_decision() -> None:
+    """A cap of 1 left a saturated pool no headroom: both paths divided by zero and the tick
+    died (issue 14). The policy refuses it now; the highest cap works on both paths."""
+    with pytest.raises(ValueError, match="congestion_cap"):
+        PlacementPolicy(congestion_cap=1.0)
     pool = GpuPool("g", 24, 8, 1.0)
     cluster = Cluster(
         name="c",
@@ -433,11 +437,12 @@ def test_no_congestion_headroom_fails_as_the_scalar_code_does() -> None:
         now=NOW,
     )
     request = WorkloadRequest("r", "w", "a", (), 1, 8, 3600)
-    policy = PlacementPolicy(congestion_cap=1.0)
-    with pytest.raises(ZeroDivisionError):
-        reference.evaluate(request, snapshot, policy)
-    with pytest.raises(ZeroDivisionError):
-        placement.evaluate(request, snapshot, policy)
+    policy = PlacementPolicy(congestion_cap=0.999)
+    fast, slow = (
+        placement.evaluate(request, snapshot, policy),
+        reference.evaluate(request, snapshot, policy),
+    )
+    assert [e.cost.latency_ms for e in fast] == [e.cost.latency_ms for e in slow]
 
 
 def test_the_cached_index_does_not_keep_a_snapshot_alive() -> None:
