@@ -12,49 +12,22 @@ size, and prints the best and median of each and the difference.
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.decision_speed import bench_tick, build_world
-from reasoning_plane.policy import PlacementPolicy
+from benchmarks.tick_arms import compare
 from reasoning_plane.signing import signer
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fleets", default="10,100", help="cluster counts")
-    parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    key = signer()
-    policy = PlacementPolicy()
-    out = {}
-    for size in [int(x) for x in args.fleets.split(",") if x]:
-        world = build_world(size)
-        times: dict[str, list[float]] = {"admin": [], "rp_plane": []}
-        for _ in range(args.rounds):
-            for arm, role in (("admin", None), ("rp_plane", "plane")):
-                times[arm].append(bench_tick(world, args.requests, policy, key, role)["total_s"])
-        row = {
-            arm: {"best_s": min(t), "median_s": statistics.median(t)} for arm, t in times.items()
-        }
-        row["roles_cost_best_s"] = row["rp_plane"]["best_s"] - row["admin"]["best_s"]
-        row["roles_cost_share"] = row["roles_cost_best_s"] / row["admin"]["best_s"]
-        out[str(size)] = row
-        print(
-            f"{size} clusters, {args.requests} requests: admin best "
-            f"{row['admin']['best_s']:.2f} s (median {row['admin']['median_s']:.2f}), rp_plane "
-            f"best {row['rp_plane']['best_s']:.2f} s (median {row['rp_plane']['median_s']:.2f})"
-            f": {row['roles_cost_best_s'] * 1000:+.0f} ms ({row['roles_cost_share']:+.1%})",
-            flush=True,
-        )
-    print(json.dumps(out, indent=2))
-    return 0
+    return compare(
+        __doc__.split("\n\n")[0],
+        ("admin", {"signer": signer(), "role": None}),
+        ("rp_plane", {"signer": signer(), "role": "plane"}),
+        "roles_cost",
+    )
 
 
 if __name__ == "__main__":
