@@ -12,4 +12,10 @@ explain      EXPLAIN-style tables and the decision log payload
 index        the hot path: every candidate of a request evaluated at once over arrays
 reference    the straightforward path, one candidate at a time: what `index` must equal
 memo         per-object caches of what is derived from immutable snapshots and policies
+
+Around the core (PostgreSQL and the wire, still no Dagster):
+store        plane.* tables: decisions, ledger, claims, requests, telemetry, and their grants
+tick         one placement tick in one transaction: snapshot, decide, sign, record, anchor
+signing      Ed25519 keys; binding: what a decision binds a run to, and its checks
+agent        the GPU node's NVML telemetry agent; telemetry_gateway: its per-node identity
 """
