@@ -104,11 +104,16 @@ def ensure_roles(conn: psycopg.Connection) -> None:
     # Nobody but its owner creates objects in `public` (PostgreSQL's default since 15): a
     # function planted there could be found by code running as its owner. Dagster's storage
     # user, if another, needs its own grant there (or its own schema) on older servers.
-    try:
-        with conn.transaction():
-            conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
-    except psycopg.errors.InsufficientPrivilege:
-        pass  # not the owner of public: the operator's job (README, threat model)
+    open_to_all = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) a"
+        " WHERE n.nspname = 'public' AND a.grantee = 0 AND a.privilege_type = 'CREATE')"
+    ).fetchone()
+    if open_to_all and open_to_all[0]:  # only then: REVOKE writes the catalog every time
+        try:
+            with conn.transaction():
+                conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        except psycopg.errors.InsufficientPrivilege:
+            pass  # not the owner of public: the operator's job (README, threat model)
 
 
 def ensure_agent_role(conn: psycopg.Connection, cluster: str, node: str | None = None) -> str:
