@@ -31,11 +31,12 @@ drop the append-only triggers; the tables belong to the administrator that ran t
 the README's threat model.
 
 Each schema's owner module (``reasoning_plane.store``, ``data_plane.catalog_store``, ...) keeps
-its DDL and its ``GRANTS`` together and calls :func:`ensure`: an administrator's connection runs
-them (idempotent); a service role's connection only checks that the schema is at this code's
-version (a stamp in the table's comment) and, if not, has an administrator run them (the
-embedded server's superuser, or ``PLANE_ADMIN_DATABASE_URL``), else says to run ``plane db
-migrate``.
+its migration steps and its ``GRANTS`` together (a :class:`Schema`) and calls :func:`ensure`: an
+administrator's connection applies the steps the database has not had yet, in order, and the
+grants, and records the version in ``plane_meta.schema_versions``; a service role's connection
+only checks that the recorded version is this code's and, if not, has an administrator apply
+them (the embedded server's superuser, or ``PLANE_ADMIN_DATABASE_URL``), else says to run
+``plane db migrate``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
@@ -162,68 +164,140 @@ def grant(conn: psycopg.Connection, grants: Iterable[tuple[str, str]]) -> None:
 
 
 def version_of(*parts: object) -> str:
-    """The stamp of a schema: a hash of the DDL and grants that build it."""
+    """The stamp of a schema: a hash of the steps, DDL and grants that build it."""
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
-def _stamp(unit: str, version: str) -> str:
-    return f"reasoning-plane schema {unit} {version}"
+Step = str | Callable[[psycopg.Connection], None]
 
 
-def ensure(
-    conn: psycopg.Connection,
-    unit: str,
-    probe: str,
-    version: str,
-    apply: Callable[[psycopg.Connection], None],
-) -> None:
-    """Bring schema ``unit`` (whose table ``probe`` carries the stamp) to ``version``.
+@dataclass(frozen=True)
+class Schema:
+    """How one unit (a store module's tables) is built: ``steps`` in order, step ``i`` taking
+    the schema from version ``i`` to ``i + 1`` (SQL, or a function of the administrator's
+    connection), then ``finish``, run on every set-up (idempotent: hash chains, grants).
 
-    An administrator's connection runs ``apply`` (DDL and grants, idempotent) and stamps it. A
-    service role's connection checks the stamp (one query) and, when it is missing or another
-    version, has an administrator run it: the embedded server's superuser, or
-    ``PLANE_ADMIN_DATABASE_URL``; without either it raises :class:`MigrationNeeded`."""
+    A released step is never edited: a change of shape is a new step at the end (``ALTER
+    TABLE ...``), so that it reaches every database that has the older shape. The first step
+    of each unit is the DDL of the release before versions were recorded (commit 6dbeeab),
+    written ``IF NOT EXISTS``: on a database that release built it changes nothing.
+    ``probe``: a table the first step creates; when it is missing the unit is at version 0
+    whatever is recorded (its schema was dropped). ``extra``: what else the stamp covers (the
+    grants), so that a service sees a change made only there."""
+
+    unit: str
+    probe: str
+    steps: tuple[Step, ...]
+    finish: Callable[[psycopg.Connection], None] | None = None
+    extra: tuple[object, ...] = ()
+
+    @property
+    def version(self) -> int:
+        return len(self.steps)
+
+    @property
+    def stamp(self) -> str:
+        steps = [
+            s if isinstance(s, str) else f"{s.__module__}.{s.__qualname__}" for s in self.steps
+        ]
+        return version_of(self.unit, steps, self.extra)
+
+
+# The applied version of each unit; readable by every service role, written by administrators.
+VERSIONS = "plane_meta.schema_versions"
+_VERSIONS_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS plane_meta;
+CREATE TABLE IF NOT EXISTS {VERSIONS} (
+    unit       text PRIMARY KEY,
+    version    integer NOT NULL CHECK (version >= 0),
+    stamp      text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+def _versions_grants() -> list[tuple[str, str]]:
+    readers = (*SERVICE_ROLES, AGENT)
+    return [
+        *usage("plane_meta", *readers),
+        *[(role, f"GRANT SELECT ON {VERSIONS} TO {role}") for role in readers],
+    ]
+
+
+def ensure(conn: psycopg.Connection, schema: Schema) -> None:
+    """Bring ``schema`` to this code's version.
+
+    An administrator's connection applies the pending steps in order, then ``finish``, and
+    records the version, all in one transaction (`apply_pending`). A service role's connection
+    checks the recorded version (one query) and, when it is missing or another, has an
+    administrator apply it: the embedded server's superuser, or ``PLANE_ADMIN_DATABASE_URL``;
+    without either it raises :class:`MigrationNeeded`."""
     if not is_service(conn):
-        _apply(conn, unit, probe, version, apply)
+        apply_pending(conn, schema)
         return
-    if _stamped(conn, unit, probe, version):
+    if _recorded(conn, schema) == (schema.version, schema.stamp):
         return
     url = admin_url()
     if url is None:
         raise MigrationNeeded(
-            f"{probe}: the schema {unit!r} is missing or older than this code, and "
+            f"{schema.probe}: the schema {schema.unit!r} is missing or older than this code, and "
             f"{conn.info.user} may not change it: run `plane db migrate` with an administrator "
             f"URL ({ADMIN_URL_ENV})"
         )
     with psycopg.connect(url) as admin:
-        _apply(admin, unit, probe, version, apply)
+        apply_pending(admin, schema)
 
 
-def _apply(
-    conn: psycopg.Connection,
-    unit: str,
-    probe: str,
-    version: str,
-    apply: Callable[[psycopg.Connection], None],
-) -> None:
+def apply_pending(conn: psycopg.Connection, schema: Schema) -> int:
+    """As an administrator: apply ``schema``'s steps after its recorded version, then its
+    ``finish``, and record the version, in one transaction (a failing step leaves the unit
+    as it was); the number of steps applied. A database newer than this code is refused."""
     with conn.transaction():
         # One set-up at a time: concurrent GRANTs on one object fail ("tuple concurrently
         # updated"), and the units share schemas and roles.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('reasoning-plane schema set-up'))")
         if _can_create_roles(conn):
             ensure_roles(conn)
-        apply(conn)
-        if not _stamped(conn, unit, probe, version):  # COMMENT locks the table: only if needed
-            conn.execute(
-                sql.SQL("COMMENT ON TABLE {} IS {}").format(
-                    sql.Identifier(*probe.split(".")), sql.Literal(_stamp(unit, version))
-                )
+        if conn.execute("SELECT to_regclass(%s)", (VERSIONS,)).fetchone() == (None,):
+            conn.execute(_VERSIONS_DDL)
+            grant(conn, _versions_grants())
+        recorded = _recorded(conn, schema)
+        current = 0 if recorded is None else recorded[0]
+        if current > schema.version:
+            raise MigrationNeeded(
+                f"{VERSIONS}: {schema.unit}: the database is at version {current}, newer than "
+                f"this code's {schema.version}: run the release that migrated it"
             )
+        for step in schema.steps[current:]:
+            if isinstance(step, str):
+                conn.execute(step)
+            else:
+                step(conn)
+        if schema.finish is not None:
+            schema.finish(conn)
+        if recorded != (schema.version, schema.stamp):
+            conn.execute(
+                f"INSERT INTO {VERSIONS} (unit, version, stamp) VALUES (%s, %s, %s)"
+                " ON CONFLICT (unit) DO UPDATE SET version = EXCLUDED.version,"
+                " stamp = EXCLUDED.stamp, applied_at = now()",
+                (schema.unit, schema.version, schema.stamp),
+            )
+    return schema.version - current
 
 
-def _stamped(conn: psycopg.Connection, unit: str, probe: str, version: str) -> bool:
-    row = conn.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (probe,)).fetchone()
-    return row is not None and row[0] == _stamp(unit, version)
+def _recorded(conn: psycopg.Connection, schema: Schema) -> tuple[int, str] | None:
+    """(version, stamp) recorded for ``schema``; None when nothing is, or its probe table is
+    gone (the schema was dropped: it is rebuilt from step one)."""
+    present = conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
+        (VERSIONS, schema.probe),
+    ).fetchone()
+    if not (present and present[0]):
+        return None
+    row = conn.execute(
+        f"SELECT version, stamp FROM {VERSIONS} WHERE unit = %s", (schema.unit,)
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
 
 
 def _can_create_roles(conn: psycopg.Connection) -> bool:
@@ -233,9 +307,10 @@ def _can_create_roles(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
-def migrate(conn: psycopg.Connection, stores: Iterable[object] = ()) -> list[tuple[str, str]]:
-    """As an administrator: create the roles, then create or update every schema and its
-    grants (``plane db migrate``); the (schema, stamp) pairs done."""
+def migrate(conn: psycopg.Connection, stores: Iterable[object] = ()) -> list[tuple[str, int, int]]:
+    """As an administrator: create the roles, then bring every schema to this code's version,
+    its pending steps in order, one transaction per schema, and its grants (``plane db
+    migrate``); (schema, version, steps applied now) of each."""
     from data_plane import access_log, catalog_store, credentials, model_registry, vector_store
     from reasoning_plane import store
 
@@ -245,20 +320,18 @@ def migrate(conn: psycopg.Connection, stores: Iterable[object] = ()) -> list[tup
             "administrator"
         )
     ensure_roles(conn)
-    units = [
-        ("plane", store.ensure_schema, store.SCHEMA_VERSION),
-        ("catalog", catalog_store.ensure_schema, catalog_store.SCHEMA_VERSION),
-        ("api_keys", credentials.ensure_schema, credentials.SCHEMA_VERSION),
-        ("access_log", access_log.ensure_schema, access_log.SCHEMA_VERSION),
-        ("models", model_registry.ensure_schema, model_registry.SCHEMA_VERSION),
+    schemas = [
+        store.SCHEMA,
+        catalog_store.SCHEMA,
+        credentials.SCHEMA,
+        access_log.SCHEMA,
+        model_registry.SCHEMA,
+        *[vector_store.store_schema(region_store) for region_store in stores],
     ]
     done = []
-    for unit, apply, version in units:
-        apply(conn)
-        done.append((unit, version))
-    for region_store in stores:
-        vector_store.ensure_store(conn, region_store)
-        done.append((f"vectors {region_store.region}", vector_store.store_version(region_store)))
+    for schema in schemas:
+        applied = apply_pending(conn, schema)
+        done.append((schema.unit, schema.version, applied))
     return done
 
 

@@ -648,7 +648,8 @@ def _db(args: argparse.Namespace) -> int:
         grants = sync_read_grants(admin)
         admin.commit()
         print(f"{grants} read grants decided by the Cedar policies over the catalog")
-    print(format_table(["schema", "stamp"], [[unit, version] for unit, version in done]))
+    rows = [[unit, version, applied] for unit, version, applied in done]
+    print(format_table(["schema", "version", "steps applied"], rows))
     return EXIT_OK
 
 

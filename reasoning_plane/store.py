@@ -31,13 +31,15 @@ from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
 
 from data_plane.hash_chain import ensure_chain
-from data_plane.roles import AGENT, PLANE, STEWARD, WORKER, ensure, grant, usage, version_of
+from data_plane.roles import AGENT, PLANE, STEWARD, WORKER, Schema, ensure, grant, usage
 from reasoning_plane.binding import SignedDecision, binding_of
 from reasoning_plane.explain import Renderer, explain, to_dict
 from reasoning_plane.model import CPU, Decision, Snapshot, TeamUsage, TelemetrySample
 from reasoning_plane.policy import PlacementPolicy
 from reasoning_plane.signing import Signer
 
+# Migration steps (`data_plane.roles.Schema`): released steps are never edited; a change is a
+# new step at the end. Step 1 is the schema as the release before versioned migrations built it.
 DDL = """
 CREATE SCHEMA IF NOT EXISTS plane;
 CREATE TABLE IF NOT EXISTS plane.decisions (
@@ -232,21 +234,32 @@ GRANTS = [
         f" AND observed_at <= now() + make_interval(secs => {AGENT_MAX_AHEAD_S}))",
     ),
 ]
-SCHEMA_VERSION = version_of(DDL, ROLES_DDL, GRANTS, CHAINED)
+# Step 2: a request's status is one the plane writes (`reasoning_plane.tick`, the sensors).
+REQUEST_STATUS = """
+ALTER TABLE plane.requests ADD CONSTRAINT requests_status_known
+    CHECK (status IN ('pending', 'deferred', 'placed', 'rejected'));
+"""
 
 
-def _apply_schema(conn: psycopg.Connection) -> None:
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext('plane ddl'))")
-    conn.execute(DDL)
+def _finish(conn: psycopg.Connection) -> None:
     for table in CHAINED:
         ensure_chain(conn, table)
     conn.execute(ROLES_DDL)
     grant(conn, GRANTS)
 
 
+SCHEMA = Schema(
+    unit="plane",
+    probe="plane.decisions",
+    steps=(DDL, REQUEST_STATUS),
+    finish=_finish,
+    extra=(ROLES_DDL, GRANTS, CHAINED),
+)
+
+
 def ensure_schema(conn: psycopg.Connection) -> None:
     """Create or bring ``plane.*`` to this code's version (`data_plane.roles.ensure`)."""
-    ensure(conn, "plane", "plane.decisions", SCHEMA_VERSION, _apply_schema)
+    ensure(conn, SCHEMA)
 
 
 _DECISION_COLUMNS = (
