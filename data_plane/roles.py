@@ -132,11 +132,9 @@ def ensure_agent_role(conn: psycopg.Connection, cluster: str, node: str | None =
         if conn.info.server_version >= 160000:
             member = member + sql.SQL(" WITH INHERIT TRUE, SET FALSE")
         conn.execute(member)
-    conn.execute(
-        "INSERT INTO plane.agent_nodes (role, cluster, node) VALUES (%s, %s, %s)"
-        " ON CONFLICT (role) DO UPDATE SET cluster = EXCLUDED.cluster, node = EXCLUDED.node",
-        (role, cluster, node or ANY_NODE),
-    )
+    from reasoning_plane import store  # the owner of plane.* (which imports this module)
+
+    store.map_agent(conn, role, cluster, node or ANY_NODE)
     return role
 
 
