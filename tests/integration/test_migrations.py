@@ -191,3 +191,19 @@ def test_each_step_runs_once_in_order_and_a_new_one_changes_an_existing_column(
                 roles.ensure(conn, _probe_schema(first))
     finally:
         _drop_all(plane_db)
+
+
+def test_a_lost_version_table_is_recorded_again_without_harm(previous_release) -> None:
+    """Should ``plane_meta`` be dropped, the next migration runs every step again over the
+    existing tables: each is written to be safe to repeat, and the rows stay."""
+    conn = previous_release
+    roles.migrate(conn)
+    conn.commit()
+    conn.execute("DROP SCHEMA plane_meta CASCADE")
+    conn.commit()
+    roles.migrate(conn)
+    conn.commit()
+    assert conn.execute("SELECT count(*) FROM plane.requests").fetchone() == (2,)
+    assert conn.execute(
+        "SELECT version FROM plane_meta.schema_versions WHERE unit = 'plane'"
+    ).fetchone() == (store.SCHEMA.version,)
