@@ -258,7 +258,7 @@ def apply_pending(conn: psycopg.Connection, schema: Schema) -> int:
             ensure_roles(conn)
         if conn.execute("SELECT to_regclass(%s)", (VERSIONS,)).fetchone() == (None,):
             conn.execute(_VERSIONS_DDL)
-            grant(conn, _versions_grants())
+        grant(conn, _versions_grants())  # roles created since are granted too
         recorded = _recorded(conn, schema)
         current = 0 if recorded is None else recorded[0]
         if current > schema.version:

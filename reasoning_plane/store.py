@@ -235,9 +235,15 @@ GRANTS = [
     ),
 ]
 # Step 2: a request's status is one the plane writes (`reasoning_plane.tick`, the sensors).
+# (Written to be safe to run again, should plane_meta ever be lost.)
 REQUEST_STATUS = """
-ALTER TABLE plane.requests ADD CONSTRAINT requests_status_known
-    CHECK (status IN ('pending', 'deferred', 'placed', 'rejected'));
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'requests_status_known'
+                   AND conrelid = 'plane.requests'::regclass) THEN
+        ALTER TABLE plane.requests ADD CONSTRAINT requests_status_known
+            CHECK (status IN ('pending', 'deferred', 'placed', 'rejected'));
+    END IF;
+END $$;
 """
 
 
