@@ -227,7 +227,7 @@ def ensure(conn: psycopg.Connection, schema: Schema) -> None:
 
     An administrator's connection applies the pending steps in order, then ``finish``, and
     records the version, all in one transaction (`apply_pending`). A service role's connection
-    checks the recorded version (one query) and, when it is missing or another, has an
+    checks the recorded version (two queries) and, when it is missing or another, has an
     administrator apply it: the embedded server's superuser, or ``PLANE_ADMIN_DATABASE_URL``;
     without either it raises :class:`MigrationNeeded`."""
     if not is_service(conn):
@@ -238,7 +238,8 @@ def ensure(conn: psycopg.Connection, schema: Schema) -> None:
     url = admin_url()
     if url is None:
         raise MigrationNeeded(
-            f"{schema.probe}: the schema {schema.unit!r} is missing or older than this code, and "
+            f"{schema.probe}: the schema {schema.unit!r} is missing or not at this code's version "
+            f"({schema.version}), and "
             f"{conn.info.user} may not change it: run `plane db migrate` with an administrator "
             f"URL ({ADMIN_URL_ENV})"
         )
