@@ -14,7 +14,9 @@ reference    the straightforward path, one candidate at a time: what `index` mus
 memo         per-object caches of what is derived from immutable snapshots and policies
 
 Around the core (PostgreSQL and the wire, still no Dagster):
-store        plane.* tables: decisions, ledger, claims, requests, telemetry, and their grants
+store        plane.* tables: decisions, ledger, claims, requests, telemetry; all their SQL,
+             their migration steps and grants
+launch       the plane/* run-tag contract: a decision's run tags and config, built and checked
 tick         one placement tick in one transaction: snapshot, decide, sign, record, anchor
 signing      Ed25519 keys; binding: what a decision binds a run to, and its checks
 agent        the GPU node's NVML telemetry agent; telemetry_gateway: its per-node identity
