@@ -187,8 +187,10 @@ def _place_batch(
         )
         if plan is None:
             plan = _greedy(tier, prepared, options)
-        # Fewest options first, so the greedy path leaves room for the constrained requests.
-        for request in sorted(tier, key=lambda r: (len(options[r.request_id]), r.request_id)):
+        # The plan's requests first: the plan is jointly feasible, and what it left out only
+        # takes what is left (it must not push planned ones out). Then fewest options first,
+        # so the greedy path leaves room for the constrained requests.
+        for request in sorted(tier, key=lambda r: _recheck_order(r, plan, options)):
             prep = prepared.pop(request.request_id)
             evaluations, ok = index.evaluations(prep, taken)
             hints = index.hints(prep, ok)
@@ -243,3 +245,9 @@ def _take(prep: Prepared, k: int, usd: float, taken: Taken) -> None:
         team = request.team
         taken.team_gpus[team] = taken.team_gpus.get(team, 0) + request.gpu_count
     taken.team_usd[request.team] = taken.team_usd.get(request.team, 0.0) + usd
+
+
+def _recheck_order(request: WorkloadRequest, plan: dict, options: dict) -> tuple:
+    """The re-check order of a tier: planned requests, then fewest options, then id."""
+    rid = request.request_id
+    return (rid not in plan, len(options[rid]), rid)

@@ -291,8 +291,12 @@ def place_batch(
         )
         if plan is None:
             plan = _greedy(tier, options)
-        # Fewest options first, so the greedy path leaves room for the constrained requests.
-        for request in sorted(tier, key=lambda r: (len(options[r.request_id]), r.request_id)):
+        # The plan's requests first: the plan is jointly feasible, and what it left out only
+        # takes what is left (it must not push planned ones out). Then fewest options first,
+        # so the greedy path leaves room for the constrained requests.
+        for request in sorted(
+            tier, key=lambda r: (r.request_id not in plan, len(options[r.request_id]), r.request_id)
+        ):
             evaluations = evaluate(request, snapshot, policy, state)
             wanted = plan.get(request.request_id)
             ok = {e.candidate: e for e in evaluations if e.feasible}
