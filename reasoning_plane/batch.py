@@ -26,12 +26,12 @@ from itertools import groupby
 
 import numpy as np
 
-from reasoning_plane.constraints import capacity_tiers
 from reasoning_plane.hysteresis import choose_with_hysteresis
-from reasoning_plane.index import FleetIndex, Prepared, Taken, collector_paused, fleet_index
+from reasoning_plane.index import FleetIndex, Prepared, fleet_index
 from reasoning_plane.model import Candidate, Decision, Snapshot, WorkloadRequest
-from reasoning_plane.placement import _position, best_of, decide
+from reasoning_plane.placement import best_of, decide
 from reasoning_plane.policy import PlacementPolicy
+from reasoning_plane.rules import Taken, capacity_tiers
 
 
 def _remaining(index: FleetIndex, taken: Taken):
@@ -98,8 +98,8 @@ def _exact(
     by_team_usd: dict[str, list[int]] = defaultdict(list)
     for i, (r, k) in enumerate(pairs):
         by_request[r.request_id].append(i)
-        candidate = prepared[r.request_id].shape.candidates[k]
-        if not prepared[r.request_id].shape.gpu[k]:
+        candidate = prepared[r.request_id].table.candidates[k]
+        if not prepared[r.request_id].table.gpu[k]:
             by_cpu[candidate.cluster].append(i)
         else:
             by_pool[(candidate.cluster, candidate.gpu_type)].append(i)
@@ -158,18 +158,13 @@ def place_batch(
     ids = [r.request_id for r in requests]
     if len(set(ids)) != len(ids):
         raise ValueError("request ids in a batch must be unique")
-    with collector_paused():
-        return _place_batch(requests, snapshot, policy)
+    return _place_batch(requests, snapshot, policy)
 
 
 def _place_batch(
     requests: Sequence[WorkloadRequest], snapshot: Snapshot, policy: PlacementPolicy
 ) -> list[Decision]:
     index = fleet_index(snapshot, policy)
-    if not index.usable:
-        from reasoning_plane import reference
-
-        return reference.place_batch(requests, snapshot, policy)
     taken = index.taken()
     decisions: list[Decision] = []
     ordered = sorted(requests, key=lambda r: (-r.priority, r.request_id))
@@ -192,56 +187,55 @@ def _place_batch(
         # so the greedy path leaves room for the constrained requests.
         for request in sorted(tier, key=lambda r: _recheck_order(r, plan, options)):
             prep = prepared.pop(request.request_id)
-            evaluations, ok = index.evaluations(prep, taken)
-            hints = index.hints(prep, ok)
-            feasible = hints.feasible
-            wanted = plan.get(request.request_id)
-            chosen: Candidate | None
-            if wanted is not None and ok[wanted]:
-                chosen = evaluations[wanted].candidate
-            elif feasible:
-                chosen = evaluations[best_of(evaluations, feasible, hints.scores)].candidate
-            else:
-                chosen = None
-            if chosen is None and len(options[request.request_id]):
-                lowest = evaluations[int(np.argmin(hints.scores))]  # the first lowest
-                reason = (
-                    "deferred: capacity, quota or budget left after higher-priority and "
-                    "cheaper placements of this batch is not enough; "
-                    + "; ".join(f"{r.rule}: {r.message}" for r in lowest.rejections)
-                )
-                decision = decide(
-                    request, evaluations, snapshot, policy, reason=reason, hints=hints
-                )
-            else:
-                reason = None
-                if chosen is not None:
-                    chosen, reason = choose_with_hysteresis(
-                        request, evaluations, chosen, snapshot, policy, feasible=feasible
-                    )
-                decision = decide(
-                    request,
-                    evaluations,
-                    snapshot,
-                    policy,
-                    chosen=chosen,
-                    reason=reason,
-                    hints=hints,
-                )
-            if chosen is not None:
-                k = _position(evaluations, chosen, hints)
-                _take(prep, k, evaluations[k].cost.total_usd, taken)
+            decision = _recheck(request, prep, plan.get(request.request_id), options, index, taken)
+            if decision.chosen is not None:
+                k = decision.evaluations.position_of(decision.chosen)
+                assert k is not None
+                _take(prep, k, decision.evaluations[k].cost.total_usd, taken)
             decisions.append(decision)
     return decisions
 
 
+def _recheck(
+    request: WorkloadRequest,
+    prep: Prepared,
+    wanted: int | None,
+    options: dict[str, np.ndarray],
+    index: FleetIndex,
+    taken: Taken,
+) -> Decision:
+    """The decision on ``request`` against what the batch took so far: the planned candidate
+    when it still passes every rule, else the cheapest that does; none left is a deferral
+    when the request had options at the start of its tier."""
+    snapshot, policy = index.snapshot, index.policy
+    evaluations, hints = index.evaluations(prep, taken)
+    feasible = hints.feasible
+    chosen: Candidate | None = None
+    if wanted is not None and evaluations.feasible_mask()[wanted]:
+        chosen = evaluations.candidate_at(wanted)
+    elif feasible:
+        chosen = evaluations.candidate_at(best_of(evaluations, feasible, hints.scores))
+    if chosen is None and len(options[request.request_id]):
+        lowest = evaluations[int(np.argmin(hints.scores))]  # the first lowest
+        reason = (
+            "deferred: capacity, quota or budget left after higher-priority and "
+            "cheaper placements of this batch is not enough; "
+            + "; ".join(f"{r.rule}: {r.message}" for r in lowest.rejections)
+        )
+        return decide(request, evaluations, hints, snapshot, policy, reason=reason)
+    reason = None
+    if chosen is not None:
+        chosen, reason = choose_with_hysteresis(request, evaluations, chosen, snapshot, policy)
+    return decide(request, evaluations, hints, snapshot, policy, chosen=chosen, reason=reason)
+
+
 def _take(prep: Prepared, k: int, usd: float, taken: Taken) -> None:
-    """`BatchState.take` of candidate ``k``."""
-    request, shape = prep.request, prep.shape
-    if not shape.gpu[k]:
-        taken.cpu[shape.cpu_id[k]] += 1
+    """What candidate ``k`` of ``prep`` takes from the batch's capacity, quota and budget."""
+    request, table = prep.request, prep.table
+    if not table.gpu[k]:
+        taken.cpu[table.cpu_id[k]] += 1
     else:
-        taken.pool[shape.pool_id[k]] += request.gpu_count
+        taken.pool[table.pool_id[k]] += request.gpu_count
         team = request.team
         taken.team_gpus[team] = taken.team_gpus.get(team, 0) + request.gpu_count
     taken.team_usd[request.team] = taken.team_usd.get(request.team, 0.0) + usd

@@ -11,7 +11,6 @@ many candidates each rule rejected over the whole fleet.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,29 +63,16 @@ def listing(decision: Decision, *, full: bool = False) -> Listing:
     if n <= FULL_LIMIT or full:
         listed = list(evaluations)
         return Listing(listed, [_is_chosen(e.candidate, chosen) for e in listed], n, True)
-    position_of = getattr(evaluations, "position_of", None)  # index.LazyEvaluations
-    if position_of is not None:
-        ok = evaluations.feasible_mask()  # type: ignore[attr-defined]
-        scores = np.asarray(evaluations.scores(), dtype=np.float64)  # type: ignore[attr-defined]
-        counts = evaluations.rule_counts()  # type: ignore[attr-defined]
-        at = position_of(chosen) if chosen is not None else None
-    else:
-        ok = np.array([not e.rejections for e in evaluations], dtype=bool)
-        scores = np.array([e.score for e in evaluations], dtype=np.float64)
-        counter: Counter[str] = Counter()
-        for e in evaluations:
-            counter.update({r.rule for r in e.rejections})
-        counts = dict(counter)
-        at = next((k for k, e in enumerate(evaluations) if e.candidate is chosen), None)
-        if at is None and chosen is not None:
-            at = next((k for k, e in enumerate(evaluations) if e.candidate == chosen), None)
+    ok = evaluations.feasible_mask()
+    scores = np.asarray(evaluations.scores(), dtype=np.float64)
+    counts = evaluations.rule_counts()
+    at = evaluations.position_of(chosen) if chosen is not None else None
     picked = set(_cheapest(np.flatnonzero(ok), scores, LISTED_FEASIBLE))
     picked.update(_cheapest(np.flatnonzero(~ok), scores, LISTED_REJECTED))
     if at is not None:
         picked.add(at)
     positions = sorted(picked)
-    subset = getattr(evaluations, "subset", None)
-    listed = subset(positions) if subset is not None else [evaluations[k] for k in positions]
+    listed = evaluations.subset(positions)
     rules = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
     return Listing(
         listed,

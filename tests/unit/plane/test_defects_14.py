@@ -8,10 +8,11 @@ import pytest
 import yaml
 
 from data_plane.errors import InputFileError
-from reasoning_plane import batch, placement, reference
+from reasoning_plane import batch, placement
 from reasoning_plane.inputs import load_fleet
 from reasoning_plane.model import DEFERRED, REJECTED, TeamQuota
 from reasoning_plane.policy import PlacementPolicy, load_policy
+from tests.oracle import reference
 from tests.unit.plane import factory
 
 REPO = Path(__file__).resolve().parents[3]
