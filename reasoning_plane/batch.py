@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from itertools import groupby
 
 import numpy as np
@@ -77,20 +78,53 @@ def _exact(
     scores = np.array(scores_l)
     big = float(np.abs(scores).sum()) + 1.0
     objective = scores - big  # each placement is worth `big`: maximise count, then min score
-    rows: list[int] = []
-    cols: list[int] = []
-    data: list[float] = []
-    upper: list[float] = []
+    rows = _Rows()
+    _constraints(rows, pairs, usd_l, prepared, index, taken)
+    matrix = csc_array(
+        (np.array(rows.data, dtype=np.float64), (np.array(rows.rows), np.array(rows.cols))),
+        shape=(len(rows.upper), n),
+    )
+    result = milp(
+        c=objective,
+        constraints=LinearConstraint(matrix, -np.inf, np.array(rows.upper)),
+        integrality=np.ones(n),
+        bounds=Bounds(0, 1),
+        options={"time_limit": index.policy.exact_time_limit_s},
+    )
+    if result.x is None:  # no integer solution found in time
+        return None
+    return {pairs[i][0].request_id: pairs[i][1] for i in range(n) if result.x[i] > 0.5}
 
-    def add(indices: list[int], weights: list[float], bound: float) -> None:
-        row = len(upper)
+
+@dataclass
+class _Rows:
+    """The integer program's constraint matrix, row by row (sparse), and each row's bound."""
+
+    rows: list[int] = field(default_factory=list)
+    cols: list[int] = field(default_factory=list)
+    data: list[float] = field(default_factory=list)
+    upper: list[float] = field(default_factory=list)
+
+    def add(self, indices: list[int], weights: list[float], bound: float) -> None:
+        row = len(self.upper)
         for i, w in zip(indices, weights, strict=True):
             if w != 0:  # as a dense row turned sparse: zeros are not stored
-                rows.append(row)
-                cols.append(i)
-                data.append(float(w))
-        upper.append(bound)
+                self.rows.append(row)
+                self.cols.append(i)
+                self.data.append(float(w))
+        self.upper.append(bound)
 
+
+def _constraints(
+    rows: _Rows,
+    pairs: list[tuple[WorkloadRequest, int]],
+    usd: list[float],
+    prepared: dict[str, Prepared],
+    index: FleetIndex,
+    taken: Taken,
+) -> None:
+    """At most one candidate per request; free GPUs per pool (per memory tier), CPU slots per
+    cluster, each team's remaining quota and budget, after what ``taken`` holds."""
     by_request: dict[str, list[int]] = defaultdict(list)
     by_pool: dict[tuple[str, str], list[int]] = defaultdict(list)
     by_cpu: dict[str, list[int]] = defaultdict(list)
@@ -107,36 +141,22 @@ def _exact(
         by_team_usd[r.team].append(i)
     cpu, quota, budget = _remaining(index, taken)
     for idx in by_request.values():
-        add(idx, [1.0] * len(idx), 1.0)
+        rows.add(idx, [1.0] * len(idx), 1.0)
     for key, idx in by_pool.items():
         pool = index.pool_ids.get(key)
         took = int(taken.pool[pool]) if pool is not None else 0
         needs = [pairs[i][0].gpu_memory_gb for i in idx]
         for threshold, fit in capacity_tiers(index.snapshot.telemetry.get(key), needs):
             tier = [i for i in idx if pairs[i][0].gpu_memory_gb >= threshold]
-            add(tier, [pairs[i][0].gpu_count for i in tier], fit - took)
+            rows.add(tier, [pairs[i][0].gpu_count for i in tier], fit - took)
     for cluster, idx in by_cpu.items():
-        add(idx, [1.0] * len(idx), cpu.get(cluster, 0))
+        rows.add(idx, [1.0] * len(idx), cpu.get(cluster, 0))
     for team, idx in by_team_gpu.items():
         if team in quota:
-            add(idx, [pairs[i][0].gpu_count for i in idx], quota[team])
+            rows.add(idx, [pairs[i][0].gpu_count for i in idx], quota[team])
     for team, idx in by_team_usd.items():
         if team in budget:
-            add(idx, [usd_l[i] for i in idx], budget[team])
-    matrix = csc_array(
-        (np.array(data, dtype=np.float64), (np.array(rows), np.array(cols))),
-        shape=(len(upper), n),
-    )
-    result = milp(
-        c=objective,
-        constraints=LinearConstraint(matrix, -np.inf, np.array(upper)),
-        integrality=np.ones(n),
-        bounds=Bounds(0, 1),
-        options={"time_limit": index.policy.exact_time_limit_s},
-    )
-    if result.x is None:  # no integer solution found in time
-        return None
-    return {pairs[i][0].request_id: pairs[i][1] for i in range(n) if result.x[i] > 0.5}
+            rows.add(idx, [usd[i] for i in idx], budget[team])
 
 
 def _greedy(

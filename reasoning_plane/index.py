@@ -21,6 +21,7 @@ property tests check on thousands of random worlds that this engine gives exactl
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -222,28 +223,13 @@ class FleetIndex:
                 entries.append((i, None))
         return entries
 
-    def _build_table(self, kind: str) -> CandidateTable:
+    def _columns(
+        self, entries: list[tuple[int, GpuPool | None]]
+    ) -> tuple[dict[str, list[Any]], list[float], dict[int, tuple[Rejection]]]:
+        """The per-candidate columns of a table, each GPU's free memory (concatenated), and
+        why a pool's telemetry is not trusted (`rules.telemetry_problem`)."""
         snapshot, policy = self.snapshot, self.policy
-        entries = self._entries(kind)
-        cols: dict[str, list[Any]] = {
-            name: []
-            for name in [
-                "speed",
-                "rate",
-                "memory",
-                "free_memory",
-                "total",
-                "has_sample",
-                "free_gpus",
-                "pool_id",
-                "cpu_slots",
-                "model_latency",
-                "reported",
-                "per_gpu_known",
-                "per_gpu_start",
-                "per_gpu_end",
-            ]
-        }
+        cols: dict[str, list[Any]] = defaultdict(list)
         per_gpu_memory: list[float] = []
         telemetry: dict[int, tuple[Rejection]] = {}
         for k, (i, pool) in enumerate(entries):
@@ -263,6 +249,11 @@ class FleetIndex:
                 )
                 if problem is not None:
                     telemetry[k] = (problem,)
+        return cols, per_gpu_memory, telemetry
+
+    def _build_table(self, kind: str) -> CandidateTable:
+        entries = self._entries(kind)
+        cols, per_gpu_memory, telemetry = self._columns(entries)
         n = len(entries)
         ci = np.array([i for i, _ in entries], dtype=np.intp)
         gpu = np.array([p is not None for _, p in entries], dtype=bool)
