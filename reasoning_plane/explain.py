@@ -104,39 +104,37 @@ def _omitted(view: Listing) -> dict[str, Any]:
 
 class Renderer:
     """Renders decisions for the log (`explain` text, `to_dict` JSON), sharing the work on what
-    decisions of one batch share: candidate labels and rejection lists (the same objects)."""
+    decisions of one batch share: candidate labels and rejection lists (equal ones)."""
 
     def __init__(self) -> None:
-        # id -> (the object, kept alive so that its id is not reused; its rendering)
-        self._labels: dict[int, tuple[Candidate, str, str]] = {}
-        self._reasons: dict[int, tuple[tuple[Rejection, ...], str, str]] = {}
-        self._rejections: dict[int, tuple[Rejection, str, str]] = {}
+        self._labels: dict[Candidate, tuple[str, str]] = {}
+        self._reasons: dict[tuple[Rejection, ...], tuple[str, str]] = {}
+        self._rejections: dict[Rejection, tuple[str, str]] = {}
 
     def _label(self, c: Candidate) -> tuple[Candidate, str, str]:
-        found = self._labels.get(id(c))
+        found = self._labels.get(c)
         if found is None:
             label = c.label
-            found = self._labels[id(c)] = (c, label, json.dumps(label))
-        return found
+            found = self._labels[c] = (label, json.dumps(label))
+        return (c, *found)
 
     def _reason(self, rejections: tuple[Rejection, ...]) -> tuple[Any, str, str]:
-        found = self._reasons.get(id(rejections))
+        found = self._reasons.get(rejections)
         if found is None:
             parts = [self._one(x) for x in rejections]
             text = "; ".join([p[1] for p in parts])
             listed = "[" + ", ".join([p[2] for p in parts]) + "]"
-            found = self._reasons[id(rejections)] = (rejections, text, listed)
-        return found
+            found = self._reasons[rejections] = (text, listed)
+        return (rejections, *found)
 
     def _one(self, x: Rejection) -> tuple[Rejection, str, str]:
-        found = self._rejections.get(id(x))
+        found = self._rejections.get(x)
         if found is None:
-            found = self._rejections[id(x)] = (
-                x,
+            found = self._rejections[x] = (
                 f"{x.rule}: {x.message}",
                 json.dumps({"rule": x.rule, "message": x.message}),
             )
-        return found
+        return (x, *found)
 
     def explain(self, decision: Decision) -> str:
         """The decision as an EXPLAIN-style table: the chosen candidate, then the feasible ones,
