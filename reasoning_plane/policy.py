@@ -17,12 +17,12 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from data_plane.errors import InputFileError
 from data_plane.files import read_yaml
-from reasoning_plane.memo import cache_of
 
 OBJECTIVES = ("cheapest_within_slo", "weighted")
 
@@ -70,11 +70,12 @@ class PlacementPolicy:
             )
 
     def version(self) -> str:
-        cache = cache_of(self)
-        if "version" not in cache:
-            payload = json.dumps(asdict(self), sort_keys=True, default=list)
-            cache["version"] = hashlib.sha256(payload.encode()).hexdigest()[:12]
-        return cache["version"]
+        return self._version
+
+    @cached_property
+    def _version(self) -> str:
+        payload = json.dumps(asdict(self), sort_keys=True, default=list)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
 _FIELDS = {f for f in PlacementPolicy.__dataclass_fields__ if f != "extra"}
