@@ -18,7 +18,8 @@ from psycopg.types.json import Jsonb
 
 from data_plane.authz import AccessDecision
 from data_plane.hash_chain import ensure_chain
-from data_plane.roles import PLANE, READER, STEWARD, WORKER, Schema, ensure, grant, usage
+from data_plane.migrations import Schema, ensure
+from data_plane.roles import PLANE, READER, STEWARD, WORKER, grant, usage
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS governance;
@@ -82,7 +83,7 @@ def _finish(conn: psycopg.Connection) -> None:
     grant(conn, GRANTS)
 
 
-# Migration steps (`data_plane.roles.Schema`): released steps are never edited; a change is a
+# Migration steps (`data_plane.migrations.Schema`): released steps are never edited; a change is a
 # new step at the end. Step 1 is the schema as the release before versioned migrations built it.
 SCHEMA = Schema(
     unit="access_log", probe="governance.access_log", steps=(DDL,), finish=_finish, extra=(GRANTS,)
@@ -90,7 +91,7 @@ SCHEMA = Schema(
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create or bring the schema to this code's version (`data_plane.roles.ensure`)."""
+    """Create or bring the schema to this code's version (`data_plane.migrations.ensure`)."""
     ensure(conn, SCHEMA)
 
 

@@ -20,7 +20,8 @@ from datetime import datetime
 
 import psycopg
 
-from data_plane.roles import PLANE, READER, STEWARD, WORKER, Schema, ensure, grant, usage
+from data_plane.migrations import Schema, ensure
+from data_plane.roles import PLANE, READER, STEWARD, WORKER, grant, usage
 
 API_KEY_ENV = "PLANE_API_KEY"
 PREFIX = "rpk_"
@@ -58,7 +59,7 @@ def _finish(conn: psycopg.Connection) -> None:
     grant(conn, GRANTS)
 
 
-# Migration steps (`data_plane.roles.Schema`): released steps are never edited; a change is a
+# Migration steps (`data_plane.migrations.Schema`): released steps are never edited; a change is a
 # new step at the end. Step 1 is the schema as the release before versioned migrations built it.
 SCHEMA = Schema(
     unit="api_keys", probe="governance.api_keys", steps=(DDL,), finish=_finish, extra=(GRANTS,)
@@ -66,7 +67,7 @@ SCHEMA = Schema(
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create or bring the schema to this code's version (`data_plane.roles.ensure`)."""
+    """Create or bring the schema to this code's version (`data_plane.migrations.ensure`)."""
     ensure(conn, SCHEMA)
 
 

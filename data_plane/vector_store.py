@@ -32,7 +32,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
-from data_plane import roles
+from data_plane import migrations, roles
 
 EMBEDDING_DIM = 384
 MAX_DIM = 2000  # the most dimensions an HNSW index on ``vector`` supports
@@ -259,15 +259,15 @@ def ensure_store(conn: psycopg.Connection, store: RegionStore) -> None:
     Run workers (``rp_worker``) write the chunks; no other service role may read them with a
     plain ``SELECT`` (`data_plane.roles`).
     """
-    roles.ensure(conn, store_schema(store))
+    migrations.ensure(conn, store_schema(store))
 
 
-def store_schema(store: RegionStore) -> roles.Schema:
+def store_schema(store: RegionStore) -> migrations.Schema:
     """A region's store as a unit of `data_plane.roles`. Its shape follows from the region and
     dimension and is checked against the table on every set-up (``_create_store``, idempotent,
     its ``finish``): no versioned steps yet; a change of shape bumps ``_STORE_VERSION`` and
     becomes the first step."""
-    return roles.Schema(
+    return migrations.Schema(
         unit=f"vectors {store.region}",
         probe=f"{store.schema}.{TABLE}",
         steps=(),

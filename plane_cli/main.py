@@ -630,7 +630,6 @@ def _agent_url(cluster: str, node: str | None) -> str:
     """The node agent's own database login (`data_plane.roles.agent_role`): row-level security
     lets it write this node's samples only. Embedded: created here; external: the URL the node
     was given (``plane db agent-role`` creates the role)."""
-    from data_plane import roles
     from reasoning_plane import store
     from resources.database import as_user, is_embedded
 
@@ -638,7 +637,7 @@ def _agent_url(cluster: str, node: str | None) -> str:
         return database_url()
     with psycopg.connect(database_url()) as admin:
         store.ensure_schema(admin)
-        role = roles.ensure_agent_role(admin, cluster, node)
+        role = store.ensure_agent_role(admin, cluster, node)
         admin.commit()
     return as_user(database_url(), role)
 
@@ -656,13 +655,15 @@ def _db(args: argparse.Namespace) -> int:
             from reasoning_plane import store
 
             store.ensure_schema(admin)
-            role = roles.ensure_agent_role(admin, args.cluster, args.node)
+            role = store.ensure_agent_role(admin, args.cluster, args.node)
             admin.commit()
             scope = args.node or "every node"
             print(f"{role}: may write the samples of {args.cluster}/{scope} only")
             print("give it a password (ALTER ROLE ... PASSWORD) and the node agent its URL")
             return EXIT_OK
-        done = roles.migrate(admin, _vector_stores())
+        from plane_cli.migrate import migrate
+
+        done = migrate(admin, _vector_stores())
         from resources.vectors import sync_read_grants
 
         grants = sync_read_grants(admin)

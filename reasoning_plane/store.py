@@ -31,14 +31,24 @@ from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
 
 from data_plane.hash_chain import ensure_chain
-from data_plane.roles import AGENT, PLANE, STEWARD, WORKER, Schema, ensure, grant, usage
+from data_plane.migrations import Schema, ensure
+from data_plane.roles import (
+    AGENT,
+    ANY_NODE,
+    PLANE,
+    STEWARD,
+    WORKER,
+    create_agent_role,
+    grant,
+    usage,
+)
 from reasoning_plane.binding import SignedDecision, binding_of
 from reasoning_plane.explain import Renderer, explain, to_dict
 from reasoning_plane.model import CPU, Decision, Snapshot, TeamUsage, TelemetrySample
 from reasoning_plane.policy import PlacementPolicy
 from reasoning_plane.signing import Signer
 
-# Migration steps (`data_plane.roles.Schema`): released steps are never edited; a change is a
+# Migration steps (`data_plane.migrations.Schema`): released steps are never edited; a change is a
 # new step at the end. Step 1 is the schema as the release before versioned migrations built it.
 DDL = """
 CREATE SCHEMA IF NOT EXISTS plane;
@@ -264,7 +274,7 @@ SCHEMA = Schema(
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create or bring ``plane.*`` to this code's version (`data_plane.roles.ensure`)."""
+    """Create or bring ``plane.*`` to this code's version (`data_plane.migrations.ensure`)."""
     ensure(conn, SCHEMA)
 
 
@@ -944,3 +954,13 @@ class _SharedSnapshot:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def ensure_agent_role(conn: psycopg.Connection, cluster: str, node: str | None = None) -> str:
+    """As an administrator: the agent login role of (cluster, node), or of every node of
+    ``cluster`` with ``node`` None, created and mapped; returns its name. The row-level
+    security of ``plane.telemetry`` lets that role write (and prune) only the rows of its node,
+    or of its cluster's nodes."""
+    role = create_agent_role(conn, cluster, node)
+    map_agent(conn, role, cluster, node or ANY_NODE)
+    return role

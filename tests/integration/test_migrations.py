@@ -15,8 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from data_plane import access_log, catalog_store, credentials, model_registry, roles
+from data_plane import access_log, catalog_store, credentials, migrations, model_registry, roles
 from data_plane.hash_chain import verify_chain
+from plane_cli.migrate import migrate
 from reasoning_plane import store
 from resources.database import database_url
 
@@ -79,7 +80,7 @@ def test_a_database_of_the_previous_release_is_upgraded_and_keeps_its_rows(
     previous_release,
 ) -> None:
     conn = previous_release
-    done = {unit for unit, _version, _applied in roles.migrate(conn)}
+    done = {unit for unit, _version, _applied in migrate(conn)}
     conn.commit()
     assert {"plane", "catalog", "api_keys", "access_log", "models"} <= done
     # every row is still there, as it was
@@ -113,7 +114,7 @@ def test_a_changed_column_reaches_a_database_that_already_has_the_table(previous
     ``plane.requests`` after the previous release, which ``CREATE TABLE IF NOT EXISTS`` never
     applied to a database that had the table."""
     conn = previous_release
-    roles.migrate(conn)
+    migrate(conn)
     conn.commit()
     with pytest.raises(psycopg.errors.CheckViolation):
         conn.execute(
@@ -125,10 +126,10 @@ def test_a_changed_column_reaches_a_database_that_already_has_the_table(previous
 def test_a_service_refuses_to_run_on_the_previous_releases_schema(
     previous_release, monkeypatch
 ) -> None:
-    monkeypatch.setattr(roles, "admin_url", lambda: None)
-    with _connect_as("plane") as conn, pytest.raises(roles.MigrationNeeded, match="migrate"):
+    monkeypatch.setattr(migrations, "admin_url", lambda: None)
+    with _connect_as("plane") as conn, pytest.raises(migrations.MigrationNeeded, match="migrate"):
         store.ensure_schema(conn)
-    roles.migrate(previous_release)
+    migrate(previous_release)
     previous_release.commit()
     with _connect_as("plane") as conn:
         store.ensure_schema(conn)  # at this code's version: nothing to do, no administrator
@@ -158,8 +159,8 @@ def test_a_failing_step_leaves_its_schema_and_rows_as_they_were(previous_release
     assert recorded == 0
 
 
-def _probe_schema(*steps: str) -> roles.Schema:
-    return roles.Schema(unit="probe", probe="migration_probe.t", steps=steps)
+def _probe_schema(*steps: str) -> migrations.Schema:
+    return migrations.Schema(unit="probe", probe="migration_probe.t", steps=steps)
 
 
 def test_each_step_runs_once_in_order_and_a_new_one_changes_an_existing_column(
@@ -173,11 +174,11 @@ def test_each_step_runs_once_in_order_and_a_new_one_changes_an_existing_column(
     second = "ALTER TABLE migration_probe.t ALTER COLUMN a TYPE bigint"
     try:
         with psycopg.connect(plane_db) as conn:
-            roles.ensure(conn, _probe_schema(first))
+            migrations.ensure(conn, _probe_schema(first))
             conn.execute("INSERT INTO migration_probe.t VALUES (2147483647)")
             conn.commit()
-            roles.ensure(conn, _probe_schema(first, second))
-            roles.ensure(conn, _probe_schema(first, second))  # nothing pending: no error
+            migrations.ensure(conn, _probe_schema(first, second))
+            migrations.ensure(conn, _probe_schema(first, second))  # nothing pending: no error
             conn.commit()
             kind = conn.execute(
                 "SELECT data_type FROM information_schema.columns"
@@ -187,8 +188,8 @@ def test_each_step_runs_once_in_order_and_a_new_one_changes_an_existing_column(
             assert conn.execute("SELECT a FROM migration_probe.t").fetchall() == [(2147483647,)]
             conn.execute("INSERT INTO migration_probe.t VALUES (2147483648)")
             # code older than the database is refused, not run against a shape it does not know
-            with pytest.raises(roles.MigrationNeeded, match="newer"):
-                roles.ensure(conn, _probe_schema(first))
+            with pytest.raises(migrations.MigrationNeeded, match="newer"):
+                migrations.ensure(conn, _probe_schema(first))
     finally:
         _drop_all(plane_db)
 
@@ -197,11 +198,11 @@ def test_a_lost_version_table_is_recorded_again_without_harm(previous_release) -
     """Should ``plane_meta`` be dropped, the next migration runs every step again over the
     existing tables: each is written to be safe to repeat, and the rows stay."""
     conn = previous_release
-    roles.migrate(conn)
+    migrate(conn)
     conn.commit()
     conn.execute("DROP SCHEMA plane_meta CASCADE")
     conn.commit()
-    roles.migrate(conn)
+    migrate(conn)
     conn.commit()
     assert conn.execute("SELECT count(*) FROM plane.requests").fetchone() == (2,)
     assert conn.execute(
