@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from data_plane.errors import InputFileError
+from reasoning_plane import reference
 from reasoning_plane.batch import place_batch
 from reasoning_plane.model import PLACED, Snapshot, TelemetrySample, WorkloadRequest
 from reasoning_plane.placement import place
@@ -64,11 +65,14 @@ def _workload(current: str | None, moved_at, slo: float, **kw) -> WorkloadReques
 def _decide(entry: str, req: WorkloadRequest, snap: Snapshot, policy: PlacementPolicy):
     if entry == "place":
         return place(req, snap, policy)
-    (decision,) = place_batch([req], snap, policy)
+    if entry == "reference.place":  # the oracle (and the fallback of an unusable index)
+        return reference.place(req, snap, policy)
+    batch = reference.place_batch if entry == "reference.place_batch" else place_batch
+    (decision,) = batch([req], snap, policy)
     return decision
 
 
-ENTRIES = ["place", "place_batch"]
+ENTRIES = ["place", "place_batch", "reference.place", "reference.place_batch"]
 
 
 def _run(entry: str, util_of, slo: float, policy: PlacementPolicy, n: int = 30):
