@@ -51,6 +51,9 @@ class PlacementPolicy:
     cold_start_usd: float = 0.25  # cost of starting cold on another cluster
     stable_band: tuple[float, float] = (0.65, 0.85)  # a source in this band is left alone
     min_dwell_s: float = 3600.0  # no second move within this time
+    # A recurring workload whose current cluster fails only the latency SLO leaves it only when
+    # its predicted latency exceeds the SLO x (1 + this), and then not within min_dwell_s.
+    slo_leave_margin: float = 0.25
     # Batch placement: exact integer program up to this many (request, candidate) pairs.
     exact_max_pairs: int = 4000
     # ... solved for at most this long: then the best plan found so far (re-checked like any
@@ -68,6 +71,8 @@ class PlacementPolicy:
             raise ValueError(
                 f"congestion_cap must be at least 0 and below 1, got {self.congestion_cap}"
             )
+        if not self.slo_leave_margin >= 0:  # NaN too
+            raise ValueError(f"slo_leave_margin must be at least 0, got {self.slo_leave_margin}")
 
     def version(self) -> str:
         return self._version

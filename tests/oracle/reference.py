@@ -339,7 +339,8 @@ def place_batch(
                     request, evaluations, snapshot, policy, chosen=chosen, reason=reason
                 )
             if chosen is not None:
-                picked = ok[chosen]
+                # hysteresis may keep a workload on its cluster failing only the SLO (not in ok)
+                picked = next(e for e in evaluations if e.candidate == chosen)
                 state.take(request, chosen.cluster, chosen.gpu_type, picked.cost.total_usd)
             decisions.append(decision)
     return decisions
