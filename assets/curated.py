@@ -29,32 +29,40 @@ def curated_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["curated", name])
 
 
+def _input_deps(spec: DerivedSpec, sources: set[str]) -> list[dg.AssetKey]:
+    """A source input's data and catalog entry; a derived input's asset, which writes both."""
+    deps: list[dg.AssetKey] = []
+    for name in spec.inputs:
+        deps += [ingested_key(name), catalog_key(name)] if name in sources else [curated_key(name)]
+    return deps
+
+
+def _declared_governance(
+    name: str, catalog: SourceCatalog, policy: GovernancePolicy
+) -> tuple[str, str | None]:
+    """(residency, classification) of a dataset as declared, before any run: a source's own, a
+    derived dataset's combined from its inputs (the most restrictive of each)."""
+    sources = {s.name: s for s in catalog.sources}
+    if name in sources:
+        src = sources[name]
+        return policy.residency_of_endpoints([src.storage_endpoint]), src.classification
+    derived = {d.name: d for d in catalog.derived}
+    inner = [_declared_governance(i, catalog, policy) for i in derived[name].inputs]
+    return (
+        combine_residency(r for r, _ in inner),
+        most_restrictive_classification(c for _, c in inner),
+    )
+
+
 def build_curated_asset(
     spec: DerivedSpec, catalog: SourceCatalog, policy: GovernancePolicy
 ) -> dg.AssetsDefinition:
-    sources = {s.name: s for s in catalog.sources}
-    derived = {d.name: d for d in catalog.derived}
-    deps: list[dg.AssetKey] = []
-    for name in spec.inputs:
-        # A source's data and its catalog entry; a derived input's asset writes both.
-        deps += [ingested_key(name), catalog_key(name)] if name in sources else [curated_key(name)]
-
-    def declared(name: str) -> tuple[str, str | None]:
-        if name in sources:
-            src = sources[name]
-            return policy.residency_of_endpoints([src.storage_endpoint]), src.classification
-        inner = [declared(i) for i in derived[name].inputs]
-        return (
-            combine_residency(r for r, _ in inner),
-            most_restrictive_classification(c for _, c in inner),
-        )
-
-    inherited = [declared(name) for name in spec.inputs]
+    inherited = [_declared_governance(name, catalog, policy) for name in spec.inputs]
     key = curated_key(spec.name)
 
     @dg.asset(
         key=key,
-        deps=deps,
+        deps=_input_deps(spec, {s.name for s in catalog.sources}),
         group_name=INGESTION_GROUP,
         description=(spec.description or f"Derived dataset {spec.name}")
         + f"\n\n```sql\n{spec.sql.strip()}\n```",
@@ -83,45 +91,55 @@ def build_curated_asset(
         placement_guard: PlacementGuardResource,
     ) -> dg.MaterializeResult:
         placement_guard.require(context)
-        inputs = [governance.require(name) for name in spec.inputs]
-        with lakehouse.duckdb() as con:
-            frame = con.sql(spec.sql).pl()
-        path = lakehouse.write(
-            "curated",
-            spec.name,
-            frame,
-            manifest={"inputs": list(spec.inputs), "rows": frame.height, "sql": spec.sql},
-        )
-        pii = {c: list(f.pii_types) for c, f in detect_pii(frame).items()}
-        entry = derive_record(
-            dataset_id=spec.name,
-            inputs=inputs,
-            owner_team=spec.owner_team,
-            storage_endpoints=[path.as_uri()],
-            last_updated=datetime.now(UTC),
-            policy=governance.policy,
-            pii_columns=pii,
-            row_count=frame.height,
-        )
-        governance.upsert(entry, run_id=context.run.run_id)
-        record = entry.record
-        context.log.info(f"{spec.name}: {frame.height} rows; catalog entry {record.to_json()}")
-        return dg.MaterializeResult(
-            metadata={
-                **entry_metadata(entry),
-                "dagster/row_count": frame.height,
-                "dagster/column_schema": tagged_schema(frame, pii),
-                "lakehouse_table": dg.MetadataValue.path(str(path)),
-            },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=RESIDENCY_CHECK,
-                    passed=record.residency_known,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    description=f"inherited residency {record.data_residency} from "
-                    + ", ".join(f"{e.dataset_id}={e.record.data_residency}" for e in inputs),
-                )
-            ],
-        )
+        return derive_dataset(context, spec, lakehouse, governance)
 
     return _curated
+
+
+def derive_dataset(
+    context: dg.AssetExecutionContext,
+    spec: DerivedSpec,
+    lakehouse: LakehouseResource,
+    governance: GovernanceCatalogResource,
+) -> dg.MaterializeResult:
+    """Run the derived dataset's SQL, write the table, record its inherited catalog entry."""
+    inputs = [governance.require(name) for name in spec.inputs]
+    with lakehouse.duckdb() as con:
+        frame = con.sql(spec.sql).pl()
+    path = lakehouse.write(
+        "curated",
+        spec.name,
+        frame,
+        manifest={"inputs": list(spec.inputs), "rows": frame.height, "sql": spec.sql},
+    )
+    pii = {c: list(f.pii_types) for c, f in detect_pii(frame).items()}
+    entry = derive_record(
+        dataset_id=spec.name,
+        inputs=inputs,
+        owner_team=spec.owner_team,
+        storage_endpoints=[path.as_uri()],
+        last_updated=datetime.now(UTC),
+        policy=governance.policy,
+        pii_columns=pii,
+        row_count=frame.height,
+    )
+    governance.upsert(entry, run_id=context.run.run_id)
+    record = entry.record
+    context.log.info(f"{spec.name}: {frame.height} rows; catalog entry {record.to_json()}")
+    return dg.MaterializeResult(
+        metadata={
+            **entry_metadata(entry),
+            "dagster/row_count": frame.height,
+            "dagster/column_schema": tagged_schema(frame, pii),
+            "lakehouse_table": dg.MetadataValue.path(str(path)),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=RESIDENCY_CHECK,
+                passed=record.residency_known,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=f"inherited residency {record.data_residency} from "
+                + ", ".join(f"{e.dataset_id}={e.record.data_residency}" for e in inputs),
+            )
+        ],
+    )

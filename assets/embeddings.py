@@ -12,9 +12,12 @@ For every source with ``text_columns``:
 """
 
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 import polars as pl
+import psycopg
 
 from assets.governance import catalog_key
 from assets.ingestion import ingested_key
@@ -22,12 +25,13 @@ from assets.progress import RateLog, heartbeat
 from assets.tags import governance_tags, owner
 from assets.workloads import cpu_workload_metadata, placement_metadata, workload_metadata
 from data_plane.chunking import chunk_frame
-from data_plane.embedder import MODEL_ID
+from data_plane.embedder import MODEL_ID, Embedder
 from data_plane.pii import chunk_pii_types
 from data_plane.policy import GovernancePolicy
 from data_plane.sources import SourceSpec
 from data_plane.vector_store import (
     ChunkRow,
+    RegionStore,
     delete_chunks_not_in,
     existing_chunk_ids,
     store_stats,
@@ -196,113 +200,174 @@ def build_embeddings_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.Ass
         placement_guard: PlacementGuardResource,
     ) -> dg.MaterializeResult:
         placement_guard.require(context)
-        chunks = lakehouse.read("chunks", spec.name)
-        residencies = chunks.get_column("residency").unique().to_list() or [residency]
-        if len(residencies) != 1:
-            raise ValueError(f"{spec.name}: chunks carry several residencies {residencies}")
-        store = vectors.store_for(residencies[0])
-        if store is None:
-            reason = (
-                f"no vector store serves residency {residencies[0]} (see "
-                "config/vector_stores.yaml); nothing was embedded (fail closed)"
-            )
-            context.log.error(f"{spec.name}: {reason}")
-            return dg.MaterializeResult(
-                metadata={"embedded": 0, "store_region": "none", "reason": reason},
-                check_results=[
-                    dg.AssetCheckResult(
-                        check_name=COUNT_CHECK, passed=chunks.is_empty(), description=reason
-                    ),
-                    dg.AssetCheckResult(
-                        check_name=REGION_CHECK, passed=True, description="nothing stored anywhere"
-                    ),
-                ],
-            )
-        started = time.perf_counter()
-        embedder = embedding_model.embedder(context.run.tags)
-        with vectors.connect(store) as conn:
-            existing = existing_chunk_ids(conn, store, spec.name, MODEL_ID)
-            todo = chunks.filter(~pl.col("chunk_id").is_in(list(existing)))
-            context.log.info(
-                f"{spec.name}: {chunks.height} chunks, {len(existing)} already embedded, "
-                f"{todo.height} to embed into {vectors.describe(store)}"
-            )
-            embedded = 0
-            encode_seconds = 0.0
-            # "encoded" every 16 batches (data_plane.embedder), at most every PROGRESS_S
-            encoded = RateLog(
-                context.log.info,
-                f"{spec.name}: encoded",
-                todo.height,
-                unit="chunks",
-                every_s=PROGRESS_S,
-            )
-            loaded = RateLog(
-                context.log.info, f"{spec.name}: loaded", todo.height, unit="embeddings", every_s=0
-            )
-            for offset in range(0, todo.height, LOAD_BATCH):
-                part = todo.slice(offset, LOAD_BATCH)
-                t0 = time.perf_counter()
-                matrix = embedder.encode(
-                    part.get_column("text").to_list(),
-                    progress=lambda done, total, secs, base=offset: encoded.update(base + done),
-                )
-                encode_seconds += time.perf_counter() - t0
-                embedded += upsert_chunks(conn, store, _rows(part), matrix, MODEL_ID)
-                loaded.update(embedded)
-            deleted = delete_chunks_not_in(conn, store, spec.name, chunks["chunk_id"].to_list())
-            stats = store_stats(conn, store, spec.name)
-            elsewhere: dict[str, int] = {}
-            for other in vectors.stores().values():
-                if other.region != store.region:
-                    with vectors.connect(other) as other_conn:
-                        count = store_stats(other_conn, other, spec.name)["datasets"].get(
-                            spec.name, 0
-                        )
-                        if count:
-                            elsewhere[other.region] = count
-        seconds = time.perf_counter() - started
-        stored = stats["datasets"].get(spec.name, 0)
-        with postgres.connect() as conn:
-            placement = placement_metadata(dict(context.run.tags), conn)
-        region_ok = not elsewhere and stats["foreign_residency_rows"] == 0
-        return dg.MaterializeResult(
-            metadata={
-                **placement,
-                "chunks": chunks.height,
-                "embedded": embedded,
-                "reused": chunks.height - todo.height,
-                "deleted_stale": deleted,
-                "stored": stored,
-                "store_region": store.region,
-                "store": vectors.describe(store),
-                "hnsw_index": stats["hnsw_index"],
-                "model": MODEL_ID,
-                "device": embedder.resolved_device or "not loaded (nothing to embed)",
-                "seconds": round(seconds, 3),
-                "sentences_per_second": round(embedded / encode_seconds, 1)
-                if encode_seconds
-                else 0.0,
-            },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=COUNT_CHECK,
-                    passed=stored == chunks.height,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    description=f"{stored} embeddings stored for {chunks.height} chunks",
-                ),
-                dg.AssetCheckResult(
-                    check_name=REGION_CHECK,
-                    passed=region_ok,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    description=(
-                        f"all {stored} vectors in the {store.region} store"
-                        if region_ok
-                        else f"vectors outside {store.region}: {elsewhere}; foreign rows in "
-                        f"{store.region}: {stats['foreign_residency_rows']}"
-                    ),
-                ),
-            ],
-        )
+        return embed_chunks(context, spec, residency, lakehouse, vectors, embedding_model, postgres)
 
     return _embeddings
+
+
+@dataclass(frozen=True)
+class _Load:
+    """What one embedding run did to the store of the dataset's residency."""
+
+    chunks: int
+    reused: int
+    embedded: int
+    deleted: int
+    encode_seconds: float
+    stats: dict[str, Any]
+    elsewhere: dict[str, int]  # rows of the dataset in other regions' stores, by region
+
+
+def embed_chunks(
+    context: dg.AssetExecutionContext,
+    spec: SourceSpec,
+    residency: str,
+    lakehouse: LakehouseResource,
+    vectors: VectorStoresResource,
+    embedding_model: EmbeddingModelResource,
+    postgres: PostgresResource,
+) -> dg.MaterializeResult:
+    """Embed the chunks not yet in the store of their residency, load them, drop stale ones,
+    and check the counts and that no vector of the dataset lies outside that store."""
+    chunks = lakehouse.read("chunks", spec.name)
+    residencies = chunks.get_column("residency").unique().to_list() or [residency]
+    if len(residencies) != 1:
+        raise ValueError(f"{spec.name}: chunks carry several residencies {residencies}")
+    store = vectors.store_for(residencies[0])
+    if store is None:
+        return _no_store_result(context, spec, chunks, residencies[0])
+    started = time.perf_counter()
+    embedder = embedding_model.embedder(context.run.tags)
+    with vectors.connect(store) as conn:
+        load = _load_chunks(context, spec, conn, store, chunks, embedder, vectors)
+    seconds = time.perf_counter() - started
+    with postgres.connect() as conn:
+        placement = placement_metadata(dict(context.run.tags), conn)
+    stored = load.stats["datasets"].get(spec.name, 0)
+    return dg.MaterializeResult(
+        metadata={
+            **placement,
+            "chunks": load.chunks,
+            "embedded": load.embedded,
+            "reused": load.reused,
+            "deleted_stale": load.deleted,
+            "stored": stored,
+            "store_region": store.region,
+            "store": vectors.describe(store),
+            "hnsw_index": load.stats["hnsw_index"],
+            "model": MODEL_ID,
+            "device": embedder.resolved_device or "not loaded (nothing to embed)",
+            "seconds": round(seconds, 3),
+            "sentences_per_second": round(load.embedded / load.encode_seconds, 1)
+            if load.encode_seconds
+            else 0.0,
+        },
+        check_results=_load_checks(store, stored, load),
+    )
+
+
+def _no_store_result(
+    context: dg.AssetExecutionContext, spec: SourceSpec, chunks: pl.DataFrame, residency: str
+) -> dg.MaterializeResult:
+    """Fail closed: no store serves this residency, so nothing is embedded anywhere."""
+    reason = (
+        f"no vector store serves residency {residency} (see "
+        "config/vector_stores.yaml); nothing was embedded (fail closed)"
+    )
+    context.log.error(f"{spec.name}: {reason}")
+    return dg.MaterializeResult(
+        metadata={"embedded": 0, "store_region": "none", "reason": reason},
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=COUNT_CHECK, passed=chunks.is_empty(), description=reason
+            ),
+            dg.AssetCheckResult(
+                check_name=REGION_CHECK, passed=True, description="nothing stored anywhere"
+            ),
+        ],
+    )
+
+
+def _load_chunks(
+    context: dg.AssetExecutionContext,
+    spec: SourceSpec,
+    conn: psycopg.Connection,
+    store: RegionStore,
+    chunks: pl.DataFrame,
+    embedder: Embedder,
+    vectors: VectorStoresResource,
+) -> _Load:
+    """Embed and load the chunks whose id the store lacks, delete the chunks no longer there."""
+    existing = existing_chunk_ids(conn, store, spec.name, MODEL_ID)
+    todo = chunks.filter(~pl.col("chunk_id").is_in(list(existing)))
+    context.log.info(
+        f"{spec.name}: {chunks.height} chunks, {len(existing)} already embedded, "
+        f"{todo.height} to embed into {vectors.describe(store)}"
+    )
+    embedded = 0
+    encode_seconds = 0.0
+    # "encoded" every 16 batches (data_plane.embedder), at most every PROGRESS_S
+    encoded = RateLog(
+        context.log.info, f"{spec.name}: encoded", todo.height, unit="chunks", every_s=PROGRESS_S
+    )
+    loaded = RateLog(
+        context.log.info, f"{spec.name}: loaded", todo.height, unit="embeddings", every_s=0
+    )
+    for offset in range(0, todo.height, LOAD_BATCH):
+        part = todo.slice(offset, LOAD_BATCH)
+        t0 = time.perf_counter()
+        matrix = embedder.encode(
+            part.get_column("text").to_list(),
+            progress=lambda done, total, secs, base=offset: encoded.update(base + done),
+        )
+        encode_seconds += time.perf_counter() - t0
+        embedded += upsert_chunks(conn, store, _rows(part), matrix, MODEL_ID)
+        loaded.update(embedded)
+    deleted = delete_chunks_not_in(conn, store, spec.name, chunks["chunk_id"].to_list())
+    return _Load(
+        chunks=chunks.height,
+        reused=chunks.height - todo.height,
+        embedded=embedded,
+        deleted=deleted,
+        encode_seconds=encode_seconds,
+        stats=store_stats(conn, store, spec.name),
+        elsewhere=_rows_elsewhere(vectors, store, spec.name),
+    )
+
+
+def _rows_elsewhere(
+    vectors: VectorStoresResource, store: RegionStore, dataset: str
+) -> dict[str, int]:
+    """Rows of ``dataset`` in the stores of every other region, by region (none expected)."""
+    elsewhere: dict[str, int] = {}
+    for other in vectors.stores().values():
+        if other.region != store.region:
+            with vectors.connect(other) as other_conn:
+                count = store_stats(other_conn, other, dataset)["datasets"].get(dataset, 0)
+                if count:
+                    elsewhere[other.region] = count
+    return elsewhere
+
+
+def _load_checks(store: RegionStore, stored: int, load: _Load) -> list[dg.AssetCheckResult]:
+    foreign = load.stats["foreign_residency_rows"]
+    region_ok = not load.elsewhere and foreign == 0
+    return [
+        dg.AssetCheckResult(
+            check_name=COUNT_CHECK,
+            passed=stored == load.chunks,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=f"{stored} embeddings stored for {load.chunks} chunks",
+        ),
+        dg.AssetCheckResult(
+            check_name=REGION_CHECK,
+            passed=region_ok,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=(
+                f"all {stored} vectors in the {store.region} store"
+                if region_ok
+                else f"vectors outside {store.region}: {load.elsewhere}; foreign rows in "
+                f"{store.region}: {foreign}"
+            ),
+        ),
+    ]

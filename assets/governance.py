@@ -16,7 +16,7 @@ from assets.tags import governance_tags, owner
 from assets.workloads import cpu_workload_metadata
 from data_plane.catalog import CatalogEntry, tag_dataset
 from data_plane.catalog_store import entry_hash
-from data_plane.pii import detect_pii
+from data_plane.pii import ColumnPii, detect_pii
 from data_plane.policy import GovernancePolicy
 from data_plane.sources import SourceSpec
 from resources.governance import GovernanceCatalogResource
@@ -114,77 +114,93 @@ def build_catalog_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.Assets
         placement_guard: PlacementGuardResource,
     ) -> dg.MaterializeResult:
         placement_guard.require(context)
-        frame = lakehouse.read("ingested", spec.name)
-        lineage = lakehouse.manifest("ingested", spec.name)
-        findings = detect_pii(frame, min_share=governance.policy.pii_min_share)
-        pii = {col: list(f.pii_types) for col, f in findings.items()}
-        entry = tag_dataset(
-            dataset_id=spec.name,
-            storage_endpoints=[spec.storage_endpoint],
-            source_system=spec.source_system,
-            owner_team=spec.owner_team,
-            declared_classification=spec.classification,
-            declared_retention=spec.retention_policy,
-            pii_columns=pii,
-            last_updated=_parse_iso(lineage["last_updated"]),
-            policy=governance.policy,
-            row_count=lineage["rows"],
-            quarantined_rows=lineage["quarantined_rows"],
-            content_hash=lineage["content_hash"],
-        )
-        changed = governance.upsert(entry, run_id=context.run.run_id)
-        record = entry.record
-        context.log.info(f"catalog entry {spec.name}: {record.to_json()}")
+        return catalog_source(context, spec, lakehouse, governance)
 
-        undeclared = sorted(set(pii) - set(spec.pii_columns))
-        pii_ok = not undeclared and (not pii or record.classification == "PII")
-        pii_problem = (
+    return _catalog
+
+
+def catalog_source(
+    context: dg.AssetExecutionContext,
+    spec: SourceSpec,
+    lakehouse: LakehouseResource,
+    governance: GovernanceCatalogResource,
+) -> dg.MaterializeResult:
+    """Scan the ingested table for PII, tag it, upsert its catalog entry, check the result."""
+    frame = lakehouse.read("ingested", spec.name)
+    lineage = lakehouse.manifest("ingested", spec.name)
+    findings = detect_pii(frame, min_share=governance.policy.pii_min_share)
+    pii = {col: list(f.pii_types) for col, f in findings.items()}
+    entry = tag_dataset(
+        dataset_id=spec.name,
+        storage_endpoints=[spec.storage_endpoint],
+        source_system=spec.source_system,
+        owner_team=spec.owner_team,
+        declared_classification=spec.classification,
+        declared_retention=spec.retention_policy,
+        pii_columns=pii,
+        last_updated=_parse_iso(lineage["last_updated"]),
+        policy=governance.policy,
+        row_count=lineage["rows"],
+        quarantined_rows=lineage["quarantined_rows"],
+        content_hash=lineage["content_hash"],
+    )
+    changed = governance.upsert(entry, run_id=context.run.run_id)
+    context.log.info(f"catalog entry {spec.name}: {entry.record.to_json()}")
+    return dg.MaterializeResult(
+        metadata={
+            **entry_metadata(entry),
+            "dagster/column_schema": tagged_schema(frame, pii),
+            "pii_detection": dg.MetadataValue.md(_pii_detection_markdown(findings)),
+            "entry_changed": changed,
+        },
+        data_version=dg.DataVersion(entry_hash(entry)[:32]),
+        check_results=[_residency_check(spec, entry), _pii_check(spec, entry, pii)],
+    )
+
+
+def _pii_detection_markdown(findings: dict[str, ColumnPii]) -> str:
+    if not findings:
+        return "No PII detected."
+    return "| column | type | share of values | values |\n|---|---|---:|---:|\n" + "\n".join(
+        f"| `{f.column}` | {t} | {f.match_share[t]:.1%} | {f.match_count[t]} |"
+        for f in findings.values()
+        for t in f.pii_types
+    )
+
+
+def _residency_check(spec: SourceSpec, entry: CatalogEntry) -> dg.AssetCheckResult:
+    record = entry.record
+    return dg.AssetCheckResult(
+        check_name=RESIDENCY_CHECK,
+        passed=record.residency_known,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"residency {record.data_residency} from {spec.storage_endpoint}"
+            if record.residency_known
+            else f"no residency zone for {spec.storage_endpoint}: add its region to "
+            "region_zones in config/governance.yaml; until then it is UNKNOWN and "
+            "no placement may use it"
+        ),
+        metadata={"data_residency": record.data_residency},
+    )
+
+
+def _pii_check(
+    spec: SourceSpec, entry: CatalogEntry, pii: dict[str, list[str]]
+) -> dg.AssetCheckResult:
+    """Every column found to hold PII is declared, and a dataset holding PII is classified PII."""
+    undeclared = sorted(set(pii) - set(spec.pii_columns))
+    return dg.AssetCheckResult(
+        check_name=PII_CHECK,
+        passed=not undeclared and (not pii or entry.record.classification == "PII"),
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
             f"PII found in undeclared columns: {', '.join(undeclared)}; add them to pii_columns"
             if undeclared
             else "all PII columns are declared and tagged"
-        )
-        return dg.MaterializeResult(
-            metadata={
-                **entry_metadata(entry),
-                "dagster/column_schema": tagged_schema(frame, pii),
-                "pii_detection": dg.MetadataValue.md(
-                    "| column | type | share of values | values |\n|---|---|---:|---:|\n"
-                    + "\n".join(
-                        f"| `{f.column}` | {t} | {f.match_share[t]:.1%} | {f.match_count[t]} |"
-                        for f in findings.values()
-                        for t in f.pii_types
-                    )
-                    if findings
-                    else "No PII detected."
-                ),
-                "entry_changed": changed,
-            },
-            data_version=dg.DataVersion(entry_hash(entry)[:32]),
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=RESIDENCY_CHECK,
-                    passed=record.residency_known,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    description=(
-                        f"residency {record.data_residency} from {spec.storage_endpoint}"
-                        if record.residency_known
-                        else f"no residency zone for {spec.storage_endpoint}: add its region to "
-                        "region_zones in config/governance.yaml; until then it is UNKNOWN and "
-                        "no placement may use it"
-                    ),
-                    metadata={"data_residency": record.data_residency},
-                ),
-                dg.AssetCheckResult(
-                    check_name=PII_CHECK,
-                    passed=pii_ok,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    description=pii_problem,
-                    metadata={
-                        "pii_columns": ", ".join(sorted(pii)) or "none",
-                        "declared_pii_columns": ", ".join(spec.pii_columns) or "none",
-                    },
-                ),
-            ],
-        )
-
-    return _catalog
+        ),
+        metadata={
+            "pii_columns": ", ".join(sorted(pii)) or "none",
+            "declared_pii_columns": ", ".join(spec.pii_columns) or "none",
+        },
+    )

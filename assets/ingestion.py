@@ -9,6 +9,7 @@ shows downstream assets as stale exactly when the source changed.
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -68,13 +69,18 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def build_ingestion_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.AssetsDefinition:
-    """The ingestion asset (and its quarantine check) of one declared source."""
-    max_share = (
+def _quarantine_limit(spec: SourceSpec, policy: GovernancePolicy) -> float:
+    """The share of a source's records that may be quarantined: its own, else the policy's."""
+    return (
         spec.quarantine_max_share
         if spec.quarantine_max_share is not None
         else policy.quarantine_max_share
     )
+
+
+def build_ingestion_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.AssetsDefinition:
+    """The ingestion asset (and its quarantine check) of one declared source."""
+    max_share = _quarantine_limit(spec, policy)
     residency = policy.residency_of_endpoints([spec.storage_endpoint])
 
     @dg.asset(
@@ -108,83 +114,117 @@ def build_ingestion_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.Asse
         placement_guard: PlacementGuardResource,
     ) -> dg.MaterializeResult:
         placement_guard.require(context)  # before a byte of the source is read
-        size = spec.path.stat().st_size if spec.path.exists() else 0
-        context.log.info(
-            f"{spec.name}: reading {spec.path.name} ({size / 1e6:,.1f} MB, {spec.format})"
-        )
-        with heartbeat(
-            context.log.info, f"reading and validating {spec.path.name}", every_s=HEARTBEAT_S
-        ):
-            result = ingest(spec)
-        lineage = {
-            "dataset": spec.name,
-            "source_system": spec.source_system,
-            "storage_endpoint": spec.storage_endpoint,
-            "source_file": str(spec.path),
-            "content_hash": result.content_hash,
-            "source_bytes": result.source_bytes,
-            "last_updated": _iso(result.source_modified),
-            "rows": result.valid.height,
-            "quarantined_rows": result.quarantine.height,
-            "extra_columns": list(result.extra_columns),
-            "dagster_run_id": context.run.run_id,
-        }
-        seconds = max(result.seconds, 1e-9)
-        context.log.info(
-            f"{spec.name}: {result.records_read:,} records read, {result.valid.height:,} valid, "
-            f"{result.quarantine.height:,} quarantined ({result.quarantine_share:.2%}) "
-            f"in {result.seconds:.2f}s: {result.records_read / seconds:,.0f} rows/s, "
-            f"{result.source_bytes / 1e6 / seconds:,.1f} MB/s"
-        )
-        written = time.perf_counter()
-        path = lakehouse.write("ingested", spec.name, result.valid, manifest=lineage)
-        lakehouse.write("quarantine", spec.name, result.quarantine)
-        context.log.info(
-            f"{spec.name}: wrote {result.valid.height:,} rows to {path.name} and "
-            f"{result.quarantine.height:,} to quarantine in {time.perf_counter() - written:.2f}s"
-        )
-        if result.extra_columns:
-            context.log.warning(
-                f"{spec.name}: columns not in the declared schema kept as text: "
-                f"{', '.join(result.extra_columns)}"
-            )
-        passed = result.quarantine_share <= max_share
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": result.valid.height,
-                "dagster/column_schema": column_schema(result.valid, spec),
-                "records_read": result.records_read,
-                "quarantined_rows": result.quarantine.height,
-                "quarantine_share": round(result.quarantine_share, 6),
-                "quarantine_reasons": dg.MetadataValue.md(_reasons_markdown(result)),
-                "quarantine_table": dg.MetadataValue.path(
-                    str(lakehouse.table_path("quarantine", spec.name))
-                ),
-                "content_hash": result.content_hash,
-                "source_system": spec.source_system,
-                "last_updated": lineage["last_updated"],
-                "source_bytes": result.source_bytes,
-                "extra_columns": ", ".join(result.extra_columns) or "none",
-                "lakehouse_table": dg.MetadataValue.path(str(path)),
-                "seconds": round(result.seconds, 3),
-            },
-            data_version=dg.DataVersion(result.content_hash[:32]),
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=QUARANTINE_CHECK,
-                    passed=passed,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    description=(
-                        f"{result.quarantine.height} of {result.records_read} records "
-                        f"({result.quarantine_share:.2%}) quarantined; limit {max_share:.0%}"
-                    ),
-                    metadata={
-                        "quarantined_rows": result.quarantine.height,
-                        "quarantine_share": round(result.quarantine_share, 6),
-                        "limit": max_share,
-                    },
-                )
-            ],
-        )
+        return ingest_source(context, spec, lakehouse, max_share)
 
     return _ingest
+
+
+def ingest_source(
+    context: dg.AssetExecutionContext,
+    spec: SourceSpec,
+    lakehouse: LakehouseResource,
+    max_share: float,
+) -> dg.MaterializeResult:
+    """Read and validate the source file, write its valid and quarantined rows, report both."""
+    result = _read_source(context, spec)
+    lineage = _lineage(spec, result, context.run.run_id)
+    _log_throughput(context, spec, result)
+    written = time.perf_counter()
+    path = lakehouse.write("ingested", spec.name, result.valid, manifest=lineage)
+    lakehouse.write("quarantine", spec.name, result.quarantine)
+    context.log.info(
+        f"{spec.name}: wrote {result.valid.height:,} rows to {path.name} and "
+        f"{result.quarantine.height:,} to quarantine in {time.perf_counter() - written:.2f}s"
+    )
+    if result.extra_columns:
+        context.log.warning(
+            f"{spec.name}: columns not in the declared schema kept as text: "
+            f"{', '.join(result.extra_columns)}"
+        )
+    return dg.MaterializeResult(
+        metadata=_ingestion_metadata(spec, result, lineage, lakehouse, path),
+        data_version=dg.DataVersion(result.content_hash[:32]),
+        check_results=[_quarantine_check(result, max_share)],
+    )
+
+
+def _read_source(context: dg.AssetExecutionContext, spec: SourceSpec) -> IngestResult:
+    size = spec.path.stat().st_size if spec.path.exists() else 0
+    context.log.info(f"{spec.name}: reading {spec.path.name} ({size / 1e6:,.1f} MB, {spec.format})")
+    with heartbeat(
+        context.log.info, f"reading and validating {spec.path.name}", every_s=HEARTBEAT_S
+    ):
+        return ingest(spec)
+
+
+def _lineage(spec: SourceSpec, result: IngestResult, run_id: str) -> dict[str, object]:
+    """The manifest written beside the ingested table (read by the catalog asset)."""
+    return {
+        "dataset": spec.name,
+        "source_system": spec.source_system,
+        "storage_endpoint": spec.storage_endpoint,
+        "source_file": str(spec.path),
+        "content_hash": result.content_hash,
+        "source_bytes": result.source_bytes,
+        "last_updated": _iso(result.source_modified),
+        "rows": result.valid.height,
+        "quarantined_rows": result.quarantine.height,
+        "extra_columns": list(result.extra_columns),
+        "dagster_run_id": run_id,
+    }
+
+
+def _log_throughput(
+    context: dg.AssetExecutionContext, spec: SourceSpec, result: IngestResult
+) -> None:
+    seconds = max(result.seconds, 1e-9)
+    context.log.info(
+        f"{spec.name}: {result.records_read:,} records read, {result.valid.height:,} valid, "
+        f"{result.quarantine.height:,} quarantined ({result.quarantine_share:.2%}) "
+        f"in {result.seconds:.2f}s: {result.records_read / seconds:,.0f} rows/s, "
+        f"{result.source_bytes / 1e6 / seconds:,.1f} MB/s"
+    )
+
+
+def _ingestion_metadata(
+    spec: SourceSpec,
+    result: IngestResult,
+    lineage: dict[str, object],
+    lakehouse: LakehouseResource,
+    path: Path,
+) -> dict[str, object]:
+    return {
+        "dagster/row_count": result.valid.height,
+        "dagster/column_schema": column_schema(result.valid, spec),
+        "records_read": result.records_read,
+        "quarantined_rows": result.quarantine.height,
+        "quarantine_share": round(result.quarantine_share, 6),
+        "quarantine_reasons": dg.MetadataValue.md(_reasons_markdown(result)),
+        "quarantine_table": dg.MetadataValue.path(
+            str(lakehouse.table_path("quarantine", spec.name))
+        ),
+        "content_hash": result.content_hash,
+        "source_system": spec.source_system,
+        "last_updated": lineage["last_updated"],
+        "source_bytes": result.source_bytes,
+        "extra_columns": ", ".join(result.extra_columns) or "none",
+        "lakehouse_table": dg.MetadataValue.path(str(path)),
+        "seconds": round(result.seconds, 3),
+    }
+
+
+def _quarantine_check(result: IngestResult, max_share: float) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=QUARANTINE_CHECK,
+        passed=result.quarantine_share <= max_share,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"{result.quarantine.height} of {result.records_read} records "
+            f"({result.quarantine_share:.2%}) quarantined; limit {max_share:.0%}"
+        ),
+        metadata={
+            "quarantined_rows": result.quarantine.height,
+            "quarantine_share": round(result.quarantine_share, 6),
+            "limit": max_share,
+        },
+    )

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import numpy as np
 import polars as pl
+import psycopg
 
 from assets.embeddings import embeddings_key
 from assets.governance import catalog_key, entry_metadata
@@ -82,8 +83,15 @@ def build_model_assets(
     residency = policy.residency_of_endpoints([source.storage_endpoint])
     tags = governance_tags(residency, source.classification)
     model_key = dg.AssetKey(["models", spec.name])
-    predictions_key = dg.AssetKey(["models", f"{spec.dataset}_topics"])
+    return [
+        _build_train_asset(spec, source, tags, model_key),
+        _build_predict_asset(spec, source, tags, model_key),
+    ]
 
+
+def _build_train_asset(
+    spec: ClassifierSpec, source: SourceSpec, tags: dict[str, str], model_key: dg.AssetKey
+) -> dg.AssetsDefinition:
     @dg.asset(
         key=model_key,
         deps=[embeddings_key(spec.dataset), ingested_key(spec.dataset), catalog_key(spec.dataset)],
@@ -116,89 +124,16 @@ def build_model_assets(
         placement_guard: PlacementGuardResource,
     ) -> dg.MaterializeResult:
         placement_guard.require(context)
-        source_entry = governance.require(spec.dataset)
-        refs, hashes, means = row_vectors(vectors, source_entry.record.data_residency, spec.dataset)
-        labels = (
-            lakehouse.read("ingested", spec.dataset)
-            .select(pl.col(source.key).cast(pl.String).alias("row_ref"), pl.col(spec.label_column))
-            .filter(pl.col(spec.label_column).is_not_null())
-        )
-        index = {r: i for i, r in enumerate(refs)}
-        labelled = [(index[r], lab) for r, lab in labels.iter_rows() if r in index]
-        rows = [i for i, _ in labelled]
-        trained = classifier.train(
-            means[rows],
-            [lab for _, lab in labelled],
-            [hashes[i] for i in rows],
-            holdout_share=spec.holdout_share,
-            seed=spec.seed,
-        )
-        artifact, sha = classifier.dump(trained)
-        entry = derive_record(
-            dataset_id=spec.name,
-            inputs=[source_entry],
-            owner_team=source.owner_team,
-            storage_endpoints=["postgres://models.registry"],
-            last_updated=datetime.now(UTC),
-            policy=governance.policy,
-        )
-        with postgres.connect() as conn:
-            model_registry.ensure_schema(conn)
-            version, created = model_registry.register(
-                conn,
-                model_name=spec.name,
-                fingerprint=trained.fingerprint,
-                artifact=artifact,
-                artifact_sha256=sha,
-                metrics=trained.metrics,
-                lineage={
-                    "dataset": spec.dataset,
-                    "embedding_model": MODEL_ID,
-                    "label_column": spec.label_column,
-                    "rows": len(rows),
-                    "source_content_hash": source_entry.content_hash,
-                },
-                governance=entry.record.to_dict(),
-                run_id=context.run.run_id,
-            )
-        governance.upsert(entry, run_id=context.run.run_id)
-        accuracy = version.metrics["accuracy"]
-        context.log.info(
-            f"{spec.name} v{version.version} ({'new' if created else 'unchanged'}):"
-            f" accuracy {accuracy:.3f} on {version.metrics['n_test']} held-out rows"
-        )
-        return dg.MaterializeResult(
-            metadata={
-                **entry_metadata(entry),
-                "version": version.version,
-                "new_version": created,
-                "accuracy": round(accuracy, 4),
-                "macro_f1": round(version.metrics["macro_f1"], 4),
-                "n_train": version.metrics["n_train"],
-                "n_test": version.metrics["n_test"],
-                "per_class_f1": dg.MetadataValue.md(
-                    "| topic | F1 |\n|---|---:|\n"
-                    + "\n".join(
-                        f"| {topic} | {f1:.3f} |"
-                        for topic, f1 in sorted(version.metrics["per_class_f1"].items())
-                    )
-                ),
-                "artifact_sha256": sha,
-                "artifact_bytes": len(artifact),
-            },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=ACCURACY_CHECK,
-                    passed=accuracy >= spec.min_accuracy,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    description=f"accuracy {accuracy:.3f} (threshold {spec.min_accuracy:.2f})",
-                    metadata={"accuracy": accuracy},
-                )
-            ],
-        )
+        return train_classifier(context, spec, source, lakehouse, vectors, governance, postgres)
 
+    return _train
+
+
+def _build_predict_asset(
+    spec: ClassifierSpec, source: SourceSpec, tags: dict[str, str], model_key: dg.AssetKey
+) -> dg.AssetsDefinition:
     @dg.asset(
-        key=predictions_key,
+        key=dg.AssetKey(["models", f"{spec.dataset}_topics"]),
         deps=[model_key, embeddings_key(spec.dataset)],
         group_name=MODELS_GROUP,
         description=(
@@ -219,73 +154,207 @@ def build_model_assets(
         placement_guard: PlacementGuardResource,
     ) -> dg.MaterializeResult:
         placement_guard.require(context)
-        source_entry = governance.require(spec.dataset)
-        refs, hashes, means = row_vectors(vectors, source_entry.record.data_residency, spec.dataset)
-        with postgres.connect() as conn:
-            model_registry.ensure_schema(conn)
-            version = model_registry.latest(conn, spec.name)
-            if version is None:
-                raise LookupError(
-                    f"no {spec.name} in models.registry; materialize "
-                    f"{model_key.to_user_string()} first"
-                )
-            done = model_registry.predicted_hashes(conn, spec.name, version.version, hashes)
-            todo = [i for i, h in enumerate(hashes) if h not in done]
-            model = classifier.load(*model_registry.artifact(conn, spec.name, version.version))
-            labels, confidence = model.predict(means[todo]) if todo else ([], np.empty(0))
-            model_registry.store_predictions(
-                conn,
-                spec.name,
-                version.version,
-                [
-                    (hashes[i], spec.dataset, refs[i], lab, float(c))
-                    for i, lab, c in zip(todo, labels, confidence, strict=True)
-                ],
-            )
-            rows = conn.execute(
-                "SELECT content_hash, label, confidence FROM models.predictions"
-                " WHERE model_name = %s AND version = %s AND content_hash = ANY(%s)",
-                (spec.name, version.version, hashes),
-            ).fetchall()
-        by_hash = {h: (lab, c) for h, lab, c in rows}
-        table = pl.DataFrame(
-            {
-                "row_ref": refs,
-                "content_hash": hashes,
-                "label": [by_hash[h][0] for h in hashes],
-                "confidence": [float(by_hash[h][1]) for h in hashes],
-            }
-        ).with_columns(pl.lit(version.version).alias("model_version"))
-        path = lakehouse.write("models", f"{spec.dataset}_topics", table)
-        entry = derive_record(
-            dataset_id=f"{spec.dataset}_topics",
-            inputs=[source_entry, governance.require(spec.name)],
-            owner_team=source.owner_team,
-            storage_endpoints=[path.as_uri()],
-            last_updated=datetime.now(UTC),
-            policy=governance.policy,
-            row_count=table.height,
-        )
-        governance.upsert(entry, run_id=context.run.run_id)
-        avoided = (len(hashes) - len(todo)) / len(hashes) if hashes else 0.0
-        context.log.info(
-            f"tagged {len(hashes)} segments: {len(todo)} model calls, "
-            f"{len(hashes) - len(todo)} avoided ({avoided:.0%})"
-        )
-        counts = table.group_by("label").len().sort("len", descending=True)
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": table.height,
-                "model_version": version.version,
-                "model_calls": len(todo),
-                "model_calls_avoided": len(hashes) - len(todo),
-                "share_avoided": round(avoided, 4),
-                "labels": dg.MetadataValue.md(
-                    "| topic | segments |\n|---|---:|\n"
-                    + "\n".join(f"| {lab} | {n} |" for lab, n in counts.iter_rows())
-                ),
-                "lakehouse_table": dg.MetadataValue.path(str(path)),
-            }
+        return tag_segments(
+            context, spec, source, model_key, lakehouse, vectors, governance, postgres
         )
 
-    return [_train, _predict]
+    return _predict
+
+
+def _labelled_rows(
+    lakehouse: LakehouseResource, spec: ClassifierSpec, source: SourceSpec, refs: list[str]
+) -> list[tuple[int, str]]:
+    """(index into ``refs``, label) of every labelled source row that has embeddings."""
+    labels = (
+        lakehouse.read("ingested", spec.dataset)
+        .select(pl.col(source.key).cast(pl.String).alias("row_ref"), pl.col(spec.label_column))
+        .filter(pl.col(spec.label_column).is_not_null())
+    )
+    index = {r: i for i, r in enumerate(refs)}
+    return [(index[r], lab) for r, lab in labels.iter_rows() if r in index]
+
+
+def train_classifier(
+    context: dg.AssetExecutionContext,
+    spec: ClassifierSpec,
+    source: SourceSpec,
+    lakehouse: LakehouseResource,
+    vectors: VectorStoresResource,
+    governance: GovernanceCatalogResource,
+    postgres: PostgresResource,
+) -> dg.MaterializeResult:
+    """Train on the stored embeddings, register the version, record its catalog entry."""
+    source_entry = governance.require(spec.dataset)
+    refs, hashes, means = row_vectors(vectors, source_entry.record.data_residency, spec.dataset)
+    labelled = _labelled_rows(lakehouse, spec, source, refs)
+    rows = [i for i, _ in labelled]
+    trained = classifier.train(
+        means[rows],
+        [lab for _, lab in labelled],
+        [hashes[i] for i in rows],
+        holdout_share=spec.holdout_share,
+        seed=spec.seed,
+    )
+    artifact, sha = classifier.dump(trained)
+    entry = derive_record(
+        dataset_id=spec.name,
+        inputs=[source_entry],
+        owner_team=source.owner_team,
+        storage_endpoints=["postgres://models.registry"],
+        last_updated=datetime.now(UTC),
+        policy=governance.policy,
+    )
+    with postgres.connect() as conn:
+        model_registry.ensure_schema(conn)
+        version, created = model_registry.register(
+            conn,
+            model_name=spec.name,
+            fingerprint=trained.fingerprint,
+            artifact=artifact,
+            artifact_sha256=sha,
+            metrics=trained.metrics,
+            lineage={
+                "dataset": spec.dataset,
+                "embedding_model": MODEL_ID,
+                "label_column": spec.label_column,
+                "rows": len(rows),
+                "source_content_hash": source_entry.content_hash,
+            },
+            governance=entry.record.to_dict(),
+            run_id=context.run.run_id,
+        )
+    governance.upsert(entry, run_id=context.run.run_id)
+    accuracy = version.metrics["accuracy"]
+    context.log.info(
+        f"{spec.name} v{version.version} ({'new' if created else 'unchanged'}):"
+        f" accuracy {accuracy:.3f} on {version.metrics['n_test']} held-out rows"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **entry_metadata(entry),
+            **_version_metadata(version, created),
+            "artifact_sha256": sha,
+            "artifact_bytes": len(artifact),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=ACCURACY_CHECK,
+                passed=accuracy >= spec.min_accuracy,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=f"accuracy {accuracy:.3f} (threshold {spec.min_accuracy:.2f})",
+                metadata={"accuracy": accuracy},
+            )
+        ],
+    )
+
+
+def _version_metadata(version: model_registry.ModelVersion, created: bool) -> dict[str, object]:
+    metrics = version.metrics
+    return {
+        "version": version.version,
+        "new_version": created,
+        "accuracy": round(metrics["accuracy"], 4),
+        "macro_f1": round(metrics["macro_f1"], 4),
+        "n_train": metrics["n_train"],
+        "n_test": metrics["n_test"],
+        "per_class_f1": dg.MetadataValue.md(
+            "| topic | F1 |\n|---|---:|\n"
+            + "\n".join(
+                f"| {topic} | {f1:.3f} |" for topic, f1 in sorted(metrics["per_class_f1"].items())
+            )
+        ),
+    }
+
+
+def _predict_new(
+    conn: psycopg.Connection,
+    spec: ClassifierSpec,
+    model_key: dg.AssetKey,
+    refs: list[str],
+    hashes: list[str],
+    means: np.ndarray,
+) -> tuple[model_registry.ModelVersion, list[int], dict[str, tuple[str, float]]]:
+    """(latest version, indexes of the segments it newly tagged, label and confidence by content
+    hash of every segment): only segments whose text this version has not tagged are predicted."""
+    model_registry.ensure_schema(conn)
+    version = model_registry.latest(conn, spec.name)
+    if version is None:
+        raise LookupError(
+            f"no {spec.name} in models.registry; materialize {model_key.to_user_string()} first"
+        )
+    done = model_registry.predicted_hashes(conn, spec.name, version.version, hashes)
+    todo = [i for i, h in enumerate(hashes) if h not in done]
+    model = classifier.load(*model_registry.artifact(conn, spec.name, version.version))
+    labels, confidence = model.predict(means[todo]) if todo else ([], np.empty(0))
+    model_registry.store_predictions(
+        conn,
+        spec.name,
+        version.version,
+        [
+            (hashes[i], spec.dataset, refs[i], lab, float(c))
+            for i, lab, c in zip(todo, labels, confidence, strict=True)
+        ],
+    )
+    rows = conn.execute(
+        "SELECT content_hash, label, confidence FROM models.predictions"
+        " WHERE model_name = %s AND version = %s AND content_hash = ANY(%s)",
+        (spec.name, version.version, hashes),
+    ).fetchall()
+    return version, todo, {h: (lab, c) for h, lab, c in rows}
+
+
+def tag_segments(
+    context: dg.AssetExecutionContext,
+    spec: ClassifierSpec,
+    source: SourceSpec,
+    model_key: dg.AssetKey,
+    lakehouse: LakehouseResource,
+    vectors: VectorStoresResource,
+    governance: GovernanceCatalogResource,
+    postgres: PostgresResource,
+) -> dg.MaterializeResult:
+    """Tag every segment with the latest model version, predicting only segments it has not
+    tagged yet; write the table and record its catalog entry."""
+    source_entry = governance.require(spec.dataset)
+    refs, hashes, means = row_vectors(vectors, source_entry.record.data_residency, spec.dataset)
+    with postgres.connect() as conn:
+        version, todo, by_hash = _predict_new(conn, spec, model_key, refs, hashes, means)
+    table = pl.DataFrame(
+        {
+            "row_ref": refs,
+            "content_hash": hashes,
+            "label": [by_hash[h][0] for h in hashes],
+            "confidence": [float(by_hash[h][1]) for h in hashes],
+        }
+    ).with_columns(pl.lit(version.version).alias("model_version"))
+    path = lakehouse.write("models", f"{spec.dataset}_topics", table)
+    entry = derive_record(
+        dataset_id=f"{spec.dataset}_topics",
+        inputs=[source_entry, governance.require(spec.name)],
+        owner_team=source.owner_team,
+        storage_endpoints=[path.as_uri()],
+        last_updated=datetime.now(UTC),
+        policy=governance.policy,
+        row_count=table.height,
+    )
+    governance.upsert(entry, run_id=context.run.run_id)
+    avoided = (len(hashes) - len(todo)) / len(hashes) if hashes else 0.0
+    context.log.info(
+        f"tagged {len(hashes)} segments: {len(todo)} model calls, "
+        f"{len(hashes) - len(todo)} avoided ({avoided:.0%})"
+    )
+    counts = table.group_by("label").len().sort("len", descending=True)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": table.height,
+            "model_version": version.version,
+            "model_calls": len(todo),
+            "model_calls_avoided": len(hashes) - len(todo),
+            "share_avoided": round(avoided, 4),
+            "labels": dg.MetadataValue.md(
+                "| topic | segments |\n|---|---:|\n"
+                + "\n".join(f"| {lab} | {n} |" for lab, n in counts.iter_rows())
+            ),
+            "lakehouse_table": dg.MetadataValue.path(str(path)),
+        }
+    )

@@ -173,6 +173,47 @@ def ingestion(scale: float, before: str | None = None) -> dict:
     return rows
 
 
+def _bench_rows(texts: list[str], prefix: str, region: str) -> list[ChunkRow]:
+    """One PUBLIC chunk per text, ids ``<prefix>-<i>``, of the dataset ``bench``."""
+    return [
+        ChunkRow(
+            chunk_id=f"{prefix}-{i}",
+            dataset_id="bench",
+            source_column="text",
+            row_ref=str(i),
+            chunk_index=0,
+            text=text,
+            classification="PUBLIC",
+            residency=region,
+            owner_team="bench",
+            pii_types=(),
+            content_hash=f"h{i}",
+        )
+        for i, text in enumerate(texts)
+    ]
+
+
+def _embed_and_load_s(
+    url: str, store: RegionStore, sentences: list[str], embedder: Embedder, old: np.ndarray
+) -> float:
+    """Seconds to embed ``sentences`` and load them into a fresh ``store`` preloaded (untimed)
+    with the chunks of ``old``; the store is dropped afterwards."""
+    rows = _bench_rows(sentences, f"new-{len(sentences)}", store.region)
+    try:
+        with psycopg.connect(url) as conn:
+            ensure_store(conn, store)
+            upsert_chunks(conn, store, _bench_rows(["old"] * len(old), "old", "BENCH"), old, "m")
+            conn.commit()
+            t0 = time.perf_counter()
+            matrix = embedder.encode(sentences)
+            upsert_chunks(conn, store, rows, matrix, MODEL_ID)
+            conn.commit()
+            return time.perf_counter() - t0
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {store.schema} CASCADE")
+
+
 def embedding(n: int, url: str, suffix: str, repeat: int = 2) -> dict:
     """Embed ``n`` sentences and load them into a store already holding ``n // 10`` chunks.
 
@@ -190,24 +231,6 @@ def embedding(n: int, url: str, suffix: str, repeat: int = 2) -> dict:
     embedder = Embedder(device="cpu", batch_size=64)
     embedder.encode(sentences[:64])
 
-    def rows_for(texts_: list[str], prefix: str, region: str) -> list[ChunkRow]:
-        return [
-            ChunkRow(
-                f"{prefix}-{i}",
-                "bench",
-                "text",
-                str(i),
-                0,
-                s,
-                "PUBLIC",
-                region,
-                "bench",
-                (),
-                f"h{i}",
-            )
-            for i, s in enumerate(texts_)
-        ]
-
     preload = n // 10
     rng = np.random.default_rng(3)
     old = rng.normal(size=(preload, 384)).astype(np.float32)
@@ -222,20 +245,7 @@ def embedding(n: int, url: str, suffix: str, repeat: int = 2) -> dict:
 
     def ours(attempt: int) -> None:
         store = RegionStore("BENCH", f"bench_embed_{n}_{attempt}_{suffix}")
-        rows = rows_for(sentences, f"new-{n}", store.region)
-        try:
-            with psycopg.connect(url) as conn:
-                ensure_store(conn, store)
-                upsert_chunks(conn, store, rows_for(["old"] * preload, "old", "BENCH"), old, "m")
-                conn.commit()
-                t0 = time.perf_counter()
-                matrix = embedder.encode(sentences)
-                upsert_chunks(conn, store, rows, matrix, MODEL_ID)
-                conn.commit()
-                ours_s.append(time.perf_counter() - t0)
-        finally:
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute(f"DROP SCHEMA IF EXISTS {store.schema} CASCADE")
+        ours_s.append(_embed_and_load_s(url, store, sentences, embedder, old))
 
     for attempt in range(repeat):
         if attempt % 2:

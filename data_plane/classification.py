@@ -28,10 +28,6 @@ def normalise_classification(value: str | None) -> str:
     return name if name in _RANK else UNKNOWN
 
 
-def is_known_classification(value: str | None) -> bool:
-    return value is not None and str(value).strip().upper() in _RANK
-
-
 def classification_rank(value: str | None) -> int:
     return _RANK[normalise_classification(value)]
 

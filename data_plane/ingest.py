@@ -700,6 +700,34 @@ def validate(
     check); the reasons (the expressions of :func:`_reasons`) are computed for the flagged rows
     only, and a flagged row without a reason stays valid.
     """
+    frame = _with_declared_columns(spec, frame)
+    extra = tuple(c for c in frame.columns if c not in spec.column_names)
+    typed = _typed_columns(spec, frame)
+    refused = _rule_violations(spec, frame, typed)
+    keep = np.ones(frame.height, dtype=bool)
+    keep[refused["__record_index"].to_numpy()] = False
+    if spec.key is not None:
+        duplicates = _duplicate_keys(spec.key, typed[spec.key], keep)
+        if duplicates is not None:
+            refused = pl.concat([refused, duplicates]).sort("__record_index")
+            keep[duplicates["__record_index"].to_numpy()] = False
+
+    index = refused["__record_index"]
+    quarantine = _quarantine_rows(spec, frame, refused)
+    good = pl.DataFrame(
+        [
+            *(typed[c.name].alias(c.name) for c in spec.columns),
+            *(frame[c].cast(pl.String) for c in extra),
+        ]
+    )
+    if index.len():
+        good = good.filter(pl.Series(keep))
+    return good, quarantine, extra
+
+
+def _with_declared_columns(spec: SourceSpec, frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with every declared optional column it lacks added as nulls; a missing required
+    column refuses the whole file."""
     missing = [c.name for c in spec.columns if c.name not in frame.columns]
     missing_required = [m for m in missing if spec.column(m).required]
     if missing_required:
@@ -708,21 +736,32 @@ def validate(
             missing_required[0],
             f"required column missing from the file (found: {', '.join(frame.columns) or 'none'})",
         )
-    frame = frame.with_columns(pl.lit(None, pl.String).alias(m) for m in missing)
-    extra = tuple(c for c in frame.columns if c not in spec.column_names)
-    raw_columns = list(frame.columns)
-    schema = frame.schema
+    return frame.with_columns(pl.lit(None, pl.String).alias(m) for m in missing)
 
+
+def _typed_columns(spec: SourceSpec, frame: pl.DataFrame) -> dict[str, pl.Series]:
+    """Every declared column converted to its declared type (null where it cannot be)."""
+    schema = frame.schema
     quick_exprs = {
         c.name: e for c in spec.columns if (e := _quick_cast(c, schema[c.name])) is not None
     }
     quick = frame.select(**quick_exprs) if quick_exprs else None
-    typed = {
+    return {
         c.name: _typed_column(
             c, frame[c.name], quick[c.name] if quick is not None and c.name in quick_exprs else None
         )
         for c in spec.columns
     }
+
+
+def _rule_violations(
+    spec: SourceSpec, frame: pl.DataFrame, typed: dict[str, pl.Series]
+) -> pl.DataFrame:
+    """(``__record_index``, ``__reason``) of every record that breaks a column's type or rules.
+
+    Rows are flagged by the cheap masks of :func:`_may_fail`; the reasons are computed for the
+    flagged rows only, over the columns where some row was flagged."""
+    schema = frame.schema
     converted = {c.name for c in spec.columns if schema[c.name] != _POLARS_TYPES[c.type]}
     work = frame.with_columns(typed[name].alias(f"__typed_{name}") for name in converted)
     masks = {
@@ -742,8 +781,6 @@ def validate(
         if failing
         else pl.Series(dtype=pl.UInt32)
     )
-
-    # Reasons, for the flagged rows only.
     refused = pl.DataFrame(schema={"__record_index": pl.UInt32, "__reason": pl.String})
     if not flagged.is_empty():
         suspects = frame.with_row_index("__record_index")[flagged]
@@ -752,49 +789,49 @@ def validate(
         refused = with_reasons.select(
             "__record_index", pl.when(joined != "").then(joined).alias("__reason")
         ).filter(pl.col("__reason").is_not_null())
-    keep = np.ones(frame.height, dtype=bool)
-    keep[refused["__record_index"].to_numpy()] = False
+    return refused
 
-    if spec.key is not None:
-        # Among otherwise valid rows, the first occurrence of a key wins; later ones are refused.
-        key = typed[spec.key]
-        clean = (key.is_not_null() & pl.Series(keep)).arg_true()
-        clean_keys = key.gather(clean)
-        first = clean_keys.is_first_distinct()
-        if not first.all():
-            repeated = (~first).arg_true()
-            repeated_keys = clean_keys.gather(repeated)
-            # The first record of each repeated key (few rows: a lookup, not a join).
-            firsts = (clean_keys.is_in(repeated_keys.implode()) & first).arg_true()
-            first_record = dict(
-                zip(
-                    clean_keys.gather(firsts).to_list(), clean.gather(firsts).to_list(), strict=True
+
+def _duplicate_keys(name: str, key: pl.Series, keep: np.ndarray) -> pl.DataFrame | None:
+    """(``__record_index``, ``__reason``) of the records whose key an earlier kept record holds.
+
+    Among otherwise valid rows (``keep``), the first occurrence of a key wins; None when no key
+    repeats."""
+    clean = (key.is_not_null() & pl.Series(keep)).arg_true()
+    clean_keys = key.gather(clean)
+    first = clean_keys.is_first_distinct()
+    if first.all():
+        return None
+    repeated = (~first).arg_true()
+    repeated_keys = clean_keys.gather(repeated)
+    # The first record of each repeated key (few rows: a lookup, not a join).
+    firsts = (clean_keys.is_in(repeated_keys.implode()) & first).arg_true()
+    first_record = dict(
+        zip(clean_keys.gather(firsts).to_list(), clean.gather(firsts).to_list(), strict=True)
+    )
+    return pl.DataFrame(
+        {
+            "__record_index": clean.gather(repeated),
+            "__reason": [
+                f"{name}: duplicate key ({text}, first at record {first_record[k]})"
+                for k, text in zip(
+                    repeated_keys.to_list(), repeated_keys.cast(pl.String).to_list(), strict=True
                 )
-            )
-            duplicates = pl.DataFrame(
-                {
-                    "__record_index": clean.gather(repeated),
-                    "__reason": [
-                        f"{spec.key}: duplicate key ({text}, first at record {first_record[k]})"
-                        for k, text in zip(
-                            repeated_keys.to_list(),
-                            repeated_keys.cast(pl.String).to_list(),
-                            strict=True,
-                        )
-                    ],
-                }
-            )
-            refused = pl.concat([refused, duplicates]).sort("__record_index")
-            keep[duplicates["__record_index"].to_numpy()] = False
+            ],
+        }
+    )
 
+
+def _quarantine_rows(spec: SourceSpec, frame: pl.DataFrame, refused: pl.DataFrame) -> pl.DataFrame:
+    """The refused records as quarantine rows: the raw record as JSON text, with its reason."""
     index = refused["__record_index"]
-    quarantine = (
+    return (
         frame[index]
         .select(
             pl.lit(spec.name).alias("dataset"),
             pl.lit(str(spec.path)).alias("source_file"),
             pl.lit(None, pl.Int64).alias("source_line"),
-            pl.struct([pl.col(c).cast(pl.String) for c in raw_columns])
+            pl.struct([pl.col(c).cast(pl.String) for c in frame.columns])
             .struct.json_encode()
             .alias("raw_record"),
         )
@@ -803,15 +840,6 @@ def validate(
         )
         .select(list(QUARANTINE_SCHEMA))
     )
-    good = pl.DataFrame(
-        [
-            *(typed[c.name].alias(c.name) for c in spec.columns),
-            *(frame[c].cast(pl.String) for c in extra),
-        ]
-    )
-    if index.len():
-        good = good.filter(pl.Series(keep))
-    return good, quarantine, extra
 
 
 def ingest(spec: SourceSpec) -> IngestResult:

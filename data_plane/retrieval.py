@@ -199,21 +199,25 @@ class Retriever:
         if isinstance(on_behalf_of, str):
             on_behalf_of = self.principal(on_behalf_of)
         region = region or (on_behalf_of or principal).home_region
-        if not isinstance(region, str):
-            raise ValueError(f"region must be a zone name like EU, got {region!r}")
-        if not _ZONE.match(region) or region == UNKNOWN:
-            raise ValueError(f"region must be a zone name like EU, got {region!r}")
-        if not 1 <= k <= 1000:
-            raise ValueError(f"k must be between 1 and 1000, got {k}")
-        if not query.strip():
-            raise ValueError("query is empty")
-        if len(query) > 10_000:
-            raise ValueError("query is longer than 10,000 characters")
+        _check_query(query, k, region)
         plan = list(self.plan(principal, region, on_behalf_of))
         if not plan:
             return []
         vector = self.embed([query])[0]
         entries = {e.dataset_id: e for e in self.catalog()}
+        found = self._query_stores(plan, vector, k, region)
+        hits = self._authorise_hits(found, entries, principal, region, on_behalf_of)
+        hits.sort(key=lambda h: -h.score)
+        return hits[:k]
+
+    def _query_stores(
+        self,
+        plan: Sequence[tuple[RegionStore, list[str], bool]],
+        vector: np.ndarray,
+        k: int,
+        region: str,
+    ) -> list[tuple[RegionStore, SearchHit]]:
+        """The top-``k`` hits of every planned store, for its readable datasets only."""
         found: list[tuple[RegionStore, SearchHit]] = []
         for store, datasets, exclude_pii in plan:
             with self.connect(store) as conn:
@@ -228,13 +232,25 @@ class Retriever:
                     serve_region=region,
                 ):
                     found.append((store, hit))
-        # Defence in depth: every hit is authorised again with its own facts, the stricter of
-        # the catalog's and the chunk's (a catalog rewritten to PUBLIC does not open PII chunks).
-        checked: list[tuple[RegionStore, SearchHit, Resource | None]] = []
+        return found
+
+    def _authorise_hits(
+        self,
+        found: Sequence[tuple[RegionStore, SearchHit]],
+        entries: Mapping[str, CatalogEntry],
+        principal: Principal,
+        region: str,
+        on_behalf_of: Principal | None,
+    ) -> list[SearchHit]:
+        """Defence in depth: every hit is authorised again with its own facts, the stricter of
+        the catalog's and the chunk's (a catalog rewritten to PUBLIC does not open PII chunks).
+        A hit whose dataset has no catalog record any more is dropped. Denials and allowed reads
+        of personal data are audited."""
+        checked: list[tuple[RegionStore, SearchHit, Resource]] = []
         for store, hit in found:
             entry = entries.get(hit.dataset_id)
-            resource = stricter(Resource.from_entry(entry), hit) if entry is not None else None
-            checked.append((store, hit, resource))
+            if entry is not None:  # no catalog record any more: nobody may read it
+                checked.append((store, hit, stricter(Resource.from_entry(entry), hit)))
         asks = [
             Authorizer.retrieve_ask(
                 principal,
@@ -246,21 +262,28 @@ class Retriever:
                 on_behalf_of=on_behalf_of,
             )
             for store, hit, resource in checked
-            if resource is not None
         ]
-        decisions = iter(self.authorizer.many(asks))
+        decisions = self.authorizer.many(asks)
         hits: list[SearchHit] = []
-        audited: list[AccessDecision] = []
         personal: list[AccessDecision] = []  # reads of personal data: logged like denials
-        for _, hit, resource in checked:
-            if resource is None:  # no catalog record any more: nobody may read it
-                continue
-            decision = next(decisions)
-            audited.append(decision)
+        for (_, hit, resource), decision in zip(checked, decisions, strict=True):
             if decision.allowed:
                 hits.append(hit)
                 if resource.classification in ("PII", UNKNOWN):
                     personal.append(decision)
-        self._record(audited, personal)
-        hits.sort(key=lambda h: -h.score)
-        return hits[:k]
+        self._record(decisions, personal)
+        return hits
+
+
+def _check_query(query: str, k: int, region: object) -> None:
+    """Refuse a region that is not a zone name, ``k`` outside 1..1000, an empty or huge query."""
+    if not isinstance(region, str):
+        raise ValueError(f"region must be a zone name like EU, got {region!r}")
+    if not _ZONE.match(region) or region == UNKNOWN:
+        raise ValueError(f"region must be a zone name like EU, got {region!r}")
+    if not 1 <= k <= 1000:
+        raise ValueError(f"k must be between 1 and 1000, got {k}")
+    if not query.strip():
+        raise ValueError("query is empty")
+    if len(query) > 10_000:
+        raise ValueError("query is longer than 10,000 characters")

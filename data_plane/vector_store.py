@@ -582,7 +582,63 @@ def upsert_chunks(
         )
         for name, kind in _STAGE_COLUMNS
     )
-    copy_columns = sql.SQL(", ").join(sql.Identifier(name) for name, _ in _STAGE_COLUMNS)
+    with _store_transaction(conn, store), conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(stage, stage_columns)
+        )
+        _copy_to_stage(cur, stage, rows, array32)
+        rebuild = len(rows) >= REBUILD_INDEX_MIN_ROWS and _begin_bulk_load(cur, store, len(rows))
+        cur.execute(_merge_sql(store, stage), (model,))
+        written = cur.rowcount
+        if rebuild:
+            cur.execute(
+                "SELECT set_config('maintenance_work_mem', %s, true)", (INDEX_BUILD_MEMORY,)
+            )
+            cur.execute(_hnsw_ddl(store))
+        # Dropped now, not only at commit: a caller's enclosing transaction may call again.
+        cur.execute(sql.SQL("DROP TABLE {}").format(stage))
+    return written
+
+
+def _copy_to_stage(
+    cur: psycopg.Cursor[Any],
+    stage: sql.Identifier,
+    rows: Sequence[ChunkRow],
+    array32: np.ndarray,
+) -> None:
+    """Binary-COPY the rows and their vectors into the staging table."""
+    copy_columns = _stage_column_names()
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, copy_columns)
+    with cur.copy(copy_sql) as copy:
+        copy.set_types([kind for _, kind in _STAGE_COLUMNS])
+        for row, vector in zip(rows, array32, strict=True):
+            copy.write_row(
+                (
+                    row.chunk_id,
+                    row.dataset_id,
+                    row.source_column,
+                    row.row_ref,
+                    int(row.chunk_index),
+                    row.text,
+                    row.classification,
+                    row.residency,
+                    row.owner_team,
+                    row.pii,
+                    list(row.pii_types),
+                    row.content_hash,
+                    vector,
+                )
+            )
+
+
+def _stage_column_names() -> sql.Composed:
+    return sql.SQL(", ").join(sql.Identifier(name) for name, _ in _STAGE_COLUMNS)
+
+
+def _merge_sql(store: RegionStore, stage: sql.Identifier) -> sql.Composed:
+    """The merge of the staging table into the store: insert new chunks, update a stored chunk
+    only where some value differs (then ``embedded_at`` too); the model name is the parameter."""
+    copy_columns = _stage_column_names()
     target_columns = sql.SQL(", ").join(
         [*(sql.Identifier(name) for name, _ in _STAGE_COLUMNS), sql.Identifier("model")]
     )
@@ -595,7 +651,7 @@ def upsert_chunks(
     incoming = sql.SQL(", ").join(
         sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in _UPDATED_COLUMNS
     )
-    merge = sql.SQL(
+    return sql.SQL(
         """
         INSERT INTO {table} AS c ({target_columns})
         SELECT {copy_columns}, %s FROM {stage}
@@ -611,43 +667,6 @@ def upsert_chunks(
         current=current,
         incoming=incoming,
     )
-
-    with _store_transaction(conn, store), conn.cursor() as cur:
-        cur.execute(
-            sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(stage, stage_columns)
-        )
-        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, copy_columns)
-        with cur.copy(copy_sql) as copy:
-            copy.set_types([kind for _, kind in _STAGE_COLUMNS])
-            for row, vector in zip(rows, array32, strict=True):
-                copy.write_row(
-                    (
-                        row.chunk_id,
-                        row.dataset_id,
-                        row.source_column,
-                        row.row_ref,
-                        int(row.chunk_index),
-                        row.text,
-                        row.classification,
-                        row.residency,
-                        row.owner_team,
-                        row.pii,
-                        list(row.pii_types),
-                        row.content_hash,
-                        vector,
-                    )
-                )
-        rebuild = len(rows) >= REBUILD_INDEX_MIN_ROWS and _begin_bulk_load(cur, store, len(rows))
-        cur.execute(merge, (model,))
-        written = cur.rowcount
-        if rebuild:
-            cur.execute(
-                "SELECT set_config('maintenance_work_mem', %s, true)", (INDEX_BUILD_MEMORY,)
-            )
-            cur.execute(_hnsw_ddl(store))
-        # Dropped now, not only at commit: a caller's enclosing transaction may call again.
-        cur.execute(sql.SQL("DROP TABLE {}").format(stage))
-    return written
 
 
 def _begin_bulk_load(cur: psycopg.Cursor[Any], store: RegionStore, batch: int) -> bool:
