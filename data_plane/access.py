@@ -24,7 +24,7 @@ from typing import Any
 
 from data_plane.classification import CLASSIFICATIONS, UNKNOWN, classification_rank
 from data_plane.errors import InputFileError
-from data_plane.files import read_yaml
+from data_plane.files import read_document
 
 _KEYS = {
     "name",
@@ -64,7 +64,7 @@ def _names(value: Any, path: Path, field: str) -> frozenset[str]:
 
 def load_principals(path: Path | str) -> dict[str, Principal]:
     path = Path(path)
-    raw = read_yaml(path)
+    raw = read_document(path)
     if (
         not isinstance(raw, Mapping)
         or set(raw) != {"principals"}

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from data_plane.classification import CLASSIFICATIONS, UNKNOWN, combine_residency
 from data_plane.errors import InputFileError
-from data_plane.files import read_yaml
+from data_plane.files import read_document
 
 _POLICY_KEYS = {
     "region_zones",
@@ -94,7 +94,7 @@ def _share(value: Any, path: Path, field_name: str) -> float:
 def load_policy(path: Path | str) -> GovernancePolicy:
     """Load and validate the governance policy file."""
     path = Path(path)
-    raw = read_yaml(path)
+    raw = read_document(path)
     doc = _require_mapping(raw, path, "(top level)")
     unknown = sorted(set(doc) - _POLICY_KEYS)
     if unknown:

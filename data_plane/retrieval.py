@@ -31,7 +31,7 @@ from data_plane.classification import (
     residency_parts,
 )
 from data_plane.errors import InputFileError
-from data_plane.files import read_yaml
+from data_plane.files import read_document
 from data_plane.vector_store import RegionStore, SearchHit, search_store
 
 _ZONE = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
@@ -41,7 +41,7 @@ _SCHEMA = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 def load_store_config(path: Path | str) -> dict[str, RegionStore]:
     """Regional stores from ``config/vector_stores.yaml`` (region -> schema)."""
     path = Path(path)
-    raw = read_yaml(path)
+    raw = read_document(path)
     if (
         not isinstance(raw, Mapping)
         or set(raw) != {"stores"}

@@ -16,7 +16,7 @@ from typing import Any
 
 from data_plane.classification import CLASSIFICATIONS, UNKNOWN
 from data_plane.errors import InputFileError
-from data_plane.files import read_yaml
+from data_plane.files import read_document
 
 FORMATS = ("csv", "jsonl", "parquet")
 COLUMN_TYPES = ("string", "integer", "float", "boolean", "date", "datetime")
@@ -343,7 +343,7 @@ def _derived(raw: Any, path: Path, index: int, known: set[str]) -> DerivedSpec:
 def load_source_catalog(path: Path | str) -> SourceCatalog:
     """Load sources and derived datasets; relative data paths resolve against the file's folder."""
     path = Path(path)
-    raw = read_yaml(path)
+    raw = read_document(path)
     if not isinstance(raw, Mapping) or "sources" not in raw or set(raw) - {"sources", "derived"}:
         raise InputFileError(
             path, "(top level)", "must be a mapping with 'sources' and optionally 'derived'"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from data_plane.errors import InputFileError
-from data_plane.files import read_yaml
+from data_plane.files import read_document
 from reasoning_plane.memo import cache_of
 
 OBJECTIVES = ("cheapest_within_slo", "weighted")
@@ -100,7 +100,7 @@ def _number(
 def load_policy(path: Path | str) -> PlacementPolicy:
     """Load a placement policy YAML; keys not given keep their defaults."""
     path = Path(path)
-    raw = read_yaml(path) or {}
+    raw = read_document(path, allow_empty=True) or {}
     if not isinstance(raw, Mapping):
         raise InputFileError(path, "(top level)", "must be a mapping of policy settings")
     unknown = sorted(set(raw) - _FIELDS)
