@@ -81,9 +81,15 @@ class ConfigModel(BaseModel):
     open_keys: ClassVar[bool] = False  # other keys are allowed (and ignored)
     labels: ClassVar[Mapping[str, str]] = {}  # list key -> the key naming its entries
 
+    @classmethod
+    def shorthand(cls, value: Any) -> Any:
+        """The mapping a short form of this entry stands for (a subclass's; default: as is)."""
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def _keys(cls, value: Any) -> Any:
+        value = cls.shorthand(value)
         fields = sorted(f.alias or name for name, f in cls.model_fields.items())
         if cls.single_key is not None and (
             not isinstance(value, Mapping) or set(value) != {cls.single_key}
@@ -191,6 +197,16 @@ def text(*, max_len: int = 256) -> Any:
     )
 
 
+def check_prose(value: Any) -> str:
+    """Non-empty text (several lines allowed), stripped."""
+    if not isinstance(value, str) or not value.strip():
+        fail(f"must be non-empty text, got {kind(value)} {show(value)}")
+    return value.strip()
+
+
+Prose = checked(str, check_prose, {"type": "string", "minLength": 1})
+
+
 def check_name(value: Any, pattern: re.Pattern[str], what: str) -> str:
     if not isinstance(value, str):
         fail(f"must be {what}, got {kind(value)} {show(value)}")
@@ -234,6 +250,11 @@ Zone = name(ZONE_PATTERN, ZONE_WHAT, extra=_zone)
 
 def check_zone(value: Any) -> str:
     return _zone(check_name(value, ZONE_RE, ZONE_WHAT))
+
+
+DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+# A team is a Kubernetes namespace: quotas, budgets, requests, sources and principals name it.
+Namespace = name(DNS_LABEL, "a Kubernetes namespace name (a-z, 0-9, '-', at most 63 characters)")
 
 
 def _timestamp(value: Any) -> datetime:
@@ -363,11 +384,13 @@ def validate(
     path: Path | str,
     *,
     prefix: str = "",
+    context: Mapping[str, Any] | None = None,
 ) -> M:
     """``doc`` validated as ``model``; the first problem (in document order) raised as
-    `InputFileError` naming ``path`` and the field (``prefix`` before it)."""
+    `InputFileError` naming ``path`` and the field (``prefix`` before it). ``context`` reaches
+    the validators that need more than the document (a file's folder)."""
     try:
-        return model.model_validate(doc)
+        return model.model_validate(doc, context=context)
     except ValidationError as exc:
         errors = sorted(exc.errors(include_url=False), key=_order)
         first = errors[0]

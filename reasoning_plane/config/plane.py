@@ -15,8 +15,10 @@ from pydantic import ConfigDict, Field, model_validator
 
 from data_plane.classification import ZONE_PATTERN
 from data_plane.config import (
+    DNS_LABEL,
     Bool,
     ConfigModel,
+    Namespace,
     Timestamp,
     Zone,
     check_integer,
@@ -60,16 +62,14 @@ MAX_MEMORY_GB = 100_000.0
 MAX_SPEED = 1_000.0
 MAX_USD = 1e12
 
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 _DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
-_DNS_LABEL_RE = re.compile(_DNS_LABEL)
+_DNS_LABEL_RE = re.compile(DNS_LABEL)
 _DNS_SUBDOMAIN_RE = re.compile(_DNS_SUBDOMAIN)
 _LABEL_NAME_RE = re.compile(_LABEL_NAME)
 _DIGITS = re.compile(r"[0-9]+")
 
-ClusterName = name(_DNS_LABEL, "a DNS-1123 label (a-z, 0-9, '-', at most 63 characters)")
-Namespace = name(_DNS_LABEL, "a Kubernetes namespace name (a-z, 0-9, '-', at most 63 characters)")
+ClusterName = name(DNS_LABEL, "a DNS-1123 label (a-z, 0-9, '-', at most 63 characters)")
 GpuType = name(
     r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}",
     "a GPU type name (letters, digits, '.', '_', '-', at most 63 characters)",
