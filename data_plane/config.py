@@ -215,16 +215,14 @@ def check_name(value: Any, pattern: re.Pattern[str], what: str) -> str:
     return value
 
 
-def name(pattern: str, what: str, *, extra: Callable[[str], str] | None = None) -> Any:
-    """Text matching ``pattern`` (whole), described as ``what`` when it does not; ``extra``
-    checks further (calling `fail`)."""
+def name(pattern: str, what: str) -> Any:
+    """Text matching ``pattern`` (whole), described as ``what`` when it does not."""
     compiled = re.compile(pattern)
-
-    def check(value: Any) -> str:
-        value = check_name(value, compiled, what)
-        return extra(value) if extra else value
-
-    return checked(str, check, {"type": "string", "pattern": f"^(?:{pattern})$"})
+    return checked(
+        str,
+        lambda v: check_name(v, compiled, what),
+        {"type": "string", "pattern": f"^(?:{pattern})$"},
+    )
 
 
 def one_of(values: tuple[str, ...]) -> Any:
@@ -245,11 +243,17 @@ def _zone(value: str) -> str:
 
 
 ZONE_WHAT = "an upper-case zone name such as EU or US"
-Zone = name(ZONE_PATTERN, ZONE_WHAT, extra=_zone)
 
 
 def check_zone(value: Any) -> str:
     return _zone(check_name(value, ZONE_RE, ZONE_WHAT))
+
+
+Zone = checked(
+    str,
+    check_zone,
+    {"type": "string", "pattern": f"^(?:{ZONE_PATTERN})$", "not": {"const": UNKNOWN}},
+)
 
 
 DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
@@ -400,9 +404,23 @@ def validate(
         raise InputFileError(path, prefix or "(top level)", "nested too deeply") from None
 
 
+def _close_patterned_maps(node: Any) -> None:
+    """A mapping whose keys are checked (``latency_ms``: zone -> ms) allows no other keys: pydantic
+    writes its key check as ``patternProperties`` only, which lets any other key through."""
+    if isinstance(node, dict):
+        if "patternProperties" in node and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for child in node.values():
+            _close_patterned_maps(child)
+    elif isinstance(node, list):
+        for child in node:
+            _close_patterned_maps(child)
+
+
 def json_schema(model: type[BaseModel], title: str, description: str) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a file's model, for editors."""
     schema = model.model_json_schema(mode="validation")
+    _close_patterned_maps(schema)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         **schema,

@@ -2,7 +2,8 @@
 
 model        the plain data decided over (fleet, quotas, budgets, telemetry, requests)
 inputs       strict loaders of the fleet, ResourceQuota, budget, catalog, request files
-policy       the placement policy and its version
+config       their pydantic models (and the policy file's), and the JSON Schemas for editors
+policy       the placement policy, its version and its file
 constraints  hard rules, each rejecting a candidate with a named reason
 cost         cost and latency model of a candidate
 placement    one request: candidates -> rules -> cost -> choice -> decision
