@@ -2,9 +2,9 @@
 
 ``plane/team_spend`` reads the reasoning plane's ledger (``plane.ledger``: reservations made at
 placement, settled at the actual cost or released when the run ends) and decision log
-(``plane.decisions``) with SQL, joins them with the teams' GPU quotas and budgets, and shows one
-row per team as a table, a bar chart (markdown, and an SVG file beside the Parquet table) and
-totals. ``team_spend_schedule`` refreshes it hourly.
+(``plane.decisions``) through `reasoning_plane.store`, joins them with the teams' GPU quotas
+and budgets, and shows one row per team as a table, a bar chart (markdown, and an SVG file
+beside the Parquet table) and totals. ``team_spend_schedule`` refreshes it hourly.
 
 Spend is counted in each team's budget period (``monthly`` unless its budget says ``daily`` or
 ``weekly``), exactly as the placement rules count it.
@@ -20,6 +20,7 @@ import polars as pl
 import psycopg
 
 from assets.tags import governance_tags
+from reasoning_plane import store
 from reasoning_plane.model import Budget, TeamQuota
 from reasoning_plane.snapshot import period_start
 from resources.lakehouse import LakehouseResource
@@ -51,30 +52,6 @@ class TeamSpend:
     last_decision_at: str | None
 
 
-_LEDGER_SQL = """
-SELECT r.team,
-       coalesce(sum(r.gpus) FILTER (WHERE c.decision_id IS NULL), 0),
-       coalesce(sum(r.usd) FILTER (WHERE c.decision_id IS NULL), 0),
-       coalesce(sum(c.usd) FILTER (WHERE c.kind = 'settle' AND c.at >= %(since)s), 0),
-       count(c.decision_id) FILTER (WHERE c.kind = 'settle' AND c.at >= %(since)s)
-FROM plane.ledger r
-LEFT JOIN plane.ledger c ON c.decision_id = r.decision_id AND c.kind <> 'reserve'
-WHERE r.kind = 'reserve' AND r.team = ANY(%(teams)s)
-GROUP BY r.team
-"""
-
-_DECISIONS_SQL = """
-SELECT team,
-       count(*) FILTER (WHERE status = 'placed' AND decided_at >= %(since)s),
-       count(*) FILTER (WHERE status = 'deferred' AND decided_at >= %(since)s),
-       count(*) FILTER (WHERE status = 'rejected' AND decided_at >= %(since)s),
-       max(decided_at)
-FROM plane.decisions
-WHERE team = ANY(%(teams)s)
-GROUP BY team
-"""
-
-
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -93,12 +70,7 @@ def team_spend(
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (UTC)")
-    teams = sorted(
-        {row[0] for row in conn.execute("SELECT DISTINCT team FROM plane.ledger")}
-        | {row[0] for row in conn.execute("SELECT DISTINCT team FROM plane.decisions")}
-        | set(quotas)
-        | set(budgets)
-    )
+    teams = sorted(store.teams_logged(conn) | set(quotas) | set(budgets))
     by_period: dict[str, list[str]] = {}
     for team in teams:
         by_period.setdefault(budgets[team].period if team in budgets else "monthly", []).append(
@@ -108,11 +80,11 @@ def team_spend(
     decisions: dict[str, tuple] = {}
     since_of: dict[str, datetime] = {}
     for period, members in by_period.items():
-        params = {"since": period_start(period, now), "teams": members}
+        since = period_start(period, now)
         for team in members:
-            since_of[team] = params["since"]
-        ledger.update({row[0]: row[1:] for row in conn.execute(_LEDGER_SQL, params)})
-        decisions.update({row[0]: row[1:] for row in conn.execute(_DECISIONS_SQL, params)})
+            since_of[team] = since
+        ledger.update(store.ledger_by_team(conn, members, since))
+        decisions.update(store.decisions_by_team(conn, members, since))
     lines = []
     for team in teams:
         held, reserved, spent, settled = ledger.get(team, (0, 0.0, 0.0, 0))

@@ -20,7 +20,17 @@ from data_plane.roles import DB_ROLE_METADATA
 
 STEWARD_ROLE = "steward"
 
-PREFIX = "plane/"
+# Asset metadata of a workload the plane places (`workload_metadata`); its presence on an asset
+# (`WORKLOAD_KEY`) makes the asset a workload. The run tags are `reasoning_plane.launch`'s.
+DATASETS_KEY = "plane/datasets"
+WORKLOAD_KEY = "plane/gpu_count"
+GPU_MEMORY_KEY = "plane/gpu_memory_gb"
+DURATION_KEY = "plane/est_duration_s"
+DATA_GB_KEY = "plane/data_gb"
+PRIORITY_KEY = "plane/priority"
+GPU_OPTIONAL_KEY = "plane/gpu_optional"
+RECURRING_KEY = "plane/recurring"
+SLO_KEY = "plane/latency_slo_ms"
 
 
 def workload_metadata(
@@ -36,17 +46,17 @@ def workload_metadata(
     recurring: bool = False,
 ) -> dict[str, object]:
     meta: dict[str, object] = {
-        "plane/datasets": ",".join(datasets),
-        "plane/gpu_count": gpu_count,
-        "plane/gpu_memory_gb": gpu_memory_gb,
-        "plane/est_duration_s": est_duration_s,
-        "plane/data_gb": data_gb,
-        "plane/priority": priority,
-        "plane/gpu_optional": gpu_optional,
-        "plane/recurring": recurring,
+        DATASETS_KEY: ",".join(datasets),
+        WORKLOAD_KEY: gpu_count,
+        GPU_MEMORY_KEY: gpu_memory_gb,
+        DURATION_KEY: est_duration_s,
+        DATA_GB_KEY: data_gb,
+        PRIORITY_KEY: priority,
+        GPU_OPTIONAL_KEY: gpu_optional,
+        RECURRING_KEY: recurring,
     }
     if latency_slo_ms is not None:
-        meta["plane/latency_slo_ms"] = latency_slo_ms
+        meta[SLO_KEY] = latency_slo_ms
     return meta
 
 
@@ -136,26 +146,26 @@ def _declared_specs(assets: Iterable[dg.AssetsDefinition]) -> list[WorkloadSpec]
         for key in assets_def.keys:
             spec = assets_def.specs_by_key[key]
             meta = dict(spec.metadata or {})
-            if "plane/gpu_count" not in meta:
+            if WORKLOAD_KEY not in meta:
                 continue
             owners = [o for o in spec.owners or [] if o.startswith("team:")]
             if not owners:
                 raise ValueError(f"{key.to_user_string()}: a workload needs an owner team")
-            datasets = str(_value(meta, "plane/datasets", "")).split(",")
-            slo = _value(meta, "plane/latency_slo_ms")
+            datasets = str(_value(meta, DATASETS_KEY, "")).split(",")
+            slo = _value(meta, SLO_KEY)
             specs.append(
                 WorkloadSpec(
                     key=key,
                     team=owners[0].removeprefix("team:"),
                     datasets=tuple(d for d in datasets if d),
-                    gpu_count=int(_value(meta, "plane/gpu_count")),
-                    gpu_memory_gb=float(_value(meta, "plane/gpu_memory_gb", 0.0)),
-                    est_duration_s=float(_value(meta, "plane/est_duration_s", 600.0)),
-                    data_gb=float(_value(meta, "plane/data_gb", 0.0)),
+                    gpu_count=int(_value(meta, WORKLOAD_KEY)),
+                    gpu_memory_gb=float(_value(meta, GPU_MEMORY_KEY, 0.0)),
+                    est_duration_s=float(_value(meta, DURATION_KEY, 600.0)),
+                    data_gb=float(_value(meta, DATA_GB_KEY, 0.0)),
                     latency_slo_ms=float(slo) if slo is not None else None,
-                    priority=int(_value(meta, "plane/priority", 100)),
-                    gpu_optional=bool(_value(meta, "plane/gpu_optional", False)),
-                    recurring=bool(_value(meta, "plane/recurring", False)),
+                    priority=int(_value(meta, PRIORITY_KEY, 100)),
+                    gpu_optional=bool(_value(meta, GPU_OPTIONAL_KEY, False)),
+                    recurring=bool(_value(meta, RECURRING_KEY, False)),
                     deps=tuple(dep.asset_key for dep in spec.deps),
                 )
             )
@@ -164,9 +174,9 @@ def _declared_specs(assets: Iterable[dg.AssetsDefinition]) -> list[WorkloadSpec]
 
 def placement_metadata(run_tags: dict[str, str], conn) -> dict[str, object]:
     """The run's placement decision as materialization metadata (EXPLAIN table and summary)."""
-    from reasoning_plane import store
+    from reasoning_plane import launch, store
 
-    decision_id = run_tags.get("plane/decision_id")
+    decision_id = run_tags.get(launch.DECISION_ID)
     if not decision_id:
         return {"placement": "not placed by the reasoning plane (launched directly)"}
     store.ensure_schema(conn)
@@ -174,12 +184,12 @@ def placement_metadata(run_tags: dict[str, str], conn) -> dict[str, object]:
     if logged is None:
         return {"placement": f"decision {decision_id} not found in plane.decisions"}
     return {
-        "placement_summary": run_tags.get("plane/summary", ""),
+        "placement_summary": run_tags.get(launch.SUMMARY, ""),
         "placement": dg.MetadataValue.md(f"```\n{logged.explanation}\n```"),
         "placement_explain": f"plane explain {decision_id}",
         "placement_decision_id": decision_id,
-        "placement_cluster": run_tags.get("plane/cluster", ""),
-        "placement_zone": run_tags.get("plane/zone", ""),
-        "placement_gpu_type": run_tags.get("plane/gpu_type", ""),
-        "placement_est_cost_usd": float(run_tags.get("plane/est_cost_usd", "0") or 0),
+        "placement_cluster": run_tags.get(launch.CLUSTER, ""),
+        "placement_zone": run_tags.get(launch.ZONE, ""),
+        "placement_gpu_type": run_tags.get(launch.GPU_TYPE, ""),
+        "placement_est_cost_usd": float(run_tags.get(launch.EST_COST_USD, "0") or 0),
     }

@@ -682,7 +682,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results["skipped"].append(f"batch of {size} on {n} clusters ({why})")
                 log(f"batch {size} x {n}: skipped, {why}")
                 continue
-            repeat = 5 if size <= 100 else 1
+            repeat = 5 if size <= 100 else 3
             log(f"batch {size} x {n} ...")
             b = bench_batch(world, size, policy, repeat)
             results["batch"][str(n)][str(size)] = b

@@ -18,7 +18,8 @@ from psycopg.types.json import Jsonb
 
 from data_plane.authz import AccessDecision
 from data_plane.hash_chain import ensure_chain
-from data_plane.roles import PLANE, READER, STEWARD, WORKER, ensure, grant, usage, version_of
+from data_plane.migrations import Schema, ensure
+from data_plane.roles import PLANE, READER, STEWARD, WORKER, grant, usage
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS governance;
@@ -75,18 +76,23 @@ GRANTS = [
         for role in (PLANE, WORKER, STEWARD, READER)
     ],
 ]
-SCHEMA_VERSION = version_of(DDL, GRANTS)
 
 
-def _apply_schema(conn: psycopg.Connection) -> None:
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext('governance.access_log ddl'))")
-    conn.execute(DDL)
-    ensure_chain(conn, "governance.access_log")  # tamper evidence: data_plane/hash_chain
+def _finish(conn: psycopg.Connection) -> None:
+    ensure_chain(conn, "governance.access_log")
     grant(conn, GRANTS)
 
 
+# Migration steps (`data_plane.migrations.Schema`): released steps are never edited; a change is a
+# new step at the end. Step 1 is the schema as the release before versioned migrations built it.
+SCHEMA = Schema(
+    unit="access_log", probe="governance.access_log", steps=(DDL,), finish=_finish, extra=(GRANTS,)
+)
+
+
 def ensure_schema(conn: psycopg.Connection) -> None:
-    ensure(conn, "access_log", "governance.access_log", SCHEMA_VERSION, _apply_schema)
+    """Create or bring the schema to this code's version (`data_plane.migrations.ensure`)."""
+    ensure(conn, SCHEMA)
 
 
 def append(conn: psycopg.Connection, decisions: Sequence[AccessDecision]) -> int:

@@ -24,7 +24,8 @@ from psycopg.types.json import Jsonb
 
 from data_plane.catalog import CatalogEntry, CatalogRecord
 from data_plane.hash_chain import ensure_chain
-from data_plane.roles import PLANE, READER, STEWARD, WORKER, ensure, grant, usage, version_of
+from data_plane.migrations import Schema, ensure
+from data_plane.roles import PLANE, READER, STEWARD, WORKER, grant, usage
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS governance;
@@ -111,22 +112,24 @@ GRANTS = [
     ],
     (STEWARD, f"GRANT USAGE ON SEQUENCE governance.catalog_history_id_seq TO {STEWARD}"),
 ]
-SCHEMA_VERSION = version_of(DDL, GRANTS)
 
 
-def _apply_schema(conn: psycopg.Connection) -> None:
-    # Serialise concurrent first-time creation across processes.
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext('governance.catalog ddl'))")
-    conn.execute(DDL)
+def _finish(conn: psycopg.Connection) -> None:
     ensure_chain(conn, "governance.catalog_history")
     ensure_chain(conn, "governance.read_grants_log")
     grant(conn, GRANTS)
 
 
+# Migration steps (`data_plane.migrations.Schema`): released steps are never edited; a change is a
+# new step at the end. Step 1 is the schema as the release before versioned migrations built it.
+SCHEMA = Schema(
+    unit="catalog", probe="governance.catalog", steps=(DDL,), finish=_finish, extra=(GRANTS,)
+)
+
+
 def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create the catalog tables if absent, or bring them to this code's version (idempotent,
-    safe under concurrent callers; `data_plane.roles.ensure`)."""
-    ensure(conn, "catalog", "governance.catalog", SCHEMA_VERSION, _apply_schema)
+    """Create or bring the schema to this code's version (`data_plane.migrations.ensure`)."""
+    ensure(conn, SCHEMA)
 
 
 def entry_to_dict(entry: CatalogEntry) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from datetime import datetime
 
 import psycopg
 
-from data_plane.roles import PLANE, READER, STEWARD, WORKER, ensure, grant, usage, version_of
+from data_plane.migrations import Schema, ensure
+from data_plane.roles import PLANE, READER, STEWARD, WORKER, grant, usage
 
 API_KEY_ENV = "PLANE_API_KEY"
 PREFIX = "rpk_"
@@ -52,17 +53,22 @@ GRANTS = [
         for role in (PLANE, WORKER, STEWARD)
     ],
 ]
-SCHEMA_VERSION = version_of(DDL, GRANTS)
 
 
-def _apply_schema(conn: psycopg.Connection) -> None:
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext('governance.api_keys ddl'))")
-    conn.execute(DDL)
+def _finish(conn: psycopg.Connection) -> None:
     grant(conn, GRANTS)
 
 
+# Migration steps (`data_plane.migrations.Schema`): released steps are never edited; a change is a
+# new step at the end. Step 1 is the schema as the release before versioned migrations built it.
+SCHEMA = Schema(
+    unit="api_keys", probe="governance.api_keys", steps=(DDL,), finish=_finish, extra=(GRANTS,)
+)
+
+
 def ensure_schema(conn: psycopg.Connection) -> None:
-    ensure(conn, "api_keys", "governance.api_keys", SCHEMA_VERSION, _apply_schema)
+    """Create or bring the schema to this code's version (`data_plane.migrations.ensure`)."""
+    ensure(conn, SCHEMA)
 
 
 def _hash(token: str) -> str:

@@ -21,7 +21,8 @@ from psycopg.types.json import Jsonb
 
 from data_plane.access import Principal
 from data_plane.authz import AccessDecision, Authorizer, Resource
-from data_plane.roles import PLANE, READER, WORKER, ensure, grant, usage, version_of
+from data_plane.migrations import Schema, ensure
+from data_plane.roles import PLANE, READER, WORKER, grant, usage
 
 if TYPE_CHECKING:
     from data_plane.classifier import TrainedClassifier
@@ -77,17 +78,22 @@ GRANTS = [
         for role in (PLANE, READER)
     ],
 ]
-SCHEMA_VERSION = version_of(DDL, GRANTS)
 
 
-def _apply_schema(conn: psycopg.Connection) -> None:
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext('models ddl'))")
-    conn.execute(DDL)
+def _finish(conn: psycopg.Connection) -> None:
     grant(conn, GRANTS)
 
 
+# Migration steps (`data_plane.migrations.Schema`): released steps are never edited; a change is a
+# new step at the end. Step 1 is the schema as the release before versioned migrations built it.
+SCHEMA = Schema(
+    unit="models", probe="models.registry", steps=(DDL,), finish=_finish, extra=(GRANTS,)
+)
+
+
 def ensure_schema(conn: psycopg.Connection) -> None:
-    ensure(conn, "models", "models.registry", SCHEMA_VERSION, _apply_schema)
+    """Create or bring the schema to this code's version (`data_plane.migrations.ensure`)."""
+    ensure(conn, SCHEMA)
 
 
 def register(

@@ -30,20 +30,14 @@ drop the append-only triggers; the tables belong to the administrator that ran t
 (``plane db migrate``, or the embedded server's superuser). What a superuser can still do is in
 the README's threat model.
 
-Each schema's owner module (``reasoning_plane.store``, ``data_plane.catalog_store``, ...) keeps
-its DDL and its ``GRANTS`` together and calls :func:`ensure`: an administrator's connection runs
-them (idempotent); a service role's connection only checks that the schema is at this code's
-version (a stamp in the table's comment) and, if not, has an administrator run them (the
-embedded server's superuser, or ``PLANE_ADMIN_DATABASE_URL``), else says to run ``plane db
-migrate``.
+The schemas and their migrations: `data_plane.migrations`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import psycopg
 from psycopg import sql
@@ -61,10 +55,6 @@ ADMIN_URL_ENV = "PLANE_ADMIN_DATABASE_URL"
 DB_ROLE_METADATA = "plane/db_role"
 _AGENT_PREFIX = f"{AGENT}_"
 _NODE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
-
-
-class MigrationNeeded(RuntimeError):
-    """The schema is missing or older than this code, and this connection may not change it."""
 
 
 ANY_NODE = "*"
@@ -116,10 +106,10 @@ def ensure_roles(conn: psycopg.Connection) -> None:
             pass  # not the owner of public: the operator's job (README, threat model)
 
 
-def ensure_agent_role(conn: psycopg.Connection, cluster: str, node: str | None = None) -> str:
+def create_agent_role(conn: psycopg.Connection, cluster: str, node: str | None = None) -> str:
     """Create the agent login role of (cluster, node), or of every node of ``cluster`` with
-    ``node`` None, and map it; returns its name. The row-level security of ``plane.telemetry``
-    lets that role write (and prune) only the rows of its node, or of its cluster's nodes."""
+    ``node`` None, a member of ``rp_agent``; returns its name (mapped to its node by
+    `reasoning_plane.store.ensure_agent_role`)."""
     role = agent_role(cluster, node)
     conn.execute("SELECT pg_advisory_xact_lock(hashtext('reasoning-plane schema set-up'))")
     ensure_roles(conn)
@@ -130,11 +120,6 @@ def ensure_agent_role(conn: psycopg.Connection, cluster: str, node: str | None =
         if conn.info.server_version >= 160000:
             member = member + sql.SQL(" WITH INHERIT TRUE, SET FALSE")
         conn.execute(member)
-    conn.execute(
-        "INSERT INTO plane.agent_nodes (role, cluster, node) VALUES (%s, %s, %s)"
-        " ON CONFLICT (role) DO UPDATE SET cluster = EXCLUDED.cluster, node = EXCLUDED.node",
-        (role, cluster, node or ANY_NODE),
-    )
     return role
 
 
@@ -161,116 +146,11 @@ def grant(conn: psycopg.Connection, grants: Iterable[tuple[str, str]]) -> None:
             conn.execute(statement)
 
 
-def version_of(*parts: object) -> str:
-    """The stamp of a schema: a hash of the DDL and grants that build it."""
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
-
-
-def _stamp(unit: str, version: str) -> str:
-    return f"reasoning-plane schema {unit} {version}"
-
-
-def ensure(
-    conn: psycopg.Connection,
-    unit: str,
-    probe: str,
-    version: str,
-    apply: Callable[[psycopg.Connection], None],
-) -> None:
-    """Bring schema ``unit`` (whose table ``probe`` carries the stamp) to ``version``.
-
-    An administrator's connection runs ``apply`` (DDL and grants, idempotent) and stamps it. A
-    service role's connection checks the stamp (one query) and, when it is missing or another
-    version, has an administrator run it: the embedded server's superuser, or
-    ``PLANE_ADMIN_DATABASE_URL``; without either it raises :class:`MigrationNeeded`."""
-    if not is_service(conn):
-        _apply(conn, unit, probe, version, apply)
-        return
-    if _stamped(conn, unit, probe, version):
-        return
-    url = admin_url()
-    if url is None:
-        raise MigrationNeeded(
-            f"{probe}: the schema {unit!r} is missing or older than this code, and "
-            f"{conn.info.user} may not change it: run `plane db migrate` with an administrator "
-            f"URL ({ADMIN_URL_ENV})"
-        )
-    with psycopg.connect(url) as admin:
-        _apply(admin, unit, probe, version, apply)
-
-
-def _apply(
-    conn: psycopg.Connection,
-    unit: str,
-    probe: str,
-    version: str,
-    apply: Callable[[psycopg.Connection], None],
-) -> None:
-    with conn.transaction():
-        # One set-up at a time: concurrent GRANTs on one object fail ("tuple concurrently
-        # updated"), and the units share schemas and roles.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('reasoning-plane schema set-up'))")
-        if _can_create_roles(conn):
-            ensure_roles(conn)
-        apply(conn)
-        if not _stamped(conn, unit, probe, version):  # COMMENT locks the table: only if needed
-            conn.execute(
-                sql.SQL("COMMENT ON TABLE {} IS {}").format(
-                    sql.Identifier(*probe.split(".")), sql.Literal(_stamp(unit, version))
-                )
-            )
-
-
-def _stamped(conn: psycopg.Connection, unit: str, probe: str, version: str) -> bool:
-    row = conn.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (probe,)).fetchone()
-    return row is not None and row[0] == _stamp(unit, version)
-
-
-def _can_create_roles(conn: psycopg.Connection) -> bool:
+def can_create_roles(conn: psycopg.Connection) -> bool:
     row = conn.execute(
         "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user"
     ).fetchone()
     return bool(row and row[0])
-
-
-def migrate(conn: psycopg.Connection, stores: Iterable[object] = ()) -> list[tuple[str, str]]:
-    """As an administrator: create the roles, then create or update every schema and its
-    grants (``plane db migrate``); the (schema, stamp) pairs done."""
-    from data_plane import access_log, catalog_store, credentials, model_registry, vector_store
-    from reasoning_plane import store
-
-    if not _can_create_roles(conn):
-        raise MigrationNeeded(
-            f"{conn.info.user} may not create roles (CREATEROLE): run the set-up as an "
-            "administrator"
-        )
-    ensure_roles(conn)
-    units = [
-        ("plane", store.ensure_schema, store.SCHEMA_VERSION),
-        ("catalog", catalog_store.ensure_schema, catalog_store.SCHEMA_VERSION),
-        ("api_keys", credentials.ensure_schema, credentials.SCHEMA_VERSION),
-        ("access_log", access_log.ensure_schema, access_log.SCHEMA_VERSION),
-        ("models", model_registry.ensure_schema, model_registry.SCHEMA_VERSION),
-    ]
-    done = []
-    for unit, apply, version in units:
-        apply(conn)
-        done.append((unit, version))
-    for region_store in stores:
-        vector_store.ensure_store(conn, region_store)
-        done.append((f"vectors {region_store.region}", vector_store.store_version(region_store)))
-    return done
-
-
-def admin_url() -> str | None:
-    """An administrator's URL: ``PLANE_ADMIN_DATABASE_URL``, else the embedded server's superuser
-    (None when an external server is used without an administrator URL)."""
-    configured = os.environ.get(ADMIN_URL_ENV, "").strip()
-    if configured:
-        return configured
-    from resources.database import database_url, is_embedded  # no Dagster import
-
-    return database_url() if is_embedded() else None
 
 
 def usage(schema: str, *roles: str) -> list[tuple[str, str]]:

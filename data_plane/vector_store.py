@@ -32,7 +32,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
-from data_plane import roles
+from data_plane import migrations, roles
 from data_plane.classification import ZONE_PATTERN, ZONE_RE
 
 EMBEDDING_DIM = 384
@@ -259,18 +259,21 @@ def ensure_store(conn: psycopg.Connection, store: RegionStore) -> None:
     Run workers (``rp_worker``) write the chunks; no other service role may read them with a
     plain ``SELECT`` (`data_plane.roles`).
     """
-    roles.ensure(
-        conn,
-        f"vectors {store.region}",
-        f"{store.schema}.{TABLE}",
-        store_version(store),
-        lambda admin: _create_store(admin, store),
+    migrations.ensure(conn, store_schema(store))
+
+
+def store_schema(store: RegionStore) -> migrations.Schema:
+    """A region's store as a unit of `data_plane.roles`. Its shape follows from the region and
+    dimension and is checked against the table on every set-up (``_create_store``, idempotent,
+    its ``finish``): no versioned steps yet; a change of shape bumps ``_STORE_VERSION`` and
+    becomes the first step."""
+    return migrations.Schema(
+        unit=f"vectors {store.region}",
+        probe=f"{store.schema}.{TABLE}",
+        steps=(),
+        finish=lambda admin: _create_store(admin, store),
+        extra=(_STORE_VERSION, store.schema, store.region, store.dim),
     )
-
-
-def store_version(store: RegionStore) -> str:
-    """The stamp of a store's set-up (`data_plane.roles.ensure`)."""
-    return roles.version_of(_STORE_VERSION, store.schema, store.region, store.dim)
 
 
 def _store_grants(store: RegionStore, vector_schema: str) -> list[tuple[str, str]]:

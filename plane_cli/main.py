@@ -485,51 +485,15 @@ def _agent(args: argparse.Namespace) -> int:
     import os
     import socket
 
-    from reasoning_plane.agent import (
-        GATEWAY_ENV,
-        TOKEN_FILE_ENV,
-        gateway_push,
-        pools_of,
-        run_agent,
-        samples_from_report,
-    )
-    from reasoning_plane.gpu_telemetry import read_gpus
-    from reasoning_plane.inputs import load_fleet
+    from reasoning_plane.agent import GATEWAY_ENV, TOKEN_FILE_ENV, gateway_push, run_agent
 
     if args.check:  # liveness: NVML readable, and the gateway (or the database) reachable
-        report = read_gpus()
-        gateway_url = args.gateway or os.environ.get(GATEWAY_ENV)
-        if gateway_url:
-            import urllib.request
-
-            urllib.request.urlopen(gateway_url.rstrip("/") + "/healthz", timeout=5).close()
-            token_file = args.token_file or os.environ.get(TOKEN_FILE_ENV) or ""
-            if not os.access(token_file, os.R_OK):
-                raise ValueError(f"the service-account token {token_file!r} is not readable")
-        else:
-            with psycopg.connect(database_url(role="plane"), connect_timeout=5) as conn:
-                conn.execute("SELECT 1")
-        print(f"{'ok' if report.available else 'no GPU'}: {report.reason}")
-        return EXIT_OK if report.available else EXIT_NOT_FOUND
+        return _agent_check(args)
     cluster = (args.cluster or "").strip()
     if not cluster:
         raise ValueError("--cluster: name the cluster of this node, as in the fleet file")
     node = (args.node or os.environ.get("NODE_NAME") or socket.gethostname()).strip()
-    fleet_file = os.environ.get("PLANE_FLEET_FILE")
-    pools = None
-    if fleet_file:
-        fleet = load_fleet(fleet_file)
-        if fleet.get(cluster) is None:
-            names = ", ".join(c.name for c in fleet.clusters)
-            raise ValueError(
-                f"--cluster {cluster!r} is not a cluster of the fleet file {fleet_file} ({names})"
-            )
-        pools = pools_of(fleet, cluster)
-    elif cluster != "local":
-        raise ValueError(
-            f"--cluster {cluster!r}: no fleet file (PLANE_FLEET_FILE) says such a cluster "
-            "exists; without one the fleet is this machine alone (--cluster local)"
-        )
+    pools = _agent_pools(cluster)
     if args.interval <= 0:
         raise ValueError("--interval must be a positive number of seconds")
     gateway_url = args.gateway or os.environ.get(GATEWAY_ENV)
@@ -540,29 +504,11 @@ def _agent(args: argparse.Namespace) -> int:
     url = None if push else _agent_url(cluster, node)
     if args.max_clock_skew is not None and not args.max_clock_skew >= 0:
         raise ValueError("--max-clock-skew must be a number of seconds >= 0")
+    connect = (lambda: psycopg.connect(url, connect_timeout=5)) if url else None
     if args.once:
-        report = read_gpus()
-        for s in samples_from_report(cluster, report, args.gpu_type, node=node, pools=pools):
-            print(
-                f"{s.cluster}/{s.gpu_type} on {node}: {s.free_gpus} free, utilisation "
-                f"{s.utilisation:.0%}, {s.free_memory_gb:.1f} GB free per GPU"
-            )
-        stats = run_agent(
-            (lambda: psycopg.connect(url, connect_timeout=5)) if url else None,
-            cluster,
-            push=push,
-            iterations=1,
-            gpu_type=args.gpu_type,
-            reader=lambda: report,
-            max_clock_skew_s=args.max_clock_skew,
-            node=node,
-            pools=pools,
-        )
-        refused = f", refused {stats.refused} from the future" if stats.refused else ""
-        print(f"pushed {stats.samples} samples{refused} ({report.reason})")
-        return EXIT_OK
+        return _agent_once(args, connect, push, cluster, node, pools)
     run_agent(
-        (lambda: psycopg.connect(url, connect_timeout=5)) if url else None,
+        connect,
         cluster,
         push=push,
         interval_s=args.interval,
@@ -571,6 +517,80 @@ def _agent(args: argparse.Namespace) -> int:
         node=node,
         pools=pools,
     )
+    return EXIT_OK
+
+
+def _agent_check(args: argparse.Namespace) -> int:
+    """``plane agent --check``: NVML readable, and the gateway (or the database) reachable."""
+    import os
+
+    from reasoning_plane.agent import GATEWAY_ENV, TOKEN_FILE_ENV
+    from reasoning_plane.gpu_telemetry import read_gpus
+
+    report = read_gpus()
+    gateway_url = args.gateway or os.environ.get(GATEWAY_ENV)
+    if gateway_url:
+        import urllib.request
+
+        urllib.request.urlopen(gateway_url.rstrip("/") + "/healthz", timeout=5).close()
+        token_file = args.token_file or os.environ.get(TOKEN_FILE_ENV) or ""
+        if not os.access(token_file, os.R_OK):
+            raise ValueError(f"the service-account token {token_file!r} is not readable")
+    else:
+        with psycopg.connect(database_url(role="plane"), connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    print(f"{'ok' if report.available else 'no GPU'}: {report.reason}")
+    return EXIT_OK if report.available else EXIT_NOT_FOUND
+
+
+def _agent_pools(cluster: str):
+    """The pools of ``cluster`` in the fleet file (None without one: then only ``local``)."""
+    import os
+
+    from reasoning_plane.agent import pools_of
+    from reasoning_plane.inputs import load_fleet
+
+    fleet_file = os.environ.get("PLANE_FLEET_FILE")
+    if fleet_file:
+        fleet = load_fleet(fleet_file)
+        if fleet.get(cluster) is None:
+            names = ", ".join(c.name for c in fleet.clusters)
+            raise ValueError(
+                f"--cluster {cluster!r} is not a cluster of the fleet file {fleet_file} ({names})"
+            )
+        return pools_of(fleet, cluster)
+    if cluster != "local":
+        raise ValueError(
+            f"--cluster {cluster!r}: no fleet file (PLANE_FLEET_FILE) says such a cluster "
+            "exists; without one the fleet is this machine alone (--cluster local)"
+        )
+    return None
+
+
+def _agent_once(args: argparse.Namespace, connect, push, cluster: str, node: str, pools) -> int:
+    """``plane agent --once``: read the GPUs, print and push one round of samples."""
+    from reasoning_plane.agent import run_agent, samples_from_report
+    from reasoning_plane.gpu_telemetry import read_gpus
+
+    report = read_gpus()
+    for s in samples_from_report(cluster, report, args.gpu_type, node=node, pools=pools):
+        print(
+            f"{s.cluster}/{s.gpu_type} on {node}: {s.free_gpus} free, utilisation "
+            f"{s.utilisation:.0%}, {s.free_memory_gb:.1f} GB free per GPU"
+        )
+    stats = run_agent(
+        connect,
+        cluster,
+        push=push,
+        iterations=1,
+        gpu_type=args.gpu_type,
+        reader=lambda: report,
+        max_clock_skew_s=args.max_clock_skew,
+        node=node,
+        pools=pools,
+    )
+    refused = f", refused {stats.refused} from the future" if stats.refused else ""
+    print(f"pushed {stats.samples} samples{refused} ({report.reason})")
     return EXIT_OK
 
 
@@ -610,7 +630,6 @@ def _agent_url(cluster: str, node: str | None) -> str:
     """The node agent's own database login (`data_plane.roles.agent_role`): row-level security
     lets it write this node's samples only. Embedded: created here; external: the URL the node
     was given (``plane db agent-role`` creates the role)."""
-    from data_plane import roles
     from reasoning_plane import store
     from resources.database import as_user, is_embedded
 
@@ -618,7 +637,7 @@ def _agent_url(cluster: str, node: str | None) -> str:
         return database_url()
     with psycopg.connect(database_url()) as admin:
         store.ensure_schema(admin)
-        role = roles.ensure_agent_role(admin, cluster, node)
+        role = store.ensure_agent_role(admin, cluster, node)
         admin.commit()
     return as_user(database_url(), role)
 
@@ -636,19 +655,22 @@ def _db(args: argparse.Namespace) -> int:
             from reasoning_plane import store
 
             store.ensure_schema(admin)
-            role = roles.ensure_agent_role(admin, args.cluster, args.node)
+            role = store.ensure_agent_role(admin, args.cluster, args.node)
             admin.commit()
             scope = args.node or "every node"
             print(f"{role}: may write the samples of {args.cluster}/{scope} only")
             print("give it a password (ALTER ROLE ... PASSWORD) and the node agent its URL")
             return EXIT_OK
-        done = roles.migrate(admin, _vector_stores())
+        from plane_cli.migrate import migrate
+
+        done = migrate(admin, _vector_stores())
         from resources.vectors import sync_read_grants
 
         grants = sync_read_grants(admin)
         admin.commit()
         print(f"{grants} read grants decided by the Cedar policies over the catalog")
-    print(format_table(["schema", "stamp"], [[unit, version] for unit, version in done]))
+    rows = [[unit, version, applied] for unit, version, applied in done]
+    print(format_table(["schema", "version", "steps applied"], rows))
     return EXIT_OK
 
 
@@ -764,9 +786,8 @@ def _db_url(_: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="plane", description="Reasoning Plane command line.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _data_commands(sub) -> None:
+    """``plane`` sub-commands: the governance catalog and governed retrieval."""
 
     cat = sub.add_parser("catalog", help="show the governance catalog")
     cat_sub = cat.add_subparsers(dest="catalog_command")
@@ -785,6 +806,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true")
     search.set_defaults(func=_search)
 
+
+def _placement_commands(sub) -> None:
+    """``plane`` sub-commands: what-if placement, explanations, replay, queued requests."""
     place = sub.add_parser("place", help="what-if placement from files (Layer 2C)")
     place.add_argument("--fleet", required=True)
     place.add_argument("--quotas", required=True, help="ResourceQuota manifests (YAML)")
@@ -811,9 +835,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     req = sub.add_parser("request", help="queue explicit workload requests")
     req.add_argument("--requests", required=True)
-
     req.set_defaults(func=_request)
 
+
+def _key_commands(sub) -> None:
+    """``plane`` sub-commands: API keys."""
     keys = sub.add_parser("keys", help="API keys of principals (shown once, stored hashed)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     issue = keys_sub.add_parser("issue", help="a new key for a principal of principals.yaml")
@@ -823,6 +849,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub.add_parser("list", help="every key's id, principal and dates (never the key)")
     keys.set_defaults(func=_keys)
 
+
+def _run_commands(sub) -> None:
+    """``plane`` sub-commands: placed runs on this machine and the simulator."""
     run = sub.add_parser("run", help="place assets with the plane and run them on this machine")
     which = run.add_mutually_exclusive_group()
     which.add_argument("--select", help="asset selection, e.g. 'embeddings/support_tickets'")
@@ -839,6 +868,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(func=_simulate)
 
+
+def _telemetry_commands(sub) -> None:
+    """``plane`` sub-commands: GPU telemetry: the node agent, the gateway, this machine's GPUs."""
     agent = sub.add_parser("agent", help="push this node's GPU telemetry every interval")
     agent.add_argument("--cluster", default="local", help="cluster name as in the fleet file")
     agent.add_argument("--node", help="this node's name (default: NODE_NAME, else the hostname)")
@@ -880,6 +912,9 @@ def build_parser() -> argparse.ArgumentParser:
     gpus.add_argument("--json", action="store_true")
     gpus.set_defaults(func=_gpus)
 
+
+def _database_commands(sub) -> None:
+    """``plane`` sub-commands: the database URL, the administrator's set-up, the logs' chains."""
     db = sub.add_parser("db-url", help="the PostgreSQL URL in use (password redacted)")
     db.set_defaults(func=_db_url)
     dbadmin = sub.add_parser("db", help="administrator set-up: schemas, roles, grants")
@@ -904,6 +939,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-anchor", action="store_true", help="do not check against the latest anchor"
     )
     ver.set_defaults(func=_verify_log)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="plane", description="Reasoning Plane command line.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (
+        _data_commands,
+        _placement_commands,
+        _key_commands,
+        _run_commands,
+        _telemetry_commands,
+        _database_commands,
+    ):
+        add(sub)
     return parser
 
 

@@ -23,7 +23,7 @@ downstream of it, and the summary says why. Assets that read no governed data ru
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -32,13 +32,14 @@ from dagster._core.utils import make_new_run_id
 from assets.workloads import WorkloadSpec, declared_records, workload_specs
 from reasoning_plane import store
 from reasoning_plane.gpu_telemetry import read_gpus
-from reasoning_plane.model import DEFERRED, PLACED, Decision
+from reasoning_plane.launch import run_tags
+from reasoning_plane.model import DEFERRED, PLACED, Decision, Fleet
 from reasoning_plane.signing import signer
 from reasoning_plane.snapshot import local_fleet
 from reasoning_plane.tick import Pending, run_tick
 from resources.plane import PlaneResource
 from sensors.ledger import held_seconds
-from sensors.placement import _request, placed_tags
+from sensors.placement import _request
 
 SUCCEEDED, FAILED, REJECTED, DEFERRED_OUT, SKIPPED = (
     "succeeded",
@@ -67,6 +68,32 @@ def _levels(graph, keys: set[dg.AssetKey]) -> list[list[dg.AssetKey]]:
     ]
 
 
+@dataclass
+class _Session:
+    """One ``plane run``: what its placements and runs share, and the outcomes so far."""
+
+    job: dg.JobDefinition
+    instance: dg.DagsterInstance
+    plane: PlaneResource
+    specs: dict[dg.AssetKey, WorkloadSpec]
+    declared: dict
+    log: Callable[[str], None]
+    stamp: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f"))
+    here: Fleet = field(default_factory=lambda: local_fleet(read_gpus()))  # this machine alone
+    outcomes: dict[dg.AssetKey, Outcome] = field(default_factory=dict)
+
+    def execute(
+        self, key: dg.AssetKey, tags: dict[str, str], run_id: str | None = None
+    ) -> dg.ExecuteInProcessResult:
+        return self.job.execute_in_process(
+            asset_selection=[key],
+            tags=tags,
+            instance=self.instance,
+            raise_on_error=False,
+            run_id=run_id,
+        )
+
+
 def run_placed(
     defs: dg.Definitions,
     selection: Iterable[dg.AssetKey],
@@ -80,108 +107,111 @@ def run_placed(
     graph = defs.resolve_asset_graph()
     keys = set(selection)
     assets = [a for a in defs.assets or () if isinstance(a, dg.AssetsDefinition)]
-    specs: dict[dg.AssetKey, WorkloadSpec] = {s.key: s for s in workload_specs(assets)}
-    declared = declared_records(assets)
-    job = defs.resolve_implicit_global_asset_job_def()
-    outcomes: dict[dg.AssetKey, Outcome] = {}
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    here = local_fleet(read_gpus())  # this machine alone, whatever fleet file is configured
-
-    def blocked_by(key: dg.AssetKey) -> str | None:
-        for dep in graph.get(key).parent_keys:
-            if dep in outcomes and outcomes[dep].status != SUCCEEDED:
-                return dep.to_user_string()
-        return None
-
-    def execute(
-        key: dg.AssetKey, tags: dict[str, str], run_id: str | None = None
-    ) -> dg.ExecuteInProcessResult:
-        return job.execute_in_process(
-            asset_selection=[key], tags=tags, instance=instance, raise_on_error=False, run_id=run_id
-        )
-
+    session = _Session(
+        job=defs.resolve_implicit_global_asset_job_def(),
+        instance=instance,
+        plane=plane,
+        specs={s.key: s for s in workload_specs(assets)},
+        declared=declared_records(assets),
+        log=log,
+    )
     for level in _levels(graph, keys):
-        waiting: list[dg.AssetKey] = []
-        for key in level:
-            blocker = blocked_by(key)
-            if blocker is not None:
-                outcomes[key] = Outcome(
-                    key.to_user_string(), SKIPPED, "-", None, f"upstream {blocker} did not run"
-                )
-            elif key not in specs:  # reads no governed data: nothing to place
-                result = execute(key, {})
-                outcomes[key] = Outcome(
-                    key.to_user_string(),
-                    SUCCEEDED if result.success else FAILED,
-                    "local",
-                    None,
-                    "reads no governed data",
-                    result.run_id,
-                )
-            else:
-                waiting.append(key)
+        waiting = _run_unplaced(session, graph, level)
         while waiting:
-            pending = [
-                Pending(
-                    _request(specs[k], f"{k.to_user_string()}@plane-run-{stamp}"),
-                    f"plane-run:{k.to_user_string()}@{stamp}",
-                )
-                for k in waiting
-            ]
-            policy = plane.policy()
-            with plane.connect() as conn:
-                result = run_tick(
-                    conn,
-                    pending,
-                    lambda c: plane.snapshot(c, declared=declared, fleet=here),
-                    policy,
-                    signer(),
-                )
-                conn.commit()
-            fleet = result.snapshot.fleet
-            placed: list[tuple[dg.AssetKey, Decision]] = []
-            still: list[dg.AssetKey] = []
-            for decision, _ in result.decisions:
-                key = dg.AssetKey.from_user_string(decision.request.workload)
-                name = key.to_user_string()
-                if decision.status == PLACED:
-                    placed.append((key, decision))
-                elif decision.status == DEFERRED:
-                    still.append(key)
-                else:
-                    outcomes[key] = Outcome(
-                        name, REJECTED, "-", decision.decision_id, decision.reason
-                    )
-                    log(f"{name}: rejected ({decision.decision_id}): {decision.reason}")
-            if not placed:
-                for key in still:
-                    decision = next(
-                        d for d, _ in result.decisions if d.request.workload == key.to_user_string()
-                    )
-                    outcomes[key] = Outcome(
-                        key.to_user_string(),
-                        DEFERRED_OUT,
-                        "-",
-                        decision.decision_id,
-                        decision.reason,
-                    )
-                    log(f"{key.to_user_string()}: deferred and not run: {decision.reason}")
-                break
-            for key, decision in placed:
-                tags = placed_tags(decision, fleet, policy)
-                where = decision.chosen.label if decision.chosen else "-"
-                log(f"{key.to_user_string()}: placed on {where} ({decision.decision_id}); running")
-                # claimed for this run before it starts, as the launcher does (the data guard in
-                # the step checks the claim; a run worker's role may not claim)
-                run_id = make_new_run_id()
-                with plane.connect() as conn:
-                    store.claim_decision(conn, decision.decision_id, run_id)
-                    conn.commit()
-                run = execute(key, tags, run_id)
-                outcomes[key] = _settle(instance, plane, decision, run, where)
-            waiting = still
+            waiting = _place_and_run(session, waiting)
+    outcomes = session.outcomes
     order = {k: i for i, level in enumerate(_levels(graph, keys)) for k in level}
     return [outcomes[k] for k in sorted(outcomes, key=lambda k: (order[k], k.to_user_string()))]
+
+
+def _run_unplaced(session: _Session, graph, level: list[dg.AssetKey]) -> list[dg.AssetKey]:
+    """Skip what an upstream that did not run blocks, run what reads no governed data; the
+    workloads left to place."""
+    waiting: list[dg.AssetKey] = []
+    for key in level:
+        blocker = next(
+            (
+                dep.to_user_string()
+                for dep in graph.get(key).parent_keys
+                if dep in session.outcomes and session.outcomes[dep].status != SUCCEEDED
+            ),
+            None,
+        )
+        if blocker is not None:
+            session.outcomes[key] = Outcome(
+                key.to_user_string(), SKIPPED, "-", None, f"upstream {blocker} did not run"
+            )
+        elif key not in session.specs:  # reads no governed data: nothing to place
+            result = session.execute(key, {})
+            session.outcomes[key] = Outcome(
+                key.to_user_string(),
+                SUCCEEDED if result.success else FAILED,
+                "local",
+                None,
+                "reads no governed data",
+                result.run_id,
+            )
+        else:
+            waiting.append(key)
+    return waiting
+
+
+def _place_and_run(session: _Session, waiting: list[dg.AssetKey]) -> list[dg.AssetKey]:
+    """Place ``waiting`` jointly in one tick and run each placed one; what was deferred, to
+    place again (nothing when nothing was placed: it would be deferred again)."""
+    pending = [
+        Pending(
+            _request(session.specs[k], f"{k.to_user_string()}@plane-run-{session.stamp}"),
+            f"plane-run:{k.to_user_string()}@{session.stamp}",
+        )
+        for k in waiting
+    ]
+    policy = session.plane.policy()
+    with session.plane.connect() as conn:
+        result = run_tick(
+            conn,
+            pending,
+            lambda c: session.plane.snapshot(c, declared=session.declared, fleet=session.here),
+            policy,
+            signer(),
+        )
+        conn.commit()
+    placed: list[tuple[dg.AssetKey, Decision]] = []
+    still: list[tuple[dg.AssetKey, Decision]] = []
+    for decision, _ in result.decisions:
+        key = dg.AssetKey.from_user_string(decision.request.workload)
+        if decision.status == PLACED:
+            placed.append((key, decision))
+        elif decision.status == DEFERRED:
+            still.append((key, decision))
+        else:
+            session.outcomes[key] = Outcome(
+                key.to_user_string(), REJECTED, "-", decision.decision_id, decision.reason
+            )
+            session.log(
+                f"{key.to_user_string()}: rejected ({decision.decision_id}): {decision.reason}"
+            )
+    if not placed:
+        for key, decision in still:
+            session.outcomes[key] = Outcome(
+                key.to_user_string(), DEFERRED_OUT, "-", decision.decision_id, decision.reason
+            )
+            session.log(f"{key.to_user_string()}: deferred and not run: {decision.reason}")
+        return []
+    for key, decision in placed:
+        # the tags from the fleet of the snapshot the tick decided on
+        tags = run_tags(decision, result.snapshot.fleet, policy)
+        where = decision.chosen.label if decision.chosen else "-"
+        session.log(f"{key.to_user_string()}: placed on {where} ({decision.decision_id}); running")
+        # claimed for this run before it starts, as the launcher does (the data guard in the
+        # step checks the claim; a run worker's role may not claim)
+        run_id = make_new_run_id()
+        with session.plane.connect() as conn:
+            store.claim_decision(conn, decision.decision_id, run_id)
+            conn.commit()
+        run = session.execute(key, tags, run_id)
+        session.outcomes[key] = _settle(session.instance, session.plane, decision, run, where)
+    return [key for key, _ in still]
 
 
 def _settle(

@@ -22,16 +22,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from itertools import groupby
 
 import numpy as np
 
-from reasoning_plane.constraints import capacity_tiers
 from reasoning_plane.hysteresis import choose_with_hysteresis
-from reasoning_plane.index import FleetIndex, Prepared, Taken, collector_paused, fleet_index
+from reasoning_plane.index import FleetIndex, Prepared, fleet_index
 from reasoning_plane.model import Candidate, Decision, Snapshot, WorkloadRequest
-from reasoning_plane.placement import _position, best_of, decide
+from reasoning_plane.placement import best_of, decide
 from reasoning_plane.policy import PlacementPolicy
+from reasoning_plane.rules import Taken, capacity_tiers
 
 
 def _remaining(index: FleetIndex, taken: Taken):
@@ -77,59 +78,15 @@ def _exact(
     scores = np.array(scores_l)
     big = float(np.abs(scores).sum()) + 1.0
     objective = scores - big  # each placement is worth `big`: maximise count, then min score
-    rows: list[int] = []
-    cols: list[int] = []
-    data: list[float] = []
-    upper: list[float] = []
-
-    def add(indices: list[int], weights: list[float], bound: float) -> None:
-        row = len(upper)
-        for i, w in zip(indices, weights, strict=True):
-            if w != 0:  # as a dense row turned sparse: zeros are not stored
-                rows.append(row)
-                cols.append(i)
-                data.append(float(w))
-        upper.append(bound)
-
-    by_request: dict[str, list[int]] = defaultdict(list)
-    by_pool: dict[tuple[str, str], list[int]] = defaultdict(list)
-    by_cpu: dict[str, list[int]] = defaultdict(list)
-    by_team_gpu: dict[str, list[int]] = defaultdict(list)
-    by_team_usd: dict[str, list[int]] = defaultdict(list)
-    for i, (r, k) in enumerate(pairs):
-        by_request[r.request_id].append(i)
-        candidate = prepared[r.request_id].shape.candidates[k]
-        if not prepared[r.request_id].shape.gpu[k]:
-            by_cpu[candidate.cluster].append(i)
-        else:
-            by_pool[(candidate.cluster, candidate.gpu_type)].append(i)
-            by_team_gpu[r.team].append(i)
-        by_team_usd[r.team].append(i)
-    cpu, quota, budget = _remaining(index, taken)
-    for idx in by_request.values():
-        add(idx, [1.0] * len(idx), 1.0)
-    for key, idx in by_pool.items():
-        pool = index.pool_ids.get(key)
-        took = int(taken.pool[pool]) if pool is not None else 0
-        needs = [pairs[i][0].gpu_memory_gb for i in idx]
-        for threshold, fit in capacity_tiers(index.snapshot.telemetry.get(key), needs):
-            tier = [i for i in idx if pairs[i][0].gpu_memory_gb >= threshold]
-            add(tier, [pairs[i][0].gpu_count for i in tier], fit - took)
-    for cluster, idx in by_cpu.items():
-        add(idx, [1.0] * len(idx), cpu.get(cluster, 0))
-    for team, idx in by_team_gpu.items():
-        if team in quota:
-            add(idx, [pairs[i][0].gpu_count for i in idx], quota[team])
-    for team, idx in by_team_usd.items():
-        if team in budget:
-            add(idx, [usd_l[i] for i in idx], budget[team])
+    rows = _Rows()
+    _constraints(rows, pairs, usd_l, prepared, index, taken)
     matrix = csc_array(
-        (np.array(data, dtype=np.float64), (np.array(rows), np.array(cols))),
-        shape=(len(upper), n),
+        (np.array(rows.data, dtype=np.float64), (np.array(rows.rows), np.array(rows.cols))),
+        shape=(len(rows.upper), n),
     )
     result = milp(
         c=objective,
-        constraints=LinearConstraint(matrix, -np.inf, np.array(upper)),
+        constraints=LinearConstraint(matrix, -np.inf, np.array(rows.upper)),
         integrality=np.ones(n),
         bounds=Bounds(0, 1),
         options={"time_limit": index.policy.exact_time_limit_s},
@@ -137,6 +94,69 @@ def _exact(
     if result.x is None:  # no integer solution found in time
         return None
     return {pairs[i][0].request_id: pairs[i][1] for i in range(n) if result.x[i] > 0.5}
+
+
+@dataclass
+class _Rows:
+    """The integer program's constraint matrix, row by row (sparse), and each row's bound."""
+
+    rows: list[int] = field(default_factory=list)
+    cols: list[int] = field(default_factory=list)
+    data: list[float] = field(default_factory=list)
+    upper: list[float] = field(default_factory=list)
+
+    def add(self, indices: list[int], weights: list[float], bound: float) -> None:
+        row = len(self.upper)
+        for i, w in zip(indices, weights, strict=True):
+            if w != 0:  # as a dense row turned sparse: zeros are not stored
+                self.rows.append(row)
+                self.cols.append(i)
+                self.data.append(float(w))
+        self.upper.append(bound)
+
+
+def _constraints(
+    rows: _Rows,
+    pairs: list[tuple[WorkloadRequest, int]],
+    usd: list[float],
+    prepared: dict[str, Prepared],
+    index: FleetIndex,
+    taken: Taken,
+) -> None:
+    """At most one candidate per request; free GPUs per pool (per memory tier), CPU slots per
+    cluster, each team's remaining quota and budget, after what ``taken`` holds."""
+    by_request: dict[str, list[int]] = defaultdict(list)
+    by_pool: dict[tuple[str, str], list[int]] = defaultdict(list)
+    by_cpu: dict[str, list[int]] = defaultdict(list)
+    by_team_gpu: dict[str, list[int]] = defaultdict(list)
+    by_team_usd: dict[str, list[int]] = defaultdict(list)
+    for i, (r, k) in enumerate(pairs):
+        by_request[r.request_id].append(i)
+        candidate = prepared[r.request_id].table.candidates[k]
+        if not prepared[r.request_id].table.gpu[k]:
+            by_cpu[candidate.cluster].append(i)
+        else:
+            by_pool[(candidate.cluster, candidate.gpu_type)].append(i)
+            by_team_gpu[r.team].append(i)
+        by_team_usd[r.team].append(i)
+    cpu, quota, budget = _remaining(index, taken)
+    for idx in by_request.values():
+        rows.add(idx, [1.0] * len(idx), 1.0)
+    for key, idx in by_pool.items():
+        pool = index.pool_ids.get(key)
+        took = int(taken.pool[pool]) if pool is not None else 0
+        needs = [pairs[i][0].gpu_memory_gb for i in idx]
+        for threshold, fit in capacity_tiers(index.snapshot.telemetry.get(key), needs):
+            tier = [i for i in idx if pairs[i][0].gpu_memory_gb >= threshold]
+            rows.add(tier, [pairs[i][0].gpu_count for i in tier], fit - took)
+    for cluster, idx in by_cpu.items():
+        rows.add(idx, [1.0] * len(idx), cpu.get(cluster, 0))
+    for team, idx in by_team_gpu.items():
+        if team in quota:
+            rows.add(idx, [pairs[i][0].gpu_count for i in idx], quota[team])
+    for team, idx in by_team_usd.items():
+        if team in budget:
+            rows.add(idx, [usd[i] for i in idx], budget[team])
 
 
 def _greedy(
@@ -158,18 +178,13 @@ def place_batch(
     ids = [r.request_id for r in requests]
     if len(set(ids)) != len(ids):
         raise ValueError("request ids in a batch must be unique")
-    with collector_paused():
-        return _place_batch(requests, snapshot, policy)
+    return _place_batch(requests, snapshot, policy)
 
 
 def _place_batch(
     requests: Sequence[WorkloadRequest], snapshot: Snapshot, policy: PlacementPolicy
 ) -> list[Decision]:
     index = fleet_index(snapshot, policy)
-    if not index.usable:
-        from reasoning_plane import reference
-
-        return reference.place_batch(requests, snapshot, policy)
     taken = index.taken()
     decisions: list[Decision] = []
     ordered = sorted(requests, key=lambda r: (-r.priority, r.request_id))
@@ -187,59 +202,66 @@ def _place_batch(
         )
         if plan is None:
             plan = _greedy(tier, prepared, options)
-        # Fewest options first, so the greedy path leaves room for the constrained requests.
-        for request in sorted(tier, key=lambda r: (len(options[r.request_id]), r.request_id)):
+        # The plan's requests first: the plan is jointly feasible, and what it left out only
+        # takes what is left (it must not push planned ones out). Then fewest options first,
+        # so the greedy path leaves room for the constrained requests.
+        for request in sorted(tier, key=lambda r: _recheck_order(r, plan, options)):
             prep = prepared.pop(request.request_id)
-            evaluations, ok = index.evaluations(prep, taken)
-            hints = index.hints(prep, ok)
-            feasible = hints.feasible
-            wanted = plan.get(request.request_id)
-            chosen: Candidate | None
-            if wanted is not None and ok[wanted]:
-                chosen = evaluations[wanted].candidate
-            elif feasible:
-                chosen = evaluations[best_of(evaluations, feasible, hints.scores)].candidate
-            else:
-                chosen = None
-            if chosen is None and len(options[request.request_id]):
-                lowest = evaluations[int(np.argmin(hints.scores))]  # the first lowest
-                reason = (
-                    "deferred: capacity, quota or budget left after higher-priority and "
-                    "cheaper placements of this batch is not enough; "
-                    + "; ".join(f"{r.rule}: {r.message}" for r in lowest.rejections)
-                )
-                decision = decide(
-                    request, evaluations, snapshot, policy, reason=reason, hints=hints
-                )
-            else:
-                reason = None
-                if chosen is not None:
-                    chosen, reason = choose_with_hysteresis(
-                        request, evaluations, chosen, snapshot, policy, feasible=feasible
-                    )
-                decision = decide(
-                    request,
-                    evaluations,
-                    snapshot,
-                    policy,
-                    chosen=chosen,
-                    reason=reason,
-                    hints=hints,
-                )
-            if chosen is not None:
-                k = _position(evaluations, chosen, hints)
-                _take(prep, k, evaluations[k].cost.total_usd, taken)
+            decision = _recheck(request, prep, plan.get(request.request_id), options, index, taken)
+            if decision.chosen is not None:
+                k = decision.evaluations.position_of(decision.chosen)
+                assert k is not None
+                _take(prep, k, decision.evaluations[k].cost.total_usd, taken)
             decisions.append(decision)
     return decisions
 
 
+def _recheck(
+    request: WorkloadRequest,
+    prep: Prepared,
+    wanted: int | None,
+    options: dict[str, np.ndarray],
+    index: FleetIndex,
+    taken: Taken,
+) -> Decision:
+    """The decision on ``request`` against what the batch took so far: the planned candidate
+    when it still passes every rule, else the cheapest that does; none left is a deferral
+    when the request had options at the start of its tier."""
+    snapshot, policy = index.snapshot, index.policy
+    evaluations, hints = index.evaluations(prep, taken)
+    feasible = hints.feasible
+    chosen: Candidate | None = None
+    if wanted is not None and evaluations.feasible_mask()[wanted]:
+        chosen = evaluations.candidate_at(wanted)
+    elif feasible:
+        chosen = evaluations.candidate_at(best_of(evaluations, feasible, hints.scores))
+    if chosen is None and len(options[request.request_id]):
+        lowest = evaluations[int(np.argmin(hints.scores))]  # the first lowest
+        reason = (
+            "deferred: capacity, quota or budget left after higher-priority and "
+            "cheaper placements of this batch is not enough; "
+            + "; ".join(f"{r.rule}: {r.message}" for r in lowest.rejections)
+        )
+        return decide(request, evaluations, hints, snapshot, policy, reason=reason)
+    reason = None
+    if chosen is not None:
+        chosen, reason = choose_with_hysteresis(request, evaluations, chosen, snapshot, policy)
+    return decide(request, evaluations, hints, snapshot, policy, chosen=chosen, reason=reason)
+
+
 def _take(prep: Prepared, k: int, usd: float, taken: Taken) -> None:
-    """`BatchState.take` of candidate ``k``."""
-    request, shape = prep.request, prep.shape
-    if not shape.gpu[k]:
-        taken.cpu[shape.cpu_id[k]] += 1
+    """What candidate ``k`` of ``prep`` takes from the batch's capacity, quota and budget."""
+    request, table = prep.request, prep.table
+    if not table.gpu[k]:
+        taken.cpu[table.cpu_id[k]] += 1
     else:
-        taken.pool[shape.pool_id[k]] += request.gpu_count
+        taken.pool[table.pool_id[k]] += request.gpu_count
         team = request.team
         taken.team_gpus[team] = taken.team_gpus.get(team, 0) + request.gpu_count
     taken.team_usd[request.team] = taken.team_usd.get(request.team, 0.0) + usd
+
+
+def _recheck_order(request: WorkloadRequest, plan: dict, options: dict) -> tuple:
+    """The re-check order of a tier: planned requests, then fewest options, then id."""
+    rid = request.request_id
+    return (rid not in plan, len(options[rid]), rid)

@@ -10,7 +10,7 @@ A placed decision authorises exactly one run of exactly one workload, in one pla
   ``dagster asset materialize``, in-process ``materialize()``).
 
 Everything here is plain data and pure functions; the governance re-check uses the placement
-rules themselves (`constraints.residency`, `constraints.compliance`), not a copy.
+rules themselves (`rules.residency_reasons`, `rules.compliance_reasons`), not a copy.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from datetime import datetime
 from typing import Any
 
 from data_plane.catalog import CatalogRecord
-from reasoning_plane.constraints import BatchState, Context, compliance, residency
-from reasoning_plane.model import CPU, PLACED, Cluster, Decision, Fleet, Snapshot, WorkloadRequest
+from data_plane.classification import UNKNOWN, residency_parts
+from reasoning_plane import rules
+from reasoning_plane.model import CPU, PLACED, Decision, Snapshot
 from reasoning_plane.policy import PlacementPolicy
 from reasoning_plane.signing import Verifier
 
@@ -146,42 +147,12 @@ def governance_problems(
     """Why the decision's zone and certifications do not (or no longer) satisfy the governance
     of the data the workload reads: the placement rules `residency` and `compliance`, applied to
     the decided place and the catalog as it is now."""
-    cluster = Cluster(
-        name=str(binding.get("cluster")),
-        zone=str(binding.get("zone") or "UNKNOWN"),
-        region="",
-        location="",
-        certifications=frozenset(binding.get("certifications") or ()),
-        pools=(),
-        egress_per_gb=0.0,
-        latency_ms={},
+    cluster = str(binding.get("cluster"))
+    zone = str(binding.get("zone") or UNKNOWN)
+    certifications = frozenset(binding.get("certifications") or ())
+    zone_sets = [residency_parts(r.data_residency) for r in records]
+    reasons = rules.residency_reasons(records, zone_sets, missing, zone, False, cluster, policy)
+    reasons += rules.compliance_reasons(
+        rules.certifications_needed(records, policy), cluster, certifications
     )
-    request = WorkloadRequest(
-        request_id=str(binding.get("request_id")),
-        workload=str(binding.get("workload")),
-        team=str(binding.get("team")),
-        datasets=tuple(r.dataset_id for r in records) + tuple(missing),
-        gpu_count=0,
-        gpu_memory_gb=0.0,
-        estimated_duration_s=0.0,
-    )
-    ctx = Context(
-        request=request,
-        cluster=cluster,
-        pool=None,
-        records=tuple(records),
-        missing_datasets=tuple(missing),
-        snapshot=Snapshot(
-            fleet=Fleet(clusters=(cluster,)),
-            quotas={},
-            budgets={},
-            usage={},
-            telemetry={},
-            catalog={r.dataset_id: r for r in records},
-            now=now,
-        ),
-        policy=policy,
-        state=BatchState(),
-        cost_usd=0.0,
-    )
-    return [r.message for rule in (residency, compliance) for r in rule(ctx)]
+    return [r.message for r in reasons]

@@ -1,70 +1,86 @@
-"""The cost and latency model of one candidate.
+"""The cost and latency model, for every candidate of a request at once.
 
 * duration: the request's reference-GPU duration divided by the pool's relative speed (CPU: the
   request's CPU duration, or ``policy.cpu_slowdown`` times the GPU duration);
 * GPU cost: price per GPU-hour x GPUs x hours (CPU: the cluster's CPU price per hour x hours);
 * egress: every GB of input whose residency zone differs from the cluster's zone is moved, at the
-  cluster's per-GB price (the request's ``data_gb`` is split evenly over its inputs);
-* latency: network latency from the data's zone to the cluster, plus the GPU's inference latency
-  stretched by congestion ``1 / (1 - utilisation)`` from the latest telemetry.
+  cluster's per-GB price (the request's ``data_gb`` is split evenly over its inputs; an input
+  without a catalog record is taken to move);
+* latency: network latency from the data's zones (the worst of them) to the cluster, plus the
+  GPU's inference latency stretched by congestion ``1 / (1 - utilisation)`` from the latest
+  telemetry (utilisation capped at ``policy.congestion_cap``; CPU: the policy's CPU latency);
+* score: the policy's objective, lower is better: cost, with latency only breaking ties, or
+  ``cost_weight x cost + latency_weight x latency`` (``objective: weighted``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from data_plane.catalog import CatalogRecord
-from data_plane.classification import UNKNOWN, residency_parts
-from reasoning_plane.model import Cluster, CostBreakdown, GpuPool, Snapshot, WorkloadRequest
+import numpy as np
+
+from reasoning_plane.model import WorkloadRequest
 from reasoning_plane.policy import PlacementPolicy
+
+if TYPE_CHECKING:
+    from reasoning_plane.index import CandidateTable, Inputs
 
 UNKNOWN_LATENCY_MS = 10_000.0  # a zone the cluster does not list a latency for
 
 
-def duration_s(request: WorkloadRequest, pool: GpuPool | None, policy: PlacementPolicy) -> float:
-    if pool is None:
-        return request.cpu_duration_s or request.estimated_duration_s * policy.cpu_slowdown
-    return request.estimated_duration_s / pool.speed
+@dataclass(frozen=True)
+class Costs:
+    """The cost model of every candidate of a request, as arrays in candidate order."""
+
+    seconds: np.ndarray
+    gpu_usd: np.ndarray
+    egress_usd: np.ndarray
+    moved_gb: np.ndarray
+    latency_ms: np.ndarray
+    total_usd: np.ndarray
+    score: np.ndarray
 
 
 def estimate(
     request: WorkloadRequest,
-    cluster: Cluster,
-    pool: GpuPool | None,
-    records: Sequence[CatalogRecord],
-    snapshot: Snapshot,
+    table: CandidateTable,
+    inputs: Inputs,
+    latency_ms: np.ndarray,
     policy: PlacementPolicy,
-) -> CostBreakdown:
-    seconds = duration_s(request, pool, policy)
+) -> Costs:
+    """`Costs` of ``request`` on each candidate of ``table`` (``latency_ms``: the latency for
+    the request's data, network plus model, which depends on the request only through the
+    data's zones: `FleetIndex.latency`)."""
+    seconds = request.estimated_duration_s / table.speed
+    if table.cpu_idx.size:
+        seconds[table.cpu_idx] = (
+            request.cpu_duration_s or request.estimated_duration_s * policy.cpu_slowdown
+        )
     hours = seconds / 3600
-    if pool is None:
-        compute = cluster.cpu_price_per_hour * hours
+    if table.cpu_idx.size:  # a CPU slot is priced per hour, a GPU pool per GPU-hour
+        gpu_usd = table.rate * np.where(table.gpu, float(request.gpu_count), 1.0) * hours
     else:
-        compute = pool.price_per_hour * request.gpu_count * hours
+        gpu_usd = table.rate * request.gpu_count * hours
+    moved = moved_gb(request, inputs, table)
+    egress_usd = moved * table.egress
+    latency = latency_ms
+    total = gpu_usd + egress_usd
+    if policy.objective == "weighted":
+        score = policy.cost_weight * total + policy.latency_weight * latency
+    else:
+        score = total + latency * 1e-9  # latency only breaks ties
+    return Costs(seconds, gpu_usd, egress_usd, moved, latency, total, score)
+
+
+def moved_gb(request: WorkloadRequest, inputs: Inputs, table: CandidateTable) -> np.ndarray:
+    """GB of input moved into each candidate's cluster: the share of every input whose
+    residency is not exactly the cluster's zone, and of every input without a record."""
     n_inputs = max(len(request.datasets), 1)
     share = request.data_gb / n_inputs
-    moved = 0.0
-    data_zones: set[str] = set()
-    for record in records:
-        zones = residency_parts(record.data_residency)
-        data_zones |= zones
-        if zones != {cluster.zone}:
-            moved += share
-    moved += share * (n_inputs - len(records))  # inputs without a record: assume they move
-    network = max(
-        (cluster.latency_ms.get(z, UNKNOWN_LATENCY_MS) for z in data_zones if z != UNKNOWN),
-        default=cluster.latency_ms.get(cluster.zone, 0.0),
-    )
-    if pool is None:
-        model_latency = policy.cpu_inference_latency_ms
-    else:
-        sample = snapshot.telemetry.get((cluster.name, pool.gpu_type))
-        utilisation = min(sample.utilisation, policy.congestion_cap) if sample else 0.0
-        model_latency = pool.inference_latency_ms / (1 - utilisation)
-    return CostBreakdown(
-        duration_s=seconds,
-        gpu_usd=compute,
-        egress_usd=moved * cluster.egress_per_gb,
-        data_moved_gb=moved,
-        latency_ms=network + model_latency,
-    )
+    by_zone = []
+    for zone in table.zones:
+        own = {zone}
+        moved = sum(share for zones in inputs.zone_sets if zones != own)
+        by_zone.append(moved + share * (n_inputs - len(inputs.records)))
+    return np.array(by_zone, dtype=np.float64)[table.zone]

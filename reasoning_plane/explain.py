@@ -11,7 +11,6 @@ many candidates each rule rejected over the whole fleet.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,29 +63,16 @@ def listing(decision: Decision, *, full: bool = False) -> Listing:
     if n <= FULL_LIMIT or full:
         listed = list(evaluations)
         return Listing(listed, [_is_chosen(e.candidate, chosen) for e in listed], n, True)
-    position_of = getattr(evaluations, "position_of", None)  # index.LazyEvaluations
-    if position_of is not None:
-        ok = evaluations.feasible_mask()  # type: ignore[attr-defined]
-        scores = np.asarray(evaluations.scores(), dtype=np.float64)  # type: ignore[attr-defined]
-        counts = evaluations.rule_counts()  # type: ignore[attr-defined]
-        at = position_of(chosen) if chosen is not None else None
-    else:
-        ok = np.array([not e.rejections for e in evaluations], dtype=bool)
-        scores = np.array([e.score for e in evaluations], dtype=np.float64)
-        counter: Counter[str] = Counter()
-        for e in evaluations:
-            counter.update({r.rule for r in e.rejections})
-        counts = dict(counter)
-        at = next((k for k, e in enumerate(evaluations) if e.candidate is chosen), None)
-        if at is None and chosen is not None:
-            at = next((k for k, e in enumerate(evaluations) if e.candidate == chosen), None)
+    ok = evaluations.feasible_mask()
+    scores = np.asarray(evaluations.scores(), dtype=np.float64)
+    counts = evaluations.rule_counts()
+    at = evaluations.position_of(chosen) if chosen is not None else None
     picked = set(_cheapest(np.flatnonzero(ok), scores, LISTED_FEASIBLE))
     picked.update(_cheapest(np.flatnonzero(~ok), scores, LISTED_REJECTED))
     if at is not None:
         picked.add(at)
     positions = sorted(picked)
-    subset = getattr(evaluations, "subset", None)
-    listed = subset(positions) if subset is not None else [evaluations[k] for k in positions]
+    listed = evaluations.subset(positions)
     rules = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
     return Listing(
         listed,
@@ -118,39 +104,37 @@ def _omitted(view: Listing) -> dict[str, Any]:
 
 class Renderer:
     """Renders decisions for the log (`explain` text, `to_dict` JSON), sharing the work on what
-    decisions of one batch share: candidate labels and rejection lists (the same objects)."""
+    decisions of one batch share: candidate labels and rejection lists (equal ones)."""
 
     def __init__(self) -> None:
-        # id -> (the object, kept alive so that its id is not reused; its rendering)
-        self._labels: dict[int, tuple[Candidate, str, str]] = {}
-        self._reasons: dict[int, tuple[tuple[Rejection, ...], str, str]] = {}
-        self._rejections: dict[int, tuple[Rejection, str, str]] = {}
+        self._labels: dict[Candidate, tuple[str, str]] = {}
+        self._reasons: dict[tuple[Rejection, ...], tuple[str, str]] = {}
+        self._rejections: dict[Rejection, tuple[str, str]] = {}
 
     def _label(self, c: Candidate) -> tuple[Candidate, str, str]:
-        found = self._labels.get(id(c))
+        found = self._labels.get(c)
         if found is None:
             label = c.label
-            found = self._labels[id(c)] = (c, label, json.dumps(label))
-        return found
+            found = self._labels[c] = (label, json.dumps(label))
+        return (c, *found)
 
     def _reason(self, rejections: tuple[Rejection, ...]) -> tuple[Any, str, str]:
-        found = self._reasons.get(id(rejections))
+        found = self._reasons.get(rejections)
         if found is None:
             parts = [self._one(x) for x in rejections]
             text = "; ".join([p[1] for p in parts])
             listed = "[" + ", ".join([p[2] for p in parts]) + "]"
-            found = self._reasons[id(rejections)] = (rejections, text, listed)
-        return found
+            found = self._reasons[rejections] = (text, listed)
+        return (rejections, *found)
 
     def _one(self, x: Rejection) -> tuple[Rejection, str, str]:
-        found = self._rejections.get(id(x))
+        found = self._rejections.get(x)
         if found is None:
-            found = self._rejections[id(x)] = (
-                x,
+            found = self._rejections[x] = (
                 f"{x.rule}: {x.message}",
                 json.dumps({"rule": x.rule, "message": x.message}),
             )
-        return found
+        return (x, *found)
 
     def explain(self, decision: Decision) -> str:
         """The decision as an EXPLAIN-style table: the chosen candidate, then the feasible ones,

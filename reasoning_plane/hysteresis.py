@@ -15,40 +15,34 @@ at most once per dwell period, and never back while the first move's saving stil
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import numpy as np
 
-from reasoning_plane.model import Candidate, Evaluation, Snapshot, WorkloadRequest
+from reasoning_plane.model import Candidate, Evaluations, Snapshot, WorkloadRequest
 from reasoning_plane.policy import PlacementPolicy
 
 
 def choose_with_hysteresis(
     request: WorkloadRequest,
-    evaluations: Sequence[Evaluation],
+    evaluations: Evaluations,
     best: Candidate,
     snapshot: Snapshot,
     policy: PlacementPolicy,
-    *,
-    feasible: Sequence[int] | None = None,
 ) -> tuple[Candidate, str | None]:
-    """(candidate to use, reason when hysteresis decided) for ``best`` proposed by the optimiser.
-
-    ``feasible``: the positions of the feasible evaluations, when the caller knows them (then
-    only those are read)."""
+    """(candidate to use, reason when hysteresis decided) for ``best`` proposed by the
+    optimiser (only the feasible evaluations on the current cluster are read)."""
     current = request.current_cluster
     if not request.recurring or current is None or best.cluster == current:
         return best, None
-    position_of = getattr(evaluations, "position_of", None)  # index.LazyEvaluations
-    at = position_of(best) if position_of is not None and feasible is not None else None
-    if at is None:
-        staying = [e for e in evaluations if e.candidate.cluster == current and e.feasible]
-        chosen = next(e for e in evaluations if e.candidate == best)
-    else:  # read only the feasible ones
-        assert feasible is not None
-        candidate_at = evaluations.candidate_at  # type: ignore[attr-defined]
-        staying = evaluations.subset(  # type: ignore[attr-defined]
-            [k for k in feasible if candidate_at(k).cluster == current]
-        )
-        chosen = evaluations[at]
+    at = evaluations.position_of(best)
+    assert at is not None
+    chosen = evaluations[at]
+    staying = evaluations.subset(
+        [
+            k
+            for k in np.flatnonzero(evaluations.feasible_mask()).tolist()
+            if evaluations.candidate_at(k).cluster == current
+        ]
+    )
     if not staying:
         return best, f"moving off {current}: it is no longer feasible for this workload"
     stay = min(staying, key=lambda e: e.score)

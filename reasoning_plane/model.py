@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from abc import abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
+import numpy as np
+
 from data_plane.catalog import CatalogRecord
-from reasoning_plane.memo import cache_of
 
 CPU = "cpu"  # the pseudo GPU type of a CPU-only candidate
 
@@ -80,17 +83,32 @@ class Cluster:
 
 @dataclass(frozen=True)
 class Fleet:
+    """The clusters the plane places on: one name per cluster, one pool per GPU type in a
+    cluster, and no pool named like the CPU candidates (refused here, whoever builds it)."""
+
     clusters: tuple[Cluster, ...]
 
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.clusters]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"fleet: two clusters are named {name!r}")
+        for c in self.clusters:
+            types = [p.gpu_type for p in c.pools]
+            for t in types:
+                if t.lower() == CPU:
+                    raise ValueError(f"fleet: {c.name}: pool {t!r}: the name is reserved for CPU")
+                if types.count(t) > 1:
+                    raise ValueError(f"fleet: {c.name}: two pools of GPU type {t!r}")
+            for p in c.pools:
+                if not p.speed > 0:
+                    raise ValueError(f"fleet: {c.name}/{p.gpu_type}: speed must be above 0")
+
+    @cached_property
+    def _by_name(self) -> dict[str, Cluster]:
+        return {c.name: c for c in self.clusters}
+
     def get(self, name: str) -> Cluster | None:
-        cache = cache_of(self)
-        by_name = cache.get("by_name")
-        if by_name is None:
-            by_name = {}
-            for c in self.clusters:
-                by_name.setdefault(c.name, c)  # the first of a name, as a scan would find
-            cache["by_name"] = by_name
-        return by_name.get(name)
+        return self._by_name.get(name)
 
 
 @dataclass(frozen=True)
@@ -169,13 +187,16 @@ class Snapshot:
     catalog: Mapping[str, CatalogRecord]
     now: datetime
 
+    @cached_property
+    def derived(self) -> dict[str, Any]:
+        """What is computed from this snapshot and kept while it lives (`index.fleet_index`)."""
+        return {}
+
     def telemetry_hash(self) -> str:
         """Hash of the telemetry this snapshot saw (recorded with every decision)."""
-        cache = cache_of(self)
-        if "telemetry_hash" not in cache:
-            cache["telemetry_hash"] = self._telemetry_hash()
-        return cache["telemetry_hash"]
+        return self._telemetry_hash
 
+    @cached_property
     def _telemetry_hash(self) -> str:
         rows = sorted(
             (
@@ -209,8 +230,7 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Rejection:
-    rule: str  # residency | compliance | gpu_memory | gpu_capacity | quota | budget |
-    #            telemetry_stale | telemetry_missing | telemetry_future | slo | cpu
+    rule: str  # one of `rules.RULES`
     message: str
 
 
@@ -241,6 +261,79 @@ class Evaluation:
         return not self.rejections
 
 
+class Evaluations(Sequence[Evaluation]):
+    """Every candidate's `Evaluation` of one request, with what a decision and its log read
+    of them without looking at each: where a candidate is, which are feasible, their scores,
+    how many each rule rejected. The engine's (`index.LazyEvaluations`) builds an evaluation
+    only when it is read; `EvaluationList` holds them built."""
+
+    @abstractmethod
+    def position_of(self, candidate: Candidate) -> int | None: ...
+
+    @abstractmethod
+    def candidate_at(self, k: int) -> Candidate: ...
+
+    @abstractmethod
+    def feasible_mask(self) -> np.ndarray: ...
+
+    @abstractmethod
+    def scores(self) -> np.ndarray: ...
+
+    @abstractmethod
+    def rule_counts(self) -> dict[str, int]: ...
+
+    def subset(self, positions: Sequence[int]) -> list[Evaluation]:
+        return [self[k] for k in positions]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class EvaluationList(Evaluations):
+    """`Evaluations` already built, e.g. read back or made one by one."""
+
+    def __init__(self, evaluations: Sequence[Evaluation]) -> None:
+        self._items = tuple(evaluations)
+        self._position: dict[Candidate, int] = {}
+        for k, e in enumerate(self._items):
+            self._position.setdefault(e.candidate, k)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, k):  # type: ignore[override]
+        return self._items[k]
+
+    def __iter__(self) -> Iterator[Evaluation]:
+        return iter(self._items)
+
+    def __repr__(self) -> str:
+        return f"EvaluationList({len(self)} candidates)"
+
+    def position_of(self, candidate: Candidate) -> int | None:
+        return self._position.get(candidate)
+
+    def candidate_at(self, k: int) -> Candidate:
+        return self._items[k].candidate
+
+    def feasible_mask(self) -> np.ndarray:
+        return np.array([e.feasible for e in self._items], dtype=bool)
+
+    def scores(self) -> np.ndarray:
+        return np.array([e.score for e in self._items], dtype=np.float64)
+
+    def rule_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for e in self._items:
+            for rule in {r.rule for r in e.rejections}:
+                counts[rule] = counts.get(rule, 0) + 1
+        return counts
+
+
 PLACED, DEFERRED, REJECTED = "placed", "deferred", "rejected"
 
 
@@ -250,7 +343,7 @@ class Decision:
     request: WorkloadRequest
     status: str  # placed | deferred | rejected
     chosen: Candidate | None
-    evaluations: Sequence[Evaluation]  # a tuple, or `index.LazyEvaluations` (built on use)
+    evaluations: Evaluations
     reason: str  # why this candidate, or why none
     policy_version: str
     snapshot_hash: str
@@ -258,19 +351,10 @@ class Decision:
     executor: str | None = None  # in_process | multiprocess | k8s_job_executor
     zone: str | None = None
     namespace: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def chosen_evaluation(self) -> Evaluation | None:
-        chosen = self.chosen
-        if chosen is None:
+        if self.chosen is None:
             return None
-        position_of = getattr(self.evaluations, "position_of", None)  # index.LazyEvaluations
-        if position_of is not None:
-            k = position_of(chosen)
-            if k is not None:
-                return self.evaluations[k]
-        for e in self.evaluations:  # the chosen candidate is usually the very same object
-            if e.candidate is chosen:
-                return e
-        return next(e for e in self.evaluations if e.candidate == chosen)
+        k = self.evaluations.position_of(self.chosen)
+        return None if k is None else self.evaluations[k]

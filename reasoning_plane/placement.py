@@ -14,44 +14,22 @@ from datetime import datetime
 
 import numpy as np
 
-from reasoning_plane.constraints import GOVERNANCE_RULES, TRANSIENT_RULES, BatchState
 from reasoning_plane.hysteresis import choose_with_hysteresis
-from reasoning_plane.index import Hints, LazyEvaluations, collector_paused, fleet_index
+from reasoning_plane.index import Hints, fleet_index
 from reasoning_plane.model import (
     CPU,
     DEFERRED,
     PLACED,
-    REJECTED,
     Candidate,
     Cluster,
+    CostBreakdown,
     Decision,
-    Evaluation,
-    GpuPool,
+    Evaluations,
     Snapshot,
     WorkloadRequest,
 )
 from reasoning_plane.policy import PlacementPolicy
-
-
-def candidates(
-    request: WorkloadRequest, snapshot: Snapshot
-) -> list[tuple[Cluster, GpuPool | None]]:
-    """Every (cluster, pool) that could run the request; CPU when it needs or allows no GPU."""
-    out: list[tuple[Cluster, GpuPool | None]] = []
-    for cluster in snapshot.fleet.clusters:
-        if request.gpu_count > 0:
-            out += [(cluster, pool) for pool in cluster.pools]
-        if (request.gpu_count == 0 or request.gpu_optional) and cluster.cpu_slots > 0:
-            out.append((cluster, None))
-    return out
-
-
-def _score(breakdown, policy: PlacementPolicy) -> float:
-    if policy.objective == "weighted":
-        return (
-            policy.cost_weight * breakdown.total_usd + policy.latency_weight * breakdown.latency_ms
-        )
-    return breakdown.total_usd + breakdown.latency_ms * 1e-9  # latency only breaks ties
+from reasoning_plane.rules import BatchState
 
 
 def evaluate(
@@ -59,19 +37,25 @@ def evaluate(
     snapshot: Snapshot,
     policy: PlacementPolicy,
     state: BatchState | None = None,
-) -> list[Evaluation]:
-    """Every candidate with its cost and all the rules it breaks.
-
-    Evaluated over arrays by `index.FleetIndex` (built once per snapshot and policy); the rules
-    are those of `constraints.py`, and the result is exactly `reference.evaluate`'s.
-    """
+) -> Evaluations:
+    """Every candidate with its cost and all the rules it breaks (against what ``state`` says
+    earlier placements of a batch took)."""
     index = fleet_index(snapshot, policy)
-    if not index.usable:
-        from reasoning_plane import reference
-
-        return reference.evaluate(request, snapshot, policy, state)
     evaluations, _ = index.evaluations(index.prepare(request), index.taken(state))
     return evaluations
+
+
+def status_of(
+    request: WorkloadRequest,
+    snapshot: Snapshot,
+    policy: PlacementPolicy,
+    state: BatchState | None = None,
+) -> tuple[str, Evaluations, Hints]:
+    """(placed, deferred or rejected, the evaluations, their hints) of ``request`` alone,
+    before any choice: what the simulator's baselines and the launcher's re-check ask."""
+    index = fleet_index(snapshot, policy)
+    evaluations, hints = index.evaluations(index.prepare(request), index.taken(state))
+    return hints.status, evaluations, hints
 
 
 def executor_for(cluster: Cluster, gpu_type: str) -> str:
@@ -88,146 +72,61 @@ def decision_id(
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
-def hints_of(evaluations: Sequence[Evaluation]) -> Hints:
-    """`Hints` found by looking at every evaluation."""
-    feasible, compliant = [], []
-    transient = False
-    for i, e in enumerate(evaluations):
-        rejections = e.rejections
-        if not rejections:
-            feasible.append(i)
-            compliant.append(i)
-            continue
-        if any(r.rule in GOVERNANCE_RULES for r in rejections):
-            continue
-        compliant.append(i)
-        if not transient and all(r.rule in TRANSIENT_RULES for r in rejections):
-            transient = True
-    return Hints(feasible, compliant, transient, [e.score for e in evaluations])
+def _first_lowest(scores: np.ndarray, positions: Sequence[int] | np.ndarray) -> int:
+    """The first of ``positions`` with the lowest score; -1 if none."""
+    idx = np.asarray(positions, dtype=np.intp)
+    return int(idx[np.argmin(scores[idx])]) if idx.size else -1
 
 
-def _first_lowest(
-    scores: Sequence[float] | np.ndarray, indices: Sequence[int], skip: int = -1
-) -> int:
-    """The first of ``indices`` (other than ``skip``) with the lowest score; -1 if none."""
-    if isinstance(scores, np.ndarray):  # the index's scores: the same answer, vectorised
-        idx = np.asarray(indices, dtype=np.intp)
-        if skip >= 0:
-            idx = idx[idx != skip]
-        return int(idx[np.argmin(scores[idx])]) if idx.size else -1
-    best, low = -1, 0.0
-    for i in indices:
-        if i == skip:
-            continue
-        s = scores[i]
-        if best < 0 or s < low:
-            best, low = i, s
-    return best
-
-
-def _no_candidate_reason(
-    evaluations: Sequence[Evaluation], hints: Hints | None = None
-) -> tuple[str, str]:
-    """(status, reason) when nothing is feasible: fail closed, naming the last compliant option."""
-    if not evaluations:
-        return REJECTED, "no candidate at all: the fleet has no pool or CPU slot for this work"
-    hints = hints or hints_of(evaluations)
-    if len(hints.compliant) == 0:
+def _no_candidate_reason(evaluations: Evaluations, hints: Hints) -> str:
+    """Why nothing is feasible: fail closed, naming the last compliant option."""
+    if not len(evaluations):
+        return "no candidate at all: the fleet has no pool or CPU slot for this work"
+    compliant = np.flatnonzero(hints.compliant)
+    if not compliant.size:
         first = evaluations[0].rejections[0]
-        return (
-            REJECTED,
-            f"no compliant cluster: every candidate breaks governance ({first.message})",
-        )
-    best = evaluations[_first_lowest(hints.scores, hints.compliant)]
+        return f"no compliant cluster: every candidate breaks governance ({first.message})"
+    best = evaluations[_first_lowest(hints.scores, compliant)]
     why = "; ".join(f"{r.rule}: {r.message}" for r in best.rejections)
-    status = DEFERRED if hints.transient else REJECTED
-    return status, f"not launched; the last compliant option {best.candidate.label} failed: {why}"
+    return f"not launched; the last compliant option {best.candidate.label} failed: {why}"
 
 
-def best_of(
-    evaluations: Sequence[Evaluation],
-    indices: Sequence[int],
-    scores: Sequence[float] | np.ndarray,
-) -> int:
-    """The position of ``min`` by (score, label) over ``evaluations[i] for i in indices`` (the
-    first of ties), comparing labels only between equal scores."""
-    if isinstance(scores, np.ndarray):  # the index's scores: the same answer, vectorised
-        idx = np.asarray(indices, dtype=np.intp)
-        picked = scores[idx]
-        ties = idx[picked == picked.min()].tolist()
-        if len(ties) == 1:
-            return ties[0]
-        return min(ties, key=lambda i: evaluations[i].candidate.label)
-    low = min(map(scores.__getitem__, indices))
-    ties = [i for i in indices if scores[i] == low]
+def best_of(evaluations: Evaluations, positions: Sequence[int], scores: np.ndarray) -> int:
+    """The position of the lowest score among ``positions``; between equal scores, the
+    candidate whose label sorts first."""
+    idx = np.asarray(positions, dtype=np.intp)
+    picked = scores[idx]
+    ties = idx[picked == picked.min()].tolist()
     if len(ties) == 1:
         return ties[0]
-    return min(ties, key=lambda i: evaluations[i].candidate.label)
-
-
-def _position(evaluations: Sequence[Evaluation], chosen: Candidate, hints: Hints) -> int:
-    """Where ``chosen`` is among ``evaluations`` (the first equal one)."""
-    if hints.position is not None:
-        k = hints.position.get(id(chosen), -1)
-        if k >= 0 and evaluations[k].candidate is chosen:
-            return k
-    for k, e in enumerate(evaluations):
-        if e.candidate is chosen:
-            return k
-    return next(k for k, e in enumerate(evaluations) if e.candidate == chosen)
+    return min(ties, key=lambda k: evaluations.candidate_at(k).label)
 
 
 def decide(
     request: WorkloadRequest,
-    evaluations: Sequence[Evaluation],
+    evaluations: Evaluations,
+    hints: Hints,
     snapshot: Snapshot,
     policy: PlacementPolicy,
     *,
     chosen: Candidate | None = None,
     reason: str | None = None,
-    hints: Hints | None = None,
 ) -> Decision:
-    """Turn evaluations into a decision (``chosen`` may be imposed by batch placement).
-
-    ``hints``, when the caller has them, must describe ``evaluations`` (see `index.Hints`)."""
-    snapshot_hash = snapshot.telemetry_hash()
-    version = policy.version()
-    # The index's lazily built evaluations stay lazy (see `index.LazyEvaluations`).
-    kept = evaluations if isinstance(evaluations, LazyEvaluations) else tuple(evaluations)
-    if hints is None:
-        hints = hints_of(evaluations)
-    feasible, scores = hints.feasible, hints.scores
-    if chosen is None and feasible and reason is None:
-        best = evaluations[best_of(evaluations, feasible, scores)]
-        chosen, reason = choose_with_hysteresis(
-            request, evaluations, best.candidate, snapshot, policy, feasible=feasible
-        )
+    """Turn evaluations into a decision: the cheapest feasible candidate (unless hysteresis
+    keeps a recurring workload where it runs), or ``chosen`` when batch placement imposes it,
+    or, with nothing chosen, why not (``reason``, else the last compliant option's reasons)."""
+    if chosen is None and hints.feasible and reason is None:
+        best = evaluations.candidate_at(best_of(evaluations, hints.feasible, hints.scores))
+        chosen, reason = choose_with_hysteresis(request, evaluations, best, snapshot, policy)
     if chosen is None:
-        if reason:
-            status, why = DEFERRED, reason
-        else:
-            status, why = _no_candidate_reason(evaluations, hints)
-        return Decision(
-            decision_id=decision_id(request, snapshot_hash, version, snapshot.now),
-            request=request,
-            status=status,
-            chosen=None,
-            evaluations=kept,
-            reason=why,
-            policy_version=version,
-            snapshot_hash=snapshot_hash,
-            decided_at=snapshot.now,
-        )
-    cluster = snapshot.fleet.get(chosen.cluster)
-    assert cluster is not None
-    at = _position(evaluations, chosen, hints)
+        status = hints.status if hints.status != PLACED else DEFERRED
+        return _decision(request, snapshot, policy, status, None, evaluations, reason or "", hints)
+    at = evaluations.position_of(chosen)
+    assert at is not None, f"{chosen.label} is not a candidate of {request.request_id}"
     picked = evaluations[at]
-    memory = _memory_arithmetic(request, snapshot, chosen)
-    if hints.unique:
-        runner_up = _first_lowest(scores, feasible, skip=at)
-    else:  # skip every candidate equal to the chosen one
-        others = [i for i in feasible if evaluations[i].candidate != chosen]
-        runner_up = _first_lowest(scores, others)
+    others = evaluations.feasible_mask().copy()
+    others[at] = False
+    runner_up = _first_lowest(hints.scores, np.flatnonzero(others))
     why = reason or (
         f"{chosen.label}: ${picked.cost.total_usd:,.2f}, ~{picked.cost.latency_ms:.0f} ms"
         + (
@@ -237,21 +136,37 @@ def decide(
             else "; the only feasible candidate"
         )
     )
+    memory = _memory_arithmetic(request, snapshot, chosen)
     if memory:
         why = f"{why}; {memory}"
+    return _decision(request, snapshot, policy, PLACED, chosen, evaluations, why, hints)
+
+
+def _decision(
+    request: WorkloadRequest,
+    snapshot: Snapshot,
+    policy: PlacementPolicy,
+    status: str,
+    chosen: Candidate | None,
+    evaluations: Evaluations,
+    why: str,
+    hints: Hints,
+) -> Decision:
+    snapshot_hash, version = snapshot.telemetry_hash(), policy.version()
+    cluster = snapshot.fleet.get(chosen.cluster) if chosen is not None else None
     return Decision(
         decision_id=decision_id(request, snapshot_hash, version, snapshot.now),
         request=request,
-        status=PLACED,
+        status=status,
         chosen=chosen,
-        evaluations=kept,
-        reason=why,
+        evaluations=evaluations,
+        reason=why if chosen is not None or why else _no_candidate_reason(evaluations, hints),
         policy_version=version,
         snapshot_hash=snapshot_hash,
         decided_at=snapshot.now,
-        executor=executor_for(cluster, chosen.gpu_type),
-        zone=cluster.zone,
-        namespace=cluster.namespace(request.team),
+        executor=executor_for(cluster, chosen.gpu_type) if cluster and chosen else None,
+        zone=cluster.zone if cluster else None,
+        namespace=cluster.namespace(request.team) if cluster else None,
     )
 
 
@@ -273,9 +188,16 @@ def _memory_arithmetic(request: WorkloadRequest, snapshot: Snapshot, chosen: Can
 def place(request: WorkloadRequest, snapshot: Snapshot, policy: PlacementPolicy) -> Decision:
     """Place one request alone."""
     index = fleet_index(snapshot, policy)
-    if not index.usable:
-        return decide(request, evaluate(request, snapshot, policy), snapshot, policy)
-    with collector_paused():
-        prep = index.prepare(request)
-        evaluations, ok = index.evaluations(prep, index.taken())
-        return decide(request, evaluations, snapshot, policy, hints=index.hints(prep, ok))
+    evaluations, hints = index.evaluations(index.prepare(request), index.taken())
+    return decide(request, evaluations, hints, snapshot, policy)
+
+
+def cost_of(
+    request: WorkloadRequest, candidate: Candidate, snapshot: Snapshot, policy: PlacementPolicy
+) -> CostBreakdown:
+    """The cost model's figures for ``request`` on ``candidate`` (feasible or not)."""
+    evaluations = evaluate(request, snapshot, policy)
+    k = evaluations.position_of(candidate)
+    if k is None:
+        raise ValueError(f"{candidate.label} is not a candidate of {request.request_id}")
+    return evaluations[k].cost

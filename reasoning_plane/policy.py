@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,6 @@ from pydantic import Field, create_model
 
 from data_plane.config import ConfigModel, checked, fail, one_of, validate
 from data_plane.files import read_document
-from reasoning_plane.memo import cache_of
 
 OBJECTIVES = ("cheapest_within_slo", "weighted")
 
@@ -70,11 +70,12 @@ class PlacementPolicy:
             )
 
     def version(self) -> str:
-        cache = cache_of(self)
-        if "version" not in cache:
-            payload = json.dumps(asdict(self), sort_keys=True, default=list)
-            cache["version"] = hashlib.sha256(payload.encode()).hexdigest()[:12]
-        return cache["version"]
+        return self._version
+
+    @cached_property
+    def _version(self) -> str:
+        payload = json.dumps(asdict(self), sort_keys=True, default=list)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
 # --------------------------------------------------------------------------------------------

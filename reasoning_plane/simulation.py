@@ -119,9 +119,7 @@ import numpy as np
 
 from data_plane.catalog import CatalogRecord
 from data_plane.classification import UNKNOWN, residency_parts
-from reasoning_plane import cost
 from reasoning_plane.batch import place_batch
-from reasoning_plane.constraints import GOVERNANCE_RULES, TRANSIENT_RULES, BatchState
 from reasoning_plane.model import (
     CPU,
     DEFERRED,
@@ -138,8 +136,9 @@ from reasoning_plane.model import (
     TelemetrySample,
     WorkloadRequest,
 )
-from reasoning_plane.placement import evaluate
+from reasoning_plane.placement import cost_of, evaluate, status_of
 from reasoning_plane.policy import PlacementPolicy
+from reasoning_plane.rules import BatchState
 
 POLICIES = ("naive", "greedy", "plane", "hindsight")
 TICK_S = 30.0
@@ -678,16 +677,14 @@ def greedy_choice(
     request: WorkloadRequest, snapshot: Snapshot, policy: PlacementPolicy, state: BatchState
 ):
     """(status, evaluation): the cheapest candidate passing every hard rule, or why none."""
-    evaluations = evaluate(request, snapshot, policy, state)
-    feasible = [e for e in evaluations if e.feasible]
-    if feasible:
-        best = min(feasible, key=lambda e: (e.cost.total_usd, e.cost.latency_ms, e.candidate.label))
-        return PLACED, best
-    compliant = [
-        e for e in evaluations if not any(r.rule in GOVERNANCE_RULES for r in e.rejections)
-    ]
-    transient = any(all(r.rule in TRANSIENT_RULES for r in e.rejections) for e in compliant)
-    return (DEFERRED if transient else REJECTED), None
+    status, evaluations, hints = status_of(request, snapshot, policy, state)
+    if hints.feasible:
+        best = min(
+            evaluations.subset(hints.feasible),
+            key=lambda e: (e.cost.total_usd, e.cost.latency_ms, e.candidate.label),
+        )
+        return status, best
+    return status, None
 
 
 def _greedy(requests, snapshot, policy) -> list[_Outcome]:
@@ -736,7 +733,7 @@ def _make_placement(
     policy: PlacementPolicy,
 ) -> Placement:
     r = tr.request
-    breakdown = cost.estimate(r, cluster, pool, _records(catalog, r), snapshot, policy)
+    breakdown = cost_of(r, Candidate(cluster.name, pool.gpu_type), snapshot, policy)
     return Placement(
         request_id=r.request_id,
         team=r.team,
@@ -1151,9 +1148,7 @@ def _result(
             now = EPOCH + timedelta(seconds=p.start_s)
             sample = TelemetrySample(p.cluster, p.gpu_type, 0, before / pool.total, now)
             snap = Snapshot(fleet, {}, {}, {}, {(p.cluster, p.gpu_type): sample}, catalog, now)
-            latency = cost.estimate(
-                request, cluster, pool, _records(catalog, request), snap, policy
-            ).latency_ms
+            latency = cost_of(request, Candidate(p.cluster, p.gpu_type), snap, policy).latency_ms
             slo += latency > request.latency_slo_ms + 1e-9
         overbooked += bg + _held_at(starts[m], ends[m], gpus[m], p.start_s, False) > pool.total
         q = scenario.quotas.get(p.team)

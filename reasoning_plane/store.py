@@ -12,7 +12,7 @@
 * ``plane.telemetry``: pushed GPU telemetry samples;
 * ``plane.requests``: explicit workload requests waiting to be placed (and re-placements).
 
-Reservations are made in one transaction per tick under a per-team advisory lock, re-checking
+Reservations are made in one transaction per tick under the tick's advisory lock, re-checking
 quota and budget against the ledger as it is at that moment, so two sensor ticks (or daemons)
 placing at once can never jointly exceed a quota or a budget.
 """
@@ -31,13 +31,25 @@ from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
 
 from data_plane.hash_chain import ensure_chain
-from data_plane.roles import AGENT, PLANE, STEWARD, WORKER, ensure, grant, usage, version_of
+from data_plane.migrations import Schema, ensure
+from data_plane.roles import (
+    AGENT,
+    ANY_NODE,
+    PLANE,
+    STEWARD,
+    WORKER,
+    create_agent_role,
+    grant,
+    usage,
+)
 from reasoning_plane.binding import SignedDecision, binding_of
 from reasoning_plane.explain import Renderer, explain, to_dict
 from reasoning_plane.model import CPU, Decision, Snapshot, TeamUsage, TelemetrySample
 from reasoning_plane.policy import PlacementPolicy
 from reasoning_plane.signing import Signer
 
+# Migration steps (`data_plane.migrations.Schema`): released steps are never edited; a change is a
+# new step at the end. Step 1 is the schema as the release before versioned migrations built it.
 DDL = """
 CREATE SCHEMA IF NOT EXISTS plane;
 CREATE TABLE IF NOT EXISTS plane.decisions (
@@ -232,21 +244,38 @@ GRANTS = [
         f" AND observed_at <= now() + make_interval(secs => {AGENT_MAX_AHEAD_S}))",
     ),
 ]
-SCHEMA_VERSION = version_of(DDL, ROLES_DDL, GRANTS, CHAINED)
+# Step 2: a request's status is one the plane writes (`reasoning_plane.tick`, the sensors).
+# (Written to be safe to run again, should plane_meta ever be lost.)
+REQUEST_STATUS = """
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'requests_status_known'
+                   AND conrelid = 'plane.requests'::regclass) THEN
+        ALTER TABLE plane.requests ADD CONSTRAINT requests_status_known
+            CHECK (status IN ('pending', 'deferred', 'placed', 'rejected'));
+    END IF;
+END $$;
+"""
 
 
-def _apply_schema(conn: psycopg.Connection) -> None:
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext('plane ddl'))")
-    conn.execute(DDL)
+def _finish(conn: psycopg.Connection) -> None:
     for table in CHAINED:
         ensure_chain(conn, table)
     conn.execute(ROLES_DDL)
     grant(conn, GRANTS)
 
 
+SCHEMA = Schema(
+    unit="plane",
+    probe="plane.decisions",
+    steps=(DDL, REQUEST_STATUS),
+    finish=_finish,
+    extra=(ROLES_DDL, GRANTS, CHAINED),
+)
+
+
 def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create or bring ``plane.*`` to this code's version (`data_plane.roles.ensure`)."""
-    ensure(conn, "plane", "plane.decisions", SCHEMA_VERSION, _apply_schema)
+    """Create or bring ``plane.*`` to this code's version (`data_plane.migrations.ensure`)."""
+    ensure(conn, SCHEMA)
 
 
 _DECISION_COLUMNS = (
@@ -384,12 +413,6 @@ def record_decisions(
             " ON CONFLICT (decision_id) DO NOTHING"
         )
         cur.execute("TRUNCATE plane_decisions_in")
-
-
-def lock_teams(conn: psycopg.Connection, teams: Iterable[str]) -> None:
-    """Serialise reservations per team until the end of the current transaction."""
-    for team in sorted(set(teams)):
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"plane:team:{team}",))
 
 
 def _reservation(decision: Decision, run_id: str | None) -> tuple[Any, ...]:
@@ -530,6 +553,57 @@ def usage(conn: psycopg.Connection, period_start: datetime) -> dict[str, TeamUsa
     return {t: TeamUsage(t, int(g), float(res), float(spent)) for t, g, res, spent in rows}
 
 
+def teams_logged(conn: psycopg.Connection) -> set[str]:
+    """Every team the ledger or the decision log names."""
+    rows = conn.execute(
+        "SELECT team FROM plane.ledger UNION SELECT team FROM plane.decisions"
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def ledger_by_team(
+    conn: psycopg.Connection, teams: Sequence[str], since: datetime
+) -> dict[str, tuple[int, float, float, int]]:
+    """Per team of ``teams`` with ledger rows: (GPUs held by open reservations, USD reserved by
+    them, USD settled since ``since``, runs settled since ``since``)."""
+    rows = conn.execute(
+        """
+        SELECT r.team,
+               coalesce(sum(r.gpus) FILTER (WHERE c.decision_id IS NULL), 0),
+               coalesce(sum(r.usd) FILTER (WHERE c.decision_id IS NULL), 0),
+               coalesce(sum(c.usd) FILTER (WHERE c.kind = 'settle' AND c.at >= %(since)s), 0),
+               count(c.decision_id) FILTER (WHERE c.kind = 'settle' AND c.at >= %(since)s)
+        FROM plane.ledger r
+        LEFT JOIN plane.ledger c ON c.decision_id = r.decision_id AND c.kind <> 'reserve'
+        WHERE r.kind = 'reserve' AND r.team = ANY(%(teams)s)
+        GROUP BY r.team
+        """,
+        {"since": since, "teams": list(teams)},
+    ).fetchall()
+    return {r[0]: (int(r[1]), float(r[2]), float(r[3]), int(r[4])) for r in rows}
+
+
+def decisions_by_team(
+    conn: psycopg.Connection, teams: Sequence[str], since: datetime
+) -> dict[str, tuple[int, int, int, datetime | None]]:
+    """Per team of ``teams`` in the decision log: (placed, deferred, rejected since ``since``,
+    time of its last decision)."""
+    rows = conn.execute(
+        """
+        SELECT team,
+               count(*) FILTER (WHERE status = 'placed' AND decided_at >= %(since)s),
+               count(*) FILTER (WHERE status = 'deferred' AND decided_at >= %(since)s),
+               count(*) FILTER (WHERE status = 'rejected' AND decided_at >= %(since)s),
+               max(decided_at)
+        FROM plane.decisions
+        WHERE team = ANY(%(teams)s)
+        GROUP BY team
+        """,
+        {"since": since, "teams": list(teams)},
+    ).fetchall()
+    return {r[0]: (int(r[1]), int(r[2]), int(r[3]), r[4]) for r in rows}
+
+
 def held_gpus_by_pool(conn: psycopg.Connection, since: datetime) -> dict[tuple[str, str], int]:
     """GPUs of open reservations made after ``since`` (not yet visible in telemetry)."""
     rows = conn.execute(
@@ -602,6 +676,16 @@ def insert_samples(
             ],
         )
     return len(samples)
+
+
+def map_agent(conn: psycopg.Connection, role: str, cluster: str, node: str) -> None:
+    """Let agent login ``role`` write the samples of ``node`` of ``cluster`` (``*``: any node
+    of it), through the row-level security of ``plane.telemetry``."""
+    conn.execute(
+        "INSERT INTO plane.agent_nodes (role, cluster, node) VALUES (%s, %s, %s)"
+        " ON CONFLICT (role) DO UPDATE SET cluster = EXCLUDED.cluster, node = EXCLUDED.node",
+        (role, cluster, node),
+    )
 
 
 NODE_WINDOW_S = 30  # a node whose latest sample is older than its pool's newest by more: gone
@@ -870,3 +954,13 @@ class _SharedSnapshot:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def ensure_agent_role(conn: psycopg.Connection, cluster: str, node: str | None = None) -> str:
+    """As an administrator: the agent login role of (cluster, node), or of every node of
+    ``cluster`` with ``node`` None, created and mapped; returns its name. The row-level
+    security of ``plane.telemetry`` lets that role write (and prune) only the rows of its node,
+    or of its cluster's nodes."""
+    role = create_agent_role(conn, cluster, node)
+    map_agent(conn, role, cluster, node or ANY_NODE)
+    return role

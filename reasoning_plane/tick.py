@@ -18,7 +18,6 @@ from psycopg.pq import TransactionStatus
 from data_plane import anchors
 from reasoning_plane import store
 from reasoning_plane.batch import place_batch
-from reasoning_plane.index import collector_paused
 from reasoning_plane.model import PLACED, Decision, Snapshot, WorkloadRequest
 from reasoning_plane.policy import PlacementPolicy
 from reasoning_plane.signing import Signer
@@ -68,7 +67,7 @@ def run_tick(
     """Place ``pending`` jointly, log every decision (signed with ``signer``) and reserve the
     placed ones. Queued requests (``plane.requests``) that another tick decided since they were
     read are dropped; the others are marked with their decision in this same transaction."""
-    with conn.transaction(), collector_paused():  # see index.collector_paused
+    with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (TICK_LOCK,))
         queued = [p.queued_id for p in pending if p.queued_id is not None]
         decided = store.decided_requests(conn, queued)

@@ -6,8 +6,9 @@ import dagster as dg
 from pydantic import Field
 
 from data_plane.embedder import Embedder
+from reasoning_plane.launch import DEVICE
 
-DEVICE_TAG = "plane/device"  # set by the placement decision on a run: "cuda" or "cpu"
+DEVICE_TAG = DEVICE  # set by the placement decision on a run: "cuda" or "cpu"
 
 
 class EmbeddingModelResource(dg.ConfigurableResource):

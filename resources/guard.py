@@ -28,9 +28,11 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
+from assets.workloads import DATASETS_KEY
 from data_plane import catalog_store
 from reasoning_plane import store
 from reasoning_plane.binding import governance_problems, governance_records, run_problems
+from reasoning_plane.launch import DECISION_ID
 from reasoning_plane.policy import PlacementPolicy, load_policy
 from reasoning_plane.signing import SigningError, verifier
 from reasoning_plane.snapshot import LOCAL, local_place
@@ -38,7 +40,6 @@ from resources.database import project_root
 from resources.postgres import PostgresResource
 
 HOME_CLUSTER_ENV = "PLANE_CLUSTER"  # set on run workers by the launcher (resources.launcher)
-DATASETS_KEY = "plane/datasets"
 
 
 class PlacementRequired(dg.Failure):
@@ -85,9 +86,9 @@ class PlacementGuardResource(dg.ConfigurableResource):
         partition: str | None = None,
     ) -> tuple[list[str], dict[str, str]]:
         """(why the run may not read the data, the decision's binding) for one asset."""
-        decision_id = run_tags.get("plane/decision_id")
+        decision_id = run_tags.get(DECISION_ID)
         if not decision_id:
-            return ["the run carries no placement decision (no plane/decision_id tag)"], {}
+            return [f"the run carries no placement decision (no {DECISION_ID} tag)"], {}
         with self.postgres.connect() as conn:
             store.ensure_schema(conn)
             logged = store.signed_decision(conn, decision_id)

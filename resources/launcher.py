@@ -15,18 +15,20 @@ this launcher has no configuration for is refused with an error saying which key
 
 No bypass. Before anything is launched:
 
-* a run carrying a routing tag (``ROUTING_TAGS``: decision, request, team, cluster, zone, GPU
-  type and count, executor, namespace, device) or ``dagster-k8s/config`` must name a decision
-  (``plane/decision_id``) that ``plane.decisions`` holds, **signed by the plane**
-  (`reasoning_plane.signing`; a row written by anything else does not verify), ``placed``, for
-  exactly the run's asset selection (`reasoning_plane.binding.run_problems`), with every routing
-  tag equal to the signed decision's; the run config's k8s executor must ask for the decision's
-  namespace and GPU count; ``dagster-k8s/config`` may only carry the node selector, tolerations,
-  GPU resources, labels and deadline of that decision. The launcher then **claims** the decision
-  for the run in ``plane.decision_claims`` (atomic): a decision launches one run, and a copy (a
-  re-execution, the launchpad) is refused with the id of the run that holds it. Otherwise the
-  run is **refused** (hand-written tags are not trusted). Other ``plane/*`` tags (summary,
-  explain, estimated cost) only describe a placement and claim nothing;
+* a run carrying a routing tag (`reasoning_plane.launch.ROUTING_TAGS`: decision, request, team,
+  cluster, zone, GPU type and count, executor, namespace, device) or ``dagster-k8s/config`` must
+  name a decision (``plane/decision_id``) that ``plane.decisions`` holds, **signed by the
+  plane** (`reasoning_plane.signing`; a row written by anything else does not verify),
+  ``placed``, for exactly the run's asset selection (`reasoning_plane.binding.run_problems`),
+  with every routing tag equal to the signed decision's (`reasoning_plane.launch`, the one owner
+  of the run-tag contract, builds the tags and checks them); the run config's k8s executor must
+  ask for the decision's namespace and GPU count; ``dagster-k8s/config`` may only carry the node
+  selector, tolerations, GPU resources, labels and deadline of that decision. The launcher then
+  **claims** the decision for the run in ``plane.decision_claims`` (atomic): a decision launches
+  one run, and a copy (a re-execution, the launchpad) is refused with the id of the run that
+  holds it. Otherwise the run is **refused** (hand-written tags are not trusted). Other
+  ``plane/*`` tags (summary, explain, estimated cost) only describe a placement and claim
+  nothing;
 * a run with no placement that would materialize a workload the plane places (an asset declaring
   ``plane/gpu_count``: everything that reads governed data, e.g. ``ingested/*`` or
   ``embeddings/*`` launched from the UI's Materialize button) is **refused** with a message
@@ -85,17 +87,26 @@ from dagster_k8s import K8sRunLauncher
 from dagster_k8s.client import DagsterK8sAPIRetryLimitExceeded, DagsterK8sUnrecoverableAPIError
 from kubernetes.client.exceptions import ApiException
 
+from assets.workloads import WORKLOAD_KEY
 from data_plane.roles import DB_ROLE_METADATA
 from reasoning_plane import store
 from reasoning_plane.binding import SignedDecision, run_problems
-from reasoning_plane.model import CPU
+from reasoning_plane.launch import (
+    CLUSTER,
+    DECISION_ID,
+    DECISION_LABEL,
+    GPU_COUNT,
+    K8S_CONFIG_TAG,
+    NAMESPACE,
+    claims_placement,
+    expected_tags,
+    routing_problems,
+)
 from reasoning_plane.signing import SigningError, verifier
 from resources.database import database_url, redact_url
 from resources.guard import HOME_CLUSTER_ENV
 
 LOCAL = "local"
-K8S_CONFIG_TAG = "dagster-k8s/config"
-WORKLOAD_KEY = "plane/gpu_count"  # asset metadata of a workload the plane places
 
 
 class PlacementRefused(Exception):
@@ -125,21 +136,6 @@ def _api_error(exc: BaseException) -> tuple[int | None, str]:
     return status, "; ".join(x for x in (reason, message) if x) or _first_line(exc)
 
 
-ROUTING_TAGS = (
-    "plane/decision_id",
-    "plane/request_id",
-    "plane/team",
-    "plane/cluster",
-    "plane/zone",
-    "plane/gpu_type",
-    "plane/gpu_count",
-    "plane/executor",
-    "plane/namespace",
-    "plane/device",
-)  # a run carrying any of these (or dagster-k8s/config) claims a placement; other plane/* tags
-#    (summary, explain, estimated cost...) only describe one
-
-
 @dataclass(frozen=True)
 class LoggedPlacement:
     """A logged decision as the launcher checks it: its signed binding, verified."""
@@ -162,21 +158,6 @@ class LoggedPlacement:
     @property
     def namespace(self) -> str | None:
         return self.binding.get("namespace")
-
-    def expected_tags(self) -> dict[str, str]:
-        b = self.binding
-        gpu = b.get("gpu_type") not in (None, CPU)
-        return {
-            "plane/request_id": str(b.get("request_id") or ""),
-            "plane/team": str(b.get("team") or ""),
-            "plane/cluster": str(b.get("cluster") or ""),
-            "plane/zone": str(b.get("zone") or ""),
-            "plane/gpu_type": str(b.get("gpu_type") or ""),
-            "plane/gpu_count": str(b.get("gpu_count", 0) if gpu else 0),
-            "plane/executor": str(b.get("executor") or "multiprocess"),
-            "plane/namespace": str(b.get("namespace") or ""),
-            "plane/device": "cuda" if gpu else "cpu",
-        }
 
 
 def read_placement(url: str, decision_id: str, *, attempts: int = 3) -> LoggedPlacement | None:
@@ -251,9 +232,9 @@ def _gpu_limit(container_config: Any) -> str | None:
 def placement_problems(run: DagsterRun, logged: LoggedPlacement | None) -> list[str]:
     """Why the run's placement tags and run config do not match its logged decision (empty when
     they do)."""
-    decision_id = run.tags.get("plane/decision_id", "")
+    decision_id = run.tags.get(DECISION_ID, "")
     if not decision_id:
-        return ["it carries placement tags but no plane/decision_id"]
+        return [f"it carries placement tags but no {DECISION_ID}"]
     if logged is None:
         return [f"decision {decision_id} is not in plane.decisions"]
     if logged.problems:
@@ -261,10 +242,7 @@ def placement_problems(run: DagsterRun, logged: LoggedPlacement | None) -> list[
     problems = []
     if logged.status != "placed":
         problems.append(f"decision {decision_id} is {logged.status!r}, not 'placed'")
-    for tag, expected in logged.expected_tags().items():
-        actual = run.tags.get(tag)
-        if actual != expected:
-            problems.append(f"tag {tag}={actual!r} but the decision says {expected!r}")
+    problems += routing_problems(run.tags, logged.binding)
     selected = (
         [k.to_user_string() for k in run.asset_selection]
         if run.asset_selection is not None
@@ -308,7 +286,7 @@ def placement_problems(run: DagsterRun, logged: LoggedPlacement | None) -> list[
                     )
             for key in ("job_metadata", "pod_template_spec_metadata"):
                 labels = (config.get(key) or {}).get("labels") or {}
-                label = labels.get("reasoning-plane/decision-id") if isinstance(labels, dict) else 0
+                label = labels.get(DECISION_LABEL) if isinstance(labels, dict) else 0
                 if label != decision_id:
                     problems.append(f"tag {K8S_CONFIG_TAG} {key} labels name decision {label!r}")
             if _gpu_limit(config.get("container_config")) is not None:
@@ -323,7 +301,7 @@ def placement_problems(run: DagsterRun, logged: LoggedPlacement | None) -> list[
             )
         step = k8s.get("step_k8s_config") or {}
         limit = _gpu_limit(step.get("container_config") if isinstance(step, dict) else None)
-        want = logged.expected_tags()["plane/gpu_count"]
+        want = expected_tags(logged.binding)[GPU_COUNT]
         if (limit or "0") != want:
             problems.append(f"run config asks for {limit or 0} GPUs per step, decision {want}")
     return problems
@@ -435,9 +413,9 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
     # -- routing -------------------------------------------------------------------------------
     def target(self, run: DagsterRun) -> tuple[str, str | None]:
         """(cluster, namespace) a run goes to, from its placement tags."""
-        cluster = run.tags.get("plane/cluster")
+        cluster = run.tags.get(CLUSTER)
         if cluster:
-            return cluster, run.tags.get("plane/namespace")
+            return cluster, run.tags.get(NAMESPACE)
         if not self._default:
             raise PlacementRefused(
                 f"run {run.run_id} has no placement decision (no plane/cluster tag) and no "
@@ -528,10 +506,9 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
     def verify(self, run: DagsterRun, workspace: Any = None) -> None:
         """Refuse (`PlacementRefused`) a run whose placement is missing, forged, stale, meant
         for other work or already used; claim the decision for the run when it is valid."""
-        placed = any(t in run.tags for t in ROUTING_TAGS) or K8S_CONFIG_TAG in run.tags
-        if placed:
+        if claims_placement(run.tags):
             url = database_url(configured=self._database_url, role="plane")
-            decision_id = run.tags.get("plane/decision_id", "")
+            decision_id = run.tags.get(DECISION_ID, "")
             logged = read_placement(url, decision_id) if decision_id else None
             problems = placement_problems(run, logged)
             if problems:
@@ -571,8 +548,8 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
             f"Placement: launching on {cluster}"
             + (f" in namespace {namespace}" if namespace and cluster != LOCAL else "")
             + (
-                f" (decision {run.tags['plane/decision_id']})"
-                if "plane/decision_id" in run.tags
+                f" (decision {run.tags[DECISION_ID]})"
+                if DECISION_ID in run.tags
                 else " (no placement decision)"
             ),
             run,

@@ -18,6 +18,7 @@ import dagster as dg
 import psycopg
 
 from reasoning_plane import store
+from reasoning_plane.launch import DECISION_ID
 from resources.plane import PlaneResource
 
 MAX_ATTEMPTS = 3
@@ -33,7 +34,7 @@ CAPACITY_ERRORS = re.compile(
 # reaction (None) for another: Dagster rejects the whole tick and, as the cursor does not move,
 # every later tick too. So a run without a placement decision is answered with None as well.
 def _decision_id(run: dg.DagsterRun) -> str | None:
-    return run.tags.get("plane/decision_id")
+    return run.tags.get(DECISION_ID)
 
 
 @dg.run_status_sensor(

@@ -104,55 +104,20 @@ def due_workloads(
     return due
 
 
-SUMMARY_TAG = "plane/summary"
-
-
-def decision_summary(tags: Mapping[str, str]) -> str:
-    """One short line a person reads on the run: where, on what, at what estimated cost (the
-    full explanation: the ``plane/explain`` tag's command). Built from the decision's run tags."""
-    missing = [
-        k
-        for k in ("plane/cluster", "plane/gpu_type", "plane/est_cost_usd", "plane/decision_id")
-        if not tags.get(k)
-    ]
-    if missing:
-        raise ValueError(f"run tags lack {', '.join(missing)}: not a placed decision's tags")
-    gpus = int(tags.get("plane/gpu_count", "0") or 0)
-    hardware = f"{gpus}x {tags['plane/gpu_type']}" if gpus else "CPU"
-    region = tags.get("plane/region")
-    where = ", ".join(
-        v
-        for v in (region if region != tags["plane/cluster"] else None, tags.get("plane/zone"))
-        if v
-    )
-    hours = float(tags.get("plane/est_duration_s", "0") or 0) / 3600
-    return (
-        f"{tags['plane/cluster']} ({where or 'zone unknown'}) | {hardware} | "
-        f"est ${float(tags['plane/est_cost_usd']):.2f} for {hours:.2f} h"
-    )
-
-
-def placed_tags(decision, plane_fleet, policy) -> dict[str, str]:
-    """The tags of the run that carries out a placed decision, with its one-line summary (the
-    sensor's runs and ``plane run``'s alike)."""
-    tags = run_tags(decision, plane_fleet, policy)
-    tags[SUMMARY_TAG] = decision_summary(tags)
-    return tags
-
-
-def _run_requests(result: TickResult, plane_fleet, policy) -> list[dg.RunRequest]:
-    requests = []
-    for decision, run_key in result.placed():
-        tags = placed_tags(decision, plane_fleet, policy)
-        requests.append(
-            dg.RunRequest(
-                run_key=run_key,
-                asset_selection=[dg.AssetKey.from_user_string(decision.request.workload)],
-                tags=tags,
-                run_config=run_config(decision, plane_fleet, policy),
-            )
+def _run_requests(result: TickResult, policy) -> list[dg.RunRequest]:
+    """A run request per placed decision, its tags and run config built from the fleet of the
+    snapshot the tick decided on (never a second read of the fleet file, which may have
+    changed since: the run's tags would then disagree with its signed decision)."""
+    fleet = result.snapshot.fleet
+    return [
+        dg.RunRequest(
+            run_key=run_key,
+            asset_selection=[dg.AssetKey.from_user_string(decision.request.workload)],
+            tags=run_tags(decision, fleet, policy),
+            run_config=run_config(decision, fleet, policy),
         )
-    return requests
+        for decision, run_key in result.placed()
+    ]
 
 
 def _log(context, result: TickResult) -> None:
@@ -162,6 +127,52 @@ def _log(context, result: TickResult) -> None:
             f"{decision.request.workload}: {decision.status} {where} "
             f"(decision {decision.decision_id}): {decision.reason}"
         )
+
+
+def _explicit_requests(
+    context: dg.SensorEvaluationContext,
+    conn,
+    plane: PlaneResource,
+    by_key: Mapping[str, WorkloadSpec],
+    declared: Mapping[str, CatalogRecord] | None,
+) -> list[Pending]:
+    """The queued requests to place this tick, each as the asset and the catalog describe its
+    workload (`request_for`); a request for an unknown workload, or by a requester who may not
+    ask for it, is marked rejected (committed by the caller)."""
+    explicit = []
+    stored = {e.dataset_id: e.record for e in catalog_store.list_entries(conn)}
+    known = {**(declared or {}), **stored}
+    for payload in store.pending_requests(conn):
+        asked = request_from_payload(payload)
+        spec = by_key.get(asked.workload)
+        if spec is None:
+            context.log.warning(
+                f"request {asked.request_id}: {asked.workload} is not a workload of "
+                "this code location; rejected"
+            )
+            store.mark_request(conn, asked.request_id, REJECTED, "")
+            continue
+        denied = plane.request_denied(
+            payload.get("requested_by"),
+            asked.workload,
+            spec.team,
+            [known[d] for d in spec.datasets if d in known],
+        )
+        if denied:
+            context.log.warning(
+                f"request {asked.request_id}: {payload.get('requested_by')!r} may not "
+                f"request {asked.workload}: {denied}; rejected"
+            )
+            store.mark_request(conn, asked.request_id, REJECTED, "")
+            continue
+        request, ignored = request_for(spec, asked)
+        if ignored:
+            context.log.warning(
+                f"request {asked.request_id}: the catalog and the asset say what "
+                f"{asked.workload} is; ignored {'; '.join(ignored)}"
+            )
+        explicit.append(Pending(request, f"{REQUEST_KEY}{request.request_id}"))
+    return explicit
 
 
 def build_placement_sensor(
@@ -191,43 +202,11 @@ def build_placement_sensor(
             for spec, marker in due_workloads(context.instance, specs, cursor)
         ]
         with plane.connect() as conn:
-            explicit = []
-            stored = {e.dataset_id: e.record for e in catalog_store.list_entries(conn)}
-            for payload in store.pending_requests(conn):
-                asked = request_from_payload(payload)
-                spec = by_key.get(asked.workload)
-                if spec is None:
-                    context.log.warning(
-                        f"request {asked.request_id}: {asked.workload} is not a workload of "
-                        "this code location; rejected"
-                    )
-                    store.mark_request(conn, asked.request_id, REJECTED, "")
-                    continue
-                known = {**(declared or {}), **stored}
-                denied = plane.request_denied(
-                    payload.get("requested_by"),
-                    asked.workload,
-                    spec.team,
-                    [known[d] for d in spec.datasets if d in known],
-                )
-                if denied:
-                    context.log.warning(
-                        f"request {asked.request_id}: {payload.get('requested_by')!r} may not "
-                        f"request {asked.workload}: {denied}; rejected"
-                    )
-                    store.mark_request(conn, asked.request_id, REJECTED, "")
-                    continue
-                request, ignored = request_for(spec, asked)
-                if ignored:
-                    context.log.warning(
-                        f"request {asked.request_id}: the catalog and the asset say what "
-                        f"{asked.workload} is; ignored {'; '.join(ignored)}"
-                    )
-                explicit.append(Pending(request, f"{REQUEST_KEY}{request.request_id}"))
+            explicit = _explicit_requests(context, conn, plane, by_key, declared)
             conn.commit()
             if not pending and not explicit:
                 return dg.SkipReason("no work on governed data is due and no request is pending")
-            fleet, policy = plane.fleet(), plane.policy()
+            policy = plane.policy()
             result = run_tick(
                 conn,
                 pending + explicit,
@@ -244,7 +223,7 @@ def build_placement_sensor(
             conn.commit()
         _log(context, result)
         return dg.SensorResult(
-            run_requests=_run_requests(result, fleet, policy),
+            run_requests=_run_requests(result, policy),
             cursor=json.dumps(cursor, sort_keys=True),
         )
 
@@ -282,7 +261,7 @@ def build_recurring_schedule(
             if not pending:
                 return dg.SkipReason("no recurring GPU workload")
             conn.commit()  # the tick runs in a transaction of its own (and anchors the heads)
-            fleet, policy = plane.fleet(), plane.policy()
+            policy = plane.policy()
             result = run_tick(
                 conn,
                 pending,
@@ -292,7 +271,7 @@ def build_recurring_schedule(
             )
             conn.commit()
         _log(context, result)
-        requests = _run_requests(result, fleet, policy)
+        requests = _run_requests(result, policy)
         return requests or dg.SkipReason(
             "; ".join(
                 f"{d.request.workload}: {d.status}: {d.reason}"

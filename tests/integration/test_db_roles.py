@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from data_plane import catalog_store, roles
+from data_plane import catalog_store, migrations, roles
 from data_plane.vector_store import RegionStore, ensure_store
 from reasoning_plane import store
 from reasoning_plane.model import TelemetrySample
@@ -146,8 +146,8 @@ INSERT_SAMPLE = (
 
 
 def test_an_agent_writes_and_prunes_only_its_own_nodes_samples(admin) -> None:
-    mine = roles.ensure_agent_role(admin, "eu-fra-a10", "node-a")
-    roles.ensure_agent_role(admin, "eu-fra-a10", "node-b")
+    mine = store.ensure_agent_role(admin, "eu-fra-a10", "node-a")
+    store.ensure_agent_role(admin, "eu-fra-a10", "node-b")
     admin.execute(INSERT_SAMPLE, sample("eu-fra-a10", "node-b"))
     admin.commit()
     with psycopg.connect(as_user(database_url(), mine), autocommit=True) as conn:
@@ -171,7 +171,7 @@ def test_an_agent_writes_and_prunes_only_its_own_nodes_samples(admin) -> None:
 def test_a_clusters_agent_daemonset_writes_its_clusters_nodes_only(admin) -> None:
     """One Secret for a cluster's agent DaemonSet (a DaemonSet cannot give each node its own):
     the role may write any node of its cluster, no other cluster's."""
-    fleet = roles.ensure_agent_role(admin, "eu-fra-a10")
+    fleet = store.ensure_agent_role(admin, "eu-fra-a10")
     admin.commit()
     assert fleet != roles.agent_role("eu-fra-a10", "node-a")
     with psycopg.connect(as_user(database_url(), fleet), autocommit=True) as conn:
@@ -201,8 +201,11 @@ def test_a_service_role_brings_a_dropped_schema_back_through_the_administrator(a
 def test_without_an_administrator_a_service_says_to_migrate(admin, monkeypatch) -> None:
     admin.execute("DROP SCHEMA plane CASCADE")
     admin.commit()
-    monkeypatch.setattr(roles, "admin_url", lambda: None)
-    with connect("plane") as conn, pytest.raises(roles.MigrationNeeded, match="plane db migrate"):
+    monkeypatch.setattr(migrations, "admin_url", lambda: None)
+    with (
+        connect("plane") as conn,
+        pytest.raises(migrations.MigrationNeeded, match="plane db migrate"),
+    ):
         store.ensure_schema(conn)
 
 
@@ -353,7 +356,7 @@ def test_no_service_role_can_plant_functions_where_definer_code_would_find_them(
 def test_the_plane_cannot_map_agent_roles_nor_an_agent_become_its_group(admin) -> None:
     with connect("plane") as conn:
         refused(conn, "INSERT INTO plane.agent_nodes VALUES ('rp_agent', 'eu-fra-a10', '*')")
-    mine = roles.ensure_agent_role(admin, "eu-fra-a10", "node-a")
+    mine = store.ensure_agent_role(admin, "eu-fra-a10", "node-a")
     admin.commit()
     with psycopg.connect(as_user(database_url(), mine), autocommit=True) as conn:
         refused(conn, "SET ROLE rp_agent")
@@ -361,7 +364,7 @@ def test_the_plane_cannot_map_agent_roles_nor_an_agent_become_its_group(admin) -
 
 def test_an_agent_cannot_stamp_samples_far_ahead_or_set_their_receipt(admin) -> None:
     """A sample stamped years ahead would hide its neighbours' and freeze its pool."""
-    mine = roles.ensure_agent_role(admin, "eu-fra-a10", "node-a")
+    mine = store.ensure_agent_role(admin, "eu-fra-a10", "node-a")
     admin.commit()
     ahead = (*sample("eu-fra-a10", "node-a")[:5], _now() + timedelta(days=3650), "node-a")
     with psycopg.connect(as_user(database_url(), mine), autocommit=True) as conn:

@@ -158,9 +158,12 @@ def test_a_node_without_per_gpu_memory_leaves_its_pool_on_the_old_meaning(plane_
 
 
 def test_an_existing_telemetry_table_gets_the_column(plane_db: str) -> None:
+    """A database of a release before the column (and before versions were recorded in
+    ``plane_meta``, `data_plane.migrations.Schema`) gets it."""
     with psycopg.connect(plane_db) as conn:
         store.ensure_schema(conn)
         conn.execute("ALTER TABLE plane.telemetry DROP COLUMN free_memory_per_gpu_gb")
+        conn.execute("DELETE FROM plane_meta.schema_versions WHERE unit = 'plane'")
         conn.commit()
         store.ensure_schema(conn)
         conn.commit()

@@ -12,12 +12,12 @@ from assets.spend import SPEND_KEY, spend_markdown, team_spend, team_spend_asset
 from reasoning_plane import store
 from reasoning_plane.batch import place_batch
 from reasoning_plane.inputs import load_budgets, load_quotas
+from reasoning_plane.launch import summary as decision_summary
 from reasoning_plane.model import PLACED
 from reasoning_plane.policy import PlacementPolicy
 from resources.lakehouse import LakehouseResource
 from resources.plane import PlaneResource
 from resources.postgres import PostgresResource
-from sensors.placement import decision_summary
 from tests.unit.plane.factory import NOW, request, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -162,8 +162,9 @@ def test_decision_summary_names_cluster_region_hardware_cost_and_explain_command
 
 
 def test_every_placed_run_request_carries_the_summary_tag(plane_db: str) -> None:
+    from reasoning_plane.launch import SUMMARY as SUMMARY_TAG
     from reasoning_plane.tick import Pending, run_tick
-    from sensors.placement import SUMMARY_TAG, _run_requests
+    from sensors.placement import _run_requests
 
     snap = snapshot()
     with psycopg.connect(plane_db) as conn:
@@ -175,7 +176,7 @@ def test_every_placed_run_request_carries_the_summary_tag(plane_db: str) -> None
             PlacementPolicy(),
         )
         conn.commit()
-    (run,) = _run_requests(result, snap.fleet, PlacementPolicy())  # the rejected one: nothing
+    (run,) = _run_requests(result, PlacementPolicy())  # the rejected one: nothing
     assert run.tags[SUMMARY_TAG] == decision_summary(run.tags)
     assert run.tags[SUMMARY_TAG].startswith(f"{run.tags['plane/cluster']} (")
     assert f" for {float(run.tags['plane/est_duration_s']) / 3600:.2f} h" in run.tags[SUMMARY_TAG]

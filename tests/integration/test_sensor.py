@@ -69,3 +69,79 @@ def test_each_changed_source_is_queued_for_placement_once(
             "rejected"
         }
         assert not store.pending_requests(psycopg.connect(plane_db))  # none left waiting
+
+
+SEED = Path(__file__).resolve().parents[2] / "examples" / "seed_scenario"
+
+
+class FleetEditedMidTick(PlaneResource):
+    """The plane as an operator edits the fleet file while a tick runs: the file changes just
+    before the tick's snapshot is read (every cluster's namespace renamed)."""
+
+    def snapshot(self, conn, now=None, declared=None, fleet=None):
+        path = Path(self.fleet_file)
+        text = path.read_text()
+        if "edited-{team}" not in text:
+            path.write_text(
+                text.replace(
+                    "    kube_context:",
+                    '    namespace_template: "edited-{team}"\n    kube_context:',
+                )
+            )
+        return super().snapshot(conn, now=now, declared=declared, fleet=fleet)
+
+
+def test_the_sensors_run_tags_come_from_the_snapshot_the_tick_decided_on(
+    tmp_path: Path, plane_db: str, monkeypatch
+) -> None:
+    """A run's tags say what its signed decision says: built from the fleet of the tick's
+    snapshot, not from a second read of the fleet file (which may have changed meanwhile; the
+    launcher then refuses the run, its tags and its decision disagreeing)."""
+    from datetime import UTC, datetime, timedelta
+
+    from reasoning_plane.explain import request_to_dict
+    from reasoning_plane.model import TelemetrySample, WorkloadRequest
+    from stack_defs.definitions import defs
+
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text((SEED / "fleet.yaml").read_text())
+    for name in ("QUOTAS", "BUDGETS"):
+        monkeypatch.setenv(f"PLANE_{name}_FILE", str(SEED / f"{name.lower()}.yaml"))
+    now = datetime.now(UTC) - timedelta(seconds=1)
+    asked = WorkloadRequest(
+        request_id="tickets-embedding",
+        workload="embeddings/support_tickets",
+        team="?",
+        datasets=(),
+        gpu_count=0,
+        gpu_memory_gb=0,
+        estimated_duration_s=600,
+    )
+    with psycopg.connect(plane_db) as conn:
+        store.ensure_schema(conn)
+        store.insert_samples(
+            conn,
+            [
+                TelemetrySample("us-east-a100", "A100-80GB", 24, 0.6, now),
+                TelemetrySample("eu-fra-a10", "A10", 12, 0.6, now),
+                TelemetrySample("eu-par-h100", "H100-80GB", 4, 0.6, now),
+            ],
+        )
+        store.add_request(
+            conn, asked.request_id, {**request_to_dict(asked), "requested_by": "support-copilot"}
+        )
+        conn.commit()
+    plane = FleetEditedMidTick(postgres=PostgresResource(), fleet_file=str(fleet))
+    with dg.instance_for_test() as instance:
+        sensor = defs.resolve_sensor_def("placement_sensor")
+        with dg.build_sensor_context(
+            instance=instance, definitions=defs, resources={"plane": plane}
+        ) as context:
+            placed = sensor(context).run_requests
+    assert placed
+    with psycopg.connect(plane_db) as conn:
+        for request in placed:
+            logged = store.signed_decision(conn, request.tags["plane/decision_id"])
+            assert logged is not None and logged.binding is not None
+            assert logged.binding["namespace"].startswith("edited-")
+            assert request.tags["plane/namespace"] == logged.binding["namespace"]

@@ -107,7 +107,7 @@ def gateway(plane_db: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     )
     with psycopg.connect(plane_db) as admin:
         store.ensure_schema(admin)
-        role = roles.ensure_agent_role(admin, CLUSTER)
+        role = store.ensure_agent_role(admin, CLUSTER)
         admin.commit()
     url = as_user(database_url(), role)
     server = serve(

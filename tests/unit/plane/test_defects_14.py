@@ -8,10 +8,11 @@ import pytest
 import yaml
 
 from data_plane.errors import InputFileError
-from reasoning_plane import batch, placement, reference
+from reasoning_plane import batch, placement
 from reasoning_plane.inputs import load_fleet
 from reasoning_plane.model import DEFERRED, REJECTED, TeamQuota
 from reasoning_plane.policy import PlacementPolicy, load_policy
+from tests.oracle import reference
 from tests.unit.plane import factory
 
 REPO = Path(__file__).resolve().parents[3]
@@ -73,3 +74,24 @@ def test_a_request_that_can_never_fit_is_rejected_not_deferred_for_ever(decide, 
         "l", gpu_count=2, datasets=("conference_transcripts",), workload="w/talks"
     )
     assert decide(later, busy, policy).status == DEFERRED
+
+
+@pytest.mark.parametrize(
+    ("place_batch", "name"), [(batch.place_batch, "fast"), (reference.place_batch, "reference")]
+)
+def test_joint_placement_does_not_override_its_own_plan(place_batch, name) -> None:
+    """Quota 6: a 5-GPU request that fits only an A100 and two 3-GPU requests. The integer
+    program places 3+3; the re-check's fallback used to place the 5-GPU one it had left out,
+    which then pushed both planned ones out."""
+    snap = factory.snapshot(
+        quotas={t: TeamQuota(t, 6, "quotas.yaml#q") for t in ("financial-ml", "media-ml")}
+    )
+    public = dict(datasets=("conference_transcripts",), workload="w/talks", latency_slo_ms=None)
+    big = factory.request("big", gpu_count=5, gpu_memory_gb=40, **public)
+    small = [factory.request(f"small-{i}", gpu_count=3, **public) for i in (1, 2)]
+    decisions = {
+        d.request.request_id: d for d in place_batch([big, *small], snap, PlacementPolicy())
+    }
+    placed = sorted(rid for rid, d in decisions.items() if d.status == "placed")
+    assert placed == ["small-1", "small-2"], (name, {k: d.reason for k, d in decisions.items()})
+    assert decisions["big"].status == DEFERRED

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from reasoning_plane import batch, placement, reference
+from reasoning_plane import batch, placement
 from reasoning_plane.agent import samples_from_report
 from reasoning_plane.gpu_telemetry import GpuInfo, NvmlReport
 from reasoning_plane.model import (
@@ -26,6 +26,7 @@ from reasoning_plane.model import (
     TelemetrySample,
 )
 from reasoning_plane.policy import PlacementPolicy
+from tests.oracle import reference
 from tests.unit.plane import factory
 from tests.unit.plane.factory import NOW
 
@@ -144,7 +145,7 @@ def test_gpus_reserved_since_the_sample_are_taken_to_be_the_roomiest() -> None:
     """A reservation made after the sample was taken is not in it yet: the snapshot takes it
     off the free GPUs and, not knowing which GPU the run got, off the one with the most free
     memory, so no request is placed on a GPU the reserved run may be using."""
-    from reasoning_plane.constraints import free_gpus_for
+    from reasoning_plane.rules import free_gpus_for
     from reasoning_plane.snapshot import _less_held
 
     sample = TelemetrySample("edge", "A10", 3, 0.5, NOW, 24.0, free_memory_per_gpu_gb=(24.0, 4, 22))

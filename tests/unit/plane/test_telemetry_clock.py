@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from data_plane.errors import InputFileError
-from reasoning_plane import placement, reference, store
+from reasoning_plane import placement, store
 from reasoning_plane.explain import to_dict
 from reasoning_plane.model import DEFERRED, PLACED
 from reasoning_plane.policy import PlacementPolicy, load_policy
 from reasoning_plane.replay import replay
+from tests.oracle import reference
 from tests.unit.plane.factory import NOW, request, snapshot, telemetry
 
 PATHS = [placement.place, reference.place]

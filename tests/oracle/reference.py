@@ -1,11 +1,10 @@
 """The straightforward decision path: one candidate at a time, every rule of `constraints.RULES`
 and `cost.estimate` called per candidate, every request re-evaluated in full per tier.
 
-This is the specification the optimised path (`index.py`, used by `placement.evaluate`,
-`placement.decide` and `batch.place_batch`) must match exactly: same evaluations (costs, scores,
-every rejection and its message), same choices, same decisions.
-``tests/unit/plane/test_speed_equivalence.py`` compares the two on random worlds, and
-``benchmarks/decision_speed.py --reference`` times it as the "before".
+This is the specification the engine (`reasoning_plane.index`, used by `placement` and `batch`)
+must match exactly: same evaluations (costs, scores, every rejection and its message), same
+choices, same decisions. ``tests/unit/plane/test_speed_equivalence.py`` compares the two on
+random worlds.
 """
 
 from __future__ import annotations
@@ -17,14 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from reasoning_plane import constraints, cost
-from reasoning_plane.constraints import (
-    GOVERNANCE_RULES,
-    TRANSIENT_RULES,
-    BatchState,
-    Context,
-    capacity_tiers,
-)
 from reasoning_plane.explain import request_to_dict
 from reasoning_plane.hysteresis import choose_with_hysteresis
 from reasoning_plane.model import (
@@ -33,20 +24,41 @@ from reasoning_plane.model import (
     PLACED,
     REJECTED,
     Candidate,
+    Cluster,
     Decision,
     Evaluation,
+    EvaluationList,
+    GpuPool,
     Rejection,
     Snapshot,
     WorkloadRequest,
 )
-from reasoning_plane.placement import (
-    _memory_arithmetic,
-    _score,
-    candidates,
-    decision_id,
-    executor_for,
-)
+from reasoning_plane.placement import _memory_arithmetic, decision_id, executor_for
 from reasoning_plane.policy import PlacementPolicy
+from reasoning_plane.rules import BatchState
+from tests.oracle import constraints, cost
+from tests.oracle.constraints import GOVERNANCE_RULES, TRANSIENT_RULES, Context, capacity_tiers
+
+
+def candidates(
+    request: WorkloadRequest, snapshot: Snapshot
+) -> list[tuple[Cluster, GpuPool | None]]:
+    """Every (cluster, pool) that could run the request; CPU when it needs or allows no GPU."""
+    out: list[tuple[Cluster, GpuPool | None]] = []
+    for cluster in snapshot.fleet.clusters:
+        if request.gpu_count > 0:
+            out += [(cluster, pool) for pool in cluster.pools]
+        if (request.gpu_count == 0 or request.gpu_optional) and cluster.cpu_slots > 0:
+            out.append((cluster, None))
+    return out
+
+
+def _score(breakdown, policy: PlacementPolicy) -> float:
+    if policy.objective == "weighted":
+        return (
+            policy.cost_weight * breakdown.total_usd + policy.latency_weight * breakdown.latency_ms
+        )
+    return breakdown.total_usd + breakdown.latency_ms * 1e-9  # latency only breaks ties
 
 
 def evaluate(
@@ -121,6 +133,7 @@ def decide(
 ) -> Decision:
     """Turn evaluations into a decision (``chosen`` may be imposed by batch placement)."""
     snapshot_hash = snapshot.telemetry_hash()
+    evaluations = EvaluationList(evaluations)
     feasible = [e for e in evaluations if e.feasible]
     if chosen is None and feasible and reason is None:
         best = min(feasible, key=lambda e: (e.score, e.candidate.label))
@@ -136,7 +149,7 @@ def decide(
             request=request,
             status=status,
             chosen=None,
-            evaluations=tuple(evaluations),
+            evaluations=evaluations,
             reason=why,
             policy_version=policy.version(),
             snapshot_hash=snapshot_hash,
@@ -162,7 +175,7 @@ def decide(
         request=request,
         status=PLACED,
         chosen=chosen,
-        evaluations=tuple(evaluations),
+        evaluations=evaluations,
         reason=why,
         policy_version=policy.version(),
         snapshot_hash=snapshot_hash,
@@ -291,8 +304,12 @@ def place_batch(
         )
         if plan is None:
             plan = _greedy(tier, options)
-        # Fewest options first, so the greedy path leaves room for the constrained requests.
-        for request in sorted(tier, key=lambda r: (len(options[r.request_id]), r.request_id)):
+        # The plan's requests first: the plan is jointly feasible, and what it left out only
+        # takes what is left (it must not push planned ones out). Then fewest options first,
+        # so the greedy path leaves room for the constrained requests.
+        for request in sorted(
+            tier, key=lambda r: (r.request_id not in plan, len(options[r.request_id]), r.request_id)
+        ):
             evaluations = evaluate(request, snapshot, policy, state)
             wanted = plan.get(request.request_id)
             ok = {e.candidate: e for e in evaluations if e.feasible}
@@ -316,7 +333,7 @@ def place_batch(
                 reason = None
                 if chosen is not None:
                     chosen, reason = choose_with_hysteresis(
-                        request, evaluations, chosen, snapshot, policy
+                        request, EvaluationList(evaluations), chosen, snapshot, policy
                     )
                 decision = decide(
                     request, evaluations, snapshot, policy, chosen=chosen, reason=reason

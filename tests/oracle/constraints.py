@@ -1,4 +1,5 @@
-"""Hard constraints: each a named rule that rejects a candidate with a reason, or passes it.
+"""The oracle's hard constraints, one candidate at a time: each a named rule that rejects a
+candidate with a reason, or passes it.
 
 Rules are pure functions of (request, cluster, pool, snapshot, policy, batch state). A candidate
 is feasible only when every rule passes; the reasons of all failing rules are kept, so the
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from data_plane.catalog import CatalogRecord
@@ -25,6 +26,7 @@ from reasoning_plane.model import (
     WorkloadRequest,
 )
 from reasoning_plane.policy import PlacementPolicy
+from reasoning_plane.rules import BatchState
 
 GOVERNANCE_RULES = ("residency", "compliance")  # a candidate passing these is "compliant"
 TRANSIENT_RULES = (
@@ -37,25 +39,6 @@ TRANSIENT_RULES = (
     "telemetry_future",
     "excluded",
 )
-
-
-@dataclass
-class BatchState:
-    """What earlier placements of the same batch (or tick) already took."""
-
-    gpus: dict[tuple[str, str], int] = field(default_factory=dict)  # (cluster, gpu_type)
-    cpu_slots: dict[str, int] = field(default_factory=dict)
-    team_gpus: dict[str, int] = field(default_factory=dict)
-    team_usd: dict[str, float] = field(default_factory=dict)
-
-    def take(self, request: WorkloadRequest, cluster: str, gpu_type: str, usd: float) -> None:
-        if gpu_type == CPU:
-            self.cpu_slots[cluster] = self.cpu_slots.get(cluster, 0) + 1
-        else:
-            key = (cluster, gpu_type)
-            self.gpus[key] = self.gpus.get(key, 0) + request.gpu_count
-            self.team_gpus[request.team] = self.team_gpus.get(request.team, 0) + request.gpu_count
-        self.team_usd[request.team] = self.team_usd.get(request.team, 0.0) + usd
 
 
 @dataclass(frozen=True)
