@@ -16,29 +16,15 @@ The rules deciding what a principal may read or use are not here: they are Cedar
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from data_plane.classification import CLASSIFICATIONS, UNKNOWN, classification_rank
-from data_plane.errors import InputFileError
-from data_plane.files import read_yaml
+from pydantic import model_validator
 
-_KEYS = {
-    "name",
-    "kind",
-    "teams",
-    "clearance",
-    "regions",
-    "home_region",
-    "grants",
-    "delegate_to",
-    "delegated_clearance",
-}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
-_ZONE = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
+from data_plane.classification import CLASSIFICATIONS, classification_rank
+from data_plane.config import ConfigModel, Prose, Zone, checked, fail, name, one_of, validate
+from data_plane.files import read_document, show
 
 
 @dataclass(frozen=True)
@@ -54,82 +40,78 @@ class Principal:
     delegated_clearance: str | None = None  # what they may read for it (default: clearance)
 
 
-def _names(value: Any, path: Path, field: str) -> frozenset[str]:
-    if value is None:
-        return frozenset()
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise InputFileError(path, field, "must be a list of names")
-    return frozenset(value)
+# --------------------------------------------------------------------------------------------
+# The file's model
+# --------------------------------------------------------------------------------------------
+
+
+def _clearance(value: Any) -> str:
+    known = CLASSIFICATIONS[:-1]
+    if not isinstance(value, str) or value.upper() not in known:
+        fail(f"must be one of {list(known)}, got {show(value)}")
+    return value.upper()
+
+
+Clearance = checked(str, _clearance, {"type": "string", "enum": list(CLASSIFICATIONS[:-1])})
+PrincipalName = name(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}", "a name of letters, digits, ._@-")
+Names = list[Prose] | None
+
+
+class PrincipalModel(ConfigModel):
+    name: PrincipalName
+    kind: one_of(("user", "agent")) = "user"  # type: ignore[valid-type]
+    teams: Names = None
+    clearance: Clearance
+    regions: list[Zone] | None = None
+    home_region: Zone
+    grants: Names = None
+    delegate_to: Names = None
+    delegated_clearance: Clearance | None = None
+
+    @model_validator(mode="after")
+    def _delegation(self) -> PrincipalModel:
+        if self.delegate_to and self.kind != "user":
+            fail("only users delegate to agents", ("delegate_to",))
+        delegated = self.delegated_clearance
+        if delegated and classification_rank(delegated) > classification_rank(self.clearance):
+            fail("cannot exceed the user's own clearance", ("delegated_clearance",))
+        return self
+
+    def build(self) -> Principal:
+        return Principal(
+            name=self.name,
+            teams=frozenset(self.teams or ()),
+            clearance=self.clearance,
+            regions=frozenset(self.regions or ()),
+            home_region=self.home_region,
+            kind=self.kind,
+            grants=frozenset(self.grants or ()),
+            delegate_to=frozenset(self.delegate_to or ()),
+            delegated_clearance=self.delegated_clearance,
+        )
+
+
+class PrincipalsFile(ConfigModel):
+    """The principals file (``config/principals.yaml``)."""
+
+    single_key: ClassVar[str | None] = "principals"
+    principals: list[PrincipalModel]
+
+    @model_validator(mode="after")
+    def _names(self) -> PrincipalsFile:
+        kinds: dict[str, str] = {}
+        for i, principal in enumerate(self.principals):
+            if principal.name in kinds:
+                fail(f"duplicate principal {principal.name!r}", ("principals", i, "name"))
+            kinds[principal.name] = principal.kind
+        for i, principal in enumerate(self.principals):
+            for agent in sorted(principal.delegate_to or ()):
+                if kinds.get(agent) != "agent":
+                    fail(f"{agent!r} is not a declared agent", ("principals", i, "delegate_to"))
+        return self
 
 
 def load_principals(path: Path | str) -> dict[str, Principal]:
     path = Path(path)
-    raw = read_yaml(path)
-    if (
-        not isinstance(raw, Mapping)
-        or set(raw) != {"principals"}
-        or not isinstance(raw["principals"], list)
-    ):
-        raise InputFileError(path, "(top level)", "must be a mapping with a 'principals' list")
-    principals: dict[str, Principal] = {}
-    for i, item in enumerate(raw["principals"]):
-        where = f"principals[{i}]"
-        if not isinstance(item, Mapping):
-            raise InputFileError(path, where, "must be a mapping")
-        unknown = sorted(set(item) - _KEYS)
-        if unknown:
-            raise InputFileError(
-                path, f"{where}.{unknown[0]}", f"unknown key; allowed: {sorted(_KEYS)}"
-            )
-        name = item.get("name")
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise InputFileError(path, f"{where}.name", "must be a name of letters, digits, ._@-")
-        if name in principals:
-            raise InputFileError(path, f"{where}.name", f"duplicate principal {name!r}")
-        clearance = str(item.get("clearance", "")).upper()
-        if clearance not in CLASSIFICATIONS or clearance == UNKNOWN:
-            raise InputFileError(
-                path, f"{where}.clearance", f"must be one of {list(CLASSIFICATIONS[:-1])}"
-            )
-        regions = _names(item.get("regions"), path, f"{where}.regions")
-        home = item.get("home_region")
-        for zone in [*regions, home]:
-            if not isinstance(zone, str) or not _ZONE.match(zone) or zone == UNKNOWN:
-                raise InputFileError(path, f"{where}.regions", f"invalid region {zone!r}")
-        kind = item.get("kind", "user")
-        if kind not in ("user", "agent"):
-            raise InputFileError(path, f"{where}.kind", "must be 'user' or 'agent'")
-        delegate_to = _names(item.get("delegate_to"), path, f"{where}.delegate_to")
-        delegated = item.get("delegated_clearance")
-        if delegate_to and kind != "user":
-            raise InputFileError(path, f"{where}.delegate_to", "only users delegate to agents")
-        if delegated is not None:
-            delegated = str(delegated).upper()
-            if delegated not in CLASSIFICATIONS or delegated == UNKNOWN:
-                raise InputFileError(
-                    path,
-                    f"{where}.delegated_clearance",
-                    f"must be one of {list(CLASSIFICATIONS[:-1])}",
-                )
-            if classification_rank(delegated) > classification_rank(clearance):
-                raise InputFileError(
-                    path, f"{where}.delegated_clearance", "cannot exceed the user's own clearance"
-                )
-        principals[name] = Principal(
-            name=name,
-            teams=_names(item.get("teams"), path, f"{where}.teams"),
-            clearance=clearance,
-            regions=regions,
-            home_region=home,
-            kind=kind,
-            grants=_names(item.get("grants"), path, f"{where}.grants"),
-            delegate_to=delegate_to,
-            delegated_clearance=delegated,
-        )
-    for name, principal in principals.items():
-        for agent in sorted(principal.delegate_to):
-            if agent not in principals or principals[agent].kind != "agent":
-                raise InputFileError(
-                    path, f"principals.{name}.delegate_to", f"{agent!r} is not a declared agent"
-                )
-    return principals
+    principals = validate(PrincipalsFile, read_document(path), path).principals
+    return {p.name: p.build() for p in principals}

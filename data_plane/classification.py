@@ -8,9 +8,14 @@ processed where *every* part may be, and ``UNKNOWN`` absorbs everything.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 UNKNOWN = "UNKNOWN"
+
+# A residency zone's name (EU, US, APAC, UK ...), as every configuration file writes it.
+ZONE_PATTERN = r"[A-Z][A-Z0-9_]{0,31}"
+ZONE_RE = re.compile(ZONE_PATTERN)
 
 CLASSIFICATIONS: tuple[str, ...] = ("PUBLIC", "INTERNAL", "CONFIDENTIAL", "PII", UNKNOWN)
 _RANK = {name: rank for rank, name in enumerate(CLASSIFICATIONS)}

@@ -2,7 +2,8 @@
 
 The policy maps storage regions to residency zones, zones to privacy regulations, classifications
 to default retention, and sets the quarantine and PII thresholds. Loading is strict: unknown keys,
-wrong types and out-of-range values are refused with the file and field named.
+wrong types and out-of-range values are refused with the file and field named (the pydantic model
+`GovernanceFile`, `data_plane.config`).
 """
 
 from __future__ import annotations
@@ -15,17 +16,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from data_plane.classification import CLASSIFICATIONS, UNKNOWN, combine_residency
-from data_plane.errors import InputFileError
-from data_plane.files import read_yaml
+from data_plane.config import ConfigModel, Prose, Share, Zone, checked, fail, validate
+from data_plane.files import read_document, show
 
-_POLICY_KEYS = {
-    "region_zones",
-    "regulations",
-    "retention_defaults",
-    "quarantine_max_share",
-    "pii_min_share",
-}
-_ZONE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
 _REGION_RE = re.compile(r"^[a-z][a-z0-9-]{1,40}[a-z0-9]$")
 # Cloud-style region names inside host names, e.g. bucket.s3.eu-central-1.amazonaws.com
 _REGION_IN_HOST = re.compile(r"(?<![a-z0-9])([a-z]{2,}(?:-[a-z]+)+-?\d)(?![a-z0-9])")
@@ -79,66 +72,47 @@ def region_of_endpoint(endpoint: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _require_mapping(value: Any, path: Path, field_name: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise InputFileError(path, field_name, f"must be a mapping, got {type(value).__name__}")
+# --------------------------------------------------------------------------------------------
+# The file's model
+# --------------------------------------------------------------------------------------------
+
+
+def _region(value: Any) -> str:
+    if not isinstance(value, str) or not _REGION_RE.match(value.lower()):
+        fail(f"region must look like 'eu-central-1', got {show(value)}")
+    return value.lower()
+
+
+def _classification(value: Any) -> str:
+    if value not in CLASSIFICATIONS:
+        fail(f"unknown classification; allowed: {list(CLASSIFICATIONS)}")
     return value
 
 
-def _share(value: Any, path: Path, field_name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise InputFileError(path, field_name, f"must be a number between 0 and 1, got {value!r}")
-    return float(value)
+Region = checked(str, _region, {"type": "string", "pattern": _REGION_RE.pattern})
+Classification = checked(str, _classification, {"type": "string", "enum": list(CLASSIFICATIONS)})
+
+
+class GovernanceFile(ConfigModel):
+    """The governance policy file (``config/governance.yaml``)."""
+
+    region_zones: dict[Region, Zone]
+    regulations: dict[Zone, Prose] = {}
+    retention_defaults: dict[Classification, Prose] = {}
+    quarantine_max_share: Share = 0.05
+    pii_min_share: Share = 0.01
+
+    def build(self) -> GovernancePolicy:
+        return GovernancePolicy(
+            region_zones=dict(self.region_zones),
+            regulations=dict(self.regulations),
+            retention_defaults=dict(self.retention_defaults),
+            quarantine_max_share=self.quarantine_max_share,
+            pii_min_share=self.pii_min_share,
+        )
 
 
 def load_policy(path: Path | str) -> GovernancePolicy:
     """Load and validate the governance policy file."""
     path = Path(path)
-    raw = read_yaml(path)
-    doc = _require_mapping(raw, path, "(top level)")
-    unknown = sorted(set(doc) - _POLICY_KEYS)
-    if unknown:
-        raise InputFileError(path, unknown[0], f"unknown key; allowed: {sorted(_POLICY_KEYS)}")
-    if "region_zones" not in doc:
-        raise InputFileError(path, "region_zones", "required")
-
-    region_zones: dict[str, str] = {}
-    for region, zone in _require_mapping(doc["region_zones"], path, "region_zones").items():
-        where = f"region_zones.{region}"
-        if not isinstance(region, str) or not _REGION_RE.match(region.lower()):
-            raise InputFileError(path, where, "region must look like 'eu-central-1'")
-        if not isinstance(zone, str) or not _ZONE_RE.match(zone) or zone == UNKNOWN:
-            raise InputFileError(path, where, f"zone must be an upper-case name, got {zone!r}")
-        region_zones[region.lower()] = zone
-
-    regulations: dict[str, str] = {}
-    for zone, regulation in _require_mapping(
-        doc.get("regulations", {}), path, "regulations"
-    ).items():
-        if not isinstance(regulation, str) or not regulation.strip():
-            raise InputFileError(path, f"regulations.{zone}", "must be a regulation name")
-        regulations[str(zone)] = regulation.strip()
-
-    retention: dict[str, str] = {}
-    for classification, value in _require_mapping(
-        doc.get("retention_defaults", {}), path, "retention_defaults"
-    ).items():
-        if classification not in CLASSIFICATIONS:
-            raise InputFileError(
-                path,
-                f"retention_defaults.{classification}",
-                f"unknown classification; allowed: {list(CLASSIFICATIONS)}",
-            )
-        if not isinstance(value, str) or not value.strip():
-            raise InputFileError(path, f"retention_defaults.{classification}", "must be text")
-        retention[classification] = value.strip()
-
-    return GovernancePolicy(
-        region_zones=region_zones,
-        regulations=regulations,
-        retention_defaults=retention,
-        quarantine_max_share=_share(
-            doc.get("quarantine_max_share", 0.05), path, "quarantine_max_share"
-        ),
-        pii_min_share=_share(doc.get("pii_min_share", 0.01), path, "pii_min_share"),
-    )
+    return validate(GovernanceFile, read_document(path), path).build()

@@ -11,15 +11,15 @@ those stores for only those datasets, excluding chunks holding PII from any stor
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import psycopg
+from pydantic import Field, model_validator
 
 from data_plane.access import Principal
 from data_plane.authz import AccessDecision, Authorizer, Resource
@@ -27,43 +27,42 @@ from data_plane.catalog import CatalogEntry
 from data_plane.catalog_store import entry_hash
 from data_plane.classification import (
     UNKNOWN,
+    ZONE_RE,
     most_restrictive_classification,
     residency_parts,
 )
-from data_plane.errors import InputFileError
-from data_plane.files import read_yaml
+from data_plane.config import ConfigModel, Zone, fail, name, validate
+from data_plane.files import read_document
 from data_plane.vector_store import RegionStore, SearchHit, search_store
 
-_ZONE = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
-_SCHEMA = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_SCHEMA = r"[a-z][a-z0-9_]{0,62}"
+
+
+class StoreModel(ConfigModel):
+    schema_: name(_SCHEMA, "a lower_snake_case name") = Field(alias="schema")  # type: ignore[valid-type]
+
+
+class VectorStoresFile(ConfigModel):
+    """The regional vector stores file (``config/vector_stores.yaml``): region -> schema."""
+
+    single_key: ClassVar[str | None] = "stores"
+    stores: dict[Zone, StoreModel]
+
+    @model_validator(mode="after")
+    def _schemas(self) -> VectorStoresFile:
+        seen: set[str] = set()
+        for region, store in self.stores.items():
+            if store.schema_ in seen:
+                fail(f"schema {store.schema_!r} used twice", ("stores", region, "schema"))
+            seen.add(store.schema_)
+        return self
 
 
 def load_store_config(path: Path | str) -> dict[str, RegionStore]:
     """Regional stores from ``config/vector_stores.yaml`` (region -> schema)."""
     path = Path(path)
-    raw = read_yaml(path)
-    if (
-        not isinstance(raw, Mapping)
-        or set(raw) != {"stores"}
-        or not isinstance(raw["stores"], Mapping)
-    ):
-        raise InputFileError(path, "(top level)", "must be a mapping with a 'stores' mapping")
-    stores: dict[str, RegionStore] = {}
-    schemas: set[str] = set()
-    for region, spec in raw["stores"].items():
-        where = f"stores.{region}"
-        if not isinstance(region, str) or not _ZONE.match(region) or region == UNKNOWN:
-            raise InputFileError(path, where, "region must be an upper-case zone name like EU")
-        if not isinstance(spec, Mapping) or set(spec) != {"schema"}:
-            raise InputFileError(path, where, "must be a mapping with the single key 'schema'")
-        schema = spec["schema"]
-        if not isinstance(schema, str) or not _SCHEMA.match(schema):
-            raise InputFileError(path, f"{where}.schema", "must be a lower_snake_case name")
-        if schema in schemas:
-            raise InputFileError(path, f"{where}.schema", f"schema {schema!r} used twice")
-        schemas.add(schema)
-        stores[region] = RegionStore(region=region, schema=schema)
-    return stores
+    stores = validate(VectorStoresFile, read_document(path), path).stores
+    return {region: RegionStore(region=region, schema=s.schema_) for region, s in stores.items()}
 
 
 def store_for_residency(stores: Mapping[str, RegionStore], residency: str) -> RegionStore | None:
@@ -279,7 +278,7 @@ def _check_query(query: str, k: int, region: object) -> None:
     """Refuse a region that is not a zone name, ``k`` outside 1..1000, an empty or huge query."""
     if not isinstance(region, str):
         raise ValueError(f"region must be a zone name like EU, got {region!r}")
-    if not _ZONE.match(region) or region == UNKNOWN:
+    if not ZONE_RE.fullmatch(region) or region == UNKNOWN:
         raise ValueError(f"region must be a zone name like EU, got {region!r}")
     if not 1 <= k <= 1000:
         raise ValueError(f"k must be between 1 and 1000, got {k}")

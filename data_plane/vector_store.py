@@ -33,6 +33,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from data_plane import migrations, roles
+from data_plane.classification import ZONE_PATTERN, ZONE_RE
 
 EMBEDDING_DIM = 384
 MAX_DIM = 2000  # the most dimensions an HNSW index on ``vector`` supports
@@ -55,7 +56,6 @@ REBUILD_INDEX_MIN_ROWS = 200
 INDEX_BUILD_MEMORY = "1GB"
 DATASET_INDEX = "chunks_dataset_idx"
 
-_REGION_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
 _SCHEMA_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 # Columns written by upsert_chunks, in COPY order, with their binary COPY types. ``model`` is
@@ -106,10 +106,10 @@ class RegionStore:
     dim: int = EMBEDDING_DIM
 
     def __post_init__(self) -> None:
-        if not isinstance(self.region, str) or not _REGION_RE.fullmatch(self.region):
+        if not isinstance(self.region, str) or not ZONE_RE.fullmatch(self.region):
             raise VectorStoreError(
                 f"vector store region {self.region!r} is invalid: expected an upper-case zone "
-                "name matching ^[A-Z][A-Z0-9_]{0,31}$ (e.g. 'EU')"
+                f"name matching ^{ZONE_PATTERN}$ (e.g. 'EU')"
             )
         if not isinstance(self.schema, str) or not _SCHEMA_RE.fullmatch(self.schema):
             raise VectorStoreError(

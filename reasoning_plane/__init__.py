@@ -2,7 +2,8 @@
 
 model        the plain data decided over (fleet, quotas, budgets, telemetry, requests)
 inputs       strict loaders of the fleet, ResourceQuota, budget, catalog, request files
-policy       the placement policy and its version
+config       their pydantic models (and the policy file's), and the JSON Schemas for editors
+policy       the placement policy, its version and its file
 rules        each hard rule once, over all candidates, with its reasons; the status
 cost         the cost and latency model, over all candidates
 index        the candidates of a snapshot as arrays; a request's evaluations, built on use

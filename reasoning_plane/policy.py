@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from data_plane.errors import InputFileError
-from data_plane.files import read_yaml
+from pydantic import Field, create_model
+
+from data_plane.config import ConfigModel, checked, fail, one_of, validate
+from data_plane.files import read_document
 
 OBJECTIVES = ("cheapest_within_slo", "weighted")
 
@@ -63,7 +64,6 @@ class PlacementPolicy:
     # candidate's estimate) times this, then Dagster's run monitoring ends it (tag
     # dagster/max_runtime) and Kubernetes its Jobs (activeDeadlineSeconds). Between 1 and 100.
     runtime_limit_factor: float = 1.5
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # latency divides by (1 - utilisation capped at this): 1 would divide by zero
@@ -83,7 +83,12 @@ class PlacementPolicy:
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-_FIELDS = {f for f in PlacementPolicy.__dataclass_fields__ if f != "extra"}
+# --------------------------------------------------------------------------------------------
+# The policy file: a pydantic model derived from PlacementPolicy's fields, so that a new setting
+# (with its default) is loadable, bounded (>= 0 unless `_BOUNDS` says otherwise) and in the JSON
+# Schema without further code.
+# --------------------------------------------------------------------------------------------
+
 # (low, high) of the number settings with bounds other than >= 0
 _BOUNDS: dict[str, tuple[float, float | None]] = {
     "budget_headroom_share": (0.0, 1.0),
@@ -92,61 +97,114 @@ _BOUNDS: dict[str, tuple[float, float | None]] = {
 }
 
 
-def _number(
-    value: Any, path: Path, name: str, low: float = 0.0, high: float | None = None
-) -> float:
+def _number(value: Any, low: float = 0.0, high: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise InputFileError(path, name, f"must be a number, got {value!r}")
+        fail(f"must be a number, got {value!r}")
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise InputFileError(path, name, f"must be {bound}, got {value}")
+        fail(f"must be {bound}, got {value}")
     return float(value)
 
 
+def _number_type(name: str) -> Any:
+    low, high = _BOUNDS.get(name, (0.0, None))
+
+    def check(value: Any) -> float:
+        number = _number(value, low, high)
+        if name == "congestion_cap" and number >= 1:
+            fail(f"must be below 1 (latency divides by 1 - it), got {value}")
+        return number
+
+    schema: dict[str, Any] = {"type": "number", "minimum": low}
+    if name == "congestion_cap":
+        schema["exclusiveMaximum"] = 1.0
+    elif high is not None:
+        schema["maximum"] = high
+    return checked(float, check, schema)
+
+
+def _whole(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        fail(f"must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        fail("must be true or false")
+    return value
+
+
+def _label(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        fail("must be a name")
+    return value.strip()
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        fail("must be a list of names")
+    return tuple(value)
+
+
+def _band(value: Any) -> tuple[float, float]:
+    if not isinstance(value, list) or len(value) != 2:
+        fail("must be [low, high] utilisation")
+    low, high = (_number(v, 0.0, 1.0) for v in value)
+    if low > high:
+        fail("low must not exceed high")
+    return (low, high)
+
+
+def _setting_type(name: str, default: Any) -> Any:
+    """The field type of one setting, chosen by its default's type."""
+    if name == "objective":
+        return one_of(OBJECTIVES)
+    if name == "stable_band":
+        return checked(
+            tuple,
+            _band,
+            {
+                "type": "array",
+                "items": {"type": "number", "minimum": 0, "maximum": 1},
+                "minItems": 2,
+                "maxItems": 2,
+            },
+        )
+    if isinstance(default, bool):
+        return checked(bool, _flag, {"type": "boolean"})
+    if isinstance(default, int):
+        return checked(int, _whole, {"type": "integer", "minimum": 0})
+    if isinstance(default, float):
+        return _number_type(name)
+    if isinstance(default, str):
+        return checked(str, _label, {"type": "string", "minLength": 1})
+    if isinstance(default, tuple):
+        return checked(tuple, _names, {"type": "array", "items": {"type": "string"}})
+    raise TypeError(f"PlacementPolicy.{name}: no file type for a {type(default).__name__}")
+
+
+def _json_default(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+PlacementPolicyFile = create_model(  # type: ignore[call-overload]
+    "PlacementPolicyFile",
+    __base__=ConfigModel,
+    __doc__="The placement policy file: every setting optional, keeping its default.",
+    **{
+        f.name: (
+            _setting_type(f.name, f.default),
+            Field(default=f.default, json_schema_extra={"default": _json_default(f.default)}),
+        )
+        for f in fields(PlacementPolicy)
+    },
+)
+
+
 def load_policy(path: Path | str) -> PlacementPolicy:
-    """Load a placement policy YAML; keys not given keep their defaults."""
+    """Load a placement policy YAML; keys not given keep their defaults (an empty file, or one of
+    comments only, is the default policy)."""
     path = Path(path)
-    raw = read_yaml(path) or {}
-    if not isinstance(raw, Mapping):
-        raise InputFileError(path, "(top level)", "must be a mapping of policy settings")
-    unknown = sorted(set(raw) - _FIELDS)
-    if unknown:
-        raise InputFileError(path, unknown[0], f"unknown setting; allowed: {sorted(_FIELDS)}")
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        default = getattr(PlacementPolicy(), key)
-        if key == "objective":
-            if value not in OBJECTIVES:
-                raise InputFileError(path, key, f"must be one of {list(OBJECTIVES)}")
-            values[key] = value
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise InputFileError(path, key, "must be true or false")
-            values[key] = value
-        elif isinstance(default, int) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InputFileError(path, key, f"must be a whole number >= 0, got {value!r}")
-            values[key] = value
-        elif isinstance(default, float):
-            low, high = _BOUNDS.get(key, (0.0, None))
-            values[key] = _number(value, path, key, low, high)
-            if key == "congestion_cap" and values[key] >= 1:
-                raise InputFileError(
-                    path, key, f"must be below 1 (latency divides by 1 - it), got {value}"
-                )
-        elif key == "stable_band":
-            if not isinstance(value, list) or len(value) != 2:
-                raise InputFileError(path, key, "must be [low, high] utilisation")
-            low, high = (_number(v, path, key, 0.0, 1.0) for v in value)
-            if low > high:
-                raise InputFileError(path, key, "low must not exceed high")
-            values[key] = (low, high)
-        elif isinstance(default, str):
-            if not isinstance(value, str) or not value.strip():
-                raise InputFileError(path, key, "must be a name")
-            values[key] = value.strip()
-        else:  # tuples of names
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise InputFileError(path, key, "must be a list of names")
-            values[key] = tuple(value)
-    return PlacementPolicy(**values)
+    model = validate(PlacementPolicyFile, read_document(path, allow_empty=True) or {}, path)
+    return PlacementPolicy(**{name: getattr(model, name) for name in model.model_fields_set})

@@ -57,7 +57,7 @@ def _write(tmp_path: Path, text: str) -> Path:
             "retention_defaults.SECRET",
         ),
         ("region_zones: [eu-central-1]\n", "region_zones"),
-        ("region_zones: {eu-central-1: EU\n", ""),
+        ("region_zones: {eu-central-1: EU\n", "line 2, column 1"),
     ],
 )
 def test_bad_policy_files_name_the_field(tmp_path: Path, text: str, field: str) -> None:

@@ -83,7 +83,7 @@ def test_minimal_catalog_loads(tmp_path: Path) -> None:
             ),
             "inputs",
         ),
-        (lambda d: d.update(extra=1), "top level"),
+        (lambda d: d.update(extra=1), "extra"),
     ],
 )
 def test_bad_catalogs_name_the_field(tmp_path: Path, mutate, field_part: str) -> None:
