@@ -1,0 +1,152 @@
+"""Cost lens: seeded workload traces and fleets, replayed through placement policies over time.
+
+A trace is a list of ``TimedRequest(arrival_s, request)``. ``simulate`` advances a clock in ticks
+of 30 s, as the placement sensor does: each tick it releases the GPUs of jobs that finished,
+builds a fresh snapshot from its own state (telemetry observed *now*: free GPUs and utilisation of
+every pool; the ledger: GPUs held, reserved and spent per team), asks a policy to place the
+pending requests, and starts the placed ones, which hold their GPUs for ``duration / pool speed``.
+Requests a policy defers are retried every tick until ``deadline_s`` (6 h) after their arrival,
+then expire; the same for every policy.
+
+Policies:
+
+* ``naive``: the fastest pool (highest ``speed``) with enough free GPUs and memory, ignoring
+  governance, SLOs, quotas, budgets and telemetry age; it is what "route to the fastest available
+  GPU" does.
+* ``greedy``: requests one by one in arrival order, each on its cheapest candidate passing every
+  hard rule of ``placement.evaluate`` (no joint optimisation, no hysteresis).
+* ``plane``: exactly what the sensors run: ``batch.place_batch`` on the requests pending in the
+  tick, with the default ``PlacementPolicy``.
+* ``hindsight``: what the requests ``plane`` placed could have cost with the whole trace known in
+  advance: one integer program (scipy HiGHS ``milp``) over the whole trace. Each such request is
+  assigned one option: a (cluster, pool) allowed by the static rules (residency, compliance,
+  memory, pool size, quota and budget size, and the SLO on an idle pool) and a start time (its
+  arrival, its arrival plus each of ``HINDSIGHT_DELAYS_S``, or the time ``plane`` started it).
+  Capacity and quotas are enforced as GPU-seconds per 5-minute slot per pool and per team,
+  budgets as total spend per team (the full limit for every priority); the objective is the
+  total cost. ``plane``'s own schedule is one feasible point of this program, so its LP
+  relaxation's optimum (``SimResult.lower_bound_usd``) is a proven lower bound on ``plane``'s
+  cost. The integer schedule is found by fixing what the LP decides and solving the MILP over
+  the rest within ``HINDSIGHT_TIME_LIMIT_S`` (its status is in ``notes``); it is never above
+  ``plane`` when solved to optimality. The program relaxes time (slot averages) and congestion
+  (SLO on an idle pool), so hindsight's schedule itself may briefly overbook a pool or a quota
+  or miss an SLO; its metrics say how often: it is a bound, not a policy. Above
+  ``HINDSIGHT_MAX_VARIABLES`` options the program is solved in consecutive time windows
+  (occupancy and spend carried over, no bound), and ``notes`` says so; a window that cannot
+  place all its requests maximises placements first, then minimises cost.
+
+Metrics (``SimResult``), all computed the same way from the placements every policy made:
+
+* placed / deferred (deferred at least once) / expired (still deferred at its deadline) /
+  rejected (refused for good: no compliant candidate, or a hard rule that waiting cannot fix);
+* total cost (GPU + egress per ``cost.estimate``) and cost per 1,000 requests: total cost /
+  (placed workload requests x ``requests_per_workload``) x 1,000. For a generated trace one
+  workload request is one request (``requests_per_workload = 1``): the figure is the cost of
+  1,000 placed workloads. For the seed-like trace each workload request is a batch serving 1,000
+  inference requests (``requests_per_workload = 1000``), the seed article's unit;
+* residency violations: an input classified as strict by the policy (PII, CONFIDENTIAL, UNKNOWN)
+  processed outside its residency zone; compliance violations: PII on a cluster lacking a
+  ``pii_certifications`` certification, or ``gdpr_compliant`` data on a cluster without GDPR;
+  both counted per placement by an audit written independently of ``constraints``;
+* SLO misses: the cost model's latency on the chosen pool at its start, with the pool's
+  utilisation then (GPUs held by jobs started earlier, plus background), above the SLO;
+* quota violations: placements after which the team holds more GPUs than its quota (a team
+  without a quota has quota 0); budget overruns: placements after which the team's spend
+  exceeds its budget (the budget covers the simulated period); capacity overbooked: placements
+  after which a pool holds more GPUs than it has;
+* utilisation per pool: GPU-seconds held (trace jobs and background) within the trace horizon /
+  (pool GPUs x horizon);
+* decide_s: wall time spent inside the policy (for hindsight: building and solving the program).
+
+A tick in which nothing changed (no arrival, no finished job, no expiry, nothing placed by the
+previous tick) would decide exactly as the previous one, so the clock jumps over it; this is the
+same for every policy.
+
+Prices of ``generate_fleet`` (approximate public on-demand list prices as of 2025, USD per
+GPU-hour = instance price / GPUs; they change often and differ by region: plug in your own, or
+your amortised cost for GPUs you own):
+
+================================  ===========  ============  ====  =========  ===================
+instance (region)                 GPU          USD/inst-h    GPUs  USD/GPU-h  source
+================================  ===========  ============  ====  =========  ===================
+AWS p4d.24xlarge (us-east-1)      A100 40 GB   32.77         8     4.10       [aws-ec2]
+AWS p5.48xlarge (us-east-1)       H100 80 GB   98.32         8     12.29      [aws-ec2] pre-6/2025
+AWS p5.48xlarge after June 2025   H100 80 GB   ~55.04        8     ~6.88      [aws-p5-cut]
+AWS g5.xlarge (us-east-1)         A10G 24 GB   1.006         1     1.01       [aws-ec2]
+AWS g5.xlarge (eu-central-1)      A10G 24 GB   ~1.21         1     ~1.21      [aws-ec2]
+GCP a2-highgpu-1g (us-central1)   A100 40 GB   ~3.67         1     ~3.67      [gcp-gpu]
+GCP a3-highgpu-8g (europe-west4)  H100 80 GB   ~88.5         8     ~11.06     [gcp-gpu]
+GCP g2-standard-4 (us/eu)         L4 24 GB     ~0.71 / 0.78  1     0.71/0.78  [gcp-gpu]
+Azure NC24ads A100 v4             A100 80 GB   ~3.67         1     ~3.67      [azure-vm]
+Azure NC40ads H100 v5             H100 94 GB   ~6.98         1     ~6.98      [azure-vm]
+on-premises (assumption)          A100 80 GB   -             -     1.60       amortised, not a
+                                                                              list price
+================================  ===========  ============  ====  =========  ===================
+
+Egress into a cluster from the other zone: AWS inter-region transfer $0.02/GB [aws-ec2 data
+transfer], GCP inter-continental ~$0.08/GB [gcp-network], Azure inter-continental ~$0.05/GB
+[azure-bandwidth], internet egress to an on-premises site ~$0.09/GB (first 10 TB) [aws-ec2].
+
+[aws-ec2] https://aws.amazon.com/ec2/pricing/on-demand/ ;
+[aws-p5-cut] AWS, June 2025: On-Demand price reduction of up to 45% for P4d/P4de/P5/P5en ;
+[gcp-gpu] https://cloud.google.com/compute/gpus-pricing ;
+[gcp-network] https://cloud.google.com/vpc/network-pricing ;
+[azure-vm] https://azure.microsoft.com/pricing/details/virtual-machines/linux/ ;
+[azure-bandwidth] https://azure.microsoft.com/pricing/details/bandwidth/
+
+Pools of ``generate_fleet`` (USD/GPU-h): aws-use1 A100-40GB 4.10, A10G 1.01; aws-euc1 A10G 1.21,
+H100-80GB 6.88; azure-eus A100-80GB 3.67, H100-94GB 6.98; gcp-euw4 L4 0.78, H100-80GB 11.06;
+aws-usw2-lab A10G 1.01, H100-80GB 6.88; onprem-muc A100-80GB 1.60 (assumed amortised cost);
+gcp-usc1 L4 0.71, A100-40GB 3.67; azure-weu A100-80GB 3.67, H100-94GB 6.98. ``seed_fleet`` keeps
+the seed scenario's own prices (A100-80GB 3.67, A10 1.10, H100-80GB 6.98).
+
+Relative speeds (throughput against an A100, the requests' reference GPU) are rough public
+benchmark ratios: H100 2.0 (1.9 for the seed's), A100 1.0, A10/A10G 0.45, L4 0.40.
+"""
+
+from reasoning_plane.simulation.baselines import greedy_choice, naive_choice
+from reasoning_plane.simulation.clock import DEADLINE_S, TICK_S
+from reasoning_plane.simulation.generators import (
+    TEAMS,
+    dataset_sizes,
+    generate_catalog,
+    generate_fleet,
+    generate_trace,
+    generated_scenario,
+    seed_fleet,
+    seed_like_scenario,
+    seed_like_trace,
+)
+from reasoning_plane.simulation.hindsight import SLOT_S
+from reasoning_plane.simulation.metrics import Placement, SimResult, _audit, summary
+from reasoning_plane.simulation.run import POLICIES, compare, simulate, simulate_scenario
+from reasoning_plane.simulation.scenario import EPOCH, Scenario, TimedRequest, _static_snapshot
+
+__all__ = [
+    "DEADLINE_S",
+    "EPOCH",
+    "POLICIES",
+    "SLOT_S",
+    "TEAMS",
+    "TICK_S",
+    "Placement",
+    "Scenario",
+    "SimResult",
+    "TimedRequest",
+    "_audit",
+    "_static_snapshot",
+    "compare",
+    "dataset_sizes",
+    "generate_catalog",
+    "generate_fleet",
+    "generate_trace",
+    "generated_scenario",
+    "greedy_choice",
+    "naive_choice",
+    "seed_fleet",
+    "seed_like_scenario",
+    "seed_like_trace",
+    "simulate",
+    "simulate_scenario",
+    "summary",
+]

@@ -1,0 +1,369 @@
+"""Seeded fleets, catalogs and multi-team traces (``generated_scenario``)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from data_plane.catalog import CatalogRecord
+from reasoning_plane.model import Budget, Cluster, Fleet, GpuPool, TeamQuota, WorkloadRequest
+from reasoning_plane.placement import evaluate
+from reasoning_plane.policy import PlacementPolicy
+from reasoning_plane.simulation.scenario import Scenario, TimedRequest, _static_snapshot
+
+
+def _pool(gpu_type: str, memory_gb: float, total: int, price: float, speed: float, latency: float):
+    return GpuPool(
+        gpu_type=gpu_type,
+        memory_gb=memory_gb,
+        total=total,
+        price_per_hour=price,
+        speed=speed,
+        inference_latency_ms=latency,
+    )
+
+
+# name, zone, region, location, certifications, egress/GB, own-zone latency,
+# pools: (gpu_type, memory GB, base GPUs, USD/GPU-h, speed, inference latency ms)
+_CLUSTER_TEMPLATES: tuple[tuple[Any, ...], ...] = (
+    ("aws-use1", "US", "us-east-1", "N. Virginia", ("SOC2", "ISO27001", "HIPAA"), 0.02, 6.0,
+     (("A100-40GB", 40, 40, 4.10, 1.0, 18), ("A10G", 24, 48, 1.01, 0.45, 45))),
+    ("aws-euc1", "EU", "eu-central-1", "Frankfurt", ("GDPR", "ISO27001", "SOC2"), 0.02, 8.0,
+     (("A10G", 24, 48, 1.21, 0.45, 45), ("H100-80GB", 80, 24, 6.88, 2.0, 12))),
+    ("azure-eus", "US", "eastus", "Virginia", ("SOC2", "ISO27001", "HIPAA"), 0.05, 6.0,
+     (("A100-80GB", 80, 32, 3.67, 1.0, 18), ("H100-94GB", 94, 16, 6.98, 1.9, 12))),
+    ("gcp-euw4", "EU", "europe-west4", "Eemshaven", ("GDPR", "ISO27001", "SOC2"), 0.08, 9.0,
+     (("L4", 24, 48, 0.78, 0.40, 50), ("H100-80GB", 80, 16, 11.06, 2.0, 12))),
+    # A research account with SOC2 only: no PII may run here.
+    ("aws-usw2-lab", "US", "us-west-2", "Oregon", ("SOC2",), 0.02, 12.0,
+     (("A10G", 24, 32, 1.01, 0.45, 45), ("H100-80GB", 80, 16, 6.88, 2.0, 12))),
+    # GPUs the company owns: amortised cost, small, GDPR-certified.
+    ("onprem-muc", "EU", "on-prem-munich", "Munich", ("GDPR", "ISO27001"), 0.09, 5.0,
+     (("A100-80GB", 80, 24, 1.60, 1.0, 18),)),
+    ("gcp-usc1", "US", "us-central1", "Iowa", ("SOC2", "ISO27001"), 0.08, 7.0,
+     (("L4", 24, 48, 0.71, 0.40, 50), ("A100-40GB", 40, 24, 3.67, 1.0, 18))),
+    ("azure-weu", "EU", "westeurope", "Amsterdam", ("GDPR", "ISO27001", "SOC2"), 0.05, 9.0,
+     (("A100-80GB", 80, 32, 3.67, 1.0, 18), ("H100-94GB", 94, 16, 6.98, 1.9, 12))),
+)  # fmt: skip
+
+
+def generate_fleet(seed: int, n_clusters: int = 6) -> Fleet:
+    """A fleet of ``n_clusters`` clusters in EU and US regions, list prices from the table above.
+
+    The eight templates are used in order (US and EU alternate over the first six), then copies
+    with a numeric suffix; the seed varies pool sizes (+-25%) and latencies.
+    """
+    if n_clusters < 2:
+        raise ValueError("n_clusters must be at least 2 (one EU and one US cluster)")
+    rng = np.random.default_rng(seed)
+    clusters: list[Cluster] = []
+    for i in range(n_clusters):
+        name, zone, region, location, certs, egress, own_ms, pools = _CLUSTER_TEMPLATES[
+            i % len(_CLUSTER_TEMPLATES)
+        ]
+        if i >= len(_CLUSTER_TEMPLATES):
+            name = f"{name}-{i // len(_CLUSTER_TEMPLATES) + 1}"
+        other = "US" if zone == "EU" else "EU"
+        own = round(own_ms * float(rng.uniform(0.8, 1.2)), 1)
+        far = round(90.0 + float(rng.uniform(0.0, 20.0)), 1)
+        built = tuple(
+            _pool(g, mem, max(4, round(total * float(rng.uniform(0.75, 1.25)))), p, s, lat)
+            for g, mem, total, p, s, lat in pools
+        )
+        clusters.append(
+            Cluster(
+                name=name,
+                zone=zone,
+                region=region,
+                location=location,
+                certifications=frozenset(certs),
+                pools=built,
+                egress_per_gb=egress,
+                latency_ms={zone: own, other: far},
+                kube_context=name,
+            )
+        )
+    return Fleet(clusters=tuple(clusters))
+
+
+def seed_fleet(capacity: int = 64) -> Fleet:
+    """The seed scenario's fleet (examples/seed_scenario/fleet.yaml) with generous capacity.
+
+    Same clusters, certifications, prices, speeds, latencies and egress; the A100 and A10 pools
+    have ``capacity`` GPUs each (the H100 pool keeps its 8).
+    """
+    return Fleet(
+        clusters=(
+            Cluster(
+                name="us-east-a100",
+                zone="US",
+                region="us-east-1",
+                location="Ashburn",
+                certifications=frozenset({"SOC2", "ISO27001"}),
+                pools=(_pool("A100-80GB", 80, capacity, 3.67, 1.0, 18),),
+                egress_per_gb=0.08,
+                latency_ms={"US": 5, "EU": 95},
+                kube_context="us-prod",
+            ),
+            Cluster(
+                name="eu-fra-a10",
+                zone="EU",
+                region="eu-central-1",
+                location="Frankfurt",
+                certifications=frozenset({"GDPR", "ISO27001", "SOC2"}),
+                pools=(_pool("A10", 24, capacity, 1.10, 0.45, 45),),
+                egress_per_gb=0.02,
+                latency_ms={"EU": 8, "US": 95},
+                kube_context="eu-prod",
+                cpu_price_per_hour=0.4,
+                cpu_slots=8,
+            ),
+            Cluster(
+                name="eu-par-h100",
+                zone="EU",
+                region="eu-west-3",
+                location="Paris",
+                certifications=frozenset({"GDPR", "ISO27001"}),
+                pools=(_pool("H100-80GB", 80, 8, 6.98, 1.9, 12),),
+                egress_per_gb=0.02,
+                latency_ms={"EU": 12, "US": 100},
+                kube_context="eu-prod-2",
+            ),
+        )
+    )
+
+
+def _record(dataset: str, classification: str, residency: str, gdpr: bool) -> CatalogRecord:
+    level = {"PUBLIC": "Level_0", "INTERNAL": "Level_1", "CONFIDENTIAL": "Level_2"}
+    return CatalogRecord(
+        dataset_id=dataset,
+        classification=classification,
+        data_residency=residency,
+        retention_policy="7_years" if classification in ("PII", "CONFIDENTIAL") else "1_year",
+        storage_endpoints=(f"s3://{residency.lower()}/{dataset}",),
+        gdpr_compliant=gdpr,
+        data_classification=level.get(classification, "Level_3"),
+        source_system="SIMULATION",
+        last_updated="2025-01-01T00:00:00Z",
+    )
+
+
+# dataset, classification, residency, gdpr_compliant, (min GB, max GB)
+_DATASETS: tuple[tuple[str, str, str, bool, tuple[float, float]], ...] = (
+    ("customer_orders_eu", "PII", "EU", True, (20, 120)),
+    ("customer_orders_us", "PII", "US", False, (20, 120)),
+    ("transactions_eu", "CONFIDENTIAL", "EU", True, (50, 300)),
+    ("market_data", "PUBLIC", "US", False, (10, 200)),
+    ("support_tickets_eu", "PII", "EU", True, (5, 60)),
+    ("support_tickets_us", "PII", "US", False, (5, 60)),
+    ("kb_articles", "PUBLIC", "EU", False, (1, 20)),
+    ("conference_transcripts", "PUBLIC", "US", False, (50, 400)),
+    ("video_frames", "INTERNAL", "US", False, (100, 500)),
+    ("podcast_audio_eu", "INTERNAL", "EU", True, (50, 300)),
+    ("clickstream_eu", "INTERNAL", "EU", True, (30, 250)),
+    ("product_catalog", "PUBLIC", "US", False, (2, 30)),
+    ("web_crawl", "PUBLIC", "US", False, (100, 500)),
+    ("papers_corpus", "PUBLIC", "EU", False, (10, 80)),
+    ("patient_notes_us", "PII", "US", False, (10, 80)),
+)
+
+# team, share of requests, datasets it reads, GPU quota
+TEAMS: tuple[tuple[str, float, tuple[str, ...], int], ...] = (
+    (
+        "financial-ml",
+        0.25,
+        ("customer_orders_eu", "customer_orders_us", "transactions_eu", "market_data"),
+        48,
+    ),
+    ("customer-support", 0.20, ("support_tickets_eu", "support_tickets_us", "kb_articles"), 32),
+    ("media-ml", 0.20, ("conference_transcripts", "video_frames", "podcast_audio_eu"), 40),
+    ("commerce-analytics", 0.15, ("clickstream_eu", "product_catalog", "customer_orders_eu"), 24),
+    ("research", 0.20, ("web_crawl", "papers_corpus", "patient_notes_us"), 40),
+)
+
+# kind, share, GPU counts and weights, memory GB choices and weights, duration range (s),
+# share with an SLO, SLO choices (ms), priorities and weights
+_KINDS: tuple[tuple[Any, ...], ...] = (
+    ("inference", 0.45, (1, 2), (0.9, 0.1), (16, 24), (0.6, 0.4), (300, 1800), 0.7,
+     (200, 300, 500), (300, 500), (0.6, 0.4)),
+    ("embed", 0.30, (1, 2), (0.6, 0.4), (16, 24), (0.5, 0.5), (600, 3600), 0.0,
+     (), (100, 300), (0.7, 0.3)),
+    ("fine-tune", 0.10, (2, 4), (0.5, 0.5), (40, 70), (0.5, 0.5), (1800, 7200), 0.0,
+     (), (100, 300), (0.8, 0.2)),
+    ("experiment", 0.15, (1, 2, 3, 4), (0.4, 0.3, 0.1, 0.2), (16, 40, 70), (0.5, 0.3, 0.2),
+     (300, 3600), 0.0, (), (50,), (1.0,)),
+)  # fmt: skip
+
+
+def generate_catalog(seed: int) -> dict[str, CatalogRecord]:
+    """The governance records of the generated datasets (the sizes come from ``dataset_sizes``)."""
+    del seed  # records are fixed; only sizes vary with the seed
+    return {d: _record(d, c, r, g) for d, c, r, g, _ in _DATASETS}
+
+
+def dataset_sizes(seed: int) -> dict[str, float]:
+    rng = np.random.default_rng([seed, 1])
+    return {d: round(float(rng.uniform(lo, hi)), 1) for d, _, _, _, (lo, hi) in _DATASETS}
+
+
+def _arrivals(rng: np.random.Generator, n: int, hours: float) -> np.ndarray:
+    """``n`` arrival times over ``hours`` with a diurnal rate peaking at 14:00 (x2.3 the trough)."""
+    grid = np.linspace(0.0, hours * 3600.0, 2049)
+    rate = 1.0 + 0.4 * np.cos(2 * np.pi * (grid / 3600.0 - 14.0) / 24.0)
+    cdf = np.concatenate([[0.0], np.cumsum((rate[1:] + rate[:-1]) / 2)])
+    cdf /= cdf[-1]
+    return np.sort(np.interp(rng.uniform(0.0, 1.0, n), cdf, grid))
+
+
+def generate_trace(
+    seed: int,
+    n_requests: int = 2000,
+    hours: float = 24.0,
+    catalog: Mapping[str, CatalogRecord] | None = None,
+) -> list[TimedRequest]:
+    """A deterministic multi-team trace: inference with SLOs, embeddings, fine-tunes, experiments.
+
+    Teams read their own datasets (EU/US, PII/CONFIDENTIAL/INTERNAL/PUBLIC); 1-4 GPUs of 16-70 GB;
+    5 min-2 h on the reference GPU (an A100); priorities 50 (low) to 500. ~4% of the requests
+    join two datasets of different residency, which no cluster may process when one is strict.
+    """
+    catalog = catalog or generate_catalog(seed)
+    sizes = dataset_sizes(seed)
+    rng = np.random.default_rng([seed, 2])
+    arrivals = _arrivals(rng, n_requests, hours)
+    team_p = np.array([t[1] for t in TEAMS])
+    kind_p = np.array([k[1] for k in _KINDS])
+    out: list[TimedRequest] = []
+    for i, arrival in enumerate(arrivals):
+        team, _, datasets, _ = TEAMS[rng.choice(len(TEAMS), p=team_p / team_p.sum())]
+        (kind, _, counts, count_p, mems, mem_p, (lo, hi), slo_share, slos, prios, prio_p) = _KINDS[
+            rng.choice(len(_KINDS), p=kind_p / kind_p.sum())
+        ]
+        first = datasets[rng.integers(len(datasets))]
+        chosen = [first]
+        if rng.uniform() < 0.12:
+            second = datasets[rng.integers(len(datasets))]
+            if second != first:
+                chosen.append(second)
+        gb = sum(sizes[d] for d in chosen if d in catalog) * float(rng.uniform(0.1, 0.6))
+        duration = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        slo = float(rng.choice(slos)) if slos and rng.uniform() < slo_share else None
+        request = WorkloadRequest(
+            request_id=f"req-{i:05d}",
+            workload=f"{kind}/{first}",
+            team=team,
+            datasets=tuple(chosen),
+            gpu_count=int(rng.choice(counts, p=count_p)),
+            gpu_memory_gb=float(rng.choice(mems, p=mem_p)),
+            estimated_duration_s=round(duration, 1),
+            data_gb=round(gb, 2),
+            latency_slo_ms=slo,
+            priority=int(rng.choice(prios, p=prio_p)),
+        )
+        out.append(TimedRequest(round(float(arrival), 3), request))
+    return out
+
+
+def generated_scenario(
+    seed: int = 0,
+    n_requests: int = 2000,
+    hours: float = 24.0,
+    n_clusters: int = 6,
+    budget_factors: Mapping[str, float] | None = None,
+) -> Scenario:
+    """A generated fleet and trace, the teams' quotas (``TEAMS``) and budgets.
+
+    Each team's budget for the simulated period is ``budget_factors[team]`` (default 1.5; 0.85
+    for ``research``, so its budget binds) times what its requests would cost, each on its
+    cheapest candidate allowed by the static rules.
+    """
+    fleet = generate_fleet(seed, n_clusters)
+    catalog = generate_catalog(seed)
+    trace = generate_trace(seed, n_requests, hours, catalog)
+    quotas = {t: TeamQuota(t, q, "simulation") for t, _, _, q in TEAMS}
+    factors = {t: 1.5 for t, *_ in TEAMS} | {"research": 0.85}
+    factors |= dict(budget_factors or {})
+    generous = {t: Budget(t, 1e12, "simulated period") for t in quotas}
+    snapshot = _static_snapshot(fleet, quotas, generous, catalog, {})
+    policy = PlacementPolicy()
+    need: dict[str, float] = defaultdict(float)
+    for tr in trace:
+        feasible = [e for e in evaluate(tr.request, snapshot, policy) if e.feasible]
+        if feasible:
+            need[tr.request.team] += min(e.cost.total_usd for e in feasible)
+    budgets = {t: Budget(t, round(need[t] * factors[t], 2), "simulated period") for t in quotas}
+    return Scenario(
+        name=f"generated(seed={seed}, requests={n_requests}, hours={hours:g}, "
+        f"clusters={n_clusters})",
+        fleet=fleet,
+        trace=tuple(trace),
+        catalog=catalog,
+        quotas=quotas,
+        budgets=budgets,
+        hours=hours,
+    )
+
+
+# The seed article's cost table: naive (US A100 + $0.08/GB egress) ~$2.50 per 1,000 inference
+# requests, the EU A10 ~$1.20. With the seed fleet's prices one batch of 1,000 requests is
+# the A10, and 3.67 $/h x s / 3600 = $1.80 on the A100, so the egress must be $0.70: 8.75 GB.
+SEED_BATCH_REF_S = 1.20 * 3600 * 0.45 / 1.10  # 1767.3 s
+SEED_BATCH_GB = (2.50 - 3.67 * SEED_BATCH_REF_S / 3600) / 0.08  # 8.74 GB
+
+
+def seed_like_trace(
+    seed: int = 0,
+    n_batches: int = 96,
+    hours: float = 24.0,
+    data_gb: float = SEED_BATCH_GB,
+) -> list[TimedRequest]:
+    """The seed scenario: inference batches of 1,000 requests over EU customer-order PII.
+
+    One batch every ``hours / n_batches`` (jittered by the seed): 1 GPU, 16 GB, an SLO of 250 ms
+    (the A10 meets it), ``SEED_BATCH_REF_S`` s on an A100, reading ``data_gb`` GB of EU data.
+    """
+    rng = np.random.default_rng([seed, 3])
+    step = hours * 3600.0 / n_batches
+    out = []
+    for i in range(n_batches):
+        arrival = (i + float(rng.uniform(0.0, 0.5))) * step
+        request = WorkloadRequest(
+            request_id=f"batch-{i:04d}",
+            workload="inference/customer_orders_eu",
+            team="financial-ml",
+            datasets=("customer_orders_eu",),
+            gpu_count=1,
+            gpu_memory_gb=16,
+            estimated_duration_s=SEED_BATCH_REF_S,
+            data_gb=data_gb,
+            latency_slo_ms=250,
+            priority=500,
+        )
+        out.append(TimedRequest(round(arrival, 3), request))
+    return out
+
+
+def seed_like_scenario(seed: int = 0, n_batches: int = 96, hours: float = 24.0) -> Scenario:
+    """``seed_like_trace`` on ``seed_fleet`` with the seed's quota (16 GPUs) and budget ($5,000).
+
+    The EU H100 pool is held by work outside the trace (background: a training reservation), as
+    in the seed article where the choice is between the US A100 and the EU A10.
+    """
+    catalog = {
+        "customer_orders_eu": _record("customer_orders_eu", "PII", "EU", True),
+    }
+    return Scenario(
+        name=f"seed-like(batches={n_batches}, hours={hours:g})",
+        fleet=seed_fleet(),
+        trace=tuple(seed_like_trace(seed, n_batches, hours)),
+        catalog=catalog,
+        quotas={"financial-ml": TeamQuota("financial-ml", 16, "quotas.yaml#ml-team")},
+        budgets={"financial-ml": Budget("financial-ml", 5000.0)},
+        hours=hours,
+        background={("eu-par-h100", "H100-80GB"): 8},
+        requests_per_workload=1000,
+        unit="1,000 inference requests (one batch)",
+    )
