@@ -1,7 +1,9 @@
 """The cost-lens simulator: seeded traces, the clock, the four policies and their metrics."""
 
+import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,14 @@ import pytest
 from data_plane.classification import residency_parts
 from plane_cli.main import main as plane_main
 from reasoning_plane import simulation as sim
-from reasoning_plane.inputs import load_fleet
+from reasoning_plane.inputs import (
+    load_budgets,
+    load_catalog_records,
+    load_fleet,
+    load_quotas,
+    load_requests,
+    load_telemetry,
+)
 from reasoning_plane.model import Budget, Cluster, Fleet, GpuPool, TeamQuota, WorkloadRequest
 from reasoning_plane.policy import PlacementPolicy
 from tests.unit.plane.factory import record
@@ -66,25 +75,51 @@ def test_generated_world_has_zones_teams_classifications_and_limits() -> None:
     assert set(scenario.quotas) == set(scenario.budgets) == {r.team for r in requests}
 
 
-def test_seed_fleet_mirrors_the_seed_scenario_file() -> None:
-    from_file = load_fleet(REPO / "examples" / "seed_scenario" / "fleet.yaml")
-    ours = sim.seed_fleet()
-    assert [c.name for c in ours.clusters] == [c.name for c in from_file.clusters]
-    for mine, theirs in zip(ours.clusters, from_file.clusters, strict=True):
-        assert (mine.zone, mine.certifications, mine.egress_per_gb) == (
-            theirs.zone,
-            theirs.certifications,
-            theirs.egress_per_gb,
-        )
-        assert dict(mine.latency_ms) == dict(theirs.latency_ms)
-        for p, q in zip(mine.pools, theirs.pools, strict=True):
-            assert (p.gpu_type, p.memory_gb, p.price_per_hour, p.speed) == (
-                q.gpu_type,
-                q.memory_gb,
-                q.price_per_hour,
-                q.speed,
-            )
-            assert p.inference_latency_ms == q.inference_latency_ms and p.total >= q.total
+SEED = REPO / "examples" / "seed_scenario"
+
+
+def test_seed_scenario_is_loaded_from_the_example_files() -> None:
+    scenario = sim.seed_like_scenario(0, n_batches=8)
+    assert scenario.fleet == sim.seed_fleet() == load_fleet(SEED / "fleet.yaml")
+    assert dict(scenario.quotas) == load_quotas(SEED / "quotas.yaml")
+    assert dict(scenario.budgets) == load_budgets(SEED / "budgets.yaml")
+    assert dict(scenario.catalog) == load_catalog_records(SEED / "catalog.json")
+    # GPUs the telemetry file reports busy are held outside the trace.
+    samples = load_telemetry(SEED / "telemetry.yaml")
+    pools = {(c.name, p.gpu_type): p for c in scenario.fleet.clusters for p in c.pools}
+    assert dict(scenario.background) == {
+        key: pools[key].total - sample.free_gpus for key, sample in samples.items()
+    }
+    # Every request of the trace is one of the file's requests, recurring: nothing back-solved.
+    templates = {r.request_id: r for r in load_requests(SEED / "requests.yaml")}
+    trace = [tr.request for tr in scenario.trace]
+    assert len(trace) == 8 * len(templates)
+    for request in trace:
+        template = templates[request.request_id.rsplit("-", 1)[0]]
+        assert request == dataclasses.replace(template, request_id=request.request_id)
+    assert scenario.requests_per_workload == 1
+
+
+def test_a_scenario_folder_drives_the_simulation(tmp_path) -> None:
+    folder = tmp_path / "scenario"
+    shutil.copytree(SEED, folder)
+    fleet = (folder / "fleet.yaml").read_text()
+    (folder / "fleet.yaml").write_text(
+        fleet.replace("price_per_hour: 1.10", "price_per_hour: 2.20")
+    )
+    base = sim.load_scenario(SEED, n_batches=4)
+    dearer = sim.load_scenario(folder, n_batches=4)
+    a10 = {c.name: c for c in dearer.fleet.clusters}["eu-fra-a10"].pools[0]
+    assert a10.price_per_hour == 2.20
+    cheap, dear = (sim.simulate_scenario(s, "plane") for s in (base, dearer))
+    on_a10 = [p.request_id for p in cheap.placements if p.cluster == "eu-fra-a10"]
+    assert on_a10  # the A10 is the cheapest compliant pool for some requests
+    gpu = {p.request_id: p.gpu_usd for p in dear.placements if p.cluster == "eu-fra-a10"}
+    for p in cheap.placements:
+        if p.request_id in gpu:
+            assert gpu[p.request_id] == pytest.approx(2 * p.gpu_usd)
+    with pytest.raises(ValueError, match=r"missing/fleet\.yaml: .*not found"):
+        sim.load_scenario(tmp_path / "missing")
 
 
 def test_plane_keeps_every_rule_while_naive_breaks_residency(small_results) -> None:
