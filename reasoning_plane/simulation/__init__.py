@@ -40,10 +40,10 @@ Metrics (``SimResult``), all computed the same way from the placements every pol
 * placed / deferred (deferred at least once) / expired (still deferred at its deadline) /
   rejected (refused for good: no compliant candidate, or a hard rule that waiting cannot fix);
 * total cost (GPU + egress per ``cost.estimate``) and cost per 1,000 requests: total cost /
-  (placed workload requests x ``requests_per_workload``) x 1,000. For a generated trace one
-  workload request is one request (``requests_per_workload = 1``): the figure is the cost of
-  1,000 placed workloads. For the seed-like trace each workload request is a batch serving 1,000
-  inference requests (``requests_per_workload = 1000``), the seed article's unit;
+  (placed workload requests x ``requests_per_workload``) x 1,000. For the generated and the
+  seed-scenario traces one workload request is one request (``requests_per_workload = 1``): the
+  figure is the cost of 1,000 placed workloads. For the Azure-derived trace one workload request
+  is one LLM inference request;
 * residency violations: an input classified as strict by the policy (PII, CONFIDENTIAL, UNKNOWN)
   processed outside its residency zone; compliance violations: PII on a cluster lacking a
   ``pii_certifications`` certification, or ``gdpr_compliant`` data on a cluster without GDPR;
@@ -97,8 +97,12 @@ transfer], GCP inter-continental ~$0.08/GB [gcp-network], Azure inter-continenta
 Pools of ``generate_fleet`` (USD/GPU-h): aws-use1 A100-40GB 4.10, A10G 1.01; aws-euc1 A10G 1.21,
 H100-80GB 6.88; azure-eus A100-80GB 3.67, H100-94GB 6.98; gcp-euw4 L4 0.78, H100-80GB 11.06;
 aws-usw2-lab A10G 1.01, H100-80GB 6.88; onprem-muc A100-80GB 1.60 (assumed amortised cost);
-gcp-usc1 L4 0.71, A100-40GB 3.67; azure-weu A100-80GB 3.67, H100-94GB 6.98. ``seed_fleet`` keeps
-the seed scenario's own prices (A100-80GB 3.67, A10 1.10, H100-80GB 6.98).
+gcp-usc1 L4 0.71, A100-40GB 3.67; azure-weu A100-80GB 3.67, H100-94GB 6.98.
+
+The seed scenario (``seed_like_scenario``, ``load_scenario``) is read from
+``examples/seed_scenario/`` with the loaders of ``reasoning_plane.inputs``: its fleet, quotas,
+budgets and catalog as written, its requests recurring over the day, the GPUs its telemetry
+reports busy held by other work. Nothing in it is tuned to reproduce a figure.
 
 Relative speeds (throughput against an A100, the requests' reference GPU) are rough public
 benchmark ratios: H100 2.0 (1.9 for the seed's), A100 1.0, A10/A10G 0.45, L4 0.40.
@@ -113,19 +117,28 @@ from reasoning_plane.simulation.generators import (
     generate_fleet,
     generate_trace,
     generated_scenario,
-    seed_fleet,
-    seed_like_scenario,
-    seed_like_trace,
 )
 from reasoning_plane.simulation.hindsight import SLOT_S
 from reasoning_plane.simulation.metrics import Placement, SimResult, _audit, summary
 from reasoning_plane.simulation.run import POLICIES, compare, simulate, simulate_scenario
-from reasoning_plane.simulation.scenario import EPOCH, Scenario, TimedRequest, _static_snapshot
+from reasoning_plane.simulation.scenario import (
+    EPOCH,
+    SEED_SCENARIO,
+    Scenario,
+    TimedRequest,
+    _static_snapshot,
+    load_scenario,
+    recurring_trace,
+    seed_fleet,
+    seed_like_scenario,
+    seed_like_trace,
+)
 
 __all__ = [
     "DEADLINE_S",
     "EPOCH",
     "POLICIES",
+    "SEED_SCENARIO",
     "SLOT_S",
     "TEAMS",
     "TICK_S",
@@ -142,7 +155,9 @@ __all__ = [
     "generate_trace",
     "generated_scenario",
     "greedy_choice",
+    "load_scenario",
     "naive_choice",
+    "recurring_trace",
     "seed_fleet",
     "seed_like_scenario",
     "seed_like_trace",
