@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -120,6 +121,35 @@ def test_a_scenario_folder_drives_the_simulation(tmp_path) -> None:
             assert gpu[p.request_id] == pytest.approx(2 * p.gpu_usd)
     with pytest.raises(ValueError, match=r"missing/fleet\.yaml: .*not found"):
         sim.load_scenario(tmp_path / "missing")
+
+
+PUBLIC = REPO / "examples" / "public_prices" / "fleet.yaml"
+
+
+def test_every_public_price_cites_a_dated_source() -> None:
+    text = PUBLIC.read_text()
+    sources = dict(
+        re.findall(r"^# \[([a-z-]+)\] (.*?)(?=^# \[|^# Not found|^clusters:)", text, re.M | re.S)
+    )
+    assert len(sources) >= 4
+    for tag, body in sources.items():
+        assert "https://" in body, tag
+        assert re.search(r"20\d\d-\d\d(-\d\d)?", body) or "commit" in body, tag
+    priced = [
+        line for line in text.splitlines() if re.match(r"\s+(price_per_hour|egress_per_gb):", line)
+    ]
+    assert len(priced) == 19
+    for line in priced:
+        cited = re.search(r"# \[([a-z-]+)\]", line)
+        assert cited and cited.group(1) in sources, line
+        if "price_per_hour" in line and "/" in line:  # instance price / GPUs, shown
+            price = float(line.split(":")[1].split("#")[0])
+            dollars, gpus = re.search(r"\$([0-9.]+) / (\d+) GPU", line).groups()
+            assert price == pytest.approx(float(dollars) / int(gpus), abs=6e-5), line
+    clouds = {c.name.split("-")[0] for c in load_fleet(PUBLIC).clusters}
+    zones = {c.zone for c in load_fleet(PUBLIC).clusters}
+    types = {p.gpu_type.split("-")[0] for c in load_fleet(PUBLIC).clusters for p in c.pools}
+    assert len(clouds) >= 2 and zones == {"EU", "US"} and {"L4", "A100", "H100"} <= types
 
 
 def test_plane_keeps_every_rule_while_naive_breaks_residency(small_results) -> None:
