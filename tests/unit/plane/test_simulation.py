@@ -60,7 +60,7 @@ def test_generated_world_has_zones_teams_classifications_and_limits() -> None:
     zones = {c.zone for c in scenario.fleet.clusters}
     assert {"EU", "US"} <= zones and len(scenario.fleet.clusters) == 6
     prices = [p.price_per_hour for c in scenario.fleet.clusters for p in c.pools]
-    assert min(prices) > 0.5 and max(prices) < 13.0  # USD per GPU-hour, list-price range
+    assert min(prices) > 0.5 and max(prices) < 15.0  # USD per GPU-hour, list-price range
     requests = [tr.request for tr in scenario.trace]
     arrivals = [tr.arrival_s for tr in scenario.trace]
     assert arrivals == sorted(arrivals) and arrivals[0] >= 0 and arrivals[-1] <= 24 * 3600
@@ -124,6 +124,23 @@ def test_a_scenario_folder_drives_the_simulation(tmp_path) -> None:
 
 
 PUBLIC = REPO / "examples" / "public_prices" / "fleet.yaml"
+
+
+def test_generated_fleet_is_priced_from_the_public_price_file() -> None:
+    listed = {(c.name, p.gpu_type): p for c in load_fleet(PUBLIC).clusters for p in c.pools}
+    fleet = sim.generate_fleet(seed=3, n_clusters=len({k[0] for k in listed}))
+    egress = {c.name: c.egress_per_gb for c in load_fleet(PUBLIC).clusters}
+    for cluster in fleet.clusters:
+        assert cluster.egress_per_gb == egress[cluster.name]
+        for pool in cluster.pools:
+            source = listed[(cluster.name, pool.gpu_type)]
+            assert (pool.price_per_hour, pool.memory_gb, pool.speed) == (
+                source.price_per_hour,
+                source.memory_gb,
+                source.speed,
+            )
+    assert {k for k in listed} == {(c.name, p.gpu_type) for c in fleet.clusters for p in c.pools}
+    assert sim.generate_fleet(3, 8).clusters[6].name == "aws-use1-2"  # copies past the file
 
 
 def test_every_public_price_cites_a_dated_source() -> None:
