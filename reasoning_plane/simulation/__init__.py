@@ -62,55 +62,24 @@ A tick in which nothing changed (no arrival, no finished job, no expiry, nothing
 previous tick) would decide exactly as the previous one, so the clock jumps over it; this is the
 same for every policy.
 
-Prices of ``generate_fleet`` (approximate public on-demand list prices as of 2025, USD per
-GPU-hour = instance price / GPUs; they change often and differ by region: plug in your own, or
-your amortised cost for GPUs you own):
-
-================================  ===========  ============  ====  =========  ===================
-instance (region)                 GPU          USD/inst-h    GPUs  USD/GPU-h  source
-================================  ===========  ============  ====  =========  ===================
-AWS p4d.24xlarge (us-east-1)      A100 40 GB   32.77         8     4.10       [aws-ec2]
-AWS p5.48xlarge (us-east-1)       H100 80 GB   98.32         8     12.29      [aws-ec2] pre-6/2025
-AWS p5.48xlarge after June 2025   H100 80 GB   ~55.04        8     ~6.88      [aws-p5-cut]
-AWS g5.xlarge (us-east-1)         A10G 24 GB   1.006         1     1.01       [aws-ec2]
-AWS g5.xlarge (eu-central-1)      A10G 24 GB   ~1.21         1     ~1.21      [aws-ec2]
-GCP a2-highgpu-1g (us-central1)   A100 40 GB   ~3.67         1     ~3.67      [gcp-gpu]
-GCP a3-highgpu-8g (europe-west4)  H100 80 GB   ~88.5         8     ~11.06     [gcp-gpu]
-GCP g2-standard-4 (us/eu)         L4 24 GB     ~0.71 / 0.78  1     0.71/0.78  [gcp-gpu]
-Azure NC24ads A100 v4             A100 80 GB   ~3.67         1     ~3.67      [azure-vm]
-Azure NC40ads H100 v5             H100 94 GB   ~6.98         1     ~6.98      [azure-vm]
-on-premises (assumption)          A100 80 GB   -             -     1.60       amortised, not a
-                                                                              list price
-================================  ===========  ============  ====  =========  ===================
-
-Egress into a cluster from the other zone: AWS inter-region transfer $0.02/GB [aws-ec2 data
-transfer], GCP inter-continental ~$0.08/GB [gcp-network], Azure inter-continental ~$0.05/GB
-[azure-bandwidth], internet egress to an on-premises site ~$0.09/GB (first 10 TB) [aws-ec2].
-
-[aws-ec2] https://aws.amazon.com/ec2/pricing/on-demand/ ;
-[aws-p5-cut] AWS, June 2025: On-Demand price reduction of up to 45% for P4d/P4de/P5/P5en ;
-[gcp-gpu] https://cloud.google.com/compute/gpus-pricing ;
-[gcp-network] https://cloud.google.com/vpc/network-pricing ;
-[azure-vm] https://azure.microsoft.com/pricing/details/virtual-machines/linux/ ;
-[azure-bandwidth] https://azure.microsoft.com/pricing/details/bandwidth/
-
-Pools of ``generate_fleet`` (USD/GPU-h): aws-use1 A100-40GB 4.10, A10G 1.01; aws-euc1 A10G 1.21,
-H100-80GB 6.88; azure-eus A100-80GB 3.67, H100-94GB 6.98; gcp-euw4 L4 0.78, H100-80GB 11.06;
-aws-usw2-lab A10G 1.01, H100-80GB 6.88; onprem-muc A100-80GB 1.60 (assumed amortised cost);
-gcp-usc1 L4 0.71, A100-40GB 3.67; azure-weu A100-80GB 3.67, H100-94GB 6.98.
+Prices of ``generate_fleet``: the clusters of ``examples/public_prices/fleet.yaml``, public
+on-demand list prices of AWS, GCP and Azure in US and EU regions (USD per GPU-hour = instance
+price / GPUs), each figure with its source and date in that file's comments, and egress from AWS's
+inter-region and internet transfer rates. What the stored price pages did not show (AWS P4d/P5 in
+an EU region after the June 2025 cut, Azure in the EU) is left out, not guessed. Speeds (throughput
+against an A100, the requests' reference GPU) are rough public benchmark ratios: H100 2.0, H100
+NVL 1.9, A100 1.0, L4 0.40.
 
 The seed scenario (``seed_like_scenario``, ``load_scenario``) is read from
 ``examples/seed_scenario/`` with the loaders of ``reasoning_plane.inputs``: its fleet, quotas,
 budgets and catalog as written, its requests recurring over the day, the GPUs its telemetry
 reports busy held by other work. Nothing in it is tuned to reproduce a figure.
-
-Relative speeds (throughput against an A100, the requests' reference GPU) are rough public
-benchmark ratios: H100 2.0 (1.9 for the seed's), A100 1.0, A10/A10G 0.45, L4 0.40.
 """
 
 from reasoning_plane.simulation.baselines import greedy_choice, naive_choice
 from reasoning_plane.simulation.clock import DEADLINE_S, TICK_S
 from reasoning_plane.simulation.generators import (
+    PUBLIC_PRICES,
     TEAMS,
     dataset_sizes,
     generate_catalog,
@@ -138,6 +107,7 @@ __all__ = [
     "DEADLINE_S",
     "EPOCH",
     "POLICIES",
+    "PUBLIC_PRICES",
     "SEED_SCENARIO",
     "SLOT_S",
     "TEAMS",

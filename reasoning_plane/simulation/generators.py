@@ -2,86 +2,56 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from data_plane.catalog import CatalogRecord
-from reasoning_plane.model import Budget, Cluster, Fleet, GpuPool, TeamQuota, WorkloadRequest
+from reasoning_plane.inputs import load_fleet
+from reasoning_plane.model import Budget, Cluster, Fleet, TeamQuota, WorkloadRequest
 from reasoning_plane.placement import evaluate
 from reasoning_plane.policy import PlacementPolicy
 from reasoning_plane.simulation.scenario import Scenario, TimedRequest, _static_snapshot
 
-
-def _pool(gpu_type: str, memory_gb: float, total: int, price: float, speed: float, latency: float):
-    return GpuPool(
-        gpu_type=gpu_type,
-        memory_gb=memory_gb,
-        total=total,
-        price_per_hour=price,
-        speed=speed,
-        inference_latency_ms=latency,
-    )
+PUBLIC_PRICES = Path(__file__).resolve().parents[2] / "examples" / "public_prices" / "fleet.yaml"
 
 
-# name, zone, region, location, certifications, egress/GB, own-zone latency,
-# pools: (gpu_type, memory GB, base GPUs, USD/GPU-h, speed, inference latency ms)
-_CLUSTER_TEMPLATES: tuple[tuple[Any, ...], ...] = (
-    ("aws-use1", "US", "us-east-1", "N. Virginia", ("SOC2", "ISO27001", "HIPAA"), 0.02, 6.0,
-     (("A100-40GB", 40, 40, 4.10, 1.0, 18), ("A10G", 24, 48, 1.01, 0.45, 45))),
-    ("aws-euc1", "EU", "eu-central-1", "Frankfurt", ("GDPR", "ISO27001", "SOC2"), 0.02, 8.0,
-     (("A10G", 24, 48, 1.21, 0.45, 45), ("H100-80GB", 80, 24, 6.88, 2.0, 12))),
-    ("azure-eus", "US", "eastus", "Virginia", ("SOC2", "ISO27001", "HIPAA"), 0.05, 6.0,
-     (("A100-80GB", 80, 32, 3.67, 1.0, 18), ("H100-94GB", 94, 16, 6.98, 1.9, 12))),
-    ("gcp-euw4", "EU", "europe-west4", "Eemshaven", ("GDPR", "ISO27001", "SOC2"), 0.08, 9.0,
-     (("L4", 24, 48, 0.78, 0.40, 50), ("H100-80GB", 80, 16, 11.06, 2.0, 12))),
-    # A research account with SOC2 only: no PII may run here.
-    ("aws-usw2-lab", "US", "us-west-2", "Oregon", ("SOC2",), 0.02, 12.0,
-     (("A10G", 24, 32, 1.01, 0.45, 45), ("H100-80GB", 80, 16, 6.88, 2.0, 12))),
-    # GPUs the company owns: amortised cost, small, GDPR-certified.
-    ("onprem-muc", "EU", "on-prem-munich", "Munich", ("GDPR", "ISO27001"), 0.09, 5.0,
-     (("A100-80GB", 80, 24, 1.60, 1.0, 18),)),
-    ("gcp-usc1", "US", "us-central1", "Iowa", ("SOC2", "ISO27001"), 0.08, 7.0,
-     (("L4", 24, 48, 0.71, 0.40, 50), ("A100-40GB", 40, 24, 3.67, 1.0, 18))),
-    ("azure-weu", "EU", "westeurope", "Amsterdam", ("GDPR", "ISO27001", "SOC2"), 0.05, 9.0,
-     (("A100-80GB", 80, 32, 3.67, 1.0, 18), ("H100-94GB", 94, 16, 6.98, 1.9, 12))),
-)  # fmt: skip
+def generate_fleet(seed: int, n_clusters: int = 6, base: Path | str = PUBLIC_PRICES) -> Fleet:
+    """A fleet of ``n_clusters`` clusters built from the clusters of ``base`` (a fleet file; by
+    default ``examples/public_prices/fleet.yaml``, public on-demand list prices with their
+    sources).
 
-
-def generate_fleet(seed: int, n_clusters: int = 6) -> Fleet:
-    """A fleet of ``n_clusters`` clusters in EU and US regions, list prices from the table above.
-
-    The eight templates are used in order (US and EU alternate over the first six), then copies
-    with a numeric suffix; the seed varies pool sizes (+-25%) and latencies.
+    The file's clusters are used in order, then copies with a numeric suffix; prices, egress,
+    memory, speeds and certifications are the file's; the seed varies pool sizes (+-25%, at least
+    4 GPUs), the own-zone latency (+-20%) and the other zone's (90-110 ms).
     """
     if n_clusters < 2:
         raise ValueError("n_clusters must be at least 2 (one EU and one US cluster)")
+    templates = load_fleet(base).clusters
     rng = np.random.default_rng(seed)
     clusters: list[Cluster] = []
     for i in range(n_clusters):
-        name, zone, region, location, certs, egress, own_ms, pools = _CLUSTER_TEMPLATES[
-            i % len(_CLUSTER_TEMPLATES)
-        ]
-        if i >= len(_CLUSTER_TEMPLATES):
-            name = f"{name}-{i // len(_CLUSTER_TEMPLATES) + 1}"
+        template = templates[i % len(templates)]
+        name = template.name
+        if i >= len(templates):
+            name = f"{name}-{i // len(templates) + 1}"
+        zone = template.zone
         other = "US" if zone == "EU" else "EU"
-        own = round(own_ms * float(rng.uniform(0.8, 1.2)), 1)
+        own = round(template.latency_ms[zone] * float(rng.uniform(0.8, 1.2)), 1)
         far = round(90.0 + float(rng.uniform(0.0, 20.0)), 1)
-        built = tuple(
-            _pool(g, mem, max(4, round(total * float(rng.uniform(0.75, 1.25)))), p, s, lat)
-            for g, mem, total, p, s, lat in pools
+        pools = tuple(
+            dataclasses.replace(p, total=max(4, round(p.total * float(rng.uniform(0.75, 1.25)))))
+            for p in template.pools
         )
         clusters.append(
-            Cluster(
+            dataclasses.replace(
+                template,
                 name=name,
-                zone=zone,
-                region=region,
-                location=location,
-                certifications=frozenset(certs),
-                pools=built,
-                egress_per_gb=egress,
+                pools=pools,
                 latency_ms={zone: own, other: far},
                 kube_context=name,
             )
