@@ -76,6 +76,13 @@ budgets and catalog as written, its requests recurring over the day, the GPUs it
 reports busy held by other work. Nothing in it is tuned to reproduce a figure.
 """
 
+from reasoning_plane.simulation.azure_trace import (
+    AZURE_TRACE,
+    TraceMapping,
+    azure_scenario,
+    read_trace,
+    trace_requests,
+)
 from reasoning_plane.simulation.baselines import greedy_choice, naive_choice
 from reasoning_plane.simulation.clock import DEADLINE_S, TICK_S
 from reasoning_plane.simulation.generators import (
@@ -104,6 +111,7 @@ from reasoning_plane.simulation.scenario import (
 )
 
 __all__ = [
+    "AZURE_TRACE",
     "DEADLINE_S",
     "EPOCH",
     "POLICIES",
@@ -116,8 +124,10 @@ __all__ = [
     "Scenario",
     "SimResult",
     "TimedRequest",
+    "TraceMapping",
     "_audit",
     "_static_snapshot",
+    "azure_scenario",
     "compare",
     "dataset_sizes",
     "generate_catalog",
@@ -127,6 +137,7 @@ __all__ = [
     "greedy_choice",
     "load_scenario",
     "naive_choice",
+    "read_trace",
     "recurring_trace",
     "seed_fleet",
     "seed_like_scenario",
@@ -134,4 +145,5 @@ __all__ = [
     "simulate",
     "simulate_scenario",
     "summary",
+    "trace_requests",
 ]

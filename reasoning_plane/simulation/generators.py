@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -190,23 +190,21 @@ def generate_trace(
     return out
 
 
-def generated_scenario(
-    seed: int = 0,
-    n_requests: int = 2000,
-    hours: float = 24.0,
-    n_clusters: int = 6,
-    budget_factors: Mapping[str, float] | None = None,
-) -> Scenario:
-    """A generated fleet and trace, the teams' quotas (``TEAMS``) and budgets.
+def team_quotas() -> dict[str, TeamQuota]:
+    """The GPU quota of every team of ``TEAMS``."""
+    return {t: TeamQuota(t, q, "simulation") for t, _, _, q in TEAMS}
 
-    Each team's budget for the simulated period is ``budget_factors[team]`` (default 1.5; 0.85
+
+def team_budgets(
+    fleet: Fleet,
+    quotas: Mapping[str, TeamQuota],
+    catalog: Mapping[str, CatalogRecord],
+    trace: Sequence[TimedRequest],
+    budget_factors: Mapping[str, float] | None = None,
+) -> dict[str, Budget]:
+    """Each team's budget for the simulated period: ``budget_factors[team]`` (default 1.5; 0.85
     for ``research``, so its budget binds) times what its requests would cost, each on its
-    cheapest candidate allowed by the static rules.
-    """
-    fleet = generate_fleet(seed, n_clusters)
-    catalog = generate_catalog(seed)
-    trace = generate_trace(seed, n_requests, hours, catalog)
-    quotas = {t: TeamQuota(t, q, "simulation") for t, _, _, q in TEAMS}
+    cheapest candidate allowed by the static rules."""
     factors = {t: 1.5 for t, *_ in TEAMS} | {"research": 0.85}
     factors |= dict(budget_factors or {})
     generous = {t: Budget(t, 1e12, "simulated period") for t in quotas}
@@ -217,7 +215,23 @@ def generated_scenario(
         feasible = [e for e in evaluate(tr.request, snapshot, policy) if e.feasible]
         if feasible:
             need[tr.request.team] += min(e.cost.total_usd for e in feasible)
-    budgets = {t: Budget(t, round(need[t] * factors[t], 2), "simulated period") for t in quotas}
+    return {t: Budget(t, round(need[t] * factors[t], 2), "simulated period") for t in quotas}
+
+
+def generated_scenario(
+    seed: int = 0,
+    n_requests: int = 2000,
+    hours: float = 24.0,
+    n_clusters: int = 6,
+    budget_factors: Mapping[str, float] | None = None,
+) -> Scenario:
+    """A generated fleet and trace, the teams' quotas (``team_quotas``) and budgets
+    (``team_budgets``)."""
+    fleet = generate_fleet(seed, n_clusters)
+    catalog = generate_catalog(seed)
+    trace = generate_trace(seed, n_requests, hours, catalog)
+    quotas = team_quotas()
+    budgets = team_budgets(fleet, quotas, catalog, trace, budget_factors)
     return Scenario(
         name=f"generated(seed={seed}, requests={n_requests}, hours={hours:g}, "
         f"clusters={n_clusters})",
