@@ -212,6 +212,19 @@ def test_hindsight_le_plane_le_naive(small, small_results) -> None:
     assert plane.cost_per_1000_usd < naive.cost_per_1000_usd
 
 
+def test_hindsight_is_never_worse_than_plane_when_the_solver_runs_out_of_time(small) -> None:
+    # Plane's own schedule is a feasible point of the program: a solver stopped by its time
+    # limit (no incumbent, or a worse one) must not make the bound place fewer requests or cost
+    # more than plane.
+    plane = sim.simulate_scenario(small, "plane", 7)
+    best = sim.simulate_scenario(
+        small, "hindsight", 7, reference=plane, hindsight_time_limit_s=1e-3
+    )
+    assert best.placed == plane.placed
+    assert best.total_cost_usd <= plane.total_cost_usd + 1e-6
+    assert best.lower_bound_usd <= best.total_cost_usd + 1e-6
+
+
 def test_seed_scenario_plane_keeps_the_rules_at_no_more_than_naive(seed_like_results) -> None:
     naive, plane, best = (seed_like_results[p] for p in ("naive", "plane", "hindsight"))
     assert plane.violations == plane.slo_misses == 0
