@@ -28,7 +28,8 @@ Policies:
   relaxation's optimum (``SimResult.lower_bound_usd``) is a proven lower bound on ``plane``'s
   cost. The integer schedule is found by fixing what the LP decides and solving the MILP over
   the rest within ``HINDSIGHT_TIME_LIMIT_S`` (its status is in ``notes``); it is never above
-  ``plane`` when solved to optimality. The program relaxes time (slot averages) and congestion
+  ``plane``: where the solver stops at its time limit with no schedule or a dearer one, plane's
+  own schedule (a feasible point of the program) is kept and ``notes`` says so. The program relaxes time (slot averages) and congestion
   (SLO on an idle pool), so hindsight's schedule itself may briefly overbook a pool or a quota
   or miss an SLO; its metrics say how often: it is a bound, not a policy. Above
   ``HINDSIGHT_MAX_VARIABLES`` options the program is solved in consecutive time windows

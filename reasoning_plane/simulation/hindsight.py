@@ -206,10 +206,30 @@ class _Program:
         for o, tie in zip(local, ties, strict=True):
             most_ties[o.target] = max(most_ties[o.target], float(tie))
         self.bound += solved.lp_bound - sum(most_ties.values())
-        self.statuses.append(solved.status)
+        chosen, status = self._no_worse_than_reference(local, members, solved)
+        self.statuses.append(status)
         self.fallback = self.fallback or solved.fallback
-        for j in solved.chosen:
+        for j in chosen:
             self.take(local[j])
+
+    def _no_worse_than_reference(
+        self, local: Sequence[_Option], members: Sequence[int], solved: _Solve
+    ) -> tuple[list[int], str]:
+        """The solver's choice, or the reference's own schedule (a feasible point of the same
+        program) where the solver, stopped by its time limit, placed fewer or paid more."""
+        own = [
+            j
+            for j, o in enumerate(local)
+            if o.start_s == self.targets[o.target].start_s
+            and o.pool == (self.targets[o.target].cluster, self.targets[o.target].gpu_type)
+        ]
+        if len({local[j].target for j in own}) != len(members) or len(own) != len(members):
+            return solved.chosen, solved.status
+        placed = len({local[j].target for j in solved.chosen})
+        paid = sum(local[j].cost_usd for j in solved.chosen)
+        if placed == len(members) and paid <= sum(local[j].cost_usd for j in own) + 1e-9:
+            return solved.chosen, solved.status
+        return own, f"{solved.status}; kept plane's own schedule, cheaper than the solver's"
 
     def take(self, o: _Option) -> None:
         self.chosen.append(o)
