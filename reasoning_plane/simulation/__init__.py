@@ -29,12 +29,12 @@ Policies:
   cost. The integer schedule is found by fixing what the LP decides and solving the MILP over
   the rest within ``HINDSIGHT_TIME_LIMIT_S`` (its status is in ``notes``); it is never above
   ``plane``: where the solver stops at its time limit with no schedule or a dearer one, plane's
-  own schedule (a feasible point of the program) is kept and ``notes`` says so. The program relaxes time (slot averages) and congestion
-  (SLO on an idle pool), so hindsight's schedule itself may briefly overbook a pool or a quota
-  or miss an SLO; its metrics say how often: it is a bound, not a policy. Above
-  ``HINDSIGHT_MAX_VARIABLES`` options the program is solved in consecutive time windows
-  (occupancy and spend carried over, no bound), and ``notes`` says so; a window that cannot
-  place all its requests maximises placements first, then minimises cost.
+  own schedule (a feasible point of the program) is kept and ``notes`` says so. The program
+  relaxes time (slot averages) and congestion (SLO on an idle pool), so hindsight's schedule
+  itself may briefly overbook a pool or a quota or miss an SLO; its metrics say how often: it is
+  a bound, not a policy. Above ``HINDSIGHT_MAX_VARIABLES`` options the program is solved in
+  consecutive time windows (occupancy and spend carried over, no bound), and ``notes`` says so;
+  a window that cannot place all its requests maximises placements first, then minimises cost.
 
 Metrics (``SimResult``), all computed the same way from the placements every policy made:
 
