@@ -861,7 +861,10 @@ def _run_commands(sub) -> None:
     sim = sub.add_parser("simulate", help="replay a seeded trace through placement policies")
     sim.add_argument("--trace", choices=["seed-like", "generated"], default="seed-like")
     sim.add_argument(
-        "--requests", type=int, help="workload requests (default: 96 batches, or 2000 generated)"
+        "--requests",
+        type=int,
+        help="seed-like: times each request of examples/seed_scenario/requests.yaml recurs "
+        "(default 96); generated: workload requests (default 2000)",
     )
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--policies", default="naive,greedy,plane,hindsight")
