@@ -20,4 +20,5 @@ launch       the plane/* run-tag contract: a decision's run tags and config, bui
 tick         one placement tick in one transaction: snapshot, decide, sign, record, anchor
 signing      Ed25519 keys; binding: what a decision binds a run to, and its checks
 agent        the GPU node's NVML telemetry agent; telemetry_gateway: its per-node identity
+simulation/  the simulator: generators, scenario, baselines, clock, hindsight, metrics
 """
