@@ -278,7 +278,7 @@ def bench_place(world: World, n_requests: int, policy: PlacementPolicy) -> dict[
     now = datetime.now(UTC)
     snapshot = world.snapshot(now, seed=1)
     requests = build_requests(world, n_requests, prefix="p")
-    n_candidates = [len(placement.candidates(r, snapshot)) for r in requests]
+    n_candidates = [len(placement.evaluate(r, snapshot, policy)) for r in requests]
     placement.place(requests[0], snapshot, policy)  # imports, first-use work
     warm, cold = [], []
     with FullCollections() as full:

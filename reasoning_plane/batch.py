@@ -233,7 +233,7 @@ def _recheck(
     chosen: Candidate | None = None
     if wanted is not None and evaluations.feasible_mask()[wanted]:
         chosen = evaluations.candidate_at(wanted)
-    elif feasible:
+    elif feasible.size:
         chosen = evaluations.candidate_at(best_of(evaluations, feasible, hints.scores))
     if chosen is None and len(options[request.request_id]):
         lowest = evaluations[int(np.argmin(hints.scores))]  # the first lowest

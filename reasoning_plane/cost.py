@@ -40,6 +40,7 @@ class Costs:
     latency_ms: np.ndarray
     total_usd: np.ndarray
     score: np.ndarray
+    priced: np.ndarray  # bool: costs money (the budget rule's concern)
 
 
 def estimate(
@@ -47,11 +48,12 @@ def estimate(
     table: CandidateTable,
     inputs: Inputs,
     latency_ms: np.ndarray,
+    latency_part: np.ndarray,
     policy: PlacementPolicy,
 ) -> Costs:
-    """`Costs` of ``request`` on each candidate of ``table`` (``latency_ms``: the latency for
-    the request's data, network plus model, which depends on the request only through the
-    data's zones: `FleetIndex.latency`)."""
+    """`Costs` of ``request`` on each candidate of ``table``. ``latency_ms``: the latency for
+    the request's data, network plus model, and ``latency_part`` its `latency_score`; both
+    depend on the request only through the data's zones (`FleetIndex.latency`)."""
     seconds = request.estimated_duration_s / table.speed
     if table.cpu_idx.size:
         seconds[table.cpu_idx] = (
@@ -59,18 +61,27 @@ def estimate(
         )
     hours = seconds / 3600
     if table.cpu_idx.size:  # a CPU slot is priced per hour, a GPU pool per GPU-hour
-        gpu_usd = table.rate * np.where(table.gpu, float(request.gpu_count), 1.0) * hours
+        gpu_usd = table.rate * np.where(table.gpu, float(request.gpu_count), 1.0)
     else:
-        gpu_usd = table.rate * request.gpu_count * hours
+        gpu_usd = table.rate * request.gpu_count
+    gpu_usd *= hours  # in place: the same arithmetic, one array fewer
     moved = moved_gb(request, inputs, table)
     egress_usd = moved * table.egress
-    latency = latency_ms
     total = gpu_usd + egress_usd
     if policy.objective == "weighted":
-        score = policy.cost_weight * total + policy.latency_weight * latency
+        score = policy.cost_weight * total
+        score += latency_part
     else:
-        score = total + latency * 1e-9  # latency only breaks ties
-    return Costs(seconds, gpu_usd, egress_usd, moved, latency, total, score)
+        score = total + latency_part
+    return Costs(seconds, gpu_usd, egress_usd, moved, latency_ms, total, score, ~(total <= 0))
+
+
+def latency_score(latency_ms: np.ndarray, policy: PlacementPolicy) -> np.ndarray:
+    """The latency's part of the score: ``latency_weight x ms`` (objective ``weighted``), else
+    a tie-break of 1e-9 per ms."""
+    if policy.objective == "weighted":
+        return policy.latency_weight * latency_ms
+    return latency_ms * 1e-9  # latency only breaks ties
 
 
 def moved_gb(request: WorkloadRequest, inputs: Inputs, table: CandidateTable) -> np.ndarray:

@@ -147,14 +147,14 @@ class Hints:
     """What the verdicts say of a request's evaluations, by position: so deciding need not
     look at thousands of candidates again (`placement.decide`)."""
 
-    feasible: list[int]  # the feasible ones, in order
+    feasible: np.ndarray  # positions of the feasible ones, in order
     compliant: np.ndarray  # bool: no governance (residency, compliance) rejection
     lasting: np.ndarray  # bool: a rejection no later state lifts
     scores: np.ndarray  # every evaluation's score
 
     @property
     def status(self) -> str:
-        return rules.status(bool(self.feasible), self.compliant, self.lasting)
+        return rules.status(bool(self.feasible.size), self.compliant, self.lasting)
 
 
 class FleetIndex:
@@ -184,7 +184,7 @@ class FleetIndex:
         self._certified: dict[str, np.ndarray] = {}
         self._tables: dict[str, CandidateTable] = {}
         self._inputs: dict[tuple[str, ...], Inputs] = {}
-        self._latencies: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
+        self._latencies: dict[tuple[str, tuple[str, ...]], tuple[np.ndarray, np.ndarray]] = {}
         self._fits: dict[tuple[str, Any], np.ndarray] = {}
         self._compliance: dict[tuple[Any, int], tuple[Rejection, ...]] = {}
         self._verdicts: dict[tuple[str, str, Any], Verdict | None] = {}
@@ -305,10 +305,11 @@ class FleetIndex:
             position={c: k for k, c in enumerate(candidates)},
         )
 
-    def latency(self, kind: str, data_zones: tuple[str, ...]) -> np.ndarray:
+    def latency(self, kind: str, data_zones: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         """Latency of each candidate for data in ``data_zones``: the network latency from the
         data's zones (the worst; the cluster's own zone's for data of no known zone) plus the
-        candidate's congestion-stretched model latency (`cost`)."""
+        candidate's congestion-stretched model latency; and its part of the score
+        (`cost.latency_score`)."""
         key = (kind, data_zones)
         found = self._latencies.get(key)
         if found is None:
@@ -324,7 +325,8 @@ class FleetIndex:
                     dtype=np.float64,
                 )
                 found = per_cluster[table.ci]
-            found = self._latencies[key] = found + table.model_latency
+            latency = found + table.model_latency
+            found = self._latencies[key] = (latency, cost.latency_score(latency, self.policy))
         return found
 
     def free_gpus(self, table: CandidateTable, need_gb: float) -> np.ndarray:
@@ -408,15 +410,15 @@ class FleetIndex:
         kind = shape_of(request)
         table = self.table(kind)
         inputs = self.inputs(tuple(request.datasets))
-        latency = self.latency(kind, inputs.data_zones)
-        costs = cost.estimate(request, table, inputs, latency, self.policy)
-        prep = Prepared(request, table, inputs, costs, (), (), np.zeros(table.n, dtype=bool))
-        static = self._static(prep)
-        last = _judged(self, prep, rules.LAST)
+        latency, part = self.latency(kind, inputs.data_zones)
+        costs = cost.estimate(request, table, inputs, latency, part, self.policy)
+        judging = Prepared(request, table, inputs, costs, (), (), np.zeros(table.n, dtype=bool))
+        static = self._static(judging)
+        last = _judged(self, judging, rules.LAST)
         fail = np.zeros(table.n, dtype=bool)
         for v in static + last:
             fail |= v.fail
-        return replace(prep, static=static, last=last, static_fail=fail)
+        return Prepared(request, table, inputs, costs, static, last, fail)
 
     def _static(self, prep: Prepared) -> tuple[Verdict, ...]:
         """The verdicts of `rules.STATIC`, kept per rule, shape and what the rule reads."""
@@ -451,7 +453,7 @@ class FleetIndex:
         ok = ~fail
         verdicts = prep.static + against + prep.last  # the order reasons are listed in
         compliant, lasting = rules.masks(verdicts, prep.table.n)
-        hints = Hints(np.flatnonzero(ok).tolist(), compliant, lasting, prep.score)
+        hints = Hints(np.flatnonzero(ok), compliant, lasting, prep.score)
         return LazyEvaluations(prep, verdicts, ok), hints
 
 

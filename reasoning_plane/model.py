@@ -215,7 +215,8 @@ class Snapshot:
         return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()[:16]
 
     def usage_of(self, team: str) -> TeamUsage:
-        return self.usage.get(team, TeamUsage(team=team))
+        found = self.usage.get(team)
+        return found if found is not None else TeamUsage(team=team)
 
 
 @dataclass(frozen=True)

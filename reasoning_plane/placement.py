@@ -115,7 +115,7 @@ def decide(
     """Turn evaluations into a decision: the cheapest feasible candidate (unless hysteresis
     keeps a recurring workload where it runs), or ``chosen`` when batch placement imposes it,
     or, with nothing chosen, why not (``reason``, else the last compliant option's reasons)."""
-    if chosen is None and hints.feasible and reason is None:
+    if chosen is None and hints.feasible.size and reason is None:
         best = evaluations.candidate_at(best_of(evaluations, hints.feasible, hints.scores))
         chosen, reason = choose_with_hysteresis(request, evaluations, best, snapshot, policy)
     if chosen is None:

@@ -519,7 +519,7 @@ def budget(index: FleetIndex, prep: Prepared, taken: Taken) -> Verdict | None:
     request, snapshot, policy = prep.request, index.snapshot, index.policy
     team = request.team
     b = snapshot.budgets.get(team)
-    priced = ~(prep.total <= 0)
+    priced = prep.costs.priced
     if b is None:
         if not policy.require_budget:
             return None

@@ -77,10 +77,10 @@ def greedy_choice(
     """(status, evaluation): the cheapest candidate passing every hard rule, or why none (the
     engine's status)."""
     status, evaluations, hints = status_of(request, snapshot, policy, state)
-    if not hints.feasible:
+    if not hints.feasible.size:
         return status, None
     best = min(
-        evaluations.subset(hints.feasible),
+        evaluations.subset(hints.feasible.tolist()),
         key=lambda e: (e.cost.total_usd, e.cost.latency_ms, e.candidate.label),
     )
     return status, best
