@@ -1,0 +1,4 @@
+"""Serving (Layer 2B at request time), the decision core's part: plain data and pure functions.
+
+memory   what a loaded model takes (weights, KV cache, runtime) and what a node can give
+"""
