@@ -1,0 +1,197 @@
+"""Request-time placement: which endpoint serves an inference request, by the same rule engine.
+
+An endpoint is a runtime (llama.cpp, vLLM, Ollama) serving some models on a GPU pool of a cluster
+of the fleet. For a request asking for a model, every endpoint serving it becomes one candidate
+"pool" of its cluster, and the request one `WorkloadRequest`, so that residency, compliance,
+telemetry freshness, capacity, budget and the latency SLO are the rules of `rules.py`, the price
+is the cost model's, and the status is `rules.status`:
+
+* the cluster (zone, certifications, network latency) is the fleet's, unchanged;
+* the candidate's price is the pool's GPU-hour price x the GPUs the runtime holds / its slots
+  (one request takes one slot), its speed the endpoint's decode rate against
+  ``REFERENCE_TOKENS_PER_S``, its latency the endpoint's recent time to first token (plus its
+  load time when the model is not loaded), stretched by congestion;
+* its telemetry is the endpoint's sample: free slots, and utilisation = (in flight + queued) /
+  slots; a missing, stale or future sample is not trusted (`rules.telemetry_problem`);
+* the request takes one slot for its predicted GPU-seconds (prompt at ``PREFILL_SPEEDUP`` times
+  the decode rate, then its ``max_tokens``), carries no data to move (``data_gb`` 0), and its SLO
+  is on the time to first token.
+
+Serving slots are not GPUs of a team's ResourceQuota: the quota rule does not apply (the
+runtime's GPUs are reserved once, by the residency planner); the budget rule does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from reasoning_plane.model import (
+    Budget,
+    Fleet,
+    GpuPool,
+    Snapshot,
+    TeamUsage,
+    TelemetrySample,
+    WorkloadRequest,
+)
+from reasoning_plane.policy import PlacementPolicy
+
+REFERENCE_TOKENS_PER_S = 50.0  # the decode rate a request's duration is stated against
+PREFILL_SPEEDUP = 10.0  # prompt tokens are processed this many times faster than decoded
+RUNTIMES = ("llama.cpp", "vllm", "ollama")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A runtime serving models on a pool of a cluster of the fleet."""
+
+    endpoint_id: str
+    cluster: str
+    gpu_type: str  # the pool it runs on (its price per GPU-hour)
+    runtime: str
+    url: str
+    models: frozenset[str]
+    gpus: int = 1  # GPUs the runtime holds
+    slots: int = 1  # requests it serves at once
+    load_ms: float = 2000.0  # loading a model that is not loaded (cold start)
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ValueError(
+                f"endpoint {self.endpoint_id}: runtime must be one of {', '.join(RUNTIMES)}, "
+                f"got {self.runtime!r}"
+            )
+        if self.gpus < 1 or self.slots < 1:
+            raise ValueError(f"endpoint {self.endpoint_id}: gpus and slots must be at least 1")
+
+
+@dataclass(frozen=True)
+class EndpointSample:
+    """What an endpoint reported last."""
+
+    endpoint_id: str
+    observed_at: datetime
+    in_flight: int
+    queue_depth: int
+    ttft_ms: float  # recent median time to first token
+    tokens_per_s: float  # recent decode rate of one request
+    loaded: frozenset[str] = field(default_factory=frozenset)
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class InferenceRequest:
+    """One request to the gateway, with what the catalog and the credential say of it."""
+
+    request_id: str
+    team: str  # from the API key, never from the caller
+    model: str
+    prompt_tokens: int
+    max_tokens: int
+    datasets: tuple[str, ...] = ()  # the data it carries (declared or from retrieval)
+    priority: int = 100
+    slo_ttft_ms: float | None = None
+
+    def gpu_seconds(self) -> float:
+        """Predicted seconds of one slot at the reference decode rate."""
+        tokens = self.prompt_tokens / PREFILL_SPEEDUP + self.max_tokens
+        return tokens / REFERENCE_TOKENS_PER_S
+
+
+def model_fleet(
+    fleet: Fleet,
+    endpoints: Iterable[Endpoint],
+    samples: Mapping[str, EndpointSample],
+    model: str,
+) -> tuple[Fleet, dict[tuple[str, str], TelemetrySample]]:
+    """The fleet whose candidates are the endpoints serving ``model`` (one pool each, named by
+    the endpoint), and their telemetry as the engine reads it."""
+    by_cluster: dict[str, list[GpuPool]] = {}
+    telemetry: dict[tuple[str, str], TelemetrySample] = {}
+    for e in endpoints:
+        if model not in e.models:
+            continue
+        cluster = fleet.get(e.cluster)
+        pool = cluster.pool(e.gpu_type) if cluster else None
+        if cluster is None or pool is None:
+            raise ValueError(
+                f"endpoint {e.endpoint_id}: {e.cluster}/{e.gpu_type} is not a pool of the fleet"
+            )
+        sample = samples.get(e.endpoint_id)
+        by_cluster.setdefault(e.cluster, []).append(_candidate_pool(e, pool, sample, model))
+        if sample is not None:
+            telemetry[(e.cluster, e.endpoint_id)] = _engine_sample(e, sample)
+    clusters = tuple(
+        replace(c, pools=tuple(by_cluster[c.name]), cpu_slots=0)
+        for c in fleet.clusters
+        if c.name in by_cluster
+    )
+    return Fleet(clusters), telemetry
+
+
+def _candidate_pool(
+    e: Endpoint, pool: GpuPool, sample: EndpointSample | None, model: str
+) -> GpuPool:
+    ttft = sample.ttft_ms if sample is not None else pool.inference_latency_ms
+    if sample is not None and model not in sample.loaded:
+        ttft += e.load_ms
+    speed = sample.tokens_per_s / REFERENCE_TOKENS_PER_S if sample and sample.tokens_per_s else 1.0
+    return GpuPool(
+        gpu_type=e.endpoint_id,
+        memory_gb=pool.memory_gb,
+        total=e.slots,
+        price_per_hour=pool.price_per_hour * e.gpus / e.slots,
+        speed=speed,
+        inference_latency_ms=ttft,
+    )
+
+
+def _engine_sample(e: Endpoint, s: EndpointSample) -> TelemetrySample:
+    busy = s.in_flight + s.queue_depth
+    return TelemetrySample(
+        cluster=e.cluster,
+        gpu_type=e.endpoint_id,
+        free_gpus=max(e.slots - busy, 0),
+        utilisation=min(busy / e.slots, 1.0),
+        observed_at=s.observed_at,
+        received_at=s.received_at,
+    )
+
+
+def serving_request(ask: InferenceRequest) -> WorkloadRequest:
+    """The request as the engine places it: one slot for its predicted GPU-seconds."""
+    return WorkloadRequest(
+        request_id=ask.request_id,
+        workload=f"serve/{ask.model}",
+        team=ask.team,
+        datasets=ask.datasets,
+        gpu_count=1,
+        gpu_memory_gb=0.0,
+        estimated_duration_s=ask.gpu_seconds(),
+        data_gb=0.0,
+        latency_slo_ms=ask.slo_ttft_ms,
+        priority=ask.priority,
+    )
+
+
+def serving_snapshot(
+    fleet: Fleet,
+    endpoints: Iterable[Endpoint],
+    samples: Mapping[str, EndpointSample],
+    model: str,
+    *,
+    budgets: Mapping[str, Budget],
+    usage: Mapping[str, TeamUsage],
+    catalog: Mapping,
+    now: datetime,
+) -> Snapshot:
+    """The snapshot a request for ``model`` is placed on."""
+    candidates, telemetry = model_fleet(fleet, endpoints, samples, model)
+    return Snapshot(candidates, {}, budgets, usage, telemetry, catalog, now)
+
+
+def serving_policy(policy: PlacementPolicy) -> PlacementPolicy:
+    """The placement policy for requests: slots are not quota GPUs (see the module)."""
+    return replace(policy, require_quota=False)
