@@ -1,0 +1,254 @@
+"""The gateway: one OpenAI-compatible endpoint whose every request the Reasoning Plane places.
+
+``POST /v1/chat/completions`` and ``/v1/completions`` (streaming with server-sent events), and
+``GET /v1/models``. Per request:
+
+1. the caller is who its API key says (`data_plane.credentials`), never what it claims; its team
+   is one of that principal's teams (``x-plane-team`` chooses among them);
+2. the data it carries is named by ``x-plane-datasets``; its residency and classification come
+   from the catalog, and a dataset the catalog does not hold is the most restrictive;
+3. `reasoning_plane.serving.endpoints` places it by the rule engine over the endpoints serving the
+   model, from the gateway's own live view of them (requests in flight, measured time to first
+   token and decode rate, a probe of each runtime);
+4. a placed request is forwarded to its endpoint; a rejected one gets 403 with the reason (never
+   served elsewhere), a deferred one 429 with ``Retry-After``. Every response names its decision
+   (``x-plane-decision-id``, ``x-plane-endpoint``).
+
+Starlette (the ASGI toolkit under FastAPI) and httpx; uvicorn serves it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from data_plane.access import Principal
+from reasoning_plane import placement
+from reasoning_plane.model import DEFERRED, PLACED, Budget, Decision, Fleet, TeamUsage
+from reasoning_plane.policy import PlacementPolicy
+from reasoning_plane.serving.endpoints import (
+    Endpoint,
+    EndpointSample,
+    InferenceRequest,
+    serving_policy,
+    serving_request,
+    serving_snapshot,
+)
+
+DEFAULT_MAX_TOKENS = 256
+CHARS_PER_TOKEN = 4  # a prompt's tokens, estimated before the runtime counts them
+
+
+@dataclass
+class Live:
+    """What the gateway saw of one endpoint: the sample it places on."""
+
+    in_flight: int = 0
+    ttft_ms: float = 200.0
+    tokens_per_s: float = 20.0
+    loaded: frozenset[str] = frozenset()
+    observed_at: datetime | None = None
+
+    def sample(self, endpoint_id: str) -> EndpointSample | None:
+        if self.observed_at is None:
+            return None  # never probed: not trusted
+        return EndpointSample(
+            endpoint_id,
+            self.observed_at,
+            self.in_flight,
+            0,
+            self.ttft_ms,
+            self.tokens_per_s,
+            self.loaded,
+        )
+
+
+@dataclass
+class Gateway:
+    """Everything a request is decided on, and the live view of the endpoints."""
+
+    fleet: Fleet
+    endpoints: list[Endpoint]
+    principals: Mapping[str, Principal]
+    authenticate: Callable[[str | None], str]  # API key -> principal name (or raises)
+    catalog: Callable[[], Mapping]  # the governance catalog as it is now
+    budgets: Mapping[str, Budget]
+    policy: PlacementPolicy = field(default_factory=PlacementPolicy)
+    live: dict[str, Live] = field(default_factory=dict)
+    client: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=60.0))
+
+    async def probe(self) -> None:
+        """Ask each runtime which models it has (``GET /v1/models``) and how fast it answers."""
+        for e in self.endpoints:
+            live = self.live.setdefault(e.endpoint_id, Live())
+            started = time.perf_counter()
+            try:
+                reply = await self.client.get(f"{e.url}/v1/models", timeout=2.0)
+                reply.raise_for_status()
+            except httpx.HTTPError:
+                live.observed_at = None  # silent: not trusted until it answers again
+                continue
+            live.loaded = frozenset(e.models)
+            live.observed_at = datetime.now(UTC)
+            live.ttft_ms = min(live.ttft_ms, (time.perf_counter() - started) * 1000)
+
+    def decide(self, ask: InferenceRequest) -> Decision:
+        samples = {}
+        for e in self.endpoints:
+            sample = self.live.get(e.endpoint_id, Live()).sample(e.endpoint_id)
+            if sample is not None:
+                samples[e.endpoint_id] = sample
+        snapshot = serving_snapshot(
+            self.fleet,
+            self.endpoints,
+            samples,
+            ask.model,
+            budgets=self.budgets,
+            usage={t: TeamUsage(t) for t in self.budgets},
+            catalog=self.catalog(),
+            now=datetime.now(UTC),
+        )
+        return placement.place(serving_request(ask), snapshot, serving_policy(self.policy))
+
+
+def _error(status: int, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message}}, status_code=status, headers=headers)
+
+
+def _team(principal: Principal, asked: str | None) -> str:
+    teams = sorted(principal.teams)
+    if asked:
+        if asked not in principal.teams:
+            raise PermissionError(f"{principal.name} is not a member of team {asked}")
+        return asked
+    if len(teams) != 1:
+        raise PermissionError(f"{principal.name} is in teams {teams}: name one in x-plane-team")
+    return teams[0]
+
+
+def _ask(body: dict, request: Request, team: str, rid: str) -> InferenceRequest:
+    text = json.dumps(body.get("messages") or body.get("prompt") or "")
+    datasets = tuple(
+        d.strip() for d in request.headers.get("x-plane-datasets", "").split(",") if d.strip()
+    )
+    slo = request.headers.get("x-slo-ttft-ms")
+    return InferenceRequest(
+        request_id=rid,
+        team=team,
+        model=str(body.get("model", "")),
+        prompt_tokens=max(len(text) // CHARS_PER_TOKEN, 1),
+        max_tokens=int(body.get("max_tokens") or DEFAULT_MAX_TOKENS),
+        datasets=datasets,
+        slo_ttft_ms=float(slo) if slo else None,
+    )
+
+
+def create_app(gateway: Gateway) -> Starlette:
+    counter = iter(range(1, 10**12))
+
+    async def models(request: Request) -> Response:
+        names = sorted({m for e in gateway.endpoints for m in e.models})
+        return JSONResponse(
+            {"object": "list", "data": [{"id": n, "object": "model"} for n in names]}
+        )
+
+    async def completions(request: Request) -> Response:
+        auth = request.headers.get("authorization", "")
+        token = auth.removeprefix("Bearer ").strip() or None
+        try:
+            principal = gateway.principals[gateway.authenticate(token)]
+            team = _team(principal, request.headers.get("x-plane-team"))
+        except KeyError:
+            return _error(401, "the API key's principal is not in the principals file")
+        except PermissionError as exc:
+            return _error(403, str(exc))
+        except Exception as exc:  # the credential store's refusal names the problem
+            return _error(401, str(exc))
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "the body is not JSON")
+        if not isinstance(body, dict) or not body.get("model"):
+            return _error(400, "model: required")
+        ask = _ask(body, request, team, f"gw-{next(counter)}")
+        decision = gateway.decide(ask)
+        headers = {"x-plane-decision-id": decision.decision_id}
+        if decision.status != PLACED:
+            if decision.status == DEFERRED:
+                return _error(429, decision.reason, **headers, **{"retry-after": "1"})
+            return _error(403, decision.reason, **headers)
+        endpoint = next(e for e in gateway.endpoints if e.endpoint_id == decision.chosen.gpu_type)
+        headers["x-plane-endpoint"] = endpoint.endpoint_id
+        return await _forward(gateway, endpoint, request.url.path, body, headers)
+
+    routes = [
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/chat/completions", completions, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, lifespan=_probing(gateway))
+
+
+def _probing(gateway: Gateway, every_s: float = 2.0):
+    """Probe the runtimes while the app runs, so their samples stay fresh."""
+    import asyncio
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                await gateway.probe()
+                await asyncio.sleep(every_s)
+
+        task = asyncio.create_task(loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    return lifespan
+
+
+async def _forward(
+    gateway: Gateway, endpoint: Endpoint, path: str, body: dict, headers: dict[str, str]
+) -> Response:
+    """Send ``body`` to the endpoint and pass its answer back (streamed when asked), measuring
+    the time to first token and the decode rate for the next decisions."""
+    live = gateway.live.setdefault(endpoint.endpoint_id, Live())
+    live.in_flight += 1
+    started = time.perf_counter()
+    url = f"{endpoint.url}{path}"
+    if not body.get("stream"):
+        try:
+            reply = await gateway.client.post(url, json=body)
+        finally:
+            live.in_flight -= 1
+        elapsed = time.perf_counter() - started
+        tokens = (reply.json().get("usage") or {}).get("completion_tokens") or 0
+        if tokens and elapsed > 0:
+            live.tokens_per_s = tokens / elapsed
+        return Response(reply.content, reply.status_code, headers, media_type="application/json")
+
+    async def relay() -> AsyncIterator[bytes]:
+        first = True
+        try:
+            async with gateway.client.stream("POST", url, json=body) as reply:
+                async for chunk in reply.aiter_raw():
+                    if first:
+                        live.ttft_ms = (time.perf_counter() - started) * 1000
+                        first = False
+                    yield chunk
+        finally:
+            live.in_flight -= 1
+
+    return StreamingResponse(relay(), headers=headers, media_type="text/event-stream")

