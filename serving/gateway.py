@@ -32,15 +32,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from data_plane.access import Principal
-from reasoning_plane import placement
 from reasoning_plane.model import DEFERRED, PLACED, Budget, Decision, Fleet, TeamUsage
 from reasoning_plane.policy import PlacementPolicy
 from reasoning_plane.serving.endpoints import (
     Endpoint,
     EndpointSample,
     InferenceRequest,
+    place_request,
     serving_policy,
-    serving_request,
     serving_snapshot,
 )
 
@@ -61,10 +60,10 @@ class Live:
     def sample(self, endpoint_id: str) -> EndpointSample | None:
         if self.observed_at is None:
             return None  # never probed: not trusted
-        return EndpointSample(
+        return EndpointSample(  # requests in flight are counted as taken slots, not here
             endpoint_id,
             self.observed_at,
-            self.in_flight,
+            0,
             0,
             self.ttft_ms,
             self.tokens_per_s,
@@ -84,6 +83,8 @@ class Gateway:
     budgets: Mapping[str, Budget]
     policy: PlacementPolicy = field(default_factory=PlacementPolicy)
     live: dict[str, Live] = field(default_factory=dict)
+    generation: int = 0  # probes so far: a snapshot is built once per probe and model
+    _snapshots: dict = field(default_factory=dict)
     client: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=60.0))
 
     async def probe(self) -> None:
@@ -100,24 +101,39 @@ class Gateway:
             live.loaded = frozenset(e.models)
             live.observed_at = datetime.now(UTC)
             live.ttft_ms = min(live.ttft_ms, (time.perf_counter() - started) * 1000)
+        self.generation += 1
 
     def decide(self, ask: InferenceRequest) -> Decision:
-        samples = {}
-        for e in self.endpoints:
-            sample = self.live.get(e.endpoint_id, Live()).sample(e.endpoint_id)
-            if sample is not None:
-                samples[e.endpoint_id] = sample
-        snapshot = serving_snapshot(
-            self.fleet,
-            self.endpoints,
-            samples,
-            ask.model,
-            budgets=self.budgets,
-            usage={t: TeamUsage(t) for t in self.budgets},
-            catalog=self.catalog(),
-            now=datetime.now(UTC),
-        )
-        return placement.place(serving_request(ask), snapshot, serving_policy(self.policy))
+        """Place ``ask`` on the snapshot of the last probe (built once per probe and model; a
+        snapshot older than the telemetry age limit is built again, so a dead probe loop ends
+        in stale telemetry, not in trust), the requests in flight taking their slots."""
+        now = datetime.now(UTC)
+        key = (ask.model, self.generation)
+        snapshot = self._snapshots.get(key)
+        too_old = self.policy.max_telemetry_age_s
+        if snapshot is None or (now - snapshot.now).total_seconds() > too_old:
+            samples = {}
+            for e in self.endpoints:
+                sample = self.live.get(e.endpoint_id, Live()).sample(e.endpoint_id)
+                if sample is not None:
+                    samples[e.endpoint_id] = sample
+            snapshot = serving_snapshot(
+                self.fleet,
+                self.endpoints,
+                samples,
+                ask.model,
+                budgets=self.budgets,
+                usage={t: TeamUsage(t) for t in self.budgets},
+                catalog=self.catalog(),
+                now=now,
+            )
+            self._snapshots = {key: snapshot}
+        in_flight = {
+            (e.cluster, e.endpoint_id): self.live[e.endpoint_id].in_flight
+            for e in self.endpoints
+            if e.endpoint_id in self.live and self.live[e.endpoint_id].in_flight
+        }
+        return place_request(ask, snapshot, in_flight, serving_policy(self.policy))
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:

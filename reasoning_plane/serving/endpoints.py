@@ -27,8 +27,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from reasoning_plane.index import fleet_index
 from reasoning_plane.model import (
     Budget,
+    Decision,
     Fleet,
     GpuPool,
     Snapshot,
@@ -36,7 +38,9 @@ from reasoning_plane.model import (
     TelemetrySample,
     WorkloadRequest,
 )
+from reasoning_plane.placement import decide
 from reasoning_plane.policy import PlacementPolicy
+from reasoning_plane.rules import BatchState
 
 REFERENCE_TOKENS_PER_S = 50.0  # the decode rate a request's duration is stated against
 PREFILL_SPEEDUP = 10.0  # prompt tokens are processed this many times faster than decoded
@@ -195,3 +199,19 @@ def serving_snapshot(
 def serving_policy(policy: PlacementPolicy) -> PlacementPolicy:
     """The placement policy for requests: slots are not quota GPUs (see the module)."""
     return replace(policy, require_quota=False)
+
+
+def place_request(
+    ask: InferenceRequest,
+    snapshot: Snapshot,
+    in_flight: Mapping[tuple[str, str], int],
+    policy: PlacementPolicy,
+) -> Decision:
+    """Place ``ask`` on ``snapshot`` (the endpoints' last probe), the requests in flight taking
+    their slots as earlier placements of a batch do (``in_flight``: per (cluster, endpoint)).
+    The snapshot and its index are built once per probe, not per request."""
+    index = fleet_index(snapshot, policy)
+    state = BatchState(gpus=dict(in_flight))
+    request = serving_request(ask)
+    evaluations, hints = index.evaluations(index.prepare(request), index.taken(state))
+    return decide(request, evaluations, hints, snapshot, policy)

@@ -161,3 +161,26 @@ def test_an_endpoint_on_a_pool_the_fleet_lacks_is_refused() -> None:
         _place(_ask(), [ghost], [])
     with pytest.raises(ValueError, match="runtime must be one of"):
         Endpoint("x", "c", "A10", "tgi", "u", frozenset())
+
+
+def test_requests_in_flight_take_their_slots() -> None:
+    """The snapshot is built once per probe; what is in flight is taken like a batch's earlier
+    placements, so a full endpoint sends the next request elsewhere, or defers it."""
+    from reasoning_plane.serving.endpoints import place_request
+
+    snap = serving_snapshot(
+        factory.fleet(),
+        [US, EU],
+        {s.endpoint_id: s for s in (_sample(US, 20, 120), _sample(EU))},
+        MODEL,
+        budgets={"financial-ml": Budget("financial-ml", 100.0)},
+        usage={},
+        catalog=factory.CATALOG,
+        now=factory.NOW,
+    )
+    public = _ask(datasets=("conference_transcripts",))
+    assert place_request(public, snap, {}, POLICY).chosen.gpu_type == "eu-a10-1"
+    full_eu = {("eu-fra-a10", "eu-a10-1"): 2}
+    assert place_request(public, snap, full_eu, POLICY).chosen.gpu_type == "us-a100-1"
+    eu_pii = place_request(_ask(), snap, full_eu, POLICY)
+    assert eu_pii.status == DEFERRED and "gpu_capacity" in eu_pii.reason  # never the US
