@@ -84,6 +84,8 @@ class Gateway:
     policy: PlacementPolicy = field(default_factory=PlacementPolicy)
     live: dict[str, Live] = field(default_factory=dict)
     generation: int = 0  # probes so far: a snapshot is built once per probe and model
+    spent_usd: dict[str, float] = field(default_factory=dict)  # per team, settled
+    reserved_usd: dict[str, float] = field(default_factory=dict)  # per team, in flight
     _snapshots: dict = field(default_factory=dict)
     client: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=60.0))
 
@@ -133,7 +135,19 @@ class Gateway:
             for e in self.endpoints
             if e.endpoint_id in self.live and self.live[e.endpoint_id].in_flight
         }
-        return place_request(ask, snapshot, in_flight, serving_policy(self.policy))
+        committed = {
+            team: self.spent_usd.get(team, 0.0) + self.reserved_usd.get(team, 0.0)
+            for team in {*self.spent_usd, *self.reserved_usd}
+        }
+        return place_request(ask, snapshot, in_flight, serving_policy(self.policy), committed)
+
+    def reserve(self, team: str, usd: float) -> None:
+        self.reserved_usd[team] = self.reserved_usd.get(team, 0.0) + usd
+
+    def settle(self, team: str, reserved: float, actual: float) -> None:
+        """Replace a request's reservation by what it actually cost."""
+        self.reserved_usd[team] = self.reserved_usd.get(team, 0.0) - reserved
+        self.spent_usd[team] = self.spent_usd.get(team, 0.0) + actual
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -204,7 +218,13 @@ def create_app(gateway: Gateway) -> Starlette:
             return _error(403, decision.reason, **headers)
         endpoint = next(e for e in gateway.endpoints if e.endpoint_id == decision.chosen.gpu_type)
         headers["x-plane-endpoint"] = endpoint.endpoint_id
-        return await _forward(gateway, endpoint, request.url.path, body, headers)
+        chosen = decision.chosen_evaluation
+        assert chosen is not None
+        estimate = chosen.cost.total_usd
+        gateway.reserve(team, estimate)  # before it is forwarded; settled when it ends
+        rate = estimate / chosen.cost.duration_s if chosen.cost.duration_s else 0.0
+        charge = _Charge(gateway, team, estimate, rate)
+        return await _forward(gateway, endpoint, request.url.path, body, headers, charge)
 
     routes = [
         Route("/v1/models", models, methods=["GET"]),
@@ -235,8 +255,29 @@ def _probing(gateway: Gateway, every_s: float = 2.0):
     return lifespan
 
 
+@dataclass
+class _Charge:
+    """A request's budget reservation, settled once at what its GPU time actually cost."""
+
+    gateway: Gateway
+    team: str
+    reserved: float
+    usd_per_s: float
+    settled: bool = False
+
+    def settle(self, seconds: float) -> None:
+        if not self.settled:
+            self.settled = True
+            self.gateway.settle(self.team, self.reserved, self.usd_per_s * seconds)
+
+
 async def _forward(
-    gateway: Gateway, endpoint: Endpoint, path: str, body: dict, headers: dict[str, str]
+    gateway: Gateway,
+    endpoint: Endpoint,
+    path: str,
+    body: dict,
+    headers: dict[str, str],
+    charge: _Charge,
 ) -> Response:
     """Send ``body`` to the endpoint and pass its answer back (streamed when asked), measuring
     the time to first token and the decode rate for the next decisions."""
@@ -249,6 +290,7 @@ async def _forward(
             reply = await gateway.client.post(url, json=body)
         finally:
             live.in_flight -= 1
+            charge.settle(time.perf_counter() - started)
         elapsed = time.perf_counter() - started
         tokens = (reply.json().get("usage") or {}).get("completion_tokens") or 0
         if tokens and elapsed > 0:
@@ -266,5 +308,6 @@ async def _forward(
                     yield chunk
         finally:
             live.in_flight -= 1
+            charge.settle(time.perf_counter() - started)
 
     return StreamingResponse(relay(), headers=headers, media_type="text/event-stream")

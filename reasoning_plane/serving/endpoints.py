@@ -206,12 +206,14 @@ def place_request(
     snapshot: Snapshot,
     in_flight: Mapping[tuple[str, str], int],
     policy: PlacementPolicy,
+    committed_usd: Mapping[str, float] | None = None,
 ) -> Decision:
     """Place ``ask`` on ``snapshot`` (the endpoints' last probe), the requests in flight taking
-    their slots as earlier placements of a batch do (``in_flight``: per (cluster, endpoint)).
-    The snapshot and its index are built once per probe, not per request."""
+    their slots as earlier placements of a batch do (``in_flight``: per (cluster, endpoint)),
+    and ``committed_usd`` (per team: spent since the snapshot's usage, plus reserved for the
+    requests in flight) taking budget. The snapshot and its index are built once per probe."""
     index = fleet_index(snapshot, policy)
-    state = BatchState(gpus=dict(in_flight))
+    state = BatchState(gpus=dict(in_flight), team_usd=dict(committed_usd or {}))
     request = serving_request(ask)
     evaluations, hints = index.evaluations(index.prepare(request), index.taken(state))
     return decide(request, evaluations, hints, snapshot, policy)

@@ -145,3 +145,28 @@ def test_an_eu_customers_request_is_served_in_the_eu_or_refused(runtime, key) ->
         refused = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=60)
         assert refused.status_code == 403
         assert "customer_orders_eu is PII with residency EU" in refused.json()["error"]["message"]
+
+
+def test_the_budget_is_reserved_before_forwarding_and_settled_after(runtime, key) -> None:
+    """A team whose budget one request uses up gets 429 with the budget's reason next."""
+    token, authenticate = key
+    eu = Endpoint("eu-a10-1", "eu-fra-a10", "A10", "llama.cpp", runtime, frozenset({MODEL}))
+    gateway = _gateway([eu], authenticate)
+    limit = 0.0002  # a handful of 8-token answers on the A10 endpoint
+    gateway.budgets = {"financial-ml": Budget("financial-ml", limit)}
+    headers = {"authorization": f"Bearer {token}", "x-plane-datasets": "customer_orders_eu"}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8}
+    for url in _serve(gateway):
+        served, refused = 0, None
+        for _ in range(40):
+            reply = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=60)
+            if reply.status_code != 200:
+                refused = reply
+                break
+            served += 1
+            assert gateway.reserved_usd["financial-ml"] == pytest.approx(0.0, abs=1e-12)
+        assert served >= 1 and refused is not None, served
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+        assert "budget" in refused.json()["error"]["message"]
+        # admitted only while the estimate fitted: the last one may overrun by its own cost
+        assert gateway.spent_usd["financial-ml"] < 2 * limit
