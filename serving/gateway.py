@@ -141,6 +141,14 @@ class Gateway:
         }
         return place_request(ask, snapshot, in_flight, serving_policy(self.policy), committed)
 
+    def endpoint(self, endpoint_id: str) -> Endpoint:
+        return next(e for e in self.endpoints if e.endpoint_id == endpoint_id)
+
+    def distrust(self, endpoint: Endpoint) -> None:
+        """A runtime that failed a request is not placed on until it answers a probe again."""
+        self.live.setdefault(endpoint.endpoint_id, Live()).observed_at = None
+        self.generation += 1
+
     def reserve(self, team: str, usd: float) -> None:
         self.reserved_usd[team] = self.reserved_usd.get(team, 0.0) + usd
 
@@ -210,21 +218,34 @@ def create_app(gateway: Gateway) -> Starlette:
         if not isinstance(body, dict) or not body.get("model"):
             return _error(400, "model: required")
         ask = _ask(body, request, team, f"gw-{next(counter)}")
-        decision = gateway.decide(ask)
-        headers = {"x-plane-decision-id": decision.decision_id}
-        if decision.status != PLACED:
-            if decision.status == DEFERRED:
-                return _error(429, decision.reason, **headers, **{"retry-after": "1"})
-            return _error(403, decision.reason, **headers)
-        endpoint = next(e for e in gateway.endpoints if e.endpoint_id == decision.chosen.gpu_type)
-        headers["x-plane-endpoint"] = endpoint.endpoint_id
-        chosen = decision.chosen_evaluation
-        assert chosen is not None
-        estimate = chosen.cost.total_usd
-        gateway.reserve(team, estimate)  # before it is forwarded; settled when it ends
-        rate = estimate / chosen.cost.duration_s if chosen.cost.duration_s else 0.0
-        charge = _Charge(gateway, team, estimate, rate)
-        return await _forward(gateway, endpoint, request.url.path, body, headers, charge)
+        failed: list[str] = []
+        while True:
+            decision = gateway.decide(ask)
+            headers = {"x-plane-decision-id": decision.decision_id}
+            if failed:
+                headers["x-plane-failed-over"] = ",".join(failed)
+            if decision.status != PLACED:
+                why = decision.reason
+                if failed:
+                    why = f"{', '.join(failed)} failed; no other endpoint may serve it: {why}"
+                if decision.status == DEFERRED:
+                    return _error(429, why, **headers, **{"retry-after": "1"})
+                return _error(403, why, **headers)
+            endpoint = gateway.endpoint(decision.chosen.gpu_type)
+            headers["x-plane-endpoint"] = endpoint.endpoint_id
+            chosen = decision.chosen_evaluation
+            assert chosen is not None
+            estimate = chosen.cost.total_usd
+            gateway.reserve(team, estimate)  # before it is forwarded; settled when it ends
+            rate = estimate / chosen.cost.duration_s if chosen.cost.duration_s else 0.0
+            charge = _Charge(gateway, team, estimate, rate)
+            try:
+                return await _forward(gateway, endpoint, request.url.path, body, headers, charge)
+            except RuntimeFailed:
+                # Not trusted until its next probe; the request is decided again by the same
+                # rules, so it fails over only to another endpoint that may serve it.
+                gateway.distrust(endpoint)
+                failed.append(endpoint.endpoint_id)
 
     routes = [
         Route("/v1/models", models, methods=["GET"]),
@@ -271,6 +292,10 @@ class _Charge:
             self.gateway.settle(self.team, self.reserved, self.usd_per_s * seconds)
 
 
+class RuntimeFailed(Exception):
+    """The runtime failed the request before answering a byte (connection, 5xx)."""
+
+
 async def _forward(
     gateway: Gateway,
     endpoint: Endpoint,
@@ -280,33 +305,47 @@ async def _forward(
     charge: _Charge,
 ) -> Response:
     """Send ``body`` to the endpoint and pass its answer back (streamed when asked), measuring
-    the time to first token and the decode rate for the next decisions."""
+    the time to first token and the decode rate for the next decisions. `RuntimeFailed` when
+    the runtime fails before its answer starts (its reservation is released)."""
     live = gateway.live.setdefault(endpoint.endpoint_id, Live())
     live.in_flight += 1
     started = time.perf_counter()
-    url = f"{endpoint.url}{path}"
+    outgoing = gateway.client.build_request("POST", f"{endpoint.url}{path}", json=body)
+    try:
+        reply = await gateway.client.send(outgoing, stream=True)
+        if reply.status_code >= 500:
+            await reply.aclose()
+            raise RuntimeFailed(f"{endpoint.endpoint_id}: HTTP {reply.status_code}")
+    except (httpx.HTTPError, RuntimeFailed) as exc:
+        live.in_flight -= 1
+        charge.settle(0.0)  # nothing was served: the reservation is released
+        raise RuntimeFailed(str(exc)) from exc
     if not body.get("stream"):
         try:
-            reply = await gateway.client.post(url, json=body)
+            content = await reply.aread()
         finally:
+            await reply.aclose()
             live.in_flight -= 1
             charge.settle(time.perf_counter() - started)
         elapsed = time.perf_counter() - started
-        tokens = (reply.json().get("usage") or {}).get("completion_tokens") or 0
+        try:
+            tokens = (json.loads(content).get("usage") or {}).get("completion_tokens") or 0
+        except ValueError:
+            tokens = 0
         if tokens and elapsed > 0:
             live.tokens_per_s = tokens / elapsed
-        return Response(reply.content, reply.status_code, headers, media_type="application/json")
+        return Response(content, reply.status_code, headers, media_type="application/json")
 
     async def relay() -> AsyncIterator[bytes]:
         first = True
         try:
-            async with gateway.client.stream("POST", url, json=body) as reply:
-                async for chunk in reply.aiter_raw():
-                    if first:
-                        live.ttft_ms = (time.perf_counter() - started) * 1000
-                        first = False
-                    yield chunk
+            async for chunk in reply.aiter_raw():
+                if first:
+                    live.ttft_ms = (time.perf_counter() - started) * 1000
+                    first = False
+                yield chunk
         finally:
+            await reply.aclose()
             live.in_flight -= 1
             charge.settle(time.perf_counter() - started)
 

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import psycopg
@@ -170,3 +171,54 @@ def test_the_budget_is_reserved_before_forwarding_and_settled_after(runtime, key
         assert "budget" in refused.json()["error"]["message"]
         # admitted only while the estimate fitted: the last one may overrun by its own cost
         assert gateway.spent_usd["financial-ml"] < 2 * limit
+
+
+class _Broken(BaseHTTPRequestHandler):
+    """A runtime that answers its probe but fails every completion (HTTP 500)."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"object": "list", "data": []}')
+
+    def do_POST(self) -> None:
+        self.send_response(500)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def broken() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_failing_runtime_fails_over_only_to_a_compliant_endpoint(runtime, key, broken) -> None:
+    token, authenticate = key
+    # the broken one is the cheapest (8 slots share the GPU-hour), so it is chosen first
+    bad = Endpoint(
+        "eu-a10-bad", "eu-fra-a10", "A10", "llama.cpp", broken, frozenset({MODEL}), slots=8
+    )
+    eu = Endpoint("eu-a10-1", "eu-fra-a10", "A10", "llama.cpp", runtime, frozenset({MODEL}))
+    us = Endpoint(
+        "us-a100-1", "us-east-a100", "A100-80GB", "llama.cpp", runtime, frozenset({MODEL})
+    )
+    headers = {"authorization": f"Bearer {token}", "x-plane-datasets": "customer_orders_eu"}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+    gateway = _gateway([bad, eu, us], authenticate)
+    for url in _serve(gateway):
+        reply = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=60)
+        assert reply.status_code == 200, reply.text
+        assert reply.headers["x-plane-failed-over"] == "eu-a10-bad"
+        assert reply.headers["x-plane-endpoint"] == "eu-a10-1"
+        assert gateway.reserved_usd["financial-ml"] == pytest.approx(0.0, abs=1e-12)
+    for url in _serve(_gateway([bad, us], authenticate)):
+        refused = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=60)
+        assert refused.status_code == 429  # the EU endpoint may come back; never the US one
+        assert "x-plane-endpoint" not in refused.headers
+        assert "eu-a10-bad failed; no other endpoint may serve it" in refused.text
