@@ -83,6 +83,8 @@ class Gateway:
     budgets: Mapping[str, Budget]
     policy: PlacementPolicy = field(default_factory=PlacementPolicy)
     live: dict[str, Live] = field(default_factory=dict)
+    priorities: Mapping[str, int] = field(default_factory=dict)  # per team, from config
+    high_priority_share: float = 0.25  # of each endpoint's slots, kept for high priority
     generation: int = 0  # probes so far: a snapshot is built once per probe and model
     spent_usd: dict[str, float] = field(default_factory=dict)  # per team, settled
     reserved_usd: dict[str, float] = field(default_factory=dict)  # per team, in flight
@@ -139,7 +141,14 @@ class Gateway:
             team: self.spent_usd.get(team, 0.0) + self.reserved_usd.get(team, 0.0)
             for team in {*self.spent_usd, *self.reserved_usd}
         }
-        return place_request(ask, snapshot, in_flight, serving_policy(self.policy), committed)
+        return place_request(
+            ask,
+            snapshot,
+            in_flight,
+            serving_policy(self.policy),
+            committed,
+            self.high_priority_share,
+        )
 
     def endpoint(self, endpoint_id: str) -> Endpoint:
         return next(e for e in self.endpoints if e.endpoint_id == endpoint_id)
@@ -173,7 +182,7 @@ def _team(principal: Principal, asked: str | None) -> str:
     return teams[0]
 
 
-def _ask(body: dict, request: Request, team: str, rid: str) -> InferenceRequest:
+def _ask(body: dict, request: Request, team: str, rid: str, priority: int) -> InferenceRequest:
     text = json.dumps(body.get("messages") or body.get("prompt") or "")
     datasets = tuple(
         d.strip() for d in request.headers.get("x-plane-datasets", "").split(",") if d.strip()
@@ -186,6 +195,7 @@ def _ask(body: dict, request: Request, team: str, rid: str) -> InferenceRequest:
         prompt_tokens=max(len(text) // CHARS_PER_TOKEN, 1),
         max_tokens=int(body.get("max_tokens") or DEFAULT_MAX_TOKENS),
         datasets=datasets,
+        priority=priority,  # the team's, from the gateway's configuration, not the caller's
         slo_ttft_ms=float(slo) if slo else None,
     )
 
@@ -217,7 +227,8 @@ def create_app(gateway: Gateway) -> Starlette:
             return _error(400, "the body is not JSON")
         if not isinstance(body, dict) or not body.get("model"):
             return _error(400, "model: required")
-        ask = _ask(body, request, team, f"gw-{next(counter)}")
+        priority = gateway.priorities.get(team, 100)
+        ask = _ask(body, request, team, f"gw-{next(counter)}", priority)
         failed: list[str] = []
         while True:
             decision = gateway.decide(ask)

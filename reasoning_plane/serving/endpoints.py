@@ -23,6 +23,7 @@ runtime's GPUs are reserved once, by the residency planner); the budget rule doe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -207,13 +208,36 @@ def place_request(
     in_flight: Mapping[tuple[str, str], int],
     policy: PlacementPolicy,
     committed_usd: Mapping[str, float] | None = None,
+    high_priority_share: float = 0.0,
 ) -> Decision:
     """Place ``ask`` on ``snapshot`` (the endpoints' last probe), the requests in flight taking
     their slots as earlier placements of a batch do (``in_flight``: per (cluster, endpoint)),
     and ``committed_usd`` (per team: spent since the snapshot's usage, plus reserved for the
-    requests in flight) taking budget. The snapshot and its index are built once per probe."""
+    requests in flight) taking budget. The snapshot and its index are built once per probe.
+
+    Shedding: a low-priority request (below ``policy.low_priority_below``) may not take the
+    last ``high_priority_share`` of an endpoint's slots: they are counted as taken for it, so
+    when an endpoint is that busy the capacity rule defers it (429) and high priority still
+    gets in."""
     index = fleet_index(snapshot, policy)
-    state = BatchState(gpus=dict(in_flight), team_usd=dict(committed_usd or {}))
+    taken = dict(in_flight)
+    if ask.priority < policy.low_priority_below and high_priority_share > 0:
+        for key, held in _kept_for_high_priority(snapshot, high_priority_share).items():
+            taken[key] = taken.get(key, 0) + held
+    state = BatchState(gpus=taken, team_usd=dict(committed_usd or {}))
     request = serving_request(ask)
     evaluations, hints = index.evaluations(index.prepare(request), index.taken(state))
     return decide(request, evaluations, hints, snapshot, policy)
+
+
+def _kept_for_high_priority(snapshot: Snapshot, share: float) -> dict[tuple[str, str], int]:
+    """Slots per endpoint that only high-priority requests may take (kept with the snapshot)."""
+    key = f"kept_for_high_priority:{share!r}"
+    found = snapshot.derived.get(key)
+    if found is None:
+        found = snapshot.derived[key] = {
+            (c.name, p.gpu_type): math.ceil(p.total * share)
+            for c in snapshot.fleet.clusters
+            for p in c.pools
+        }
+    return found

@@ -184,3 +184,25 @@ def test_requests_in_flight_take_their_slots() -> None:
     assert place_request(public, snap, full_eu, POLICY).chosen.gpu_type == "us-a100-1"
     eu_pii = place_request(_ask(), snap, full_eu, POLICY)
     assert eu_pii.status == DEFERRED and "gpu_capacity" in eu_pii.reason  # never the US
+
+
+def test_when_an_endpoint_is_busy_low_priority_is_shed_and_high_priority_gets_in() -> None:
+    from reasoning_plane.serving.endpoints import place_request
+
+    snap = serving_snapshot(
+        factory.fleet(),
+        [EU],
+        {EU.endpoint_id: _sample(EU)},
+        MODEL,
+        budgets={"financial-ml": Budget("financial-ml", 100.0)},
+        usage={},
+        catalog=factory.CATALOG,
+        now=factory.NOW,
+    )
+    one_busy = {("eu-fra-a10", "eu-a10-1"): 1}  # of its 2 slots
+    low = _ask(priority=10)  # below the policy's low_priority_below (100)
+    high = _ask(priority=200)
+    assert place_request(low, snap, {}, POLICY, high_priority_share=0.5).status == PLACED
+    shed = place_request(low, snap, one_busy, POLICY, high_priority_share=0.5)
+    assert shed.status == DEFERRED and "gpu_capacity" in shed.reason
+    assert place_request(high, snap, one_busy, POLICY, high_priority_share=0.5).status == PLACED
