@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -148,9 +149,23 @@ class Hints:
     look at thousands of candidates again (`placement.decide`)."""
 
     feasible: np.ndarray  # positions of the feasible ones, in order
-    compliant: np.ndarray  # bool: no governance (residency, compliance) rejection
-    lasting: np.ndarray  # bool: a rejection no later state lifts
     scores: np.ndarray  # every evaluation's score
+    verdicts: tuple[Verdict, ...]  # every rule's, in order
+
+    @cached_property
+    def _masks(self) -> tuple[np.ndarray, np.ndarray]:
+        return rules.masks(self.verdicts, self.scores.size)
+
+    @property
+    def compliant(self) -> np.ndarray:
+        """Bool per candidate: no governance (residency, compliance) rejection (read only when
+        nothing is feasible, so built only then)."""
+        return self._masks[0]
+
+    @property
+    def lasting(self) -> np.ndarray:
+        """Bool per candidate: a rejection no later state lifts."""
+        return self._masks[1]
 
     @property
     def status(self) -> str:
@@ -452,8 +467,7 @@ class FleetIndex:
             fail = fail | v.fail
         ok = ~fail
         verdicts = prep.static + against + prep.last  # the order reasons are listed in
-        compliant, lasting = rules.masks(verdicts, prep.table.n)
-        hints = Hints(np.flatnonzero(ok), compliant, lasting, prep.score)
+        hints = Hints(np.flatnonzero(ok), prep.score, verdicts)
         return LazyEvaluations(prep, verdicts, ok), hints
 
 

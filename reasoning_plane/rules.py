@@ -64,7 +64,6 @@ RULES: dict[str, str] = {
     "excluded": TRANSIENT,
     "slo": LASTING,
 }
-GOVERNANCE_RULES = tuple(r for r, kind in RULES.items() if kind == GOVERNANCE)
 
 
 class Verdict(NamedTuple):

@@ -40,15 +40,15 @@ Metrics (``SimResult``), all computed the same way from the placements every pol
 
 * placed / deferred (deferred at least once) / expired (still deferred at its deadline) /
   rejected (refused for good: no compliant candidate, or a hard rule that waiting cannot fix);
-* total cost (GPU + egress per ``cost.estimate``) and cost per 1,000 requests: total cost /
-  (placed workload requests x ``requests_per_workload``) x 1,000. For the generated and the
-  seed-scenario traces one workload request is one request (``requests_per_workload = 1``): the
-  figure is the cost of 1,000 placed workloads. For the Azure-derived trace one workload request
-  is one LLM inference request;
+* total cost (GPU + egress per the cost model, ``placement.cost_of``) and cost per 1,000
+  requests: total cost / (placed workload requests x ``requests_per_workload``) x 1,000. For
+  the generated and the seed-scenario traces one workload request is one request
+  (``requests_per_workload = 1``): the figure is the cost of 1,000 placed workloads. For the
+  Azure-derived trace one workload request is one LLM inference request;
 * residency violations: an input classified as strict by the policy (PII, CONFIDENTIAL, UNKNOWN)
   processed outside its residency zone; compliance violations: PII on a cluster lacking a
   ``pii_certifications`` certification, or ``gdpr_compliant`` data on a cluster without GDPR;
-  both counted per placement by an audit written independently of ``constraints``;
+  both counted per placement by the governance rules of ``rules.py`` applied after the fact;
 * SLO misses: the cost model's latency on the chosen pool at its start, with the pool's
   utilisation then (GPUs held by jobs started earlier, plus background), above the SLO;
 * quota violations: placements after which the team holds more GPUs than its quota (a team

@@ -12,6 +12,7 @@ from reasoning_plane.model import (
     PLACED,
     REJECTED,
     Candidate,
+    Evaluations,
     Snapshot,
     WorkloadRequest,
 )
@@ -34,11 +35,17 @@ BatchPolicy = Callable[[Sequence[WorkloadRequest], Snapshot, PlacementPolicy], l
 NAIVE_SEES = frozenset({"gpu_memory", "pool_size", "gpu_capacity"})
 
 
+_NAIVE_POLICY = PlacementPolicy()  # naive reads no setting of it; the rules need one
+
+
 def naive_choice(
     request: WorkloadRequest, snapshot: Snapshot, state: BatchState
 ) -> Candidate | None:
     """The fastest pool with enough free GPUs (after what ``state`` took) and memory per GPU."""
-    evaluations = evaluate(request, snapshot, PlacementPolicy(), state)
+    return _fastest(evaluate(request, snapshot, _NAIVE_POLICY, state), snapshot)
+
+
+def _fastest(evaluations: Evaluations, snapshot: Snapshot) -> Candidate | None:
     best: tuple[float, str, Candidate] | None = None
     for e in evaluations:
         c = e.candidate
@@ -56,16 +63,17 @@ def naive_choice(
 def _naive(requests, snapshot, policy) -> list[_Outcome]:
     state = BatchState()
     out = []
-    for r in requests:
-        chosen = naive_choice(r, snapshot, state)
+    lasting = NAIVE_SEES - {"gpu_capacity"}  # what no later state of the fleet lifts
+    for request in requests:
+        evaluations = evaluate(request, snapshot, _NAIVE_POLICY, state)
+        chosen = _fastest(evaluations, snapshot)
         if chosen is not None:
-            state.take(r, chosen.cluster, chosen.gpu_type, 0.0)
+            state.take(request, chosen.cluster, chosen.gpu_type, 0.0)
             out.append(_Outcome(PLACED, chosen))
             continue
         possible = any(
-            e.candidate.gpu_type != CPU
-            and not any(r.rule in NAIVE_SEES - {"gpu_capacity"} for r in e.rejections)
-            for e in evaluate(r, snapshot, PlacementPolicy())
+            e.candidate.gpu_type != CPU and not any(x.rule in lasting for x in e.rejections)
+            for e in evaluations
         )
         out.append(_Outcome(DEFERRED if possible else REJECTED, None))
     return out

@@ -11,7 +11,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from data_plane.catalog import CatalogRecord
-from data_plane.classification import UNKNOWN, residency_parts
+from data_plane.classification import residency_parts
+from reasoning_plane import rules
 from reasoning_plane.model import (
     Candidate,
     Cluster,
@@ -130,28 +131,23 @@ def _audit(
     catalog: Mapping[str, CatalogRecord],
     policy: PlacementPolicy,
 ) -> tuple[bool, bool]:
-    """(residency violated, compliance violated) of running ``request`` on ``cluster``."""
-    residency = compliance = False
-    for name in request.datasets:
-        record = catalog.get(name)
-        if record is None:
-            residency = residency or not cluster.accepts_unknown_residency
-            continue
-        zones = residency_parts(record.data_residency)
-        strict = record.classification in policy.strict_classifications or UNKNOWN in zones
-        if (
-            strict
-            and zones != {cluster.zone}
-            and not (UNKNOWN in zones and cluster.accepts_unknown_residency)
-        ):
-            residency = True
-        if record.classification in ("PII", UNKNOWN) and not set(policy.pii_certifications) <= set(
-            cluster.certifications
-        ):
-            compliance = True
-        if record.gdpr_compliant and policy.gdpr_certification not in cluster.certifications:
-            compliance = True
-    return residency, compliance
+    """(residency violated, compliance violated) of running ``request`` on ``cluster``: the
+    governance rules themselves (`rules.py`), applied to a placement after the fact."""
+    records = [catalog[d] for d in request.datasets if d in catalog]
+    missing = [d for d in request.datasets if d not in catalog]
+    zone_sets = [residency_parts(r.data_residency) for r in records]
+    residency = rules.residency_reasons(
+        records,
+        zone_sets,
+        missing,
+        cluster.zone,
+        cluster.accepts_unknown_residency,
+        cluster.name,
+        policy,
+    )
+    needed = rules.certifications_needed(records, policy)
+    compliance = rules.compliance_reasons(needed, cluster.name, cluster.certifications)
+    return bool(residency), bool(compliance)
 
 
 def _held_at(starts: np.ndarray, ends: np.ndarray, gpus: np.ndarray, at: float, strict: bool):
