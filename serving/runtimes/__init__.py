@@ -1,0 +1,1 @@
+"""Runtime adapters: how the residency planner's plan is applied to llama.cpp, vLLM and Ollama."""
