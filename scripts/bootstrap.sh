@@ -4,6 +4,10 @@
 #   PYTHON       interpreter used to create the venv (default: python3)
 #   TORCH_SPEC   the torch requirement installed first (default: torch==2.13.0, the CPU build on
 #                this project's machines; e.g. "torch==2.13.0 --index-url <your CUDA index>")
+#   CMAKE_ARGS   llama-cpp-python's build flags (default: a portable AVX2 CPU build without the
+#                multimodal tool; the native build crashed in libggml-cpu on this project's CI
+#                machines). It builds from source once (about 12 minutes on 2 cores), then pip's
+#                wheel cache makes reinstalls take seconds.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -26,6 +30,7 @@ echo "bootstrap: installing dependencies (first run takes a few minutes)"
 # torch first, so sentence-transformers does not pull a multi-GB CUDA build.
 # shellcheck disable=SC2086
 .venv/bin/python -m pip install --quiet $TORCH_SPEC
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+export CMAKE_ARGS=${CMAKE_ARGS:-"-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"}
+.venv/bin/python -m pip install --quiet -e ".[dev,serving]"
 echo "$want" > "$stamp"
 echo "bootstrap: done"

