@@ -22,16 +22,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import httpx
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from data_plane.access import Principal
+from data_plane.retrieval import Retriever
+from data_plane.vector_store import SearchHit
 from reasoning_plane.model import DEFERRED, PLACED, Budget, Decision, Fleet, TeamUsage
 from reasoning_plane.policy import PlacementPolicy
 from reasoning_plane.serving.endpoints import (
@@ -41,6 +44,13 @@ from reasoning_plane.serving.endpoints import (
     place_request,
     serving_policy,
     serving_snapshot,
+)
+from serving.retrieval import (
+    RetrievalAsk,
+    RetrievalRequestError,
+    context_datasets,
+    retrieval_ask,
+    with_context,
 )
 
 DEFAULT_MAX_TOKENS = 256
@@ -88,6 +98,8 @@ class Gateway:
     generation: int = 0  # probes so far: a snapshot is built once per probe and model
     spent_usd: dict[str, float] = field(default_factory=dict)  # per team, settled
     reserved_usd: dict[str, float] = field(default_factory=dict)  # per team, in flight
+    retriever: Retriever | None = None  # the retrieval step a request may ask the gateway for
+    retrieve_with_key: bool = True  # the stores read as the caller's key (database-checked)
     _snapshots: dict = field(default_factory=dict)
     client: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=60.0))
 
@@ -150,6 +162,17 @@ class Gateway:
             self.high_priority_share,
         )
 
+    def search(self, ask: RetrievalAsk, principal: Principal, token: str | None) -> list[SearchHit]:
+        """The chunks ``principal`` may read for ``ask``, served in its home region; with
+        ``retrieve_with_key`` the stores' search function checks the caller's key and read
+        grants in the database as well as Cedar here."""
+        if self.retriever is None:
+            raise RetrievalRequestError("retrieval: this gateway has no retrieval configured")
+        retriever = self.retriever
+        if self.retrieve_with_key:
+            retriever = replace(retriever, credential=token)
+        return retriever.search(ask.query, principal, ask.k)
+
     def endpoint(self, endpoint_id: str) -> Endpoint:
         return next(e for e in self.endpoints if e.endpoint_id == endpoint_id)
 
@@ -182,11 +205,19 @@ def _team(principal: Principal, asked: str | None) -> str:
     return teams[0]
 
 
-def _ask(body: dict, request: Request, team: str, rid: str, priority: int) -> InferenceRequest:
+def _ask(
+    body: dict,
+    request: Request,
+    team: str,
+    rid: str,
+    priority: int,
+    context: tuple[str, ...] = (),
+) -> InferenceRequest:
+    """The request as the plane places it. Its datasets: those it declares and those of the
+    context the gateway retrieved for it (``context``); never fewer than it holds."""
     text = json.dumps(body.get("messages") or body.get("prompt") or "")
-    datasets = tuple(
-        d.strip() for d in request.headers.get("x-plane-datasets", "").split(",") if d.strip()
-    )
+    declared = (d.strip() for d in request.headers.get("x-plane-datasets", "").split(","))
+    datasets = tuple(sorted({d for d in declared if d} | set(context)))
     slo = request.headers.get("x-slo-ttft-ms")
     return InferenceRequest(
         request_id=rid,
@@ -227,12 +258,23 @@ def create_app(gateway: Gateway) -> Starlette:
             return _error(400, "the body is not JSON")
         if not isinstance(body, dict) or not body.get("model"):
             return _error(400, "model: required")
+        try:
+            wanted = retrieval_ask(body)
+            hits = []
+            if wanted is not None:
+                hits = await run_in_threadpool(gateway.search, wanted, principal, token)
+        except ValueError as exc:  # a malformed retrieval field or query, named
+            return _error(400, str(exc))
+        body = with_context(body, hits)
+        context = context_datasets(hits)
         priority = gateway.priorities.get(team, 100)
-        ask = _ask(body, request, team, f"gw-{next(counter)}", priority)
+        ask = _ask(body, request, team, f"gw-{next(counter)}", priority, context)
         failed: list[str] = []
         while True:
             decision = gateway.decide(ask)
             headers = {"x-plane-decision-id": decision.decision_id}
+            if wanted is not None:
+                headers["x-plane-context-datasets"] = ",".join(context)
             if failed:
                 headers["x-plane-failed-over"] = ",".join(failed)
             if decision.status != PLACED:
