@@ -10,6 +10,7 @@ so the request is placed as EU personal data whatever it declared.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from data_plane.authz import Authorizer
 from data_plane.catalog import tag_dataset
 from data_plane.embedder import Embedder
 from data_plane.policy import load_policy
-from data_plane.retrieval import Retriever
+from data_plane.retrieval import Retriever, read_grants
 from data_plane.vector_store import ChunkRow, RegionStore, ensure_store, upsert_chunks
 from reasoning_plane.model import Budget
 from reasoning_plane.serving.endpoints import Endpoint
@@ -108,13 +109,24 @@ def copilot(database_url: str, eu_store) -> Iterator[tuple[str, Gateway]]:
             return catalog_store.list_entries(conn)
 
     principals = load_principals(REPO / "config" / "principals.yaml")
+    authorizer = Authorizer(REPO / "config" / "policies")
+    with psycopg.connect(database_url) as conn:  # what `plane db migrate` grants
+        grants = read_grants(authorizer, principals, entries(), {"EU": STORE})
+        catalog_store.replace_read_grants(conn, grants, authorizer.version)
+        conn.commit()
+
+    @contextmanager
+    def as_reader(store: RegionStore) -> Iterator[psycopg.Connection]:
+        with connect_store(store, role="reader") as conn:
+            yield conn
+
     retriever = Retriever(
         stores={"EU": STORE},
-        connect=connect_store,
+        connect=as_reader,  # the stores' search function checks each caller's key and grants
         embed=Embedder().encode,
         catalog=entries,
         principals=principals,
-        authorizer=Authorizer(REPO / "config" / "policies"),
+        authorizer=authorizer,
     )
 
     def gateway(endpoints: list[Endpoint]) -> Gateway:
@@ -126,7 +138,6 @@ def copilot(database_url: str, eu_store) -> Iterator[tuple[str, Gateway]]:
             catalog=lambda: {e.dataset_id: e.record for e in entries()},
             budgets={"customer-support": Budget("customer-support", 100.0)},
             retriever=retriever,
-            retrieve_with_key=False,  # read as this process: Cedar decides what it may read
         )
 
     yield token, gateway
@@ -144,6 +155,7 @@ def _ask(question: str, **retrieval) -> dict:
 def test_the_copilot_answers_from_eu_data_on_an_eu_endpoint_or_not_at_all(
     runtime: str,  # noqa: F811 (the fixture)
     copilot,
+    database_url: str,
 ) -> None:
     token, gateway = copilot
     eu = Endpoint("eu-a10-1", "eu-fra-a10", "A10", "llama.cpp", runtime, frozenset({MODEL}))
@@ -171,3 +183,10 @@ def test_the_copilot_answers_from_eu_data_on_an_eu_endpoint_or_not_at_all(
         assert "x-plane-endpoint" not in refused.headers
         message = refused.json()["error"]["message"]
         assert "support_tickets is PII with residency EU" in message
+    with psycopg.connect(database_url) as conn:  # the database, not only Cedar, says no
+        catalog_store.replace_read_grants(conn, [], "revoked")
+        conn.commit()
+    for url in _serve(gateway([us, eu])):
+        reply = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=60)
+        assert reply.status_code == 200, reply.text
+        assert reply.headers["x-plane-context-datasets"] == ""  # nothing it may read
