@@ -103,7 +103,7 @@ def test_a_missing_or_non_gguf_source_is_refused_before_a_process_starts(
 
 
 def test_more_parallel_slots_than_the_server_has_are_refused(spec: ModelSpec) -> None:
-    with pytest.raises(ValueError, match="parallel_slots: .* one request at a time, got 4"):
+    with pytest.raises(ValueError, match=r"parallel_slots: .* one request at a time, got 4"):
         LlamaCppAdapter().load(ModelSpec(MODEL, spec.source, parallel_slots=4))
 
 
