@@ -364,18 +364,15 @@ class VllmAdapter:
         return url
 
     def load(self, model: ModelSpec) -> None:
-        """Wake a sleeping server, or start one and wait until it serves ``model``."""
+        """Wake a sleeping server, or start one, and wait until it serves ``model``. A server
+        that is there but not answering yet (a pod still loading its weights) is waited for,
+        never started a second time: that would throw away minutes of loading."""
         url = self.backend.servers().get(model.name)
-        if url is not None:
-            sleeping = self._sleeping(url)
-            if sleeping:
-                self._post(url, "/wake_up", model.name)
-                self._await_sleeping(url, model.name, False)
-                return
-            if sleeping is False or self._healthy(url):
-                return
-            self.backend.stop(model.name)  # there but not answering: start it again
-        url = self.backend.start(model)
+        if url is None:
+            url = self.backend.start(model)
+        elif self._sleeping(url):
+            self._post(url, "/wake_up", model.name)
+            self._await_sleeping(url, model.name, False)
         self._await_served(url, model.name)
 
     def sleep(self, model: str) -> None:

@@ -127,6 +127,16 @@ def test_a_server_serving_another_name_is_never_taken_as_loaded() -> None:
             adapter.load(SPEC)
 
 
+def test_a_server_still_starting_is_waited_for_not_started_again() -> None:
+    with serve(VllmState("Qwen/Qwen3-8B", "qwen3-8b")) as url:
+        backend = _Fixed({"qwen3-8b": url})  # start_url None: a second start would fail
+        VllmAdapter(backend, ready_timeout_s=5).load(SPEC)  # up already: nothing to do
+    # the same server, gone quiet (a pod loading its weights): waited for, then an error
+    with pytest.raises(RuntimeStartError, match=r"not serving it within 0\.3 s"):
+        VllmAdapter(backend, ready_timeout_s=0.3).load(SPEC)
+    assert backend.servers() == {"qwen3-8b": url}
+
+
 def test_queue_counts_come_from_the_metrics_and_unknown_is_none() -> None:
     state = VllmState("Qwen/Qwen3-8B", "qwen3-8b")
     state.running, state.waiting = 3, 7
