@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +43,8 @@ from reasoning_plane.serving.endpoints import (
     serving_policy,
     serving_snapshot,
 )
+from reasoning_plane.serving.records import Settlement, record_of
+from serving.records import Recorder
 
 DEFAULT_MAX_TOKENS = 256
 CHARS_PER_TOKEN = 4  # a prompt's tokens, estimated before the runtime counts them
@@ -89,6 +92,7 @@ class Gateway:
     spent_usd: dict[str, float] = field(default_factory=dict)  # per team, settled
     reserved_usd: dict[str, float] = field(default_factory=dict)  # per team, in flight
     _snapshots: dict = field(default_factory=dict)
+    recorder: Recorder | None = None  # decision records (serving.records); None: not recorded
     client: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=60.0))
 
     async def probe(self) -> None:
@@ -158,6 +162,21 @@ class Gateway:
         self.live.setdefault(endpoint.endpoint_id, Live()).observed_at = None
         self.generation += 1
 
+    def record(
+        self,
+        decision: Decision,
+        ask: InferenceRequest,
+        principal: str,
+        failed: tuple[str, ...] = (),
+        settlement: Settlement | None = None,
+    ) -> None:
+        """Hand the request's decision record to the recorder (buffered, written in batches)."""
+        if self.recorder is not None:
+            record = record_of(
+                decision, ask, principal=principal, failed_over=failed, settlement=settlement
+            )
+            self.recorder.add(record)
+
     def reserve(self, team: str, usd: float) -> None:
         self.reserved_usd[team] = self.reserved_usd.get(team, 0.0) + usd
 
@@ -201,8 +220,6 @@ def _ask(body: dict, request: Request, team: str, rid: str, priority: int) -> In
 
 
 def create_app(gateway: Gateway) -> Starlette:
-    counter = iter(range(1, 10**12))
-
     async def models(request: Request) -> Response:
         names = sorted({m for e in gateway.endpoints for m in e.models})
         return JSONResponse(
@@ -228,14 +245,28 @@ def create_app(gateway: Gateway) -> Starlette:
         if not isinstance(body, dict) or not body.get("model"):
             return _error(400, "model: required")
         priority = gateway.priorities.get(team, 100)
-        ask = _ask(body, request, team, f"gw-{next(counter)}", priority)
+        # unique across restarts and replicas: the decision log is keyed by it
+        ask = _ask(body, request, team, f"gw-{uuid.uuid4().hex}", priority)
+        if gateway.recorder is not None and not gateway.recorder.has_room():
+            # fail closed: no request is served that the decision log cannot record
+            waiting = gateway.recorder.waiting
+            return _error(
+                503,
+                f"the decision log is not being written ({waiting} records waiting): "
+                "no request is admitted until it is",
+                **{"retry-after": "5"},
+            )
         failed: list[str] = []
         while True:
             decision = gateway.decide(ask)
-            headers = {"x-plane-decision-id": decision.decision_id}
+            headers = {
+                "x-plane-decision-id": decision.decision_id,
+                "x-plane-request-id": ask.request_id,
+            }
             if failed:
                 headers["x-plane-failed-over"] = ",".join(failed)
             if decision.status != PLACED:
+                gateway.record(decision, ask, principal.name, tuple(failed))
                 why = decision.reason
                 if failed:
                     why = f"{', '.join(failed)} failed; no other endpoint may serve it: {why}"
@@ -249,7 +280,8 @@ def create_app(gateway: Gateway) -> Starlette:
             estimate = chosen.cost.total_usd
             gateway.reserve(team, estimate)  # before it is forwarded; settled when it ends
             rate = estimate / chosen.cost.duration_s if chosen.cost.duration_s else 0.0
-            charge = _Charge(gateway, team, estimate, rate)
+            charge = _Charge(gateway, team, estimate, rate, decision, ask, principal.name)
+            charge.failed = tuple(failed)
             try:
                 return await _forward(gateway, endpoint, request.url.path, body, headers, charge)
             except RuntimeFailed:
@@ -278,29 +310,100 @@ def _probing(gateway: Gateway, every_s: float = 2.0):
                 await gateway.probe()
                 await asyncio.sleep(every_s)
 
+        recorder = gateway.recorder
+        if recorder is not None:
+            # the period's spend so far (batch and serving): a restart keeps each budget spent
+            gateway.spent_usd.update(recorder.period_spend(gateway.budgets))
+            recorder.start()
         task = asyncio.create_task(loop())
         try:
             yield
         finally:
             task.cancel()
+            if recorder is not None:
+                recorder.close()  # writes what is buffered
 
     return lifespan
 
 
 @dataclass
 class _Charge:
-    """A request's budget reservation, settled once at what its GPU time actually cost."""
+    """A request's budget reservation, settled once at what its GPU time actually cost; a
+    served request's decision record is written with its settlement."""
 
     gateway: Gateway
     team: str
     reserved: float
     usd_per_s: float
+    decision: Decision | None = None
+    ask: InferenceRequest | None = None
+    principal: str = ""
+    failed: tuple[str, ...] = ()
     settled: bool = False
 
-    def settle(self, seconds: float) -> None:
-        if not self.settled:
-            self.settled = True
-            self.gateway.settle(self.team, self.reserved, self.usd_per_s * seconds)
+    def settle(self, seconds: float, usage: Mapping | None = None, served: bool = True) -> None:
+        """``served``: False when the runtime failed it (released: the request fails over)."""
+        if self.settled:
+            return
+        self.settled = True
+        actual = self.usd_per_s * seconds if served else 0.0
+        self.gateway.settle(self.team, self.reserved, actual)
+        if served and self.decision is not None and self.ask is not None:
+            usage = usage or {}
+            settlement = Settlement(
+                datetime.now(UTC),
+                actual,
+                seconds,
+                _count(usage.get("prompt_tokens")),
+                _count(usage.get("completion_tokens")),
+            )
+            self.gateway.record(self.decision, self.ask, self.principal, self.failed, settlement)
+
+
+def _count(value: object) -> int | None:
+    """A token count the runtime reported, if it is one."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+class _StreamUsage:
+    """The tokens of a streamed answer: the runtime's ``usage`` when a chunk carries one, else
+    one completion token per chunk carrying generated text (llama.cpp, vLLM and Ollama send a
+    chunk per token)."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self.chunks = 0
+        self.usage: dict | None = None
+
+    def feed(self, data: bytes) -> None:
+        self._pending += data
+        *events, self._pending = self._pending.replace(b"\r\n", b"\n").split(b"\n\n")
+        for event in events:
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:"):
+                    self._event(line[5:].strip())
+
+    def _event(self, data: bytes) -> None:
+        if not data or data == b"[DONE]":
+            return
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return
+        if not isinstance(chunk, dict):
+            return
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            if isinstance(choice, dict):
+                delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+                if delta.get("content") or choice.get("text"):
+                    self.chunks += 1
+
+    def result(self) -> dict:
+        if self.usage is not None and _count(self.usage.get("completion_tokens")) is not None:
+            return self.usage
+        return {**(self.usage or {}), "completion_tokens": self.chunks}
 
 
 class RuntimeFailed(Exception):
@@ -329,35 +432,41 @@ async def _forward(
             raise RuntimeFailed(f"{endpoint.endpoint_id}: HTTP {reply.status_code}")
     except (httpx.HTTPError, RuntimeFailed) as exc:
         live.in_flight -= 1
-        charge.settle(0.0)  # nothing was served: the reservation is released
+        charge.settle(0.0, served=False)  # nothing was served: the reservation is released
         raise RuntimeFailed(str(exc)) from exc
     if not body.get("stream"):
+        content = b""
+        usage: dict = {}
         try:
             content = await reply.aread()
+            try:
+                found = json.loads(content).get("usage")
+                usage = found if isinstance(found, dict) else {}
+            except (ValueError, AttributeError):
+                usage = {}
         finally:
             await reply.aclose()
             live.in_flight -= 1
-            charge.settle(time.perf_counter() - started)
+            charge.settle(time.perf_counter() - started, usage)
         elapsed = time.perf_counter() - started
-        try:
-            tokens = (json.loads(content).get("usage") or {}).get("completion_tokens") or 0
-        except ValueError:
-            tokens = 0
+        tokens = _count(usage.get("completion_tokens")) or 0
         if tokens and elapsed > 0:
             live.tokens_per_s = tokens / elapsed
         return Response(content, reply.status_code, headers, media_type="application/json")
 
     async def relay() -> AsyncIterator[bytes]:
         first = True
+        counted = _StreamUsage()
         try:
             async for chunk in reply.aiter_raw():
                 if first:
                     live.ttft_ms = (time.perf_counter() - started) * 1000
                     first = False
+                counted.feed(chunk)
                 yield chunk
         finally:
             await reply.aclose()
             live.in_flight -= 1
-            charge.settle(time.perf_counter() - started)
+            charge.settle(time.perf_counter() - started, counted.result())
 
     return StreamingResponse(relay(), headers=headers, media_type="text/event-stream")

@@ -1,0 +1,296 @@
+"""Writing the gateway's decision records to PostgreSQL off the request path, and the spend a
+restarted gateway starts from.
+
+`Recorder.add` only appends to an in-memory buffer (a lock and a list: no I/O on the request
+path). A background thread writes the buffer in batches, every ``batch_size`` records or
+``interval_s`` seconds, each batch one transaction into ``plane.serving_decisions`` (append-only,
+hash-chained by the database: `reasoning_plane.store`). A failed write is logged and retried,
+the batch kept at the head of the buffer, so nothing is dropped; a retried batch whose first try
+did commit is not written twice (``ON CONFLICT DO NOTHING`` on the request id).
+
+The buffer is bounded: when ``max_buffered`` records wait (the database has been unreachable for
+a while), `has_room` is False and the gateway refuses new requests with 503 until the log is
+written again. Fail closed: a request the plane could not record is a request it could not
+account for, to its auditors or to the team's budget (the settled cost is only in the record).
+Requests already admitted still add their records past the bound; they are bounded by the
+endpoints' slots. ``close`` writes what is left; what it cannot write it logs as an error, with
+every request id, never silently.
+
+`period_spend` is what a gateway starts from: per team, what its budget period already holds
+(batch runs settled and reserved, and served requests settled, `store.usage`), so a restart does
+not give a team its budget back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from reasoning_plane import store
+from reasoning_plane.model import Budget
+from reasoning_plane.serving.records import ServingRecord
+from reasoning_plane.snapshot import period_start
+
+log = logging.getLogger("plane.serving.records")
+
+COLUMNS = (
+    "request_id",
+    "decision_id",
+    "decided_at",
+    "team",
+    "principal",
+    "model",
+    "status",
+    "endpoint_id",
+    "cluster",
+    "reason",
+    "runner_up",
+    "runner_up_usd",
+    "fastest_endpoint",
+    "fastest_usd",
+    "fastest_feasible",
+    "estimated_usd",
+    "actual_usd",
+    "settled_at",
+    "prompt_tokens",
+    "completion_tokens",
+    "rejected_by_rule",
+    "policy_version",
+    "snapshot_hash",
+    "payload",
+)
+INSERT = (
+    f"INSERT INTO plane.serving_decisions ({', '.join(COLUMNS)})"
+    f" VALUES ({', '.join(['%s'] * len(COLUMNS))}) ON CONFLICT DO NOTHING"
+)
+
+
+def row_of(record: ServingRecord) -> tuple[Any, ...]:
+    """``record`` as a row of ``plane.serving_decisions`` (in `COLUMNS` order)."""
+    s = record.settlement
+    return (
+        record.request_id,
+        record.decision_id,
+        record.decided_at,
+        record.team,
+        record.principal,
+        record.model,
+        record.status,
+        record.endpoint_id,
+        record.cluster,
+        record.reason,
+        record.runner_up,
+        record.runner_up_usd,
+        record.fastest_endpoint,
+        record.fastest_usd,
+        record.fastest_feasible,
+        record.estimated_usd,
+        s.actual_usd if s is not None else None,
+        s.settled_at if s is not None else None,
+        record.prompt_tokens,
+        record.completion_tokens,
+        Jsonb(record.rejected_by_rule),
+        record.policy_version,
+        record.snapshot_hash,
+        Jsonb(record.payload()),
+    )
+
+
+def write(conn: psycopg.Connection, records: list[ServingRecord]) -> None:
+    """Append ``records`` in one transaction (all or none)."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(INSERT, [row_of(r) for r in records])
+
+
+def period_spend(
+    conn: psycopg.Connection, budgets: Mapping[str, Budget], now: datetime | None = None
+) -> dict[str, float]:
+    """Per team: USD its budget period already holds, batch and serving together (settled, and
+    reserved by open batch reservations), each team in its own budget period."""
+    now = now or datetime.now(UTC)
+    periods = {b.period for b in budgets.values()} | {"monthly"}
+    by_period = {p: store.usage(conn, period_start(p, now)) for p in periods}
+    teams = set().union(*[set(u) for u in by_period.values()])
+    spend: dict[str, float] = {}
+    for team in teams:
+        period = budgets[team].period if team in budgets else "monthly"
+        used = by_period[period].get(team)
+        if used is not None and (used.spent_usd or used.reserved_usd):
+            spend[team] = used.spent_usd + used.reserved_usd
+    return spend
+
+
+class Recorder:
+    """Takes decision records without blocking and writes them in batches (see the module)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        batch_size: int = 200,
+        interval_s: float = 0.25,
+        max_buffered: int = 10_000,
+        retry_s: float = 0.5,
+        max_retry_s: float = 5.0,
+    ) -> None:
+        if batch_size < 1 or max_buffered < batch_size or interval_s <= 0:
+            raise ValueError(
+                "recorder: batch_size must be at least 1, max_buffered at least batch_size, "
+                "interval_s above 0"
+            )
+        self.url = url
+        self.batch_size = batch_size
+        self.interval_s = interval_s
+        self.max_buffered = max_buffered
+        self.retry_s = retry_s
+        self.max_retry_s = max_retry_s
+        self.written = 0  # records committed
+        self.batches = 0  # transactions committed
+        self.failures = 0  # failed writes (each retried)
+        self.last_error: str | None = None
+        self._buffer: list[ServingRecord] = []
+        self._cond = threading.Condition()
+        self._writing = threading.Lock()  # one writer at a time (the thread, or close/flush)
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._conn: psycopg.Connection | None = None
+
+    # -- the request path --------------------------------------------------------------------
+
+    def has_room(self) -> bool:
+        """Whether a new request may be admitted: the buffer is below its bound."""
+        return len(self._buffer) < self.max_buffered
+
+    @property
+    def waiting(self) -> int:
+        return len(self._buffer)
+
+    def add(self, record: ServingRecord) -> None:
+        """Buffer ``record`` for the next batch (never blocks on the database)."""
+        with self._cond:
+            self._buffer.append(record)
+            if len(self._buffer) >= self.batch_size:
+                self._cond.notify()
+
+    # -- the background writer ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Check the schema (a service role has an administrator migrate it, or is refused) and
+        start the writer thread."""
+        with psycopg.connect(self.url) as conn:
+            store.ensure_schema(conn)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="serving-records", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        delay = self.retry_s
+        while True:
+            with self._cond:
+                if not self._stopping and len(self._buffer) < self.batch_size:
+                    self._cond.wait(self.interval_s)
+                if self._stopping:
+                    return  # close() writes what is left, on its own thread
+            if self._write_once():
+                delay = self.retry_s
+            else:
+                with self._cond:
+                    self._cond.wait(delay)
+                delay = min(delay * 2, self.max_retry_s)
+
+    def _write_once(self) -> bool:
+        """Write the head of the buffer (up to ``batch_size`` records) in one transaction;
+        False when that failed (the records stay at the head, to be retried)."""
+        with self._writing:
+            return self._write_head()
+
+    def _write_head(self) -> bool:
+        with self._cond:
+            batch = self._buffer[: self.batch_size]
+        if not batch:
+            return True
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self.url, autocommit=True)
+            write(self._conn, batch)
+        except psycopg.Error as exc:
+            self.failures += 1
+            self.last_error = str(exc).strip()
+            log.warning(
+                "serving records: writing %d of %d waiting failed, will retry: %s",
+                len(batch),
+                len(self._buffer),
+                self.last_error,
+            )
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+            return False
+        with self._cond:
+            del self._buffer[: len(batch)]  # only the writer takes from the head
+        self.written += len(batch)
+        self.batches += 1
+        return True
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Write everything buffered now (retrying until ``timeout_s``); True when it was."""
+        deadline = time.monotonic() + timeout_s
+        delay = self.retry_s
+        while self._buffer:
+            if not self._write_once():
+                if time.monotonic() + delay > deadline:
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, self.max_retry_s)
+        return True
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the writer and write what is left. Records that still cannot be written are
+        logged as an error with their request ids (they are not dropped silently)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        if not self.flush(timeout_s):
+            lost = [r.request_id for r in self._buffer]
+            log.error(
+                "serving records: %d decision records could not be written (%s): %s",
+                len(lost),
+                self.last_error,
+                ", ".join(lost),
+            )
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def period_spend(
+        self, budgets: Mapping[str, Budget], now: datetime | None = None
+    ) -> dict[str, float]:
+        """`period_spend` from this recorder's database."""
+        with psycopg.connect(self.url) as conn:
+            return period_spend(conn, budgets, now)
+
+
+def logged(conn: psycopg.Connection, request_or_decision_id: str) -> dict[str, Any] | None:
+    """The logged record of a request (by request id or decision id): its payload with its
+    chain position and row hash; None when there is none."""
+    if conn.execute("SELECT to_regclass('plane.serving_decisions')").fetchone() == (None,):
+        return None
+    row = conn.execute(
+        "SELECT payload, chain_pos, row_hash, recorded_at FROM plane.serving_decisions"
+        " WHERE request_id = %s OR decision_id = %s LIMIT 1",
+        (request_or_decision_id, request_or_decision_id),
+    ).fetchone()
+    if row is None:
+        return None
+    payload, pos, row_hash, recorded_at = row
+    return {**payload, "chain_pos": pos, "row_hash": row_hash, "recorded_at": str(recorded_at)}
