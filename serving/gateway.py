@@ -312,9 +312,10 @@ def _probing(gateway: Gateway, every_s: float = 2.0):
 
         recorder = gateway.recorder
         if recorder is not None:
-            # the period's spend so far (batch and serving): a restart keeps each budget spent
-            gateway.spent_usd.update(recorder.period_spend(gateway.budgets))
             recorder.start()
+            # the period's spend so far (batch and serving), kept current: a restart keeps
+            # each budget spent, and batch work spends the same budget meanwhile
+            recorder.follow(gateway.spent_usd, gateway.budgets, asyncio.get_running_loop())
         task = asyncio.create_task(loop())
         try:
             yield

@@ -18,15 +18,18 @@ every request id, never silently.
 
 `period_spend` is what a gateway starts from: per team, what its budget period already holds
 (batch runs settled and reserved, and served requests settled, `store.usage`), so a restart does
-not give a team its budget back.
+not give a team its budget back. `Recorder.follow` keeps the gateway's figure current after that
+(every ``refresh_s``): batch work and other gateways spend the same budgets meanwhile, and a new
+budget period starts from what that period holds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -139,6 +142,7 @@ class Recorder:
         max_buffered: int = 10_000,
         retry_s: float = 0.5,
         max_retry_s: float = 5.0,
+        refresh_s: float = 5.0,
     ) -> None:
         if batch_size < 1 or max_buffered < batch_size or interval_s <= 0:
             raise ValueError(
@@ -151,6 +155,8 @@ class Recorder:
         self.max_buffered = max_buffered
         self.retry_s = retry_s
         self.max_retry_s = max_retry_s
+        self.refresh_s = refresh_s
+        self.refreshes = 0  # times the followed spend was brought up to date
         self.written = 0  # records committed
         self.batches = 0  # transactions committed
         self.failures = 0  # failed writes (each retried)
@@ -161,6 +167,10 @@ class Recorder:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._conn: psycopg.Connection | None = None
+        self._spent: MutableMapping[str, float] | None = None  # the gateway's, when followed
+        self._budgets: Mapping[str, Budget] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._refreshed_at = 0.0
 
     # -- the request path --------------------------------------------------------------------
 
@@ -200,6 +210,8 @@ class Recorder:
                     return  # close() writes what is left, on its own thread
             if self._write_once():
                 delay = self.retry_s
+                if time.monotonic() - self._refreshed_at >= self.refresh_s:
+                    self._refresh()
             else:
                 with self._cond:
                     self._cond.wait(delay)
@@ -271,6 +283,69 @@ class Recorder:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    # -- the team's spend ----------------------------------------------------------------------
+
+    def follow(
+        self,
+        spent: MutableMapping[str, float],
+        budgets: Mapping[str, Budget],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        """Load the period's spend into ``spent`` (the gateway's ``spent_usd``) now, and keep
+        it current from the writer thread: each team's figure becomes what the database holds
+        for its period plus this gateway's settled records not written yet. ``loop``: the
+        gateway's event loop, which alone changes ``spent`` (settlements happen there), so the
+        figure is set between its steps and no settlement is counted twice or missed."""
+        self._spent, self._budgets, self._loop = spent, budgets, loop
+        self._apply(self.period_spend(budgets))
+        self._refreshed_at = time.monotonic()
+
+    def _refresh(self) -> None:
+        """Bring the followed spend up to date (on the writer thread, between two writes, so
+        that each of this gateway's settled records is either in the database's figure or still
+        in the buffer)."""
+        self._refreshed_at = time.monotonic()
+        if self._spent is None:
+            return
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self.url, autocommit=True)
+            held = period_spend(self._conn, self._budgets)
+        except psycopg.Error as exc:
+            log.warning("serving records: reading the teams' spend failed: %s", exc)
+            return
+        if self._loop is None or self._loop.is_closed():
+            self._apply(held)
+            return
+        done = threading.Event()
+
+        def apply() -> None:
+            try:
+                self._apply(held)
+            finally:
+                done.set()
+
+        try:
+            self._loop.call_soon_threadsafe(apply)
+        except RuntimeError:  # the loop has stopped: nothing is settled there any more
+            return
+        deadline = time.monotonic() + 5.0  # no write until it is applied (see the docstring)
+        while not done.wait(0.05) and not self._stopping and time.monotonic() < deadline:
+            pass
+
+    def _apply(self, held: Mapping[str, float]) -> None:
+        spent = self._spent
+        if spent is None:
+            return
+        with self._cond:
+            pending: dict[str, float] = {}
+            for r in self._buffer:
+                if r.settlement is not None:
+                    pending[r.team] = pending.get(r.team, 0.0) + r.settlement.actual_usd
+        for team in {*spent, *held, *pending}:
+            spent[team] = held.get(team, 0.0) + pending.get(team, 0.0)
+        self.refreshes += 1
 
     def period_spend(
         self, budgets: Mapping[str, Budget], now: datetime | None = None

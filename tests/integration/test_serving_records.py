@@ -366,21 +366,8 @@ def test_a_restarted_gateway_keeps_the_teams_spend(plane_db, runtime, key) -> No
     served = _rows(plane_db)
     actual = sum(r["actual_usd"] for r in served.values())
     assert actual > 0
-    # batch work of the same team, settled this period in the ledger, up to the limit
+    _batch_spend(plane_db, 100.0 - actual)  # batch work of the team: up to the limit
     with psycopg.connect(plane_db) as conn:
-        conn.execute(
-            "INSERT INTO plane.decisions (decision_id, request_id, workload, team, status,"
-            " policy_version, snapshot_hash, payload, explanation, decided_at)"
-            " VALUES ('d-batch', 'r-batch', 'embeddings/x', %s, 'placed', 'v', 's', '{}', '',"
-            " now())",
-            (TEAM,),
-        )
-        conn.execute(
-            "INSERT INTO plane.ledger (team, decision_id, kind, gpus, usd) VALUES"
-            " (%s, 'd-batch', 'reserve', 1, 5), (%s, 'd-batch', 'settle', 1, %s)",
-            (TEAM, TEAM, 100.0 - actual),
-        )
-        conn.commit()
         month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         assert store.usage(conn, month)[TEAM].spent_usd == pytest.approx(100.0)
         assert store.ledger_by_team(conn, [TEAM], month)[TEAM][2] == pytest.approx(100.0)
@@ -394,6 +381,48 @@ def test_a_restarted_gateway_keeps_the_teams_spend(plane_db, runtime, key) -> No
         again = _ask(url, token)
     assert again.status_code == 429, again.text
     assert "budget" in again.json()["error"]["message"]
+
+
+def _batch_spend(url: str, usd: float) -> None:
+    """A batch run of the team, placed and settled at ``usd`` this period (`plane.ledger`)."""
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO plane.decisions (decision_id, request_id, workload, team, status,"
+            " policy_version, snapshot_hash, payload, explanation, decided_at)"
+            " VALUES ('d-batch', 'r-batch', 'embeddings/x', %s, 'placed', 'v', 's', '{}', '',"
+            " now())",
+            (TEAM,),
+        )
+        conn.execute(
+            "INSERT INTO plane.ledger (team, decision_id, kind, gpus, usd) VALUES"
+            " (%s, 'd-batch', 'reserve', 1, 5), (%s, 'd-batch', 'settle', 1, %s)",
+            (TEAM, TEAM, usd),
+        )
+        conn.commit()
+
+
+def test_batch_spend_while_the_gateway_runs_counts_against_its_budget(
+    plane_db, runtime, key
+) -> None:
+    """The gateway follows the period's spend: a batch run settled after it started takes
+    the same budget, and the next request is deferred by the budget rule."""
+    token, authenticate = key
+    recorder = _recorder(interval_s=0.05, refresh_s=0.05)
+    gateway = _gateway(_endpoints(runtime), authenticate, recorder)
+    with _serving(gateway) as url:
+        first = _ask(url, token)
+        assert first.status_code == 200
+        _batch_spend(plane_db, 100.0)
+        seen = recorder.refreshes
+        deadline = time.monotonic() + 20
+        while recorder.refreshes < seen + 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # the batch run, and this gateway's own settled request (written or still buffered)
+        served = gateway.spent_usd[TEAM] - 100.0
+        assert served > 0
+        second = _ask(url, token)
+    assert second.status_code == 429 and "budget" in second.json()["error"]["message"]
+    assert sum(r["actual_usd"] or 0 for r in _rows(plane_db).values()) == pytest.approx(served)
 
 
 def test_plane_explain_prints_a_gateway_requests_record(plane_db, runtime, key) -> None:
