@@ -592,7 +592,7 @@ def release_superseded(conn: psycopg.Connection, run_keys: Sequence[str], before
 # The settled cost of served requests per team since %(since)s: a CTE of `usage` and
 # `ledger_by_team` (the budget rule and the spend view count serving as batch work).
 _SERVED = """served AS (
-            SELECT team, sum(actual_usd) AS spent, count(*) AS settled
+            SELECT team, sum(actual_usd) AS spent
             FROM plane.serving_decisions
             WHERE actual_usd IS NOT NULL AND settled_at >= %(since)s
             GROUP BY team
@@ -639,7 +639,7 @@ def ledger_by_team(
 ) -> dict[str, tuple[int, float, float, int]]:
     """Per team of ``teams`` with ledger rows or served requests: (GPUs held by open
     reservations, USD reserved by them, USD settled since ``since`` by runs and served requests,
-    runs and requests settled since ``since``)."""
+    runs settled since ``since``)."""
     rows = conn.execute(
         f"""
         WITH batch AS (
@@ -656,8 +656,7 @@ def ledger_by_team(
             GROUP BY r.team
         ), {_SERVED}
         SELECT coalesce(b.team, s.team), coalesce(b.gpus, 0), coalesce(b.reserved, 0),
-               coalesce(b.spent, 0) + coalesce(s.spent, 0),
-               coalesce(b.settled, 0) + coalesce(s.settled, 0)
+               coalesce(b.spent, 0) + coalesce(s.spent, 0), coalesce(b.settled, 0)
         FROM batch b FULL JOIN (SELECT * FROM served WHERE team = ANY(%(teams)s)) s
             ON s.team = b.team
         """,

@@ -13,8 +13,11 @@ a while), `has_room` is False and the gateway refuses new requests with 503 unti
 written again. Fail closed: a request the plane could not record is a request it could not
 account for, to its auditors or to the team's budget (the settled cost is only in the record).
 Requests already admitted still add their records past the bound; they are bounded by the
-endpoints' slots. ``close`` writes what is left; what it cannot write it logs as an error, with
-every request id, never silently.
+endpoints' slots. What a caller sends cannot make a record unwritable (`clean`); a record the
+database still refuses for what it holds (a constraint) is logged whole as an error and counted
+(``refused``) rather than kept, since retrying it cannot succeed and it would block the log.
+``close`` writes what is left; what it cannot write it logs as an error, with every request id,
+never silently.
 
 `period_spend` is what a gateway starts from: per team, what its budget period already holds
 (batch runs settled and reserved, and served requests settled, `store.usage`), so a restart does
@@ -26,7 +29,9 @@ budget period starts from what that period holds.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Mapping, MutableMapping
@@ -75,10 +80,26 @@ INSERT = (
 )
 
 
+def clean(value: Any) -> Any:
+    """``value`` as PostgreSQL stores it: a NUL character (which ``text`` and ``jsonb`` refuse,
+    and which a caller can put in a model name) becomes U+FFFD, and a float that is not finite
+    (which ``jsonb`` refuses) null, so that no caller-supplied value can make a record
+    unwritable and stop the gateway's admission (see the module)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {clean(k): clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
+    return value
+
+
 def row_of(record: ServingRecord) -> tuple[Any, ...]:
     """``record`` as a row of ``plane.serving_decisions`` (in `COLUMNS` order)."""
     s = record.settlement
-    return (
+    row = (
         record.request_id,
         record.decision_id,
         record.decided_at,
@@ -99,17 +120,31 @@ def row_of(record: ServingRecord) -> tuple[Any, ...]:
         s.settled_at if s is not None else None,
         record.prompt_tokens,
         record.completion_tokens,
-        Jsonb(record.rejected_by_rule),
+        record.rejected_by_rule,
         record.policy_version,
         record.snapshot_hash,
-        Jsonb(record.payload()),
+        record.payload(),
     )
+    return tuple(Jsonb(clean(v)) if isinstance(v, dict) else clean(v) for v in row)
 
 
 def write(conn: psycopg.Connection, records: list[ServingRecord]) -> None:
     """Append ``records`` in one transaction (all or none)."""
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(INSERT, [row_of(r) for r in records])
+
+
+def write_each(conn: psycopg.Connection, records: list[ServingRecord]) -> list[ServingRecord]:
+    """Append ``records`` one transaction each; the ones the database refuses for what they
+    hold (a constraint, a value), returned. For a batch that failed as a whole on such a
+    record: the others are written, and the refused one does not block the log for ever."""
+    refused = []
+    for record in records:
+        try:
+            write(conn, [record])
+        except (psycopg.errors.IntegrityError, psycopg.errors.DataError):
+            refused.append(record)
+    return refused
 
 
 def period_spend(
@@ -160,6 +195,7 @@ class Recorder:
         self.written = 0  # records committed
         self.batches = 0  # transactions committed
         self.failures = 0  # failed writes (each retried)
+        self.refused = 0  # records the database refused for what they hold (logged whole)
         self.last_error: str | None = None
         self._buffer: list[ServingRecord] = []
         self._cond = threading.Condition()
@@ -231,7 +267,19 @@ class Recorder:
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = psycopg.connect(self.url, autocommit=True)
-            write(self._conn, batch)
+            try:
+                write(self._conn, batch)
+            except (psycopg.errors.IntegrityError, psycopg.errors.DataError):
+                for bad in write_each(self._conn, batch):
+                    # Refused for what it holds: retrying cannot help, and keeping it would
+                    # stop admission for good. Logged whole, as an error: not lost silently.
+                    self.refused += 1
+                    log.error(
+                        "serving records: the database refused the record of request %s; "
+                        "it is not in the log: %s",
+                        bad.request_id,
+                        json.dumps(clean(bad.payload()), default=str),
+                    )
         except psycopg.Error as exc:
             self.failures += 1
             self.last_error = str(exc).strip()

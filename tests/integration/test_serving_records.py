@@ -11,8 +11,10 @@ that the settlement carries the runtime's own token counts, which needs counts k
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
+import logging
 import socket
 import threading
 import time
@@ -25,6 +27,7 @@ import psycopg
 import pytest
 import uvicorn
 
+from assets.spend import team_spend
 from data_plane import credentials
 from data_plane.access import Principal
 from data_plane.hash_chain import verify_chain
@@ -339,6 +342,45 @@ def test_a_failed_write_is_retried_and_a_full_buffer_stops_admission(plane_db, r
     }  # the refused one was never served, so it has no record
 
 
+def test_a_callers_nul_byte_is_recorded_and_does_not_stop_the_log(plane_db, runtime, key):
+    """PostgreSQL refuses NUL in text and jsonb: a model name carrying one would be a record
+    that can never be written, filling the buffer until the gateway refused everyone."""
+    token, authenticate = key
+    recorder = _recorder(batch_size=1, interval_s=0.05)
+    gateway = _gateway(_endpoints(runtime), authenticate, recorder)
+    with _serving(gateway) as url:
+        body = {"model": "gemma\u0000x", "messages": [{"role": "user", "content": "a\u0000b"}]}
+        headers = {"authorization": f"Bearer {token}", "x-plane-datasets": "customer_orders_eu"}
+        odd = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=30)
+        assert odd.status_code == 403  # no endpoint serves that model
+        assert _ask(url, token).status_code == 200
+    assert recorder.refused == 0 and recorder.failures == 0 and not recorder.waiting
+    with psycopg.connect(plane_db) as conn:
+        model = conn.execute(
+            "SELECT model FROM plane.serving_decisions WHERE request_id = %s",
+            (odd.headers["x-plane-request-id"],),
+        ).fetchone()
+    assert model == ("gemma\ufffdx",)
+
+
+def test_a_record_the_database_refuses_is_logged_whole_and_the_rest_written(
+    plane_db, caplog
+) -> None:
+    with psycopg.connect(plane_db) as conn:
+        store.ensure_schema(conn)
+        conn.commit()
+    good = _records(3)
+    bad = dataclasses.replace(good[1], estimated_usd=None, status="placed")  # a CHECK refuses
+    recorder = _recorder(batch_size=3, interval_s=60.0)
+    for record in (good[0], bad, good[2]):
+        recorder.add(record)
+    with caplog.at_level(logging.ERROR, logger="plane.serving.records"):
+        assert recorder.flush()
+    assert recorder.refused == 1 and not recorder.waiting
+    assert set(_rows(plane_db)) == {"req-0", "req-2"}
+    assert "request req-1" in caplog.text and '"status": "placed"' in caplog.text
+
+
 def test_the_chain_verifies_and_a_tampered_record_is_named(plane_db) -> None:
     with psycopg.connect(plane_db) as conn:
         store.ensure_schema(conn)
@@ -371,6 +413,9 @@ def test_a_restarted_gateway_keeps_the_teams_spend(plane_db, runtime, key) -> No
         month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         assert store.usage(conn, month)[TEAM].spent_usd == pytest.approx(100.0)
         assert store.ledger_by_team(conn, [TEAM], month)[TEAM][2] == pytest.approx(100.0)
+        # and the spend view people read (plane/team_spend) shows both
+        view = team_spend(conn, {}, {TEAM: Budget(TEAM, 100.0)}, datetime.now(UTC))
+        assert [(v.team, round(v.spent_usd, 4)) for v in view] == [(TEAM, 100.0)]
     # a gateway that forgot the spend would serve; the restarted one defers on the budget
     forgetful = _gateway(_endpoints(runtime), authenticate)
     with _serving(forgetful) as url:
