@@ -386,6 +386,7 @@ def test_the_chain_verifies_and_a_tampered_record_is_named(plane_db) -> None:
         store.ensure_schema(conn)
         records.write(conn, _records(3))
         assert not verify_chain(conn, "plane.serving_decisions").problems
+    assert plane(["verify-log", "--log", "serving", "--no-anchor"]) == 0
     with psycopg.connect(plane_db, autocommit=True) as conn:
         conn.execute("SET session_replication_role = replica")  # a superuser's edit
         conn.execute(
@@ -393,7 +394,8 @@ def test_the_chain_verifies_and_a_tampered_record_is_named(plane_db) -> None:
         )
     with psycopg.connect(plane_db) as conn:
         problems = verify_chain(conn, "plane.serving_decisions").problems
-    assert problems and "2" in problems[0]
+    assert problems == ["plane.serving_decisions: row 2 was changed after it was written"]
+    assert plane(["verify-log", "--no-anchor"]) == 6  # every log by default, this one included
     with psycopg.connect(plane_db) as conn, pytest.raises(psycopg.errors.RaiseException):
         conn.execute("DELETE FROM plane.serving_decisions")  # append-only
 
