@@ -285,6 +285,48 @@ def _records(n: int) -> list:
     return out
 
 
+class _Broken(_Runtime):
+    """A runtime that answers its probe but fails every completion (HTTP 500)."""
+
+    def do_POST(self) -> None:
+        self.send_response(500)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+
+def test_a_failed_over_request_has_one_record_naming_what_failed(plane_db, runtime, key):
+    token, authenticate = key
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    broken = f"http://127.0.0.1:{server.server_address[1]}"
+    # the broken one is the cheapest (8 slots share the GPU-hour), so it is chosen first
+    bad = Endpoint("eu-a10-bad", "eu-fra-a10", "A10", "llama.cpp", broken, frozenset({MODEL}), 1, 8)
+    recorder = _recorder()
+    gateway = _gateway([bad, *_endpoints(runtime)], authenticate, recorder)
+    try:
+        with _serving(gateway) as url:
+            reply = _ask(url, token)
+    finally:
+        server.shutdown()
+    assert reply.status_code == 200 and reply.headers["x-plane-failed-over"] == "eu-a10-bad"
+    with psycopg.connect(plane_db) as conn:
+        rows = conn.execute(
+            "SELECT request_id, decision_id, endpoint_id, payload->'failed_over', actual_usd"
+            " FROM plane.serving_decisions"
+        ).fetchall()
+    assert rows == [
+        (
+            reply.headers["x-plane-request-id"],
+            reply.headers["x-plane-decision-id"],
+            "eu-a10-1",
+            ["eu-a10-bad"],
+            rows[0][4],
+        )
+    ]
+    assert rows[0][4] is not None  # settled once, by the endpoint that served it
+    assert gateway.reserved_usd[TEAM] == pytest.approx(0.0, abs=1e-12)
+
+
 def test_records_are_written_in_batches_of_one_transaction_each(plane_db) -> None:
     with psycopg.connect(plane_db) as conn:
         store.ensure_schema(conn)
