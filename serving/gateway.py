@@ -44,7 +44,7 @@ from reasoning_plane.serving.endpoints import (
     serving_snapshot,
 )
 from reasoning_plane.serving.records import Settlement, record_of
-from serving.records import Recorder
+from serving.records import Recorder, StreamUsage, token_count
 
 DEFAULT_MAX_TOKENS = 256
 CHARS_PER_TOKEN = 4  # a prompt's tokens, estimated before the runtime counts them
@@ -280,8 +280,9 @@ def create_app(gateway: Gateway) -> Starlette:
             estimate = chosen.cost.total_usd
             gateway.reserve(team, estimate)  # before it is forwarded; settled when it ends
             rate = estimate / chosen.cost.duration_s if chosen.cost.duration_s else 0.0
-            charge = _Charge(gateway, team, estimate, rate, decision, ask, principal.name)
-            charge.failed = tuple(failed)
+            charge = _Charge(
+                gateway, team, estimate, rate, decision, ask, principal.name, tuple(failed)
+            )
             try:
                 return await _forward(gateway, endpoint, request.url.path, body, headers, charge)
             except RuntimeFailed:
@@ -355,56 +356,10 @@ class _Charge:
                 datetime.now(UTC),
                 actual,
                 seconds,
-                _count(usage.get("prompt_tokens")),
-                _count(usage.get("completion_tokens")),
+                token_count(usage.get("prompt_tokens")),
+                token_count(usage.get("completion_tokens")),
             )
             self.gateway.record(self.decision, self.ask, self.principal, self.failed, settlement)
-
-
-def _count(value: object) -> int | None:
-    """A token count the runtime reported, if it is one."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-class _StreamUsage:
-    """The tokens of a streamed answer: the runtime's ``usage`` when a chunk carries one, else
-    one completion token per chunk carrying generated text (llama.cpp, vLLM and Ollama send a
-    chunk per token)."""
-
-    def __init__(self) -> None:
-        self._pending = b""
-        self.chunks = 0
-        self.usage: dict | None = None
-
-    def feed(self, data: bytes) -> None:
-        self._pending += data
-        *events, self._pending = self._pending.replace(b"\r\n", b"\n").split(b"\n\n")
-        for event in events:
-            for line in event.split(b"\n"):
-                if line.startswith(b"data:"):
-                    self._event(line[5:].strip())
-
-    def _event(self, data: bytes) -> None:
-        if not data or data == b"[DONE]":
-            return
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            return
-        if not isinstance(chunk, dict):
-            return
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
-            if isinstance(choice, dict):
-                delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-                if delta.get("content") or choice.get("text"):
-                    self.chunks += 1
-
-    def result(self) -> dict:
-        if self.usage is not None and _count(self.usage.get("completion_tokens")) is not None:
-            return self.usage
-        return {**(self.usage or {}), "completion_tokens": self.chunks}
 
 
 class RuntimeFailed(Exception):
@@ -450,14 +405,14 @@ async def _forward(
             live.in_flight -= 1
             charge.settle(time.perf_counter() - started, usage)
         elapsed = time.perf_counter() - started
-        tokens = _count(usage.get("completion_tokens")) or 0
+        tokens = token_count(usage.get("completion_tokens")) or 0
         if tokens and elapsed > 0:
             live.tokens_per_s = tokens / elapsed
         return Response(content, reply.status_code, headers, media_type="application/json")
 
     async def relay() -> AsyncIterator[bytes]:
         first = True
-        counted = _StreamUsage()
+        counted = StreamUsage()
         try:
             async for chunk in reply.aiter_raw():
                 if first:

@@ -74,6 +74,8 @@ COLUMNS = (
     "snapshot_hash",
     "payload",
 )
+MAX_EVENT_BYTES = 1 << 20  # a server-sent event longer than this is not counted
+
 INSERT = (
     f"INSERT INTO plane.serving_decisions ({', '.join(COLUMNS)})"
     f" VALUES ({', '.join(['%s'] * len(COLUMNS))}) ON CONFLICT DO NOTHING"
@@ -401,6 +403,54 @@ class Recorder:
         """`period_spend` from this recorder's database."""
         with psycopg.connect(self.url) as conn:
             return period_spend(conn, budgets, now)
+
+
+def token_count(value: object) -> int | None:
+    """A token count the runtime reported, if it is one."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+class StreamUsage:
+    """The tokens of a streamed answer: the runtime's ``usage`` when a chunk carries one, else
+    one completion token per chunk carrying generated text (llama.cpp, vLLM and Ollama send a
+    chunk per token)."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self.chunks = 0
+        self.usage: dict | None = None
+
+    def feed(self, data: bytes) -> None:
+        self._pending += data
+        *events, self._pending = self._pending.replace(b"\r\n", b"\n").split(b"\n\n")
+        if len(self._pending) > MAX_EVENT_BYTES:  # not an event stream: not counted
+            self._pending = b""
+        for event in events:
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:"):
+                    self._event(line[5:].strip())
+
+    def _event(self, data: bytes) -> None:
+        if not data or data == b"[DONE]":
+            return
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return
+        if not isinstance(chunk, dict):
+            return
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            if isinstance(choice, dict):
+                delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+                if delta.get("content") or choice.get("text"):
+                    self.chunks += 1
+
+    def result(self) -> dict:
+        if self.usage is not None and token_count(self.usage.get("completion_tokens")) is not None:
+            return self.usage
+        return {**(self.usage or {}), "completion_tokens": self.chunks}
 
 
 def logged(conn: psycopg.Connection, request_or_decision_id: str) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from reasoning_plane.serving.endpoints import (
     serving_snapshot,
 )
 from reasoning_plane.serving.records import Settlement, explain_record, record_of
-from serving.gateway import _StreamUsage
+from serving.records import StreamUsage
 from tests.unit.plane import factory
 
 MODEL = "gemma-3-270m"
@@ -107,11 +107,11 @@ def test_streamed_tokens_are_counted_across_chunk_boundaries_and_usage_wins() ->
         b'data: {"choices":[{"text":"!"}]}\n\n'
         b"data: [DONE]\n\n"
     )
-    counted = _StreamUsage()
+    counted = StreamUsage()
     for k in range(0, len(stream), 7):  # split anywhere, as the network does
         counted.feed(stream[k : k + 7])
     assert counted.result() == {"completion_tokens": 3}
-    with_usage = _StreamUsage()
+    with_usage = StreamUsage()
     with_usage.feed(
         stream + b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":9}}\n\n'
     )
