@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from starlette.applications import Starlette
@@ -170,10 +170,18 @@ class Gateway:
         failed: tuple[str, ...] = (),
         settlement: Settlement | None = None,
     ) -> None:
-        """Hand the request's decision record to the recorder (buffered, written in batches)."""
+        """Hand the request's decision record to the recorder (buffered, written in batches);
+        a served one is decided when it was forwarded, its settlement's seconds ago."""
         if self.recorder is not None:
+            now = datetime.now(UTC)
+            at = now - timedelta(seconds=settlement.seconds) if settlement else now
             record = record_of(
-                decision, ask, principal=principal, failed_over=failed, settlement=settlement
+                decision,
+                ask,
+                principal=principal,
+                failed_over=failed,
+                settlement=settlement,
+                decided_at=at,
             )
             self.recorder.add(record)
 

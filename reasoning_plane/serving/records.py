@@ -14,7 +14,7 @@ runtime counted) in the same row; a deferred or rejected one is written when it 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -41,7 +41,8 @@ class ServingRecord:
 
     request_id: str
     decision_id: str
-    decided_at: datetime
+    decided_at: datetime  # when the gateway decided it
+    snapshot_at: datetime  # the time of the endpoints' snapshot it was decided on
     team: str
     principal: str
     model: str
@@ -70,7 +71,6 @@ class ServingRecord:
     datasets: tuple[str, ...] = ()
     failed_over: tuple[str, ...] = ()  # endpoints that failed it first, in order
     settlement: Settlement | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def actual_usd(self) -> float | None:
@@ -80,15 +80,12 @@ class ServingRecord:
         """Everything, as JSON-ready data (the row's ``payload``)."""
         data = asdict(self)
         data["decided_at"] = self.decided_at.isoformat()
+        data["snapshot_at"] = self.snapshot_at.isoformat()
         data["datasets"] = list(self.datasets)
         data["failed_over"] = list(self.failed_over)
         if self.settlement is not None:
             data["settlement"]["settled_at"] = self.settlement.settled_at.isoformat()
         return data
-
-
-def _endpoint(label_gpu_type: str) -> str:
-    return label_gpu_type  # a serving candidate's pool is named by its endpoint
 
 
 def record_of(
@@ -98,10 +95,13 @@ def record_of(
     principal: str,
     failed_over: tuple[str, ...] = (),
     settlement: Settlement | None = None,
+    decided_at: datetime | None = None,
 ) -> ServingRecord:
     """The record of ``decision`` on ``ask`` (by ``principal``, after ``failed_over`` failed
-    it), settled by ``settlement`` when it was served."""
-    evaluations = decision.evaluations
+    it), settled by ``settlement`` when it was served. ``decided_at``: when the gateway decided
+    (the engine's decision carries its snapshot's time, which a gateway reuses for a probe
+    period); by default that snapshot time."""
+    evaluations = decision.evaluations  # a serving candidate's "GPU type" is its endpoint id
     n = len(evaluations)
     ok = np.asarray(evaluations.feasible_mask(), dtype=bool) if n else np.zeros(0, dtype=bool)
     scores = np.asarray(evaluations.scores(), dtype=np.float64) if n else np.zeros(0)
@@ -114,12 +114,12 @@ def record_of(
     if others.any():
         k = int(np.flatnonzero(others)[np.argmin(scores[others])])
         found = evaluations[k]
-        runner_up, runner_up_usd = _endpoint(found.candidate.gpu_type), found.cost.total_usd
+        runner_up, runner_up_usd = found.candidate.gpu_type, found.cost.total_usd
     fastest = fastest_usd = fastest_ms = fastest_ok = None
     if n:
         k = int(np.argmin(np.asarray(evaluations.latencies(), dtype=np.float64)))
         found = evaluations[k]
-        fastest, fastest_usd = _endpoint(found.candidate.gpu_type), found.cost.total_usd
+        fastest, fastest_usd = found.candidate.gpu_type, found.cost.total_usd
         fastest_ms, fastest_ok = found.cost.latency_ms, bool(ok[k])
     prompt = ask.prompt_tokens
     completion = 0
@@ -130,12 +130,13 @@ def record_of(
     return ServingRecord(
         request_id=ask.request_id,
         decision_id=decision.decision_id,
-        decided_at=decision.decided_at,
+        decided_at=decided_at or decision.decided_at,
+        snapshot_at=decision.decided_at,
         team=ask.team,
         principal=principal,
         model=ask.model,
         status=decision.status,
-        endpoint_id=_endpoint(decision.chosen.gpu_type) if placed and decision.chosen else None,
+        endpoint_id=decision.chosen.gpu_type if placed and decision.chosen else None,
         cluster=decision.chosen.cluster if placed and decision.chosen else None,
         reason=decision.reason,
         runner_up=runner_up,
@@ -207,6 +208,7 @@ def explain_record(row: dict[str, Any]) -> str:
     lines.append(f"  datasets: {datasets}")
     lines.append(
         f"  policy {row['policy_version']}, telemetry snapshot {row['snapshot_hash']}"
+        + (f" of {row['snapshot_at']}" if row.get("snapshot_at") else "")
         + (
             f", chain position {row['chain_pos']} (row hash {str(row['row_hash'])[:16]})"
             if row.get("chain_pos") is not None
