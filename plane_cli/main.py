@@ -44,7 +44,7 @@
                                   as an administrator: the login role of one node's telemetry
                                   agent, or of a cluster's agent DaemonSet (it may write the
                                   samples of that node, or that cluster's nodes, only)
-    plane verify-log [--log decisions|ledger|snapshots|access|catalog]
+    plane verify-log [--log decisions|ledger|snapshots|access|catalog|grants|serving]
                      [--expect-head LOG=POS:HASH] [--no-anchor]
                                   recompute the hash chains of the append-only logs, against
                                   the latest anchor of their heads (PLANE_ANCHOR_DIR) and the
@@ -85,6 +85,7 @@ CHAINED_LOGS = {
     "access": "governance.access_log",
     "catalog": "governance.catalog_history",  # and the current entries against it
     "grants": "governance.read_grants_log",  # and the current read grants against it
+    "serving": "plane.serving_decisions",  # the gateway's decision records
 }
 
 
@@ -293,12 +294,21 @@ def _place(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     from reasoning_plane import store
+    from reasoning_plane.serving.records import explain_record
+    from serving.records import logged as served
 
     with psycopg.connect(database_url(role="plane")) as conn:
         store.ensure_schema(conn)
         logged = store.decision_for(conn, args.id)
+        request = served(conn, args.id) if logged is None else None
+    if request is not None:  # a gateway request (its request or decision id)
+        print(json.dumps(request, indent=2, default=str) if args.json else explain_record(request))
+        return EXIT_OK
     if logged is None:
-        print(f"plane: no decision for run or decision id {args.id!r}", file=sys.stderr)
+        print(
+            f"plane: no decision for run, decision or serving request id {args.id!r}",
+            file=sys.stderr,
+        )
         return EXIT_NOT_FOUND
     print(json.dumps(logged.payload, indent=2) if args.json else logged.explanation)
     return EXIT_OK
@@ -821,7 +831,9 @@ def _placement_commands(sub) -> None:
     place.add_argument("--json", action="store_true")
     place.set_defaults(func=_place)
 
-    exp = sub.add_parser("explain", help="the logged decision of a run or decision id")
+    exp = sub.add_parser(
+        "explain", help="the logged decision of a run, decision or gateway request id"
+    )
     exp.add_argument("id")
     exp.add_argument("--json", action="store_true")
     exp.set_defaults(func=_explain)

@@ -598,6 +598,9 @@ class LazyEvaluations(Evaluations):
     def scores(self) -> np.ndarray:
         return self._prep.score
 
+    def latencies(self) -> np.ndarray:
+        return self._prep.latency
+
     def rule_counts(self) -> dict[str, int]:
         """Candidates rejected per rule (one candidate may count under several rules)."""
         counts: dict[str, int] = {}

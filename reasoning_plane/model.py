@@ -283,6 +283,10 @@ class Evaluations(Sequence[Evaluation]):
     @abstractmethod
     def rule_counts(self) -> dict[str, int]: ...
 
+    def latencies(self) -> np.ndarray:
+        """Every candidate's latency (ms), as its cost breakdown says."""
+        return np.array([e.cost.latency_ms for e in self], dtype=np.float64)
+
     def subset(self, positions: Sequence[int]) -> list[Evaluation]:
         return [self[k] for k in positions]
 

@@ -162,7 +162,58 @@ END $$;
 """
 
 
-CHAINED = ("plane.decisions", "plane.ledger", "plane.snapshots")  # see data_plane.hash_chain
+# Step 3 (issue 15): one decision record per gateway request (`reasoning_plane.serving.records`),
+# written in batches off the request path (`serving.records.Recorder`), append-only and chained.
+# A placed request's row is written when it has ended, with its settlement (actual cost, tokens),
+# so no row is ever updated; its settled cost counts in the team's spend with the batch ledger's.
+SERVING_DDL = """
+CREATE TABLE IF NOT EXISTS plane.serving_decisions (
+    request_id         text PRIMARY KEY,
+    decision_id        text NOT NULL,
+    decided_at         timestamptz NOT NULL,
+    recorded_at        timestamptz NOT NULL DEFAULT now(),
+    team               text NOT NULL,
+    principal          text NOT NULL,
+    model              text NOT NULL,
+    status             text NOT NULL CHECK (status IN ('placed', 'deferred', 'rejected')),
+    endpoint_id        text,
+    cluster            text,
+    reason             text NOT NULL,
+    runner_up          text,
+    runner_up_usd      double precision,
+    fastest_endpoint   text,
+    fastest_usd        double precision,
+    fastest_feasible   boolean,
+    estimated_usd      double precision,
+    actual_usd         double precision,
+    settled_at         timestamptz,
+    prompt_tokens      integer NOT NULL CHECK (prompt_tokens >= 0),
+    completion_tokens  integer NOT NULL CHECK (completion_tokens >= 0),
+    rejected_by_rule   jsonb NOT NULL,
+    policy_version     text NOT NULL,
+    snapshot_hash      text NOT NULL,
+    payload            jsonb NOT NULL,
+    CHECK ((status = 'placed') = (estimated_usd IS NOT NULL)),
+    CHECK ((actual_usd IS NULL) = (settled_at IS NULL)),
+    CHECK (actual_usd IS NULL OR status = 'placed')
+);
+CREATE INDEX IF NOT EXISTS serving_decisions_decided
+    ON plane.serving_decisions (decided_at, model);
+CREATE INDEX IF NOT EXISTS serving_decisions_team_settled
+    ON plane.serving_decisions (team, settled_at) WHERE actual_usd IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS serving_decisions_decision_id
+    ON plane.serving_decisions (decision_id);
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'serving_decisions_append_only') THEN
+        CREATE TRIGGER serving_decisions_append_only
+            BEFORE UPDATE OR DELETE ON plane.serving_decisions
+            FOR EACH ROW EXECUTE FUNCTION plane.refuse_change();
+    END IF;
+END $$;
+"""
+
+# see data_plane.hash_chain
+CHAINED = ("plane.decisions", "plane.ledger", "plane.snapshots", "plane.serving_decisions")
 
 # Who may do what on plane.* (data_plane.roles). No service role owns a table, so none can
 # truncate, disable a trigger or change a table.
@@ -217,6 +268,9 @@ GRANTS = [
         f" plane.requests TO {PLANE}",
     ),
     (PLANE, f"GRANT UPDATE (status, decision_id, updated_at) ON plane.requests TO {PLANE}"),
+    # the gateway (role plane) appends decision records; a steward reads them
+    (PLANE, f"GRANT INSERT ON plane.serving_decisions TO {PLANE}"),
+    (STEWARD, f"GRANT SELECT ON plane.serving_decisions TO {STEWARD}"),
     (PLANE, f"GRANT USAGE ON SEQUENCE plane.ledger_id_seq TO {PLANE}"),
     # claims only through the function, and only by the plane (launcher, `plane run`)
     (PLANE, f"GRANT EXECUTE ON FUNCTION plane.claim_decision(text, text) TO {PLANE}"),
@@ -267,7 +321,7 @@ def _finish(conn: psycopg.Connection) -> None:
 SCHEMA = Schema(
     unit="plane",
     probe="plane.decisions",
-    steps=(DDL, REQUEST_STATUS),
+    steps=(DDL, REQUEST_STATUS, SERVING_DDL),
     finish=_finish,
     extra=(ROLES_DDL, GRANTS, CHAINED),
 )
@@ -535,20 +589,38 @@ def release_superseded(conn: psycopg.Connection, run_keys: Sequence[str], before
     return cur.rowcount
 
 
+# The settled cost of served requests per team since %(since)s: a CTE of `usage` and
+# `ledger_by_team` (the budget rule and the spend view count serving as batch work).
+_SERVED = """served AS (
+            SELECT team, sum(actual_usd) AS spent
+            FROM plane.serving_decisions
+            WHERE actual_usd IS NOT NULL AND settled_at >= %(since)s
+            GROUP BY team
+        )"""
+
+
 def usage(conn: psycopg.Connection, period_start: datetime) -> dict[str, TeamUsage]:
-    """Per team: GPUs and USD held by open reservations, and USD settled since period_start."""
+    """Per team: GPUs and USD held by open reservations, and USD settled since period_start:
+    batch runs (``plane.ledger``) and served requests (``plane.serving_decisions``) alike, so
+    one budget covers both."""
     rows = conn.execute(
-        """
-        SELECT r.team,
-               coalesce(sum(r.gpus) FILTER (WHERE c.decision_id IS NULL), 0),
-               coalesce(sum(r.usd) FILTER (WHERE c.decision_id IS NULL), 0),
-               coalesce(sum(c.usd) FILTER (WHERE c.kind = 'settle' AND c.at >= %s), 0)
-        FROM plane.ledger r
-        LEFT JOIN plane.ledger c ON c.decision_id = r.decision_id AND c.kind <> 'reserve'
-        WHERE r.kind = 'reserve'
-        GROUP BY r.team
+        f"""
+        WITH batch AS (
+            SELECT r.team,
+                   coalesce(sum(r.gpus) FILTER (WHERE c.decision_id IS NULL), 0) AS gpus,
+                   coalesce(sum(r.usd) FILTER (WHERE c.decision_id IS NULL), 0) AS reserved,
+                   coalesce(sum(c.usd) FILTER (WHERE c.kind = 'settle' AND c.at >= %(since)s), 0)
+                       AS spent
+            FROM plane.ledger r
+            LEFT JOIN plane.ledger c ON c.decision_id = r.decision_id AND c.kind <> 'reserve'
+            WHERE r.kind = 'reserve'
+            GROUP BY r.team
+        ), {_SERVED}
+        SELECT coalesce(b.team, s.team), coalesce(b.gpus, 0), coalesce(b.reserved, 0),
+               coalesce(b.spent, 0) + coalesce(s.spent, 0)
+        FROM batch b FULL JOIN served s ON s.team = b.team
         """,
-        (period_start,),
+        {"since": period_start},
     ).fetchall()
     return {t: TeamUsage(t, int(g), float(res), float(spent)) for t, g, res, spent in rows}
 
@@ -557,6 +629,7 @@ def teams_logged(conn: psycopg.Connection) -> set[str]:
     """Every team the ledger or the decision log names."""
     rows = conn.execute(
         "SELECT team FROM plane.ledger UNION SELECT team FROM plane.decisions"
+        " UNION SELECT team FROM plane.serving_decisions"
     ).fetchall()
     return {r[0] for r in rows}
 
@@ -564,19 +637,28 @@ def teams_logged(conn: psycopg.Connection) -> set[str]:
 def ledger_by_team(
     conn: psycopg.Connection, teams: Sequence[str], since: datetime
 ) -> dict[str, tuple[int, float, float, int]]:
-    """Per team of ``teams`` with ledger rows: (GPUs held by open reservations, USD reserved by
-    them, USD settled since ``since``, runs settled since ``since``)."""
+    """Per team of ``teams`` with ledger rows or served requests: (GPUs held by open
+    reservations, USD reserved by them, USD settled since ``since`` by runs and served requests,
+    runs settled since ``since``)."""
     rows = conn.execute(
-        """
-        SELECT r.team,
-               coalesce(sum(r.gpus) FILTER (WHERE c.decision_id IS NULL), 0),
-               coalesce(sum(r.usd) FILTER (WHERE c.decision_id IS NULL), 0),
-               coalesce(sum(c.usd) FILTER (WHERE c.kind = 'settle' AND c.at >= %(since)s), 0),
-               count(c.decision_id) FILTER (WHERE c.kind = 'settle' AND c.at >= %(since)s)
-        FROM plane.ledger r
-        LEFT JOIN plane.ledger c ON c.decision_id = r.decision_id AND c.kind <> 'reserve'
-        WHERE r.kind = 'reserve' AND r.team = ANY(%(teams)s)
-        GROUP BY r.team
+        f"""
+        WITH batch AS (
+            SELECT r.team,
+                   coalesce(sum(r.gpus) FILTER (WHERE c.decision_id IS NULL), 0) AS gpus,
+                   coalesce(sum(r.usd) FILTER (WHERE c.decision_id IS NULL), 0) AS reserved,
+                   coalesce(sum(c.usd) FILTER (WHERE c.kind = 'settle' AND c.at >= %(since)s), 0)
+                       AS spent,
+                   count(c.decision_id) FILTER (WHERE c.kind = 'settle' AND c.at >= %(since)s)
+                       AS settled
+            FROM plane.ledger r
+            LEFT JOIN plane.ledger c ON c.decision_id = r.decision_id AND c.kind <> 'reserve'
+            WHERE r.kind = 'reserve' AND r.team = ANY(%(teams)s)
+            GROUP BY r.team
+        ), {_SERVED}
+        SELECT coalesce(b.team, s.team), coalesce(b.gpus, 0), coalesce(b.reserved, 0),
+               coalesce(b.spent, 0) + coalesce(s.spent, 0), coalesce(b.settled, 0)
+        FROM batch b FULL JOIN (SELECT * FROM served WHERE team = ANY(%(teams)s)) s
+            ON s.team = b.team
         """,
         {"since": since, "teams": list(teams)},
     ).fetchall()

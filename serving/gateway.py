@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from starlette.applications import Starlette
@@ -45,6 +46,8 @@ from reasoning_plane.serving.endpoints import (
     serving_policy,
     serving_snapshot,
 )
+from reasoning_plane.serving.records import Settlement, record_of
+from serving.records import Recorder, StreamUsage, token_count
 from serving.retrieval import (
     RetrievalAsk,
     RetrievalRequestError,
@@ -101,6 +104,7 @@ class Gateway:
     retriever: Retriever | None = None  # the retrieval step a request may ask the gateway for
     retrieve_with_key: bool = True  # the stores read as the caller's key (database-checked)
     _snapshots: dict = field(default_factory=dict)
+    recorder: Recorder | None = None  # decision records (serving.records); None: not recorded
     client: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=60.0))
 
     async def probe(self) -> None:
@@ -181,6 +185,29 @@ class Gateway:
         self.live.setdefault(endpoint.endpoint_id, Live()).observed_at = None
         self.generation += 1
 
+    def record(
+        self,
+        decision: Decision,
+        ask: InferenceRequest,
+        principal: str,
+        failed: tuple[str, ...] = (),
+        settlement: Settlement | None = None,
+    ) -> None:
+        """Hand the request's decision record to the recorder (buffered, written in batches);
+        a served one is decided when it was forwarded, its settlement's seconds ago."""
+        if self.recorder is not None:
+            now = datetime.now(UTC)
+            at = now - timedelta(seconds=settlement.seconds) if settlement else now
+            record = record_of(
+                decision,
+                ask,
+                principal=principal,
+                failed_over=failed,
+                settlement=settlement,
+                decided_at=at,
+            )
+            self.recorder.add(record)
+
     def reserve(self, team: str, usd: float) -> None:
         self.reserved_usd[team] = self.reserved_usd.get(team, 0.0) + usd
 
@@ -232,8 +259,6 @@ def _ask(
 
 
 def create_app(gateway: Gateway) -> Starlette:
-    counter = iter(range(1, 10**12))
-
     async def models(request: Request) -> Response:
         names = sorted({m for e in gateway.endpoints for m in e.models})
         return JSONResponse(
@@ -268,16 +293,30 @@ def create_app(gateway: Gateway) -> Starlette:
         body = with_context(body, hits)
         context = context_datasets(hits)
         priority = gateway.priorities.get(team, 100)
-        ask = _ask(body, request, team, f"gw-{next(counter)}", priority, context)
+        # unique across restarts and replicas: the decision log is keyed by it
+        ask = _ask(body, request, team, f"gw-{uuid.uuid4().hex}", priority, context)
+        if gateway.recorder is not None and not gateway.recorder.has_room():
+            # fail closed: no request is served that the decision log cannot record
+            waiting = gateway.recorder.waiting
+            return _error(
+                503,
+                f"the decision log is not being written ({waiting} records waiting): "
+                "no request is admitted until it is",
+                **{"retry-after": "5"},
+            )
         failed: list[str] = []
         while True:
             decision = gateway.decide(ask)
-            headers = {"x-plane-decision-id": decision.decision_id}
+            headers = {
+                "x-plane-decision-id": decision.decision_id,
+                "x-plane-request-id": ask.request_id,
+            }
             if wanted is not None:
                 headers["x-plane-context-datasets"] = ",".join(context)
             if failed:
                 headers["x-plane-failed-over"] = ",".join(failed)
             if decision.status != PLACED:
+                gateway.record(decision, ask, principal.name, tuple(failed))
                 why = decision.reason
                 if failed:
                     why = f"{', '.join(failed)} failed; no other endpoint may serve it: {why}"
@@ -291,7 +330,9 @@ def create_app(gateway: Gateway) -> Starlette:
             estimate = chosen.cost.total_usd
             gateway.reserve(team, estimate)  # before it is forwarded; settled when it ends
             rate = estimate / chosen.cost.duration_s if chosen.cost.duration_s else 0.0
-            charge = _Charge(gateway, team, estimate, rate)
+            charge = _Charge(
+                gateway, team, estimate, rate, decision, ask, principal.name, tuple(failed)
+            )
             try:
                 return await _forward(gateway, endpoint, request.url.path, body, headers, charge)
             except RuntimeFailed:
@@ -320,29 +361,55 @@ def _probing(gateway: Gateway, every_s: float = 2.0):
                 await gateway.probe()
                 await asyncio.sleep(every_s)
 
+        recorder = gateway.recorder
+        if recorder is not None:
+            recorder.start()
+            # the period's spend so far (batch and serving), kept current: a restart keeps
+            # each budget spent, and batch work spends the same budget meanwhile
+            recorder.follow(gateway.spent_usd, gateway.budgets, asyncio.get_running_loop())
         task = asyncio.create_task(loop())
         try:
             yield
         finally:
             task.cancel()
+            if recorder is not None:
+                recorder.close()  # writes what is buffered
 
     return lifespan
 
 
 @dataclass
 class _Charge:
-    """A request's budget reservation, settled once at what its GPU time actually cost."""
+    """A request's budget reservation, settled once at what its GPU time actually cost; a
+    served request's decision record is written with its settlement."""
 
     gateway: Gateway
     team: str
     reserved: float
     usd_per_s: float
+    decision: Decision | None = None
+    ask: InferenceRequest | None = None
+    principal: str = ""
+    failed: tuple[str, ...] = ()
     settled: bool = False
 
-    def settle(self, seconds: float) -> None:
-        if not self.settled:
-            self.settled = True
-            self.gateway.settle(self.team, self.reserved, self.usd_per_s * seconds)
+    def settle(self, seconds: float, usage: Mapping | None = None, served: bool = True) -> None:
+        """``served``: False when the runtime failed it (released: the request fails over)."""
+        if self.settled:
+            return
+        self.settled = True
+        actual = self.usd_per_s * seconds if served else 0.0
+        self.gateway.settle(self.team, self.reserved, actual)
+        if served and self.decision is not None and self.ask is not None:
+            usage = usage or {}
+            settlement = Settlement(
+                datetime.now(UTC),
+                actual,
+                seconds,
+                token_count(usage.get("prompt_tokens")),
+                token_count(usage.get("completion_tokens")),
+            )
+            self.gateway.record(self.decision, self.ask, self.principal, self.failed, settlement)
 
 
 class RuntimeFailed(Exception):
@@ -371,35 +438,41 @@ async def _forward(
             raise RuntimeFailed(f"{endpoint.endpoint_id}: HTTP {reply.status_code}")
     except (httpx.HTTPError, RuntimeFailed) as exc:
         live.in_flight -= 1
-        charge.settle(0.0)  # nothing was served: the reservation is released
+        charge.settle(0.0, served=False)  # nothing was served: the reservation is released
         raise RuntimeFailed(str(exc)) from exc
     if not body.get("stream"):
+        content = b""
+        usage: dict = {}
         try:
             content = await reply.aread()
+            try:
+                found = json.loads(content).get("usage")
+                usage = found if isinstance(found, dict) else {}
+            except (ValueError, AttributeError):
+                usage = {}
         finally:
             await reply.aclose()
             live.in_flight -= 1
-            charge.settle(time.perf_counter() - started)
+            charge.settle(time.perf_counter() - started, usage)
         elapsed = time.perf_counter() - started
-        try:
-            tokens = (json.loads(content).get("usage") or {}).get("completion_tokens") or 0
-        except ValueError:
-            tokens = 0
+        tokens = token_count(usage.get("completion_tokens")) or 0
         if tokens and elapsed > 0:
             live.tokens_per_s = tokens / elapsed
         return Response(content, reply.status_code, headers, media_type="application/json")
 
     async def relay() -> AsyncIterator[bytes]:
         first = True
+        counted = StreamUsage()
         try:
             async for chunk in reply.aiter_raw():
                 if first:
                     live.ttft_ms = (time.perf_counter() - started) * 1000
                     first = False
+                counted.feed(chunk)
                 yield chunk
         finally:
             await reply.aclose()
             live.in_flight -= 1
-            charge.settle(time.perf_counter() - started)
+            charge.settle(time.perf_counter() - started, counted.result())
 
     return StreamingResponse(relay(), headers=headers, media_type="text/event-stream")

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from data_plane import access_log, catalog_store, credentials, migrations, model_registry, roles
-from data_plane.hash_chain import verify_chain
+from data_plane.hash_chain import ensure_chain, is_chained, verify_chain
 from plane_cli.migrate import migrate
 from reasoning_plane import store
 from resources.database import database_url
@@ -121,6 +121,45 @@ def test_a_changed_column_reaches_a_database_that_already_has_the_table(previous
             "INSERT INTO plane.requests (request_id, payload, status) VALUES ('x', '{}', 'bogus')"
         )
     conn.rollback()
+
+
+def test_a_database_of_the_last_release_gets_the_serving_decision_log(previous_release) -> None:
+    """Issue 15 adds ``plane.serving_decisions`` as step 3 of ``plane``: a database at step 2
+    (the last release, with batch rows and a chained ledger) gets the table, chained, with
+    the gateway's grant, and its old rows and chains still verify."""
+    conn = previous_release
+    last = migrations.Schema(
+        unit="plane",
+        probe="plane.decisions",
+        steps=store.SCHEMA.steps[:2],
+        finish=lambda c: [ensure_chain(c, t) for t in store.CHAINED if "serving" not in t],
+    )
+    migrations.apply_pending(conn, last)
+    conn.commit()
+    assert conn.execute("SELECT to_regclass('plane.serving_decisions')").fetchone() == (None,)
+    assert migrations.apply_pending(conn, store.SCHEMA) == 1  # the one new step
+    conn.commit()
+    assert conn.execute("SELECT count(*) FROM plane.ledger").fetchone() == (1,)
+    for table in store.CHAINED:
+        assert is_chained(conn, table) and not verify_chain(conn, table).problems
+    with _connect_as("plane") as gateway:
+        store.ensure_schema(gateway)  # at this code's version
+        assert gateway.execute(
+            "SELECT has_table_privilege('plane.serving_decisions', 'INSERT')"
+        ).fetchone() == (True,)
+        # the residency planner's demand query runs on it
+        assert (
+            gateway.execute(
+                "SELECT model, count(*), sum(prompt_tokens), sum(completion_tokens)"
+                " FROM plane.serving_decisions WHERE decided_at > now() - interval '1 day'"
+                " GROUP BY model"
+            ).fetchall()
+            == []
+        )
+    with _connect_as("worker") as worker:
+        assert worker.execute(
+            "SELECT has_table_privilege('plane.serving_decisions', 'INSERT')"
+        ).fetchone() == (False,)
 
 
 def test_a_service_refuses_to_run_on_the_previous_releases_schema(
