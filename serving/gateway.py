@@ -1,16 +1,21 @@
 """The gateway: one OpenAI-compatible endpoint whose every request the Reasoning Plane places.
 
-``POST /v1/chat/completions`` and ``/v1/completions`` (streaming with server-sent events), and
-``GET /v1/models``. Per request:
+``POST /v1/chat/completions``, ``/v1/completions`` (streaming with server-sent events) and
+``/v1/embeddings``, ``GET /v1/models``, and ``GET /healthz`` for probes. Per request:
 
 1. the caller is who its API key says (`data_plane.credentials`), never what it claims; its team
    is one of that principal's teams (``x-plane-team`` chooses among them);
 2. the data it carries is named by ``x-plane-datasets``; its residency and classification come
    from the catalog, and a dataset the catalog does not hold is the most restrictive;
-3. `reasoning_plane.serving.endpoints` places it by the rule engine over the endpoints serving the
+3. the Cedar policies decide whether the principal may use the model (`serving.authorization`,
+   cached per principal, model facts and policy version); a denial is 403 with the rules' reason.
+   A request may be answered by an allowed equivalent of its model (the serving configuration's),
+   one the principal may use too; ``x-plane-model`` names the model that answered;
+4. `reasoning_plane.serving.endpoints` places it by the rule engine over the endpoints serving the
    model, from the gateway's own live view of them (requests in flight, measured time to first
-   token and decode rate, a probe of each runtime);
-4. a placed request is forwarded to its endpoint; a rejected one gets 403 with the reason (never
+   token and decode rate, a probe of each runtime), under the caller's ``x-slo-ttft-ms`` or else
+   its team's default SLO;
+5. a placed request is forwarded to its endpoint; a rejected one gets 403 with the reason (never
    served elsewhere), a deferred one 429 with ``Retry-After``. Every response names its decision
    (``x-plane-decision-id``, ``x-plane-endpoint``).
 
@@ -32,6 +37,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from data_plane.access import Principal
+from reasoning_plane.config.serving import PATHS_OF_KIND
 from reasoning_plane.model import DEFERRED, PLACED, Budget, Decision, Fleet, TeamUsage
 from reasoning_plane.policy import PlacementPolicy
 from reasoning_plane.serving.endpoints import (
@@ -39,9 +45,12 @@ from reasoning_plane.serving.endpoints import (
     EndpointSample,
     InferenceRequest,
     place_request,
+    served_model,
     serving_policy,
     serving_snapshot,
+    team_slo,
 )
+from serving.authorization import ModelAccess, refusal
 
 DEFAULT_MAX_TOKENS = 256
 CHARS_PER_TOKEN = 4  # a prompt's tokens, estimated before the runtime counts them
@@ -90,6 +99,13 @@ class Gateway:
     reserved_usd: dict[str, float] = field(default_factory=dict)  # per team, in flight
     _snapshots: dict = field(default_factory=dict)
     client: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=60.0))
+    access: ModelAccess | None = None  # Cedar's use_model; None only where no policy applies
+    kinds: Mapping[str, str] = field(default_factory=dict)  # model -> chat/completion/embedding
+    equivalents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # allowed, per model
+    slo_ttft_ms: Mapping[str, float] = field(default_factory=dict)  # per team, the default SLO
+    probe_interval_s: float = 2.0
+    refresh: Callable[[], None] | None = None  # reloads catalog/policies; run off the event loop
+    usage_tokens: dict[str, int] = field(default_factory=dict)  # per team, as runtimes counted
 
     async def probe(self) -> None:
         """Ask each runtime which models it has (``GET /v1/models``) and how fast it answers."""
@@ -107,12 +123,13 @@ class Gateway:
             live.ttft_ms = min(live.ttft_ms, (time.perf_counter() - started) * 1000)
         self.generation += 1
 
-    def decide(self, ask: InferenceRequest) -> Decision:
+    def decide(self, ask: InferenceRequest, equivalents: tuple[str, ...] = ()) -> Decision:
         """Place ``ask`` on the snapshot of the last probe (built once per probe and model; a
         snapshot older than the telemetry age limit is built again, so a dead probe loop ends
-        in stale telemetry, not in trust), the requests in flight taking their slots."""
+        in stale telemetry, not in trust), the requests in flight taking their slots. The
+        candidates are the endpoints serving the model or one of ``equivalents``."""
         now = datetime.now(UTC)
-        key = (ask.model, self.generation)
+        key = (ask.model, equivalents, self.generation)
         snapshot = self._snapshots.get(key)
         too_old = self.policy.max_telemetry_age_s
         if snapshot is None or (now - snapshot.now).total_seconds() > too_old:
@@ -130,6 +147,7 @@ class Gateway:
                 usage={t: TeamUsage(t) for t in self.budgets},
                 catalog=self.catalog(),
                 now=now,
+                equivalents=equivalents,
             )
             self._snapshots = {key: snapshot}
         in_flight = {
@@ -158,6 +176,25 @@ class Gateway:
         self.live.setdefault(endpoint.endpoint_id, Live()).observed_at = None
         self.generation += 1
 
+    def allowed_models(self, principal: Principal, model: str) -> tuple[str, tuple[str, ...]]:
+        """``("", equivalents the principal may use)`` when it may use ``model``, else the
+        refusal. Without `access` (no policy configured) every model is allowed."""
+        equivalents = tuple(self.equivalents.get(model, ()))
+        if self.access is None:
+            return "", equivalents
+        decision = self.access.decide(principal, model)
+        if not decision.allowed:
+            return refusal(decision), ()
+        return "", tuple(m for m in equivalents if self.access.decide(principal, m).allowed)
+
+    def count(self, team: str, usage: Mapping) -> None:
+        """Add a response's ``usage`` (as the runtime counted it) to its team's tokens."""
+        total = usage.get("total_tokens")
+        if not isinstance(total, int):
+            total = sum(v for k, v in usage.items() if k.endswith("_tokens") and type(v) is int)
+        if isinstance(total, int) and total > 0:
+            self.usage_tokens[team] = self.usage_tokens.get(team, 0) + total
+
     def reserve(self, team: str, usd: float) -> None:
         self.reserved_usd[team] = self.reserved_usd.get(team, 0.0) + usd
 
@@ -182,26 +219,41 @@ def _team(principal: Principal, asked: str | None) -> str:
     return teams[0]
 
 
-def _ask(body: dict, request: Request, team: str, rid: str, priority: int) -> InferenceRequest:
-    text = json.dumps(body.get("messages") or body.get("prompt") or "")
+def _ask(
+    body: dict, request: Request, team: str, rid: str, priority: int, slos: Mapping[str, float]
+) -> InferenceRequest:
+    """The request as the engine places it; its SLO the caller's ``x-slo-ttft-ms``, else the
+    team's default (``slos``); its priority the team's (never the caller's)."""
+    embedding = request.url.path == "/v1/embeddings"
+    text = json.dumps(body.get("messages") or body.get("prompt") or body.get("input") or "")
     datasets = tuple(
         d.strip() for d in request.headers.get("x-plane-datasets", "").split(",") if d.strip()
     )
     slo = request.headers.get("x-slo-ttft-ms")
+    asked = float(slo) if slo else None
+    if asked is not None and not 0 < asked < float("inf"):
+        raise ValueError(f"x-slo-ttft-ms: must be a positive number of ms, got {slo!r}")
     return InferenceRequest(
         request_id=rid,
         team=team,
         model=str(body.get("model", "")),
         prompt_tokens=max(len(text) // CHARS_PER_TOKEN, 1),
-        max_tokens=int(body.get("max_tokens") or DEFAULT_MAX_TOKENS),
+        max_tokens=0 if embedding else int(body.get("max_tokens") or DEFAULT_MAX_TOKENS),
         datasets=datasets,
         priority=priority,  # the team's, from the gateway's configuration, not the caller's
-        slo_ttft_ms=float(slo) if slo else None,
+        slo_ttft_ms=team_slo(asked, team, slos),
     )
 
 
 def create_app(gateway: Gateway) -> Starlette:
     counter = iter(range(1, 10**12))
+
+    async def health(request: Request) -> Response:
+        """Readiness: the process serves, and says how many endpoints its last probe trusted."""
+        trusted = sum(1 for live in gateway.live.values() if live.observed_at is not None)
+        return JSONResponse(
+            {"status": "ok", "endpoints": len(gateway.endpoints), "trusted": trusted}
+        )
 
     async def models(request: Request) -> Response:
         names = sorted({m for e in gateway.endpoints for m in e.models})
@@ -227,11 +279,25 @@ def create_app(gateway: Gateway) -> Starlette:
             return _error(400, "the body is not JSON")
         if not isinstance(body, dict) or not body.get("model"):
             return _error(400, "model: required")
+        model = str(body["model"])
+        path = request.url.path
+        if gateway.kinds:
+            kind = gateway.kinds.get(model)
+            if kind is None:
+                return _error(404, f"model {model!r} is not served here (GET /v1/models)")
+            if path not in PATHS_OF_KIND[kind]:
+                return _error(400, f"model {model!r} is a {kind} model: not served on {path}")
+        refused, equivalents = gateway.allowed_models(principal, model)
+        if refused:
+            return _error(403, refused)
         priority = gateway.priorities.get(team, 100)
-        ask = _ask(body, request, team, f"gw-{next(counter)}", priority)
+        try:
+            ask = _ask(body, request, team, f"gw-{next(counter)}", priority, gateway.slo_ttft_ms)
+        except (TypeError, ValueError) as exc:
+            return _error(400, str(exc))
         failed: list[str] = []
         while True:
-            decision = gateway.decide(ask)
+            decision = gateway.decide(ask, equivalents)
             headers = {"x-plane-decision-id": decision.decision_id}
             if failed:
                 headers["x-plane-failed-over"] = ",".join(failed)
@@ -244,6 +310,9 @@ def create_app(gateway: Gateway) -> Starlette:
                 return _error(403, why, **headers)
             endpoint = gateway.endpoint(decision.chosen.gpu_type)
             headers["x-plane-endpoint"] = endpoint.endpoint_id
+            served = served_model(endpoint, model, equivalents) or model
+            headers["x-plane-model"] = served  # the model that answers (an equivalent, maybe)
+            forwarded = body if served == model else {**body, "model": served}
             chosen = decision.chosen_evaluation
             assert chosen is not None
             estimate = chosen.cost.total_usd
@@ -251,7 +320,7 @@ def create_app(gateway: Gateway) -> Starlette:
             rate = estimate / chosen.cost.duration_s if chosen.cost.duration_s else 0.0
             charge = _Charge(gateway, team, estimate, rate)
             try:
-                return await _forward(gateway, endpoint, request.url.path, body, headers, charge)
+                return await _forward(gateway, endpoint, path, forwarded, headers, charge)
             except RuntimeFailed:
                 # Not trusted until its next probe; the request is decided again by the same
                 # rules, so it fails over only to another endpoint that may serve it.
@@ -262,19 +331,27 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/chat/completions", completions, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/embeddings", completions, methods=["POST"]),
+        Route("/healthz", health, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=_probing(gateway))
+    return Starlette(routes=routes, lifespan=_probing(gateway, gateway.probe_interval_s))
 
 
 def _probing(gateway: Gateway, every_s: float = 2.0):
     """Probe the runtimes while the app runs, so their samples stay fresh."""
     import asyncio
     import contextlib
+    import logging
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async def loop() -> None:
             while True:
+                if gateway.refresh is not None:
+                    try:  # the catalog and policies: blocking I/O, so off the event loop
+                        await asyncio.to_thread(gateway.refresh)
+                    except Exception as exc:  # keep serving on the last good ones
+                        logging.getLogger(__name__).warning("refresh failed: %s", exc)
                 await gateway.probe()
                 await asyncio.sleep(every_s)
 
@@ -340,8 +417,11 @@ async def _forward(
             charge.settle(time.perf_counter() - started)
         elapsed = time.perf_counter() - started
         try:
-            tokens = (json.loads(content).get("usage") or {}).get("completion_tokens") or 0
-        except ValueError:
+            usage = json.loads(content).get("usage") or {}
+            tokens = usage.get("completion_tokens") or 0
+            if reply.status_code < 400:
+                gateway.count(charge.team, usage)
+        except (ValueError, AttributeError):
             tokens = 0
         if tokens and elapsed > 0:
             live.tokens_per_s = tokens / elapsed
