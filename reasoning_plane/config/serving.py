@@ -136,7 +136,7 @@ class ServingFile(ConfigModel):
                 if other not in kinds:
                     fail(f"{other!r} is not a model of this file (models)", at)
                 if kinds[other] != m.kind:
-                    fail(f"{other!r} is a {kinds[other]} model, {m.name!r} a {m.kind} one", at)
+                    fail(f"{other!r} is of kind {kinds[other]}, {m.name!r} of kind {m.kind}", at)
         for i, e in enumerate(self.endpoints):
             for j, model in enumerate(e.models):
                 if model not in kinds:
