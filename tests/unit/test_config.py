@@ -21,9 +21,9 @@ from data_plane.errors import InputFileError
 from data_plane.policy import load_policy as load_governance
 from data_plane.retrieval import load_store_config
 from data_plane.sources import load_source_catalog
-from reasoning_plane.config.serving import load_serving
 from reasoning_plane.config.schemas import FILES, SCHEMA_DIR, schemas, stale, write
 from reasoning_plane.config.schemas import main as schemas_main
+from reasoning_plane.config.serving import load_serving
 from reasoning_plane.inputs import (
     load_budgets,
     load_fleet,
