@@ -290,6 +290,15 @@ def create_app(gateway: Gateway) -> Starlette:
         refused, equivalents = gateway.allowed_models(principal, model)
         if refused:
             return _error(403, refused)
+        if not any(served_model(e, model, equivalents) for e in gateway.endpoints):
+            withheld = [m for m in gateway.equivalents.get(model, ()) if m not in equivalents]
+            if withheld:  # only equivalents the policies refuse this principal serve it
+                return _error(
+                    403,
+                    f"no endpoint serves {model!r}, and {principal.name} may not use its "
+                    f"equivalents {withheld}",
+                )
+            return _error(503, f"no endpoint serves {model!r}")
         priority = gateway.priorities.get(team, 100)
         try:
             ask = _ask(body, request, team, f"gw-{next(counter)}", priority, gateway.slo_ttft_ms)
