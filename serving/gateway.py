@@ -24,6 +24,7 @@ Starlette (the ASGI toolkit under FastAPI) and httpx; uvicorn serves it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -149,7 +150,10 @@ class Gateway:
                 now=now,
                 equivalents=equivalents,
             )
-            self._snapshots = {key: snapshot}
+            # this probe's snapshots, one per model (and allowed equivalents) asked
+            fresh = {k: v for k, v in self._snapshots.items() if k[-1] == self.generation}
+            fresh[key] = snapshot
+            self._snapshots = fresh
         in_flight = {
             (e.cluster, e.endpoint_id): self.live[e.endpoint_id].in_flight
             for e in self.endpoints
@@ -265,7 +269,8 @@ def create_app(gateway: Gateway) -> Starlette:
         auth = request.headers.get("authorization", "")
         token = auth.removeprefix("Bearer ").strip() or None
         try:
-            principal = gateway.principals[gateway.authenticate(token)]
+            # the key store is a database: asked off the event loop, which keeps streaming
+            principal = gateway.principals[await asyncio.to_thread(gateway.authenticate, token)]
             team = _team(principal, request.headers.get("x-plane-team"))
         except KeyError:
             return _error(401, "the API key's principal is not in the principals file")

@@ -262,3 +262,51 @@ def test_plane_serve_refuses_an_endpoint_on_a_pool_the_fleet_lacks(database_url,
         f"{config}: endpoints[0] (eu-fra-gemma).gpu_type: 'H100-80GB' is not a GPU pool of "
         "cluster eu-fra-a10" in done.stderr
     )
+
+
+def test_the_gateway_plane_serve_builds_counts_usage_and_charges_the_team(
+    runtime,  # noqa: F811
+    embeddings_runtime,
+    database_url,
+    tmp_path,
+    monkeypatch,
+) -> None:
+    """`build_gateway` in this process (the same one `plane serve` runs), so its counters can be
+    read: an embedding request's tokens, as the runtime counted them, go to the caller's team,
+    and its GPU time is charged to the team's budget."""
+    import argparse
+
+    from plane_cli.serve import build_gateway
+    from tests.integration.test_gateway import _serve
+
+    for name, value in _env(database_url).items():
+        if name.startswith("PLANE_"):
+            monkeypatch.setenv(name, value)
+    config = tmp_path / "serving.yaml"
+    config.write_text(yaml.safe_dump(_config(runtime, embeddings_runtime)))
+    with psycopg.connect(database_url) as conn:
+        catalog_store.ensure_schema(conn)
+        record = factory.record(EMBEDDER, "INTERNAL", "EU")
+        catalog_store.upsert_entry(conn, CatalogEntry(record, "customer-support"))
+        key = credentials.issue(conn, "support-copilot")[1]
+        conn.commit()
+    try:
+        args = argparse.Namespace(config=str(config), policies=None)
+        gateway, _ = build_gateway(args)
+        assert gateway.access is not None and gateway.kinds[EMBEDDER] == "embedding"
+        for url in _serve(gateway):
+            reply = httpx.post(
+                f"{url}/v1/embeddings",
+                json={"model": EMBEDDER, "input": "Where is my order?"},
+                headers=_headers(key, **{"x-slo-ttft-ms": "60000"}),
+                timeout=60,
+            )
+            assert reply.status_code == 200, reply.text
+            tokens = reply.json()["usage"]["prompt_tokens"]
+            assert gateway.usage_tokens == {"customer-support": tokens}
+            assert gateway.spent_usd["customer-support"] > 0
+            assert gateway.reserved_usd["customer-support"] == pytest.approx(0.0, abs=1e-12)
+    finally:
+        with psycopg.connect(database_url) as conn:
+            conn.execute("DELETE FROM governance.catalog WHERE dataset_id = %s", (EMBEDDER,))
+            conn.commit()
