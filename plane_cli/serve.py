@@ -2,13 +2,13 @@
 
 It reads what the rest of the plane reads, from the same places:
 
-* the serving configuration: ``--config``, else ``PLANE_SERVING_FILE``, else
-  ``config/serving.yaml`` (`reasoning_plane.config.serving`), checked against the fleet;
+* the serving configuration: ``--config``, else ``config/serving.yaml``
+  (`reasoning_plane.config.serving`), checked against the fleet;
 * the fleet (``PLANE_FLEET_FILE``; unset, this machine alone), the budgets
   (``PLANE_BUDGETS_FILE``; unset, no budget: nothing that costs money is placed), the placement
   policy (``PLANE_PLACEMENT_POLICY``), the principals (``PLANE_PRINCIPALS_FILE``, else
   ``config/principals.yaml``), the Cedar policies (``--policies``, else ``config/policies``);
-* from PostgreSQL (``PLANE_DATABASE_URL_PLANE`` / ``PLANE_DATABASE_URL``, role ``plane``): the
+* from PostgreSQL (``PLANE_DATABASE_URL``, or the ``plane`` role's own URL beside it): the
   API keys (`data_plane.credentials`, checked on every request so a revoked key stops at once)
   and the governance catalog (datasets' and models' records), reloaded every probe interval.
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -30,16 +29,15 @@ import psycopg
 from data_plane import catalog_store, credentials
 from data_plane.catalog import CatalogEntry, CatalogRecord
 
-SERVING_FILE_ENV = "PLANE_SERVING_FILE"
 DEFAULT_SERVING_FILE = "config/serving.yaml"
 
 
-def _path(raw: str | None, env: str, default: str | None = None) -> Path | None:
+def _path(raw: str | None, env: str | None, default: str | None = None) -> Path | None:
     """A file named by an argument, else the environment, else ``default``; a relative path is
     the project root's (as `resources.plane` resolves them)."""
     from resources.database import project_root
 
-    value = raw or os.environ.get(env) or default
+    value = raw or (os.environ.get(env) if env else None) or default
     if not value:
         return None
     path = Path(value).expanduser()
@@ -110,7 +108,7 @@ def build_gateway(args: argparse.Namespace):  # -> tuple[Gateway, ServingConfig]
 
     fleet_file = _path(None, "PLANE_FLEET_FILE")
     fleet = load_fleet(fleet_file) if fleet_file else local_fleet(read_gpus())
-    config_file = _path(args.config, SERVING_FILE_ENV, DEFAULT_SERVING_FILE)
+    config_file = _path(args.config, None, DEFAULT_SERVING_FILE)
     assert config_file is not None
     config = load_serving(config_file, fleet)
     budgets_file = _path(None, "PLANE_BUDGETS_FILE")
@@ -171,7 +169,7 @@ def add_parser(sub) -> None:
     )
     serve_.add_argument(
         "--config",
-        help=f"serving configuration (default: {SERVING_FILE_ENV}, else {DEFAULT_SERVING_FILE})",
+        help=f"serving configuration (default: {DEFAULT_SERVING_FILE})",
     )
     serve_.add_argument("--host", help="listen address (default: the configuration's listen)")
     serve_.add_argument("--port", type=int, help="listen port (default: the configuration's)")
@@ -180,9 +178,3 @@ def add_parser(sub) -> None:
         "--log-level", default="warning", choices=["critical", "error", "warning", "info"]
     )
     serve_.set_defaults(func=serve)
-
-
-if __name__ == "__main__":
-    from plane_cli.main import main
-
-    sys.exit(main(["serve", *sys.argv[1:]]))

@@ -273,9 +273,8 @@ def test_the_inference_gateway_serves_the_repositorys_config_with_probes_and_no_
     assert env["PLANE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "url"
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    files = [env[name]["value"] for name in ("PLANE_SERVING_FILE", "PLANE_FLEET_FILE")]
-    files += [env[name]["value"] for name in ("PLANE_BUDGETS_FILE", "PLANE_PRINCIPALS_FILE")]
-    for path in [*files, f"{args.policies}/access.cedar"]:
+    files = [env[name]["value"] for name in ("PLANE_BUDGETS_FILE", "PLANE_PRINCIPALS_FILE")]
+    for path in [*files, env["PLANE_FLEET_FILE"]["value"], args.config, f"{args.policies}/x"]:
         folder = path.rpartition("/")[0]
         assert "configMap" in volumes[mounts[folder]], path
     assert volumes[mounts["/etc/reasoning-plane/fleet"]]["configMap"]["name"] == (
