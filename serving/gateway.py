@@ -234,7 +234,10 @@ def _ask(
         d.strip() for d in request.headers.get("x-plane-datasets", "").split(",") if d.strip()
     )
     slo = request.headers.get("x-slo-ttft-ms")
-    asked = float(slo) if slo else None
+    try:
+        asked = float(slo) if slo else None
+    except ValueError:
+        asked = float("nan")
     if asked is not None and not 0 < asked < float("inf"):
         raise ValueError(f"x-slo-ttft-ms: must be a positive number of ms, got {slo!r}")
     return InferenceRequest(
@@ -292,6 +295,8 @@ def create_app(gateway: Gateway) -> Starlette:
                 return _error(404, f"model {model!r} is not served here (GET /v1/models)")
             if path not in PATHS_OF_KIND[kind]:
                 return _error(400, f"model {model!r} is a {kind} model: not served on {path}")
+        if path == "/v1/embeddings" and body.get("stream"):
+            return _error(400, "stream: embeddings are not streamed")
         refused, equivalents = gateway.allowed_models(principal, model)
         if refused:
             return _error(403, refused)

@@ -213,6 +213,19 @@ def test_plane_serve_serves_chat_and_embeddings_governed_and_placed(served) -> N
     )
     assert unknown.status_code == 404
     assert httpx.post(f"{url}/v1/chat/completions", json=chat).status_code == 401
+    for slo in ("abc", "0", "-5", "nan", "inf"):
+        bad = httpx.post(
+            f"{url}/v1/chat/completions",
+            json=chat,
+            headers=_headers(keys["support-copilot"], **{"x-slo-ttft-ms": slo}),
+        )
+        assert bad.status_code == 400 and "x-slo-ttft-ms" in bad.text, (slo, bad.text)
+    streamed = httpx.post(
+        f"{url}/v1/embeddings",
+        json={"model": EMBEDDER, "input": "x", "stream": True},
+        headers=copilot,
+    )
+    assert streamed.status_code == 400
 
 
 def test_the_teams_default_slo_applies_without_a_header(served) -> None:
