@@ -117,6 +117,7 @@ def build_gateway(args: argparse.Namespace):  # -> tuple[Gateway, ServingConfig]
     assert principals_file is not None
     database = Database(database_url(role="plane"))
     catalog = Catalog(database)
+    database.run(catalog_store.ensure_schema)  # missing or old: set up, or refused saying so
     catalog.refresh()  # before it listens: the first request is decided on the real catalog
     access = ModelAccess(catalog.entries, args.policies or POLICY_DIR)
 
