@@ -21,6 +21,7 @@ import yaml
 from data_plane import catalog_store, credentials
 from data_plane.authz import POLICY_DIR
 from data_plane.catalog import CatalogEntry
+from resources.database import database_url as plane_role_url
 from tests.integration.test_gateway import _port, _wait, runtime  # noqa: F401 (the fixture)
 from tests.unit.plane import factory
 
@@ -42,6 +43,8 @@ def _env(database_url: str) -> dict[str, str]:
         **os.environ,
         "PYTHONPATH": str(REPO),
         "PLANE_DATABASE_URL": database_url,
+        # the gateway logs in as the plane's role: it reads keys and the catalog, writes nothing
+        "PLANE_DATABASE_URL_PLANE": plane_role_url(role="plane"),
         "PLANE_FLEET_FILE": str(SEED / "fleet.yaml"),
         "PLANE_BUDGETS_FILE": str(SEED / "budgets.yaml"),
         "PLANE_PRINCIPALS_FILE": str(REPO / "config" / "principals.yaml"),
