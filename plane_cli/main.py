@@ -67,6 +67,7 @@ from data_plane import catalog_store
 from data_plane.catalog import CatalogEntry
 from data_plane.credentials import AuthenticationError
 from data_plane.vector_store import VectorStoreError
+from plane_cli.serve import add_parser as _serve_commands
 from resources.database import database_url, redact, redact_url
 
 EXIT_OK = 0
@@ -966,6 +967,7 @@ def build_parser() -> argparse.ArgumentParser:
         _run_commands,
         _telemetry_commands,
         _database_commands,
+        _serve_commands,
     ):
         add(sub)
     return parser

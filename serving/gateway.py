@@ -1,16 +1,21 @@
 """The gateway: one OpenAI-compatible endpoint whose every request the Reasoning Plane places.
 
-``POST /v1/chat/completions`` and ``/v1/completions`` (streaming with server-sent events), and
-``GET /v1/models``. Per request:
+``POST /v1/chat/completions``, ``/v1/completions`` (streaming with server-sent events) and
+``/v1/embeddings``, ``GET /v1/models``, and ``GET /healthz`` for probes. Per request:
 
 1. the caller is who its API key says (`data_plane.credentials`), never what it claims; its team
    is one of that principal's teams (``x-plane-team`` chooses among them);
 2. the data it carries is named by ``x-plane-datasets``; its residency and classification come
    from the catalog, and a dataset the catalog does not hold is the most restrictive;
-3. `reasoning_plane.serving.endpoints` places it by the rule engine over the endpoints serving the
+3. the Cedar policies decide whether the principal may use the model (`serving.authorization`,
+   cached per principal, model facts and policy version); a denial is 403 with the rules' reason.
+   A request may be answered by an allowed equivalent of its model (the serving configuration's),
+   one the principal may use too; ``x-plane-model`` names the model that answered;
+4. `reasoning_plane.serving.endpoints` places it by the rule engine over the endpoints serving the
    model, from the gateway's own live view of them (requests in flight, measured time to first
-   token and decode rate, a probe of each runtime);
-4. a placed request is forwarded to its endpoint; a rejected one gets 403 with the reason (never
+   token and decode rate, a probe of each runtime), under the caller's ``x-slo-ttft-ms`` or else
+   its team's default SLO;
+5. a placed request is forwarded to its endpoint; a rejected one gets 403 with the reason (never
    served elsewhere), a deferred one 429 with ``Retry-After``. Every response names its decision
    (``x-plane-decision-id``, ``x-plane-endpoint``).
 
@@ -19,6 +24,7 @@ Starlette (the ASGI toolkit under FastAPI) and httpx; uvicorn serves it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -36,6 +42,7 @@ from starlette.routing import Route
 from data_plane.access import Principal
 from data_plane.retrieval import Retriever
 from data_plane.vector_store import SearchHit
+from reasoning_plane.config.serving import PATHS_OF_KIND
 from reasoning_plane.model import DEFERRED, PLACED, Budget, Decision, Fleet, TeamUsage
 from reasoning_plane.policy import PlacementPolicy
 from reasoning_plane.serving.endpoints import (
@@ -43,10 +50,13 @@ from reasoning_plane.serving.endpoints import (
     EndpointSample,
     InferenceRequest,
     place_request,
+    served_model,
     serving_policy,
     serving_snapshot,
+    team_slo,
 )
 from reasoning_plane.serving.records import Settlement, record_of
+from serving.authorization import ModelAccess, refusal
 from serving.records import Recorder, StreamUsage, token_count
 from serving.retrieval import (
     RetrievalAsk,
@@ -106,6 +116,13 @@ class Gateway:
     _snapshots: dict = field(default_factory=dict)
     recorder: Recorder | None = None  # decision records (serving.records); None: not recorded
     client: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=60.0))
+    access: ModelAccess | None = None  # Cedar's use_model; None only where no policy applies
+    kinds: Mapping[str, str] = field(default_factory=dict)  # model -> chat/completion/embedding
+    equivalents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # allowed, per model
+    slo_ttft_ms: Mapping[str, float] = field(default_factory=dict)  # per team, the default SLO
+    probe_interval_s: float = 2.0
+    refresh: Callable[[], None] | None = None  # reloads catalog/policies; run off the event loop
+    usage_tokens: dict[str, int] = field(default_factory=dict)  # per team, as runtimes counted
 
     async def probe(self) -> None:
         """Ask each runtime which models it has (``GET /v1/models``) and how fast it answers."""
@@ -123,12 +140,13 @@ class Gateway:
             live.ttft_ms = min(live.ttft_ms, (time.perf_counter() - started) * 1000)
         self.generation += 1
 
-    def decide(self, ask: InferenceRequest) -> Decision:
+    def decide(self, ask: InferenceRequest, equivalents: tuple[str, ...] = ()) -> Decision:
         """Place ``ask`` on the snapshot of the last probe (built once per probe and model; a
         snapshot older than the telemetry age limit is built again, so a dead probe loop ends
-        in stale telemetry, not in trust), the requests in flight taking their slots."""
+        in stale telemetry, not in trust), the requests in flight taking their slots. The
+        candidates are the endpoints serving the model or one of ``equivalents``."""
         now = datetime.now(UTC)
-        key = (ask.model, self.generation)
+        key = (ask.model, equivalents, self.generation)
         snapshot = self._snapshots.get(key)
         too_old = self.policy.max_telemetry_age_s
         if snapshot is None or (now - snapshot.now).total_seconds() > too_old:
@@ -146,8 +164,12 @@ class Gateway:
                 usage={t: TeamUsage(t) for t in self.budgets},
                 catalog=self.catalog(),
                 now=now,
+                equivalents=equivalents,
             )
-            self._snapshots = {key: snapshot}
+            # this probe's snapshots, one per model (and allowed equivalents) asked
+            fresh = {k: v for k, v in self._snapshots.items() if k[-1] == self.generation}
+            fresh[key] = snapshot
+            self._snapshots = fresh
         in_flight = {
             (e.cluster, e.endpoint_id): self.live[e.endpoint_id].in_flight
             for e in self.endpoints
@@ -208,6 +230,25 @@ class Gateway:
             )
             self.recorder.add(record)
 
+    def allowed_models(self, principal: Principal, model: str) -> tuple[str, tuple[str, ...]]:
+        """``("", equivalents the principal may use)`` when it may use ``model``, else the
+        refusal. Without `access` (no policy configured) every model is allowed."""
+        equivalents = tuple(self.equivalents.get(model, ()))
+        if self.access is None:
+            return "", equivalents
+        decision = self.access.decide(principal, model)
+        if not decision.allowed:
+            return refusal(decision), ()
+        return "", tuple(m for m in equivalents if self.access.decide(principal, m).allowed)
+
+    def count(self, team: str, usage: Mapping) -> None:
+        """Add a response's ``usage`` (as the runtime counted it) to its team's tokens."""
+        total = usage.get("total_tokens")
+        if not isinstance(total, int):
+            total = sum(v for k, v in usage.items() if k.endswith("_tokens") and type(v) is int)
+        if isinstance(total, int) and total > 0:
+            self.usage_tokens[team] = self.usage_tokens.get(team, 0) + total
+
     def reserve(self, team: str, usd: float) -> None:
         self.reserved_usd[team] = self.reserved_usd.get(team, 0.0) + usd
 
@@ -238,27 +279,44 @@ def _ask(
     team: str,
     rid: str,
     priority: int,
+    slos: Mapping[str, float],
     context: tuple[str, ...] = (),
 ) -> InferenceRequest:
-    """The request as the plane places it. Its datasets: those it declares and those of the
-    context the gateway retrieved for it (``context``); never fewer than it holds."""
-    text = json.dumps(body.get("messages") or body.get("prompt") or "")
+    """The request as the engine places it; its SLO the caller's ``x-slo-ttft-ms``, else the
+    team's default (``slos``); its priority the team's (never the caller's). Its datasets:
+    those it declares and those of the context the gateway retrieved for it (``context``);
+    never fewer than it holds."""
+    embedding = request.url.path == "/v1/embeddings"
+    text = json.dumps(body.get("messages") or body.get("prompt") or body.get("input") or "")
     declared = (d.strip() for d in request.headers.get("x-plane-datasets", "").split(","))
     datasets = tuple(sorted({d for d in declared if d} | set(context)))
     slo = request.headers.get("x-slo-ttft-ms")
+    try:
+        asked = float(slo) if slo else None
+    except ValueError:
+        asked = float("nan")
+    if asked is not None and not 0 < asked < float("inf"):
+        raise ValueError(f"x-slo-ttft-ms: must be a positive number of ms, got {slo!r}")
     return InferenceRequest(
         request_id=rid,
         team=team,
         model=str(body.get("model", "")),
         prompt_tokens=max(len(text) // CHARS_PER_TOKEN, 1),
-        max_tokens=int(body.get("max_tokens") or DEFAULT_MAX_TOKENS),
+        max_tokens=0 if embedding else int(body.get("max_tokens") or DEFAULT_MAX_TOKENS),
         datasets=datasets,
         priority=priority,  # the team's, from the gateway's configuration, not the caller's
-        slo_ttft_ms=float(slo) if slo else None,
+        slo_ttft_ms=team_slo(asked, team, slos),
     )
 
 
 def create_app(gateway: Gateway) -> Starlette:
+    async def health(request: Request) -> Response:
+        """Readiness: the process serves, and says how many endpoints its last probe trusted."""
+        trusted = sum(1 for live in gateway.live.values() if live.observed_at is not None)
+        return JSONResponse(
+            {"status": "ok", "endpoints": len(gateway.endpoints), "trusted": trusted}
+        )
+
     async def models(request: Request) -> Response:
         names = sorted({m for e in gateway.endpoints for m in e.models})
         return JSONResponse(
@@ -269,7 +327,8 @@ def create_app(gateway: Gateway) -> Starlette:
         auth = request.headers.get("authorization", "")
         token = auth.removeprefix("Bearer ").strip() or None
         try:
-            principal = gateway.principals[gateway.authenticate(token)]
+            # the key store is a database: asked off the event loop, which keeps streaming
+            principal = gateway.principals[await asyncio.to_thread(gateway.authenticate, token)]
             team = _team(principal, request.headers.get("x-plane-team"))
         except KeyError:
             return _error(401, "the API key's principal is not in the principals file")
@@ -283,6 +342,28 @@ def create_app(gateway: Gateway) -> Starlette:
             return _error(400, "the body is not JSON")
         if not isinstance(body, dict) or not body.get("model"):
             return _error(400, "model: required")
+        model = str(body["model"])
+        path = request.url.path
+        if gateway.kinds:
+            kind = gateway.kinds.get(model)
+            if kind is None:
+                return _error(404, f"model {model!r} is not served here (GET /v1/models)")
+            if path not in PATHS_OF_KIND[kind]:
+                return _error(400, f"model {model!r} is a {kind} model: not served on {path}")
+        if path == "/v1/embeddings" and body.get("stream"):
+            return _error(400, "stream: embeddings are not streamed")
+        refused, equivalents = gateway.allowed_models(principal, model)
+        if refused:
+            return _error(403, refused)
+        if not any(served_model(e, model, equivalents) for e in gateway.endpoints):
+            withheld = [m for m in gateway.equivalents.get(model, ()) if m not in equivalents]
+            if withheld:  # only equivalents the policies refuse this principal serve it
+                return _error(
+                    403,
+                    f"no endpoint serves {model!r}, and {principal.name} may not use its "
+                    f"equivalents {withheld}",
+                )
+            return _error(503, f"no endpoint serves {model!r}")
         try:
             wanted = retrieval_ask(body)
             hits = []
@@ -293,8 +374,12 @@ def create_app(gateway: Gateway) -> Starlette:
         body = with_context(body, hits)
         context = context_datasets(hits)
         priority = gateway.priorities.get(team, 100)
-        # unique across restarts and replicas: the decision log is keyed by it
-        ask = _ask(body, request, team, f"gw-{uuid.uuid4().hex}", priority, context)
+        try:
+            # unique across restarts and replicas: the decision log is keyed by it
+            rid = f"gw-{uuid.uuid4().hex}"
+            ask = _ask(body, request, team, rid, priority, gateway.slo_ttft_ms, context)
+        except (TypeError, ValueError) as exc:
+            return _error(400, str(exc))
         if gateway.recorder is not None and not gateway.recorder.has_room():
             # fail closed: no request is served that the decision log cannot record
             waiting = gateway.recorder.waiting
@@ -306,7 +391,7 @@ def create_app(gateway: Gateway) -> Starlette:
             )
         failed: list[str] = []
         while True:
-            decision = gateway.decide(ask)
+            decision = gateway.decide(ask, equivalents)
             headers = {
                 "x-plane-decision-id": decision.decision_id,
                 "x-plane-request-id": ask.request_id,
@@ -325,6 +410,9 @@ def create_app(gateway: Gateway) -> Starlette:
                 return _error(403, why, **headers)
             endpoint = gateway.endpoint(decision.chosen.gpu_type)
             headers["x-plane-endpoint"] = endpoint.endpoint_id
+            served = served_model(endpoint, model, equivalents) or model
+            headers["x-plane-model"] = served  # the model that answers (an equivalent, maybe)
+            forwarded = body if served == model else {**body, "model": served}
             chosen = decision.chosen_evaluation
             assert chosen is not None
             estimate = chosen.cost.total_usd
@@ -334,7 +422,7 @@ def create_app(gateway: Gateway) -> Starlette:
                 gateway, team, estimate, rate, decision, ask, principal.name, tuple(failed)
             )
             try:
-                return await _forward(gateway, endpoint, request.url.path, body, headers, charge)
+                return await _forward(gateway, endpoint, path, forwarded, headers, charge)
             except RuntimeFailed:
                 # Not trusted until its next probe; the request is decided again by the same
                 # rules, so it fails over only to another endpoint that may serve it.
@@ -345,19 +433,27 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/chat/completions", completions, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/embeddings", completions, methods=["POST"]),
+        Route("/healthz", health, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=_probing(gateway))
+    return Starlette(routes=routes, lifespan=_probing(gateway, gateway.probe_interval_s))
 
 
 def _probing(gateway: Gateway, every_s: float = 2.0):
     """Probe the runtimes while the app runs, so their samples stay fresh."""
     import asyncio
     import contextlib
+    import logging
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async def loop() -> None:
             while True:
+                if gateway.refresh is not None:
+                    try:  # the catalog and policies: blocking I/O, so off the event loop
+                        await asyncio.to_thread(gateway.refresh)
+                    except Exception as exc:  # keep serving on the last good ones
+                        logging.getLogger(__name__).warning("refresh failed: %s", exc)
                 await gateway.probe()
                 await asyncio.sleep(every_s)
 
@@ -456,6 +552,8 @@ async def _forward(
             charge.settle(time.perf_counter() - started, usage)
         elapsed = time.perf_counter() - started
         tokens = token_count(usage.get("completion_tokens")) or 0
+        if reply.status_code < 400:
+            gateway.count(charge.team, usage)
         if tokens and elapsed > 0:
             live.tokens_per_s = tokens / elapsed
         return Response(content, reply.status_code, headers, media_type="application/json")

@@ -30,6 +30,7 @@ from reasoning_plane.config.plane import (
     ResourceQuotaModel,
     TelemetryFile,
 )
+from reasoning_plane.config.serving import ServingFile
 from reasoning_plane.policy import PlacementPolicyFile
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"
@@ -46,6 +47,7 @@ FILES: dict[str, tuple[type[BaseModel], str]] = {
     "governance": (GovernanceFile, "governance policy: residency, regulations, retention"),
     "principals": (PrincipalsFile, "principals (users and agents) of governed retrieval"),
     "vector_stores": (VectorStoresFile, "regional vector stores: residency zone -> schema"),
+    "serving": (ServingFile, "serving: the gateway's endpoints, models and team defaults"),
 }
 
 

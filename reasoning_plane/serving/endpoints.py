@@ -13,6 +13,9 @@ is the cost model's, and the status is `rules.status`:
   load time when the model is not loaded), stretched by congestion;
 * its telemetry is the endpoint's sample: free slots, and utilisation = (in flight + queued) /
   slots; a missing, stale or future sample is not trusted (`rules.telemetry_problem`);
+* a request for a model may also be served by one of its allowed equivalents (the serving
+  configuration names them): every endpoint serving the model or an equivalent is a candidate,
+  so the cheapest sufficient one wins whichever of them it serves (`served_model` says which);
 * the request takes one slot for its predicted GPU-seconds (prompt at ``PREFILL_SPEEDUP`` times
   the decode rate, then its ``max_tokens``), carries no data to move (``data_gb`` 0), and its SLO
   is on the time to first token.
@@ -24,7 +27,7 @@ runtime's GPUs are reserved once, by the residency planner); the budget rule doe
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -45,7 +48,9 @@ from reasoning_plane.rules import BatchState
 
 REFERENCE_TOKENS_PER_S = 50.0  # the decode rate a request's duration is stated against
 PREFILL_SPEEDUP = 10.0  # prompt tokens are processed this many times faster than decoded
-RUNTIMES = ("llama.cpp", "vllm", "ollama")
+# runtimes the gateway forwards to (an OpenAI-compatible HTTP API each); "sentence-transformers"
+# is `serving.embedding_server`, the embedding runtime of this project
+RUNTIMES = ("llama.cpp", "vllm", "ollama", "sentence-transformers")
 
 
 @dataclass(frozen=True)
@@ -105,18 +110,36 @@ class InferenceRequest:
         return tokens / REFERENCE_TOKENS_PER_S
 
 
+def served_model(endpoint: Endpoint, model: str, equivalents: Sequence[str] = ()) -> str | None:
+    """The model ``endpoint`` answers a request for ``model`` with: ``model`` itself when it
+    serves it, else the first of ``equivalents`` (in the configuration's order) it serves; None
+    when it serves neither (not a candidate)."""
+    if model in endpoint.models:
+        return model
+    return next((m for m in equivalents if m in endpoint.models), None)
+
+
+def team_slo(asked_ms: float | None, team: str, defaults: Mapping[str, float]) -> float | None:
+    """The TTFT SLO a request is placed under: the caller's (``x-slo-ttft-ms``), else its
+    team's default from the serving configuration, else none."""
+    return asked_ms if asked_ms is not None else defaults.get(team)
+
+
 def model_fleet(
     fleet: Fleet,
     endpoints: Iterable[Endpoint],
     samples: Mapping[str, EndpointSample],
     model: str,
+    equivalents: Sequence[str] = (),
 ) -> tuple[Fleet, dict[tuple[str, str], TelemetrySample]]:
-    """The fleet whose candidates are the endpoints serving ``model`` (one pool each, named by
-    the endpoint), and their telemetry as the engine reads it."""
+    """The fleet whose candidates are the endpoints serving ``model`` or one of its allowed
+    ``equivalents`` (one pool each, named by the endpoint), and their telemetry as the engine
+    reads it."""
     by_cluster: dict[str, list[GpuPool]] = {}
     telemetry: dict[tuple[str, str], TelemetrySample] = {}
     for e in endpoints:
-        if model not in e.models:
+        served = served_model(e, model, equivalents)
+        if served is None:
             continue
         cluster = fleet.get(e.cluster)
         pool = cluster.pool(e.gpu_type) if cluster else None
@@ -125,7 +148,7 @@ def model_fleet(
                 f"endpoint {e.endpoint_id}: {e.cluster}/{e.gpu_type} is not a pool of the fleet"
             )
         sample = samples.get(e.endpoint_id)
-        by_cluster.setdefault(e.cluster, []).append(_candidate_pool(e, pool, sample, model))
+        by_cluster.setdefault(e.cluster, []).append(_candidate_pool(e, pool, sample, served))
         if sample is not None:
             telemetry[(e.cluster, e.endpoint_id)] = _engine_sample(e, sample)
     clusters = tuple(
@@ -191,9 +214,11 @@ def serving_snapshot(
     usage: Mapping[str, TeamUsage],
     catalog: Mapping,
     now: datetime,
+    equivalents: Sequence[str] = (),
 ) -> Snapshot:
-    """The snapshot a request for ``model`` is placed on."""
-    candidates, telemetry = model_fleet(fleet, endpoints, samples, model)
+    """The snapshot a request for ``model`` (or one of its allowed ``equivalents``) is placed
+    on."""
+    candidates, telemetry = model_fleet(fleet, endpoints, samples, model, equivalents)
     return Snapshot(candidates, {}, budgets, usage, telemetry, catalog, now)
 
 

@@ -254,6 +254,59 @@ def test_the_telemetry_gateway_reviews_tokens_and_holds_the_clusters_agent_role(
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
 
+def test_the_inference_gateway_serves_the_repositorys_config_with_probes_and_no_root(
+    tmp_path: Path,
+) -> None:
+    """deploy/k8s/gateway.yaml: `plane serve` with the serving ConfigMap (config/serving.yaml,
+    valid against the example fleet), the fleet, budgets, principals and Cedar policies mounted
+    where its environment points, the database URL from a Secret, /healthz probes."""
+    from plane_cli.main import build_parser
+    from reasoning_plane.config.serving import load_serving
+    from serving.gateway import Gateway, create_app
+
+    deployment = _find("Deployment", "plane-gateway", PLANE_NAMESPACE)
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = build_parser().parse_args(container["command"][1:])
+    assert container["command"][0] == "plane" and args.func.__name__ == "serve"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PLANE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "url"
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    files = [env[name]["value"] for name in ("PLANE_BUDGETS_FILE", "PLANE_PRINCIPALS_FILE")]
+    for path in [*files, env["PLANE_FLEET_FILE"]["value"], args.config, f"{args.policies}/x"]:
+        folder = path.rpartition("/")[0]
+        assert "configMap" in volumes[mounts[folder]], path
+    assert volumes[mounts["/etc/reasoning-plane/fleet"]]["configMap"]["name"] == (
+        "reasoning-plane-fleet"  # the one the agents mount
+    )
+    # the ConfigMap is the repository's serving.yaml, valid against the example fleet
+    data = _find("ConfigMap", "reasoning-plane-serving", PLANE_NAMESPACE)["data"]["serving.yaml"]
+    assert yaml.safe_load(data) == yaml.safe_load((REPO / "config" / "serving.yaml").read_text())
+    (tmp_path / "serving.yaml").write_text(data)
+    config = load_serving(
+        tmp_path / "serving.yaml", load_fleet(REPO / "examples/seed_scenario/fleet.yaml")
+    )
+    port = container["ports"][0]["containerPort"]
+    assert args.port == port == config.port
+    # probes ask a route the gateway has; no root, no privilege, no API token
+    app = create_app(
+        Gateway(load_fleet(REPO / "examples/seed_scenario/fleet.yaml"), [], {}, str, dict, {})
+    )
+    paths = {route.path for route in app.routes}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz" in paths
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["automountServiceAccountToken"] is False
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+    assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+    service = _find("Service", "plane-gateway", PLANE_NAMESPACE)
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+
 # -- deploy/dagster.yaml ---------------------------------------------------------------------
 
 

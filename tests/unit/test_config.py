@@ -23,6 +23,7 @@ from data_plane.retrieval import load_store_config
 from data_plane.sources import load_source_catalog
 from reasoning_plane.config.schemas import FILES, SCHEMA_DIR, schemas, stale, write
 from reasoning_plane.config.schemas import main as schemas_main
+from reasoning_plane.config.serving import load_serving
 from reasoning_plane.inputs import (
     load_budgets,
     load_fleet,
@@ -106,6 +107,7 @@ EXAMPLES: list[tuple[str, Callable[[Path], Any], Path]] = [
     ("governance", load_governance, REPO / "config" / "governance.yaml"),
     ("principals", load_principals, REPO / "config" / "principals.yaml"),
     ("vector_stores", load_store_config, REPO / "config" / "vector_stores.yaml"),
+    ("serving", load_serving, REPO / "config" / "serving.yaml"),
 ]
 
 

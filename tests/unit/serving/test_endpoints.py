@@ -206,3 +206,80 @@ def test_when_an_endpoint_is_busy_low_priority_is_shed_and_high_priority_gets_in
     shed = place_request(low, snap, one_busy, POLICY, high_priority_share=0.5)
     assert shed.status == DEFERRED and "gpu_capacity" in shed.reason
     assert place_request(high, snap, one_busy, POLICY, high_priority_share=0.5).status == PLACED
+
+
+def test_a_model_may_be_served_by_an_allowed_equivalent_and_says_which() -> None:
+    """Candidates are the endpoints serving the model or an equivalent: the cheapest sufficient
+    one wins, whichever it serves; without the equivalent allowed, only the model's own."""
+    from reasoning_plane.serving.endpoints import place_request, served_model
+
+    q8 = "gemma-3-270m-q8"
+    eu_q8 = Endpoint(
+        "eu-a10-q8", "eu-fra-a10", "A10", "llama.cpp", "http://127.0.0.1:4", frozenset({q8})
+    )
+    samples = {US.endpoint_id: _sample(US), eu_q8.endpoint_id: _sample(eu_q8)}
+    samples[eu_q8.endpoint_id] = EndpointSample(
+        eu_q8.endpoint_id, factory.NOW, 0, 0, 40.0, 50.0, loaded=frozenset({q8})
+    )
+    public = _ask(datasets=("conference_transcripts",))
+
+    def place(equivalents):
+        snap = serving_snapshot(
+            factory.fleet(),
+            [US, eu_q8],
+            samples,
+            MODEL,
+            budgets={"financial-ml": Budget("financial-ml", 100.0)},
+            usage={},
+            catalog=factory.CATALOG,
+            now=factory.NOW,
+            equivalents=equivalents,
+        )
+        return place_request(public, snap, {}, POLICY)
+
+    alone = place(())
+    assert alone.chosen.gpu_type == "us-a100-1"  # the only endpoint serving the model itself
+    with_q8 = place((q8,))
+    assert with_q8.chosen.gpu_type == "eu-a10-q8", with_q8.reason  # cheaper, serves the Q8
+    assert served_model(eu_q8, MODEL, (q8,)) == q8
+    assert served_model(US, MODEL, (q8,)) == MODEL  # the model itself first
+    assert served_model(eu_q8, MODEL, ()) is None
+    # EU personal data: an equivalent is placed by the same rules (the US one never serves it)
+    eu_pii = place_request(
+        _ask(),
+        serving_snapshot(
+            factory.fleet(),
+            [US],
+            samples,
+            MODEL,
+            budgets={"financial-ml": Budget("financial-ml", 100.0)},
+            usage={},
+            catalog=factory.CATALOG,
+            now=factory.NOW,
+            equivalents=(q8,),
+        ),
+        {},
+        POLICY,
+    )
+    assert eu_pii.status == REJECTED
+
+
+def test_without_a_header_the_teams_default_slo_decides() -> None:
+    """The cheap A10 answers in 40 ms + 95 ms of network; a team whose default is 100 ms is
+    placed on the faster US endpoint, a caller's header overrides the default."""
+    from reasoning_plane.serving.endpoints import team_slo
+
+    defaults = {"financial-ml": 100.0}
+    public = dict(datasets=("conference_transcripts",))
+    samples = [_sample(US, 20, 120), _sample(EU)]
+    assert team_slo(None, "media-ml", defaults) is None
+    by_default = _place(
+        _ask(**public, slo=team_slo(None, "financial-ml", defaults)), [US, EU], samples
+    )
+    assert by_default.chosen.gpu_type == "us-a100-1", by_default.reason
+    relaxed = _place(
+        _ask(**public, slo=team_slo(900.0, "financial-ml", defaults)), [US, EU], samples
+    )
+    assert relaxed.chosen.gpu_type == "eu-a10-1"
+    none = _place(_ask(**public, slo=team_slo(None, "media-ml", defaults)), [US, EU], samples)
+    assert none.chosen.gpu_type == "eu-a10-1"

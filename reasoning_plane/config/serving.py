@@ -1,0 +1,203 @@
+"""The serving configuration (``config/serving.yaml``): what `plane serve`'s gateway serves.
+
+* ``endpoints``: each runtime (llama.cpp, vLLM, Ollama, the sentence-transformers embedding
+  server) on a GPU pool of a cluster of the fleet, the models it serves, the GPUs it holds, the
+  requests it serves at once (slots) and its cold-start time;
+* ``models``: every model the gateway serves, its kind (``chat``, ``completion``,
+  ``embedding``: which API paths may ask for it) and the equivalents a request for it may be
+  answered by (the operator's choice, e.g. a quantised build of the same weights);
+* ``teams``: per team its priority (shedding keeps a share of slots for high priority) and its
+  default time-to-first-token SLO (when a request sends no ``x-slo-ttft-ms``);
+* ``high_priority_share``, ``probe_interval_s``, ``listen`` (host, port).
+
+Read through `data_plane.files` and validated by the models here, so a mistake is one
+``<file>: <field>: <problem>`` error. `load_serving` also checks the file against the fleet: an
+endpoint on a cluster or pool the fleet lacks is refused, naming the endpoint's field (the same
+check `reasoning_plane.serving.endpoints.model_fleet` would otherwise make at the first request).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+from pydantic import Field, ValidationInfo, model_validator
+
+from data_plane.config import (
+    DNS_LABEL,
+    ConfigModel,
+    Namespace,
+    Share,
+    fail,
+    integer,
+    name,
+    number,
+    one_of,
+    validate,
+)
+from data_plane.files import read_document
+from reasoning_plane.config.plane import MAX_LATENCY_MS, ClusterName, GpuType
+from reasoning_plane.model import Fleet
+from reasoning_plane.serving.endpoints import RUNTIMES, Endpoint
+
+MODEL_KINDS = ("chat", "completion", "embedding")
+# which API paths may ask for a model of each kind
+PATHS_OF_KIND = {
+    "chat": ("/v1/chat/completions", "/v1/completions"),
+    "completion": ("/v1/completions",),
+    "embedding": ("/v1/embeddings",),
+}
+MAX_SLOTS = 100_000
+MAX_GPUS = 4096
+
+ModelName = name(
+    r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}",
+    "a model name of letters, digits and . _ : / - (at most 128 characters)",
+)
+EndpointId = name(DNS_LABEL, "a DNS-1123 label (a-z, 0-9, '-', at most 63 characters)")
+Url = name(r"https?://[^\s/?#]+(/[^\s?#]*)?", "an http:// or https:// URL without query")
+Host = name(r"[A-Za-z0-9.:_-]{1,253}", "a host name or IP address to listen on")
+
+
+class EndpointModel(ConfigModel):
+    id: EndpointId
+    cluster: ClusterName
+    gpu_type: GpuType
+    runtime: one_of(RUNTIMES)  # type: ignore[valid-type]
+    url: Url
+    models: Annotated[list[ModelName], Field(min_length=1)]
+    gpus: integer(minimum=1, maximum=MAX_GPUS) = 1  # type: ignore[valid-type]
+    slots: integer(minimum=1, maximum=MAX_SLOTS) = 1  # type: ignore[valid-type]
+    load_ms: number(maximum=MAX_LATENCY_MS) = 2000.0  # type: ignore[valid-type]
+
+    def build(self) -> Endpoint:
+        return Endpoint(
+            endpoint_id=self.id,
+            cluster=self.cluster,
+            gpu_type=self.gpu_type,
+            runtime=self.runtime,
+            url=self.url.rstrip("/"),
+            models=frozenset(self.models),
+            gpus=self.gpus,
+            slots=self.slots,
+            load_ms=self.load_ms,
+        )
+
+
+class ServedModel(ConfigModel):
+    name: ModelName
+    kind: one_of(MODEL_KINDS) = "chat"  # type: ignore[valid-type]
+    equivalents: list[ModelName] | None = None
+
+
+class TeamModel(ConfigModel):
+    team: Namespace
+    priority: integer(maximum=1000) = 100  # type: ignore[valid-type]
+    slo_ttft_ms: number(positive=True, maximum=MAX_LATENCY_MS) | None = None  # type: ignore[valid-type]
+
+
+class ListenModel(ConfigModel):
+    host: Host = "127.0.0.1"
+    port: integer(minimum=1, maximum=65535) = 8000  # type: ignore[valid-type]
+
+
+def _unique(values: list[Any], where: str, key: str) -> None:
+    seen: set[Any] = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            fail(f"duplicate {value!r}", (where, i, key))
+        seen.add(value)
+
+
+class ServingFile(ConfigModel):
+    """The gateway's endpoints, models, team defaults and listen address."""
+
+    labels: ClassVar[Mapping[str, str]] = {"endpoints": "id", "models": "name", "teams": "team"}
+    endpoints: Annotated[list[EndpointModel], Field(min_length=1)]
+    models: Annotated[list[ServedModel], Field(min_length=1)]
+    teams: list[TeamModel] | None = None
+    high_priority_share: Share = 0.25  # type: ignore[valid-type]
+    probe_interval_s: number(positive=True, maximum=3600.0) = 2.0  # type: ignore[valid-type]
+    listen: ListenModel | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> ServingFile:
+        _unique([e.id for e in self.endpoints], "endpoints", "id")
+        _unique([m.name for m in self.models], "models", "name")
+        _unique([t.team for t in self.teams or ()], "teams", "team")
+        kinds = {m.name: m.kind for m in self.models}
+        for i, m in enumerate(self.models):
+            for j, other in enumerate(m.equivalents or ()):
+                at = ("models", i, "equivalents", j)
+                if other == m.name:
+                    fail("a model is not its own equivalent", at)
+                if other not in kinds:
+                    fail(f"{other!r} is not a model of this file (models)", at)
+                if kinds[other] != m.kind:
+                    fail(f"{other!r} is of kind {kinds[other]}, {m.name!r} of kind {m.kind}", at)
+        for i, e in enumerate(self.endpoints):
+            for j, model in enumerate(e.models):
+                if model not in kinds:
+                    fail(
+                        f"{model!r} is not a model of this file (models)",
+                        ("endpoints", i, "models", j),
+                    )
+        fleet = (info.context or {}).get("fleet")
+        if isinstance(fleet, Fleet):
+            for i, e in enumerate(self.endpoints):
+                cluster = fleet.get(e.cluster)
+                if cluster is None:
+                    known = sorted(c.name for c in fleet.clusters)
+                    fail(
+                        f"{e.cluster!r} is not a cluster of the fleet {known}",
+                        ("endpoints", i, "cluster"),
+                    )
+                if cluster.pool(e.gpu_type) is None:
+                    pools = sorted(p.gpu_type for p in cluster.pools)
+                    fail(
+                        f"{e.gpu_type!r} is not a GPU pool of cluster {e.cluster} {pools}",
+                        ("endpoints", i, "gpu_type"),
+                    )
+        return self
+
+    def build(self) -> ServingConfig:
+        listen = self.listen or ListenModel()
+        return ServingConfig(
+            endpoints=[e.build() for e in self.endpoints],
+            kinds={m.name: m.kind for m in self.models},
+            equivalents={m.name: tuple(m.equivalents or ()) for m in self.models},
+            priorities={t.team: t.priority for t in self.teams or ()},
+            slo_ttft_ms={t.team: t.slo_ttft_ms for t in self.teams or () if t.slo_ttft_ms},
+            high_priority_share=self.high_priority_share,
+            probe_interval_s=self.probe_interval_s,
+            host=listen.host,
+            port=listen.port,
+        )
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """The serving configuration as the gateway uses it (plain data)."""
+
+    endpoints: list[Endpoint]
+    kinds: Mapping[str, str]  # model -> chat / completion / embedding
+    equivalents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    priorities: Mapping[str, int] = field(default_factory=dict)
+    slo_ttft_ms: Mapping[str, float] = field(default_factory=dict)
+    high_priority_share: float = 0.25
+    probe_interval_s: float = 2.0
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+def load_serving(path: Path | str, fleet: Fleet | None = None) -> ServingConfig:
+    """The serving configuration of ``path``; with ``fleet``, every endpoint must be on a pool
+    of it (``<file>: endpoints[0] (id).cluster: ...`` otherwise)."""
+    path = Path(path)
+    context = {"fleet": fleet} if fleet is not None else None
+    return validate(ServingFile, read_document(path), path, context=context).build()
+
+
+__all__ = ["MODEL_KINDS", "PATHS_OF_KIND", "ServingConfig", "ServingFile", "load_serving"]

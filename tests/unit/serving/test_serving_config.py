@@ -1,0 +1,107 @@
+"""The serving configuration (config/serving.yaml): what it builds, and its refusals, each naming
+the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from data_plane.errors import InputFileError
+from reasoning_plane.config.serving import load_serving
+from reasoning_plane.inputs import load_fleet
+
+REPO = Path(__file__).resolve().parents[3]
+FLEET = load_fleet(REPO / "examples" / "seed_scenario" / "fleet.yaml")
+EXAMPLE = yaml.safe_load((REPO / "config" / "serving.yaml").read_text())
+
+
+def _write(tmp_path: Path, doc: dict) -> Path:
+    path = tmp_path / "serving.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_the_example_matches_the_example_fleet() -> None:
+    config = load_serving(REPO / "config" / "serving.yaml", FLEET)
+    ids = {e.endpoint_id: e for e in config.endpoints}
+    assert ids["eu-fra-minilm"].runtime == "sentence-transformers"
+    assert config.kinds["all-MiniLM-L6-v2"] == "embedding"
+    assert config.equivalents["gemma-3-270m"] == ("gemma-3-270m-q8",)
+    assert config.slo_ttft_ms["customer-support"] == 800.0
+    assert "media-ml" not in config.slo_ttft_ms and config.priorities["media-ml"] == 50
+    assert (config.host, config.port, config.probe_interval_s) == ("0.0.0.0", 8000, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "problem"),
+    [
+        (
+            lambda d: d["endpoints"][0].update(cluster="eu-ams-a10"),
+            "endpoints[0] (eu-fra-gemma).cluster",
+            "'eu-ams-a10' is not a cluster of the fleet",
+        ),
+        (
+            lambda d: d["endpoints"][0].update(gpu_type="H100-80GB"),
+            "endpoints[0] (eu-fra-gemma).gpu_type",
+            "'H100-80GB' is not a GPU pool of cluster eu-fra-a10",
+        ),
+        (
+            lambda d: d["endpoints"][1].update(models=["llama-70b"]),
+            "endpoints[1] (eu-par-gemma-q8).models[0]",
+            "'llama-70b' is not a model of this file",
+        ),
+        (
+            lambda d: d["models"][0].update(equivalents=["all-MiniLM-L6-v2"]),
+            "models[0] (gemma-3-270m).equivalents[0]",
+            "is of kind embedding",
+        ),
+        (
+            lambda d: d["models"][0].update(equivalents=["gemma-3-270m"]),
+            "models[0] (gemma-3-270m).equivalents[0]",
+            "not its own equivalent",
+        ),
+        (
+            lambda d: d["endpoints"][0].update(runtime="tgi"),
+            "endpoints[0] (eu-fra-gemma).runtime",
+            "must be one of",
+        ),
+        (
+            lambda d: d["endpoints"][0].update(slots=0),
+            "endpoints[0] (eu-fra-gemma).slots",
+            "must be at least 1",
+        ),
+        (
+            lambda d: d["endpoints"][1].update(id="eu-fra-gemma"),
+            "endpoints[1] (eu-fra-gemma).id",
+            "duplicate 'eu-fra-gemma'",
+        ),
+        (
+            lambda d: d["teams"][0].update(slo_ttft_ms=0),
+            "teams[0] (customer-support).slo_ttft_ms",
+            "must be greater than 0",
+        ),
+        (
+            lambda d: d.update(high_priority_share=1.5),
+            "high_priority_share",
+            "between 0 and 1",
+        ),
+        (
+            lambda d: d["endpoints"][0].update(url="gemma:8080"),
+            "endpoints[0] (eu-fra-gemma).url",
+            "http:// or https:// URL",
+        ),
+    ],
+)
+def test_a_mistake_is_refused_naming_file_and_field(
+    tmp_path: Path, change, field: str, problem: str
+) -> None:
+    doc = yaml.safe_load(yaml.safe_dump(EXAMPLE))
+    change(doc)
+    path = _write(tmp_path, doc)
+    with pytest.raises(InputFileError) as refused:
+        load_serving(path, FLEET)
+    assert refused.value.field == field, str(refused.value)
+    assert problem in refused.value.problem, str(refused.value)
+    assert str(refused.value).startswith(f"{path}: {field}: ")
