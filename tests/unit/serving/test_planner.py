@@ -254,3 +254,15 @@ def test_no_plan_exceeds_a_node_budget_or_residency(inputs) -> None:
             assert next(n for n in nodes if n.name == r.node).cluster == EU
     for m in models:  # one replica per model
         assert len(p.loaded(m.name)) <= 1
+
+
+def test_a_displaced_vllm_model_sleeps_rather_than_going_cold() -> None:
+    models = [
+        model("v1", runtime="vllm", cold=30, wake=2, sleep_gb=1.0),
+        model("v2", runtime="vllm", cold=30, wake=2, sleep_gb=1.0),
+    ]
+    cur = [held("v1", LOADED, 7200, runtime="vllm")]
+    p = run([node()], models, {"v1": demand("v1", 2), "v2": demand("v2", 50)}, cur)
+    assert p.state("spark", "vllm", "v2") == LOADED
+    assert p.state("spark", "vllm", "v1") == SLEEPING
+    assert p.used_gb("spark") <= 16.0
