@@ -15,7 +15,6 @@ requests it when the plan would change something.
 
 import importlib
 import json
-import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,20 +39,19 @@ from serving.runtimes.base import ModelSpec, RuntimeAdapter
 
 SERVING_GROUP = "serving"
 RESIDENCY_KEY = dg.AssetKey(["serving", "residency_plan"])
-NODES_FILE_ENV = "PLANE_SERVING_NODES_FILE"
 STATE_KEY = "residency_state"
 
 
 class ResidencyResource(dg.ConfigurableResource):
     """The planner's nodes, models and runtime adapters (``config/serving_nodes.yaml``)."""
 
-    nodes_file: str | None = Field(
-        default=None, description="Serving nodes and models; env PLANE_SERVING_NODES_FILE."
+    nodes_file: str = Field(
+        default="config/serving_nodes.yaml",
+        description="Serving nodes, models and adapters (relative: to the project root).",
     )
 
     def config(self) -> PlannerConfig:
-        raw = self.nodes_file or os.environ.get(NODES_FILE_ENV) or "config/serving_nodes.yaml"
-        path = Path(raw).expanduser()
+        path = Path(self.nodes_file).expanduser()
         return load_planner_config(path if path.is_absolute() else project_root() / path)
 
     def adapters(self, config: PlannerConfig) -> dict[tuple[str, str], RuntimeAdapter]:

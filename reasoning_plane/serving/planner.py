@@ -535,14 +535,16 @@ def plan(
             was = now_of.get(key)
             if (n.name, m) in refused:
                 why = "may not be loaded here: " + "; ".join(refused[(n.name, m)])
-            elif (m.name, m.runtime) in placed:
-                why = "served on another node (one replica per model)"
             elif was is not None and was.state == LOADED and age(was) < settings.min_residency_s:
                 why = (
                     f"memory forces it out: loaded {_dur(age(was))} ago (under the minimum "
                     f"residency) but {fp.total_gb:.2f} GB does not fit the "
                     f"{n.memory.budget_gb:.2f} GB budget beside models kept with more demand"
                 )
+                if (m.name, m.runtime) in placed:
+                    why += "; served on another node"
+            elif (m.name, m.runtime) in placed:
+                why = "served on another node (one replica per model)"
             elif d is None or d.requests == 0:
                 why = "no demand in the window"
             elif (

@@ -254,6 +254,20 @@ def test_no_plan_exceeds_a_node_budget_or_residency(inputs) -> None:
             assert next(n for n in nodes if n.name == r.node).cluster == EU
     for m in models:  # one replica per model
         assert len(p.loaded(m.name)) <= 1
+    hold = PlannerSettings()
+    for c in cur:
+        row = next(
+            r for r in p.rows if (r.node, r.runtime, r.model) == (c.node, c.runtime, c.model)
+        )
+        age = (NOW - c.since).total_seconds()
+        if c.state == LOADED and age < hold.min_residency_s and row.state == COLD:
+            assert "memory forces" in row.why or "may not be loaded" in row.why, row.why
+        if c.state == COLD and age < hold.cooldown_s:
+            requests = dem[c.model].requests if c.model in dem else 0
+            if requests < hold.marginal_requests and not any(
+                x.state == LOADED and x.model == c.model for x in cur
+            ):
+                assert p.loaded(c.model) == []
 
 
 def test_a_displaced_vllm_model_sleeps_rather_than_going_cold() -> None:
@@ -266,3 +280,12 @@ def test_a_displaced_vllm_model_sleeps_rather_than_going_cold() -> None:
     assert p.state("spark", "vllm", "v2") == LOADED
     assert p.state("spark", "vllm", "v1") == SLEEPING
     assert p.used_gb("spark") <= 16.0
+
+
+def test_a_model_loaded_where_its_data_may_not_be_is_unloaded_even_under_min_residency() -> None:
+    nodes = [node("us-box", US, total=80), node("eu-box", EU, total=20)]
+    m = model("copilot", weights=12, datasets=["customer_orders_eu"])
+    cur = [held("copilot", LOADED, 10, n="us-box")]
+    p = run(nodes, [m], {"copilot": demand("copilot", 50)}, cur)
+    assert p.state("us-box", "llama.cpp", "copilot") == COLD
+    assert p.loaded("copilot") == [("eu-box", "llama.cpp")]
