@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from assets.serving import RESIDENCY_KEY, ResidencyResource, residency_plan_asset
+from reasoning_plane import store
 from reasoning_plane.serving.planner_config import PlannerConfig
 from serving.runtimes.base import RuntimeAdapter
 from stack_defs.definitions import build_defs
@@ -51,11 +52,12 @@ ADAPTER = LlamaCppProcessAdapter(budget_gb=1.0, model_gb=0.84)
 @pytest.fixture
 def demand_table(database_url: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(database_url) as conn:
+        store.ensure_schema(conn)  # the plane's schema as its migration makes it
+        conn.commit()
         created = (
             conn.execute("SELECT to_regclass('plane.serving_decisions')").fetchone()[0] is None
         )
         if created:
-            conn.execute("CREATE SCHEMA IF NOT EXISTS plane")
             conn.execute(
                 "CREATE TABLE plane.serving_decisions (decided_at timestamptz NOT NULL, "
                 "model text, status text, endpoint_id text, prompt_tokens int, "
