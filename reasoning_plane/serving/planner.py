@@ -336,6 +336,11 @@ def plan(
     policy = policy or PlacementPolicy()
     settings = settings or PlannerSettings()
     held = _check(nodes, models, current, fleet, now)
+    for name, d in demand.items():
+        if d.requests < 0 or d.tokens < 0 or not d.window_s > 0:
+            raise ValueError(
+                f"planner: demand: {name}: requests and tokens must be >= 0 and window_s > 0"
+            )
     by_node = {n.name: n for n in nodes}
     now_of: dict[tuple[str, str, str], Residency] = {}
     for c in held:

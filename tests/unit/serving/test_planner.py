@@ -183,6 +183,11 @@ def test_bad_input_is_a_clear_error(kw, problem) -> None:
         )
 
 
+def test_bad_demand_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="demand: a: requests and tokens must be >= 0"):
+        run([node()], [model("a")], {"a": Demand("a", -1, 0, 60.0)})
+
+
 def test_bad_settings_are_a_clear_error() -> None:
     with pytest.raises(ValueError, match="switch_margin"):
         PlannerSettings(switch_margin=0.5)
