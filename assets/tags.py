@@ -33,4 +33,5 @@ LAYER_GROUPS: dict[str, str] = {
     "retrieval": "1B retrieval: chunks and embeddings in regional pgvector stores",
     "models": "models: topic classifier and its batch inference",
     "reasoning_plane": "2C reasoning plane: GPU spend, budgets and quotas per team",
+    "serving": "2B serving: which model is loaded, sleeping or cold on which node, and why",
 }

@@ -19,6 +19,7 @@ from assets.embeddings import build_chunks_asset, build_embeddings_asset
 from assets.governance import build_catalog_asset
 from assets.ingestion import build_ingestion_asset
 from assets.models import TOPIC_CLASSIFIER, build_model_assets
+from assets.serving import SERVING_GROUP, ResidencyResource, residency_job, residency_plan_asset
 from assets.spend import SPEND_GROUP, team_spend_asset, team_spend_job, team_spend_schedule
 from assets.workloads import declared_records, workload_specs
 from data_plane.policy import load_policy
@@ -39,6 +40,7 @@ from sensors.ledger import (
     plane_run_started_sensor,
 )
 from sensors.placement import build_placement_sensor, build_recurring_schedule
+from sensors.residency import residency_sensor
 from sensors.source_files import build_source_files_sensor
 
 SOURCES_FILE_ENV = "PLANE_SOURCES_FILE"
@@ -95,15 +97,15 @@ def build_defs(
     postgres = PostgresResource(database_url=database_url, role="worker")
     main_job = dg.define_asset_job(
         "main_job",
-        selection=dg.AssetSelection.all() - dg.AssetSelection.groups(SPEND_GROUP),
+        selection=dg.AssetSelection.all() - dg.AssetSelection.groups(SPEND_GROUP, SERVING_GROUP),
         description=(
             "The whole data plane: ingest every source, tag governance, derive datasets, embed "
             "text into the regional vector stores, train and apply the topic classifier."
         ),
     )
     return dg.Definitions(
-        assets=[*assets, team_spend_asset],
-        jobs=[main_job, team_spend_job],
+        assets=[*assets, team_spend_asset, residency_plan_asset],
+        jobs=[main_job, team_spend_job, residency_job],
         sensors=[
             build_source_files_sensor(catalog),
             build_placement_sensor(workloads, declared),
@@ -111,6 +113,7 @@ def build_defs(
             plane_metering_sensor,
             plane_failure_sensor,
             plane_cancel_sensor,
+            residency_sensor,
         ],
         schedules=[build_recurring_schedule(workloads, declared), team_spend_schedule],
         executor=placement_executor,
@@ -127,6 +130,7 @@ def build_defs(
                 postgres=PostgresResource(database_url=database_url, role="plane")
             ),
             "placement_guard": PlacementGuardResource(postgres=postgres),
+            "residency": ResidencyResource(),
         },
     )
 
