@@ -148,9 +148,21 @@ def serve_gateway(port: int, runtime_url: str, slots: int) -> None:
         budgets={"financial-ml": Budget("financial-ml", 1e9)},
         high_priority_share=0.0,
     )
-    uvicorn.run(
-        create_app(gateway), host="127.0.0.1", port=port, log_level="warning", access_log=False
-    )
+    profile_to = os.environ.get("GATEWAY_PROFILE")  # cProfile the gateway: stats written here
+    profiler = None
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    try:
+        uvicorn.run(
+            create_app(gateway), host="127.0.0.1", port=port, log_level="warning", access_log=False
+        )
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile_to)
 
 
 # --------------------------------------------------------------------------------------------
