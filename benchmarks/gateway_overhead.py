@@ -329,9 +329,7 @@ async def measure(args: argparse.Namespace, stub_url: str, gateway_url: str) -> 
             cpu_direct = n_direct = 0.0
             wall_g = wall_d = 0.0
             for half in (payloads[: n // 2], payloads[n // 2 :]):  # D, G, D, G
-                lat, err, cpu, wall = await closed_loop(
-                    session, direct_url, half, args.concurrency
-                )
+                lat, err, cpu, wall = await closed_loop(session, direct_url, half, args.concurrency)
                 direct += lat
                 errors += len(err)
                 cpu_direct += cpu

@@ -20,6 +20,7 @@ Starlette (the ASGI toolkit under FastAPI) and httpx; uvicorn serves it.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,11 @@ from reasoning_plane.serving.endpoints import (
     serving_policy,
     serving_snapshot,
 )
+
+try:  # httpcore imports sniffio on every pool operation; when it is absent, each of those
+    import sniffio  # noqa: F401  # failed imports searched sys.path (~2 ms a forwarded request)
+except ImportError:
+    sys.modules["sniffio"] = None  # type: ignore[assignment]  # fails at once: asyncio assumed
 
 DEFAULT_MAX_TOKENS = 256
 CHARS_PER_TOKEN = 4  # a prompt's tokens, estimated before the runtime counts them
