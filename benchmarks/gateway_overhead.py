@@ -401,7 +401,7 @@ def main() -> None:
     parser.add_argument("--runtime")
     parser.add_argument("--slots", type=int, default=1024)
     parser.add_argument("--concurrency", type=int, default=100)
-    parser.add_argument("--rates", type=int, nargs="+", default=[50, 100, 200, 300, 400, 600])
+    parser.add_argument("--rates", type=int, nargs="+", default=[10, 25, 50, 100, 200, 400])
     parser.add_argument("--seconds", type=float, default=10.0, help="per open-loop rate")
     parser.add_argument("--all-rates", action="store_true")
     parser.add_argument("--quick", action="store_true")
