@@ -372,21 +372,28 @@ async def measure_llama(args: argparse.Namespace, runtime_url: str, gateway_url:
     """The real llama.cpp runtime: one request at a time, direct and gateway interleaved."""
     import aiohttp
 
-    rows = trace_rows(200)
+    rows = trace_rows(400)
     n = 20 if args.quick else 60
     rng = random.Random(0)
     picked = [r for r in rows if r[1] <= 300][:n]
     rng.shuffle(picked)
-    payloads = bodies(picked, max_tokens=8)
     direct: list[float] = []
     through: list[float] = []
     errors: list[str] = []
+
+    def body(k: int, side: str) -> bytes:
+        # a prompt of its own per request and side: llama.cpp's prompt cache would otherwise
+        # answer the second of a pair faster than the first
+        (raw,) = bodies([picked[k]], max_tokens=8)
+        return raw.replace(b'"content": "', f'"content": "{side}{k} '.encode(), 1)
+
     async with aiohttp.ClientSession() as session:
         for url in (runtime_url, gateway_url):  # warm-up
-            await _one(session, f"{url}/v1/chat/completions", payloads[0], [], errors)
-        for body in payloads:
-            await _one(session, f"{runtime_url}/v1/chat/completions", body, direct, errors)
-            await _one(session, f"{gateway_url}/v1/chat/completions", body, through, errors)
+            await _one(session, f"{url}/v1/chat/completions", body(0, "w"), [], errors)
+        for k in range(len(picked)):
+            pair = [(runtime_url, "d", direct), (gateway_url, "g", through)]
+            for url, side, out in pair if k % 2 else pair[::-1]:  # who goes first alternates
+                await _one(session, f"{url}/v1/chat/completions", body(k, side), out, errors)
     print("\n### The real llama.cpp runtime (Gemma 3 270M Q4_K_M), one request at a time\n")
     print(TABLE_HEAD)
     print(_row("llama.cpp, max_tokens 8", direct, through, len(errors)))

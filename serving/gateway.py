@@ -95,6 +95,7 @@ class Gateway:
     spent_usd: dict[str, float] = field(default_factory=dict)  # per team, settled
     reserved_usd: dict[str, float] = field(default_factory=dict)  # per team, in flight
     _snapshots: dict = field(default_factory=dict)
+    _request_policy: tuple = (None, None)  # (policy, its serving_policy): see request_policy
     client: httpx.AsyncClient = field(default_factory=lambda: _runtime_client())
 
     async def probe(self) -> None:
@@ -151,10 +152,19 @@ class Gateway:
             ask,
             snapshot,
             in_flight,
-            serving_policy(self.policy),
+            self.request_policy(),
             committed,
             self.high_priority_share,
         )
+
+    def request_policy(self) -> PlacementPolicy:
+        """`serving_policy` of the current policy, built again only when the policy is replaced:
+        a new object per request hashed its version per request (a third of `decide`)."""
+        policy, derived = self._request_policy
+        if policy is not self.policy:
+            derived = serving_policy(self.policy)
+            self._request_policy = (self.policy, derived)
+        return derived
 
     def endpoint(self, endpoint_id: str) -> Endpoint:
         return next(e for e in self.endpoints if e.endpoint_id == endpoint_id)
