@@ -399,6 +399,8 @@ async def measure_llama(args: argparse.Namespace, runtime_url: str, gateway_url:
     print(_row("llama.cpp, max_tokens 8", direct, through, len(errors)))
     diffs = sorted(g - d for g, d in zip(through, direct, strict=False))
     print(f"<!-- median of the paired differences: {diffs[len(diffs) // 2] * 1000:+.2f} ms -->")
+    if errors:
+        print(f"<!-- errors: {sorted(errors)} -->")
 
 
 def main() -> None:
@@ -413,6 +415,7 @@ def main() -> None:
     parser.add_argument("--all-rates", action="store_true")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-llama", action="store_true")
+    parser.add_argument("--only-llama", action="store_true")
     parser.add_argument("--pin", action="store_true", help="gateway on CPU 1, the rest on CPU 0")
     args = parser.parse_args()
     if args.role == "stub":
@@ -425,6 +428,8 @@ def main() -> None:
     from benchmarks.machine import machine
 
     print(f"machine: {machine()}; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    if args.only_llama:
+        return llama(args)
     if args.pin:
         os.sched_setaffinity(0, {0})
     procs = []
