@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -65,6 +66,11 @@ from serving.retrieval import (
     retrieval_ask,
     with_context,
 )
+
+try:  # httpcore imports sniffio on every pool operation; when it is absent, each of those
+    import sniffio  # noqa: F401  # failed imports searched sys.path (~2 ms a forwarded request)
+except ImportError:
+    sys.modules["sniffio"] = None  # type: ignore[assignment]  # fails at once: asyncio assumed
 
 DEFAULT_MAX_TOKENS = 256
 CHARS_PER_TOKEN = 4  # a prompt's tokens, estimated before the runtime counts them
@@ -115,7 +121,7 @@ class Gateway:
     retrieve_with_key: bool = True  # the stores read as the caller's key (database-checked)
     _snapshots: dict = field(default_factory=dict)
     recorder: Recorder | None = None  # decision records (serving.records); None: not recorded
-    client: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=60.0))
+    client: httpx.AsyncClient = field(default_factory=lambda: _runtime_client())
     access: ModelAccess | None = None  # Cedar's use_model; None only where no policy applies
     kinds: Mapping[str, str] = field(default_factory=dict)  # model -> chat/completion/embedding
     equivalents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # allowed, per model
@@ -123,6 +129,7 @@ class Gateway:
     probe_interval_s: float = 2.0
     refresh: Callable[[], None] | None = None  # reloads catalog/policies; run off the event loop
     usage_tokens: dict[str, int] = field(default_factory=dict)  # per team, as runtimes counted
+    _request_policy: tuple = (None, None)  # (policy, its serving_policy): see request_policy
 
     async def probe(self) -> None:
         """Ask each runtime which models it has (``GET /v1/models``) and how fast it answers."""
@@ -183,7 +190,7 @@ class Gateway:
             ask,
             snapshot,
             in_flight,
-            serving_policy(self.policy),
+            self.request_policy(),
             committed,
             self.high_priority_share,
         )
@@ -198,6 +205,15 @@ class Gateway:
         if self.retrieve_with_key:
             retriever = replace(retriever, credential=token)
         return retriever.search(ask.query, principal, ask.k)
+
+    def request_policy(self) -> PlacementPolicy:
+        """`serving_policy` of the current policy, built again only when the policy is replaced:
+        a new object per request hashed its version per request (a third of `decide`)."""
+        policy, derived = self._request_policy
+        if policy is not self.policy:
+            derived = serving_policy(self.policy)
+            self._request_policy = (self.policy, derived)
+        return derived
 
     def endpoint(self, endpoint_id: str) -> Endpoint:
         return next(e for e in self.endpoints if e.endpoint_id == endpoint_id)
@@ -256,6 +272,33 @@ class Gateway:
         """Replace a request's reservation by what it actually cost."""
         self.reserved_usd[team] = self.reserved_usd.get(team, 0.0) - reserved
         self.spent_usd[team] = self.spent_usd.get(team, 0.0) + actual
+
+
+def _runtime_client() -> httpx.AsyncClient:
+    """The client the gateway forwards with: its connections split among several httpx pools.
+
+    httpcore's pool scans every connection for every idle one on each request (quadratic in
+    its connections): at 100 concurrent requests on one pool that was most of the gateway's CPU
+    time in the profile, and with httpx's default of 20 kept-alive connections most
+    connections were closed after each answer and opened again."""
+    return httpx.AsyncClient(timeout=60.0, transport=_ShardedTransport())
+
+
+class _ShardedTransport(httpx.AsyncBaseTransport):
+    """Requests dealt round-robin to ``shards`` small connection pools."""
+
+    def __init__(self, shards: int = 8, keepalive_per_shard: int = 32) -> None:
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=keepalive_per_shard)
+        self._pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(shards)]
+        self._next = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._next = (self._next + 1) % len(self._pools)
+        return await self._pools[self._next].handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
