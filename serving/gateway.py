@@ -406,7 +406,7 @@ def create_app(gateway: Gateway) -> Starlette:
                     f"no endpoint serves {model!r}, and {principal.name} may not use its "
                     f"equivalents {withheld}",
                 )
-            return _error(503, f"no endpoint serves {model!r}")
+            # else the engine decides (no candidate: rejected), so the refusal is recorded
         try:
             wanted = retrieval_ask(body)
             hits = []

@@ -50,41 +50,38 @@ ADAPTER = LlamaCppProcessAdapter(budget_gb=1.0, model_gb=0.84)
 
 
 @pytest.fixture
-def demand_table(database_url: str) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(database_url) as conn:
-        store.ensure_schema(conn)  # the plane's schema as its migration makes it
-        conn.commit()
-        created = (
-            conn.execute("SELECT to_regclass('plane.serving_decisions')").fetchone()[0] is None
-        )
-        if created:
-            conn.execute(
-                "CREATE TABLE plane.serving_decisions (decided_at timestamptz NOT NULL, "
-                "model text, status text, endpoint_id text, prompt_tokens int, "
-                "completion_tokens int)"
-            )
-            conn.execute("GRANT SELECT ON plane.serving_decisions TO PUBLIC")
+def demand_table(plane_db: str) -> Iterator[psycopg.Connection]:
+    """The gateway's decision log, ``plane.serving_decisions``, as the plane's migration makes
+    it (the schema is dropped before and after by ``plane_db``)."""
+    with psycopg.connect(plane_db) as conn:
+        store.ensure_schema(conn)
         conn.commit()
         try:
             yield conn
         finally:
             conn.rollback()
-            if created:
-                conn.execute("DROP TABLE plane.serving_decisions")
-            else:
-                conn.execute(
-                    "DELETE FROM plane.serving_decisions WHERE model LIKE 'residency-test-%'"
-                )
-            conn.commit()
             ADAPTER.close()
 
 
 def _meter(conn: psycopg.Connection, model: str, n: int) -> None:
+    """``n`` served requests for ``model`` in the last ``n`` seconds, as the gateway logs them."""
     now = datetime.now(UTC)
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO plane.serving_decisions VALUES (%s, %s, 'placed', 'box', 10, 10)",
-            [(now - timedelta(seconds=i + 1), model) for i in range(n)],
+            "INSERT INTO plane.serving_decisions (request_id, decision_id, decided_at, team,"
+            " principal, model, status, endpoint_id, reason, estimated_usd, prompt_tokens,"
+            " completion_tokens, rejected_by_rule, policy_version, snapshot_hash, payload)"
+            " VALUES (%s, %s, %s, 't', 'p', %s, 'placed', 'box', 'placed', 0.0001, 10, 10,"
+            " '{}', 'v', 's', '{}')",
+            [
+                (
+                    f"r-{model}-{i}-{now.timestamp()}",
+                    f"d-{model}-{i}-{now.timestamp()}",
+                    now - timedelta(seconds=i + 1),
+                    model,
+                )
+                for i in range(n)
+            ],
         )
     conn.commit()
 
