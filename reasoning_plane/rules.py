@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from data_plane.catalog import CatalogRecord
-from data_plane.classification import UNKNOWN
+from data_plane.classification import UNKNOWN, residency_parts
 from reasoning_plane.model import (
     CPU,
     DEFERRED,
     PLACED,
     REJECTED,
+    Cluster,
     Rejection,
     TeamQuota,
     TelemetrySample,
@@ -244,6 +245,31 @@ def compliance_reasons(
         for cert, dataset in needed
         if cert not in certifications
     )
+
+
+def governance_on(
+    datasets: Iterable[str],
+    catalog: Mapping[str, CatalogRecord],
+    cluster: Cluster,
+    policy: PlacementPolicy,
+) -> tuple[tuple[Rejection, ...], tuple[Rejection, ...]]:
+    """(residency, compliance) reasons why ``cluster`` may not process ``datasets``, read from
+    ``catalog`` (a dataset it lacks is the most restrictive): the two governance rules for one
+    cluster, for callers outside the index (the residency planner, the simulator's audit)."""
+    datasets = tuple(datasets)
+    records = [catalog[d] for d in datasets if d in catalog]
+    missing = [d for d in datasets if d not in catalog]
+    residency = residency_reasons(
+        records,
+        [residency_parts(r.data_residency) for r in records],
+        missing,
+        cluster.zone,
+        cluster.accepts_unknown_residency,
+        cluster.name,
+        policy,
+    )
+    needed = certifications_needed(records, policy)
+    return residency, compliance_reasons(needed, cluster.name, cluster.certifications)
 
 
 # -- the request's needs against each pool ----------------------------------------------------

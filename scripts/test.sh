@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/bootstrap.sh
 bash scripts/install_chromium.sh   # best effort: the browser test is skipped without Chromium
+bash scripts/install_prometheus.sh  # best effort: Prometheus/promtool for the telemetry and alert tests
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

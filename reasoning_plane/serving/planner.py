@@ -37,7 +37,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from data_plane.catalog import CatalogRecord
-from data_plane.classification import residency_parts
 from reasoning_plane import rules
 from reasoning_plane.model import Fleet
 from reasoning_plane.policy import PlacementPolicy
@@ -251,22 +250,8 @@ def governance_reasons(
     and compliance, as the batch engine applies them to the node's cluster."""
     cluster = fleet.get(node.cluster)
     assert cluster is not None  # checked by plan()
-    records = [catalog[d] for d in model.datasets if d in catalog]
-    missing = [d for d in model.datasets if d not in catalog]
-    zone_sets = [residency_parts(r.data_residency) for r in records]
-    reasons = rules.residency_reasons(
-        records,
-        zone_sets,
-        missing,
-        cluster.zone,
-        cluster.accepts_unknown_residency,
-        cluster.name,
-        policy,
-    )
-    reasons += rules.compliance_reasons(
-        rules.certifications_needed(records, policy), cluster.name, cluster.certifications
-    )
-    return [r.message for r in reasons]
+    residency, compliance = rules.governance_on(model.datasets, catalog, cluster, policy)
+    return [r.message for r in (*residency, *compliance)]
 
 
 def _check(

@@ -11,7 +11,6 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from data_plane.catalog import CatalogRecord
-from data_plane.classification import residency_parts
 from reasoning_plane import rules
 from reasoning_plane.model import (
     Candidate,
@@ -133,20 +132,7 @@ def _audit(
 ) -> tuple[bool, bool]:
     """(residency violated, compliance violated) of running ``request`` on ``cluster``: the
     governance rules themselves (`rules.py`), applied to a placement after the fact."""
-    records = [catalog[d] for d in request.datasets if d in catalog]
-    missing = [d for d in request.datasets if d not in catalog]
-    zone_sets = [residency_parts(r.data_residency) for r in records]
-    residency = rules.residency_reasons(
-        records,
-        zone_sets,
-        missing,
-        cluster.zone,
-        cluster.accepts_unknown_residency,
-        cluster.name,
-        policy,
-    )
-    needed = rules.certifications_needed(records, policy)
-    compliance = rules.compliance_reasons(needed, cluster.name, cluster.certifications)
+    residency, compliance = rules.governance_on(request.datasets, catalog, cluster, policy)
     return bool(residency), bool(compliance)
 
 
