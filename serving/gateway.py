@@ -354,7 +354,7 @@ def _ask(
     team's default (``slos``); its priority the team's (never the caller's). Its datasets:
     those it declares and those of the context the gateway retrieved for it (``context``);
     never fewer than it holds."""
-    embedding = request.url.path == "/v1/embeddings"
+    embedding = request.scope["path"] == "/v1/embeddings"
     text = json.dumps(body.get("messages") or body.get("prompt") or body.get("input") or "")
     declared = (d.strip() for d in request.headers.get("x-plane-datasets", "").split(","))
     datasets = tuple(sorted({d for d in declared if d} | set(context)))
@@ -418,7 +418,7 @@ def create_app(gateway: Gateway) -> Starlette:
         if not isinstance(body, dict) or not body.get("model"):
             return _error(400, "model: required")
         model = str(body["model"])
-        path = request.url.path
+        path = request.scope["path"]
         if gateway.kinds:
             kind = gateway.kinds.get(model)
             if kind is None:
