@@ -280,7 +280,11 @@ def test_a_failed_write_is_retried_and_a_full_buffer_stops_admission(plane_db, r
     """The database is unreachable: nothing is dropped, the buffer fills, the gateway answers
     503 instead of serving unrecorded; when the database is back every record is written."""
     token, authenticate = key
-    recorder = _recorder(batch_size=1, interval_s=0.05, max_buffered=2, retry_s=0.01)
+    # no spend refresh: its connection, opened to the good URL while a slow start-up took more
+    # than refresh_s, would be kept and the "unreachable" database never failed a write
+    recorder = _recorder(
+        batch_size=1, interval_s=0.05, max_buffered=2, retry_s=0.01, refresh_s=3600.0
+    )
     good = recorder.url
     gateway = _gateway(_endpoints(runtime), authenticate, recorder)
     with _serving(gateway) as url:
