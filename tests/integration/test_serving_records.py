@@ -42,8 +42,8 @@ from reasoning_plane.serving.endpoints import (
 from reasoning_plane.serving.records import record_of
 from resources.database import database_url as url_of
 from serving import records
-from serving.gateway import Gateway, create_app
-from tests.loopback import FailingRuntime, OpenAIRuntime, serve_app, serve_handler
+from serving.gateway import Gateway
+from tests.loopback import FailingRuntime, OpenAIRuntime, serve_gateway, serve_handler
 from tests.unit.plane import factory
 
 MODEL = "gemma-3-270m"
@@ -66,14 +66,7 @@ def runtime() -> Iterator[str]:
         yield url
 
 
-@contextlib.contextmanager
-def _serving(gateway: Gateway) -> Iterator[str]:
-    """The gateway on loopback, its lifespan run (spend loaded, recorder started, then closed)."""
-    with serve_app(create_app(gateway)) as url:
-        deadline = time.monotonic() + 10
-        while gateway.generation == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)  # the first probe of the runtimes
-        yield url
+_serving = serve_gateway  # the gateway on loopback, its lifespan run (recorder, probes)
 
 
 @pytest.fixture
