@@ -291,7 +291,8 @@ class Gateway:
         self.spent_usd[team] = self.spent_usd.get(team, 0.0) + actual
 
 
-PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
+# each of connecting and reading may take 2 s (as httpx timed each phase before)
+PROBE_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=2.0, sock_read=2.0)
 # what a runtime that fails a request raises (a refused connection, a reset, a timeout)
 RUNTIME_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 JSON = {"content-type": "application/json"}
