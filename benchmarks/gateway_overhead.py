@@ -24,9 +24,10 @@ Direct and gateway runs alternate in rounds over the same requests; "added" is t
 percentile minus the direct one's. The direct run's latency is the client's and the stub's own
 cost (the client's share is printed as client CPU per request).
 
-The API key is checked by an in-memory lookup here: the gateway's ``authenticate`` is a callable,
-and a PostgreSQL round trip per request (`data_plane.credentials.authenticate`) would add its own
-time, not measured here.
+The API key is checked by an in-memory lookup unless ``--db-keys``: then the key is issued in
+the real PostgreSQL (the embedded one of ``PLANE_STATE_DIR``, or ``PLANE_DATABASE_URL``) and each
+gateway checks it as ``plane serve`` does (`plane_cli.serve.Database.authenticate`: one shared
+connection, `data_plane.credentials.authenticate`), through its key cache where it has one.
 """
 
 from __future__ import annotations
@@ -131,6 +132,11 @@ def serve_gateway(port: int, runtime_url: str, slots: int) -> None:
         if token != KEY:
             raise PermissionError("not a valid API key")
         return "support-copilot"
+
+    if os.environ.get("BENCH_DATABASE_URL"):  # the key check of `plane serve`, in PostgreSQL
+        from plane_cli.serve import Database
+
+        authenticate = Database(os.environ["BENCH_DATABASE_URL"]).authenticate
 
     endpoint = Endpoint(
         "eu-a10-1", "eu-fra-a10", "A10", "vllm", runtime_url, frozenset({MODEL}), slots=slots
@@ -425,6 +431,11 @@ def main() -> None:
     parser.add_argument("--only-llama", action="store_true")
     parser.add_argument("--pin", action="store_true", help="gateway on CPU 1, the rest on CPU 0")
     parser.add_argument(
+        "--db-keys",
+        action="store_true",
+        help="API keys issued and checked in PostgreSQL, as `plane serve` checks them",
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         help="a checkout of other gateway code (e.g. `git worktree add /tmp/base main`), served "
@@ -446,6 +457,18 @@ def main() -> None:
         return llama(args)
     if args.pin:
         os.sched_setaffinity(0, {0})
+    if args.db_keys:
+        import psycopg
+
+        from data_plane import credentials
+        from resources.database import database_url
+
+        global KEY
+        url = database_url()
+        with psycopg.connect(url, autocommit=True) as conn:
+            KEY = credentials.issue(conn, "support-copilot")[1]
+        HEADERS["authorization"] = f"Bearer {KEY}"
+        os.environ["BENCH_DATABASE_URL"] = url
     procs = []
     try:
         stub_port = free_port()

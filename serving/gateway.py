@@ -131,9 +131,28 @@ class Gateway:
     key_cache_s: float = DEFAULT_TTL_S  # how long a checked API key is trusted (serving.keys)
     keys: KeyCache | None = None  # None: a KeyCache of `authenticate` for key_cache_s
 
+    _key_checks: dict[str, asyncio.Future] = field(default_factory=dict, repr=False)
+
     def __post_init__(self) -> None:
         if self.keys is None:
             self.keys = KeyCache(self.authenticate, self.key_cache_s)
+
+    async def principal_of(self, token: str | None) -> str:
+        """The principal of an API key: remembered (`serving.keys`), else checked in the key
+        store off the event loop, one check per key at a time: the requests that miss together
+        (a key's time ran out under load) wait for the same answer, refusal included."""
+        keys = self.keys
+        assert keys is not None
+        name = keys.cached(token)
+        if name is not None:
+            return name
+        key = token or ""
+        pending = self._key_checks.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(asyncio.to_thread(keys.check, token))
+            self._key_checks[key] = pending
+            pending.add_done_callback(lambda _: self._key_checks.pop(key, None))
+        return await asyncio.shield(pending)
 
     def session(self) -> aiohttp.ClientSession:
         """The client the gateway forwards with, made in the running event loop (an aiohttp
@@ -396,12 +415,7 @@ def create_app(gateway: Gateway) -> Starlette:
         auth = request.headers.get("authorization", "")
         token = auth.removeprefix("Bearer ").strip() or None
         try:
-            keys = gateway.keys
-            assert keys is not None
-            name = keys.cached(token)  # checked less than key_cache_s ago
-            if name is None:  # the key store is a database: asked off the event loop
-                name = await asyncio.to_thread(keys.check, token)
-            principal = gateway.principals[name]
+            principal = gateway.principals[await gateway.principal_of(token)]
             team = _team(principal, request.headers.get("x-plane-team"))
         except KeyError:
             return _error(401, "the API key's principal is not in the principals file")

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import psycopg
@@ -93,7 +96,9 @@ def _gateway(runtime: str, keys: KeyCache) -> Gateway:
     return Gateway(
         fleet=factory.fleet(),
         endpoints=[
-            Endpoint("eu-a10-1", "eu-fra-a10", "A10", "llama.cpp", runtime, frozenset({MODEL}))
+            Endpoint(
+                "eu-a10-1", "eu-fra-a10", "A10", "llama.cpp", runtime, frozenset({MODEL}), slots=8
+            )
         ],
         principals={
             "support-copilot": Principal(
@@ -199,3 +204,24 @@ def test_an_unchanged_body_is_forwarded_as_sent_and_a_key_given_twice_is_refused
         assert _ask(url, token, nested).status_code == 400
         assert _ask(url, token, "{}".encode("utf-16")).status_code == 400  # JSON is UTF-8
         assert len(_Recording.received) == 1  # none of the refused reached the runtime
+
+
+def test_requests_missing_the_cache_together_share_one_check(runtime, db) -> None:
+    """When a key's time runs out under load, the requests that arrive meanwhile wait for one
+    database check instead of queueing one each behind the key store's connection."""
+    database_url, asked = db
+    _, token = _issue(database_url)
+    check = _authenticate(database_url, asked)
+    all_sent = threading.Event()
+
+    def slow(token_: str | None) -> str:
+        all_sent.wait(5)  # the check is still running when every request has arrived
+        return check(token_)
+
+    keys = KeyCache(slow, 5.0, clock=Clock())
+    with serve_gateway(_gateway(runtime, keys)) as url, ThreadPoolExecutor(8) as pool:
+        replies = [pool.submit(_ask, url, token) for _ in range(8)]
+        time.sleep(0.3)  # the eight requests reach the gateway, all missing the cache
+        all_sent.set()
+        assert [r.result().status_code for r in replies] == [200] * 8
+    assert asked == [token]
