@@ -362,23 +362,43 @@ def _launcher_config(instance_yaml: dict) -> dict[str, Any]:
     return block["config"]
 
 
-def test_run_launcher_routes_every_fleet_cluster_through_k8s(instance_yaml: dict) -> None:
+def test_run_launcher_routes_every_fleet_cluster_through_k8s(
+    instance_yaml: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = _launcher_config(instance_yaml)
     _valid(PlacementRunLauncher.config_type(), config)
-    fleet = load_fleet(REPO / "examples" / "seed_scenario" / "fleet.yaml")
-    # every fleet cluster, and the control plane for work that needs no decision
-    assert set(config["clusters"]) == {c.name for c in fleet.clusters} | {"control-plane"}
-    for name, cluster in config["clusters"].items():
-        _valid(K8sRunLauncher.config_type(), cluster)
-        assert "job_namespace" not in cluster, name  # the decision's namespace, per run
-        if name == "control-plane":
-            assert cluster["load_incluster_config"] is True, name
+    # one list of clusters: the fleet file's; none is copied into the instance or Helm values
+    assert "clusters" not in config
+    assert config["fleet_file"] == {"env": "PLANE_FLEET_FILE"}
+    fleet_path = REPO / "examples" / "seed_scenario" / "fleet.yaml"
+    monkeypatch.setenv("PLANE_FLEET_FILE", str(fleet_path))
+    fleet = load_fleet(fleet_path)
+    launcher = PlacementRunLauncher.from_config_value(
+        None, {**config, "fleet_file": str(fleet_path)}
+    )
+    for cluster in [*fleet.clusters, None]:
+        name = cluster.name if cluster else "control-plane"
+        settings = dict(launcher.cluster_settings(name))
+        context = settings.pop("kube_context", None)
+        _valid(K8sRunLauncher.config_type(), settings)
+        assert "job_namespace" not in settings, name  # the decision's namespace, per run
+        if cluster is None:
+            assert settings["load_incluster_config"] is True
+            assert settings["job_image"] == config["job_image"]  # CPU build
         else:
-            assert cluster["load_incluster_config"] is False and cluster["kubeconfig_file"], name
-        assert cluster["service_account_name"] == "dagster-run"
-        assert cluster["env_secrets"] == [DB_SECRET]
-        # run workers verify the signed decision they carry
-        assert "PLANE_VERIFY_KEYS=/etc/reasoning-plane/verify-keys" in cluster["env_vars"]
+            assert context == cluster.kube_context and context, name
+            assert settings["kubeconfig_file"] == "/etc/reasoning-plane/kubeconfig/config"
+            assert settings["load_incluster_config"] is False
+            # GPU clusters run the CUDA build of the image, never CPU PyTorch
+            assert settings["job_image"] == config["gpu_job_image"]
+            assert settings["job_image"].endswith("-cuda")
+        assert settings["service_account_name"] == "dagster-run"
+        assert settings["env_secrets"] == [DB_SECRET]
+        # run workers verify the signed decision they carry and read the fleet file
+        assert "PLANE_VERIFY_KEYS=/etc/reasoning-plane/verify-keys" in settings["env_vars"]
+        assert "PLANE_FLEET_FILE=/etc/reasoning-plane/fleet/fleet.yaml" in settings["env_vars"]
+        mounts = {m["name"]: m["mountPath"] for m in settings["volume_mounts"]}
+        assert mounts["fleet"] == "/etc/reasoning-plane/fleet"
 
 
 def test_runs_without_a_placement_go_to_the_control_plane(instance_yaml: dict) -> None:
@@ -413,7 +433,12 @@ def placed_run_job(instance_yaml: dict, tmp_path: Path):
     decision = place(request(), snapshot(fleet=fleet), PlacementPolicy())
     assert decision.chosen is not None and decision.chosen.cluster == "eu-fra-a10"
     tags = run_tags(decision, fleet)
-    cluster = _launcher_config(instance_yaml)["clusters"][tags["plane/cluster"]]
+    config = _launcher_config(instance_yaml)
+    launcher = PlacementRunLauncher.from_config_value(
+        None, {**config, "fleet_file": str(REPO / "examples" / "seed_scenario" / "fleet.yaml")}
+    )
+    cluster = dict(launcher.cluster_settings(tags["plane/cluster"]))
+    cluster.pop("kube_context")
 
     def build(extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
         launcher = K8sRunLauncher(
@@ -492,7 +517,7 @@ def test_helm_code_location_is_stack_defs(helm_values: dict) -> None:
     assert deployment["dagsterApiGrpcArgs"] == ["-m", "stack_defs"]
     assert deployment["port"] == 3030
     assert {"name": DB_SECRET} in deployment["envSecrets"]
-    assert deployment["envConfigMaps"]
+    assert {e["name"] for e in deployment["env"]} >= {"PLANE_FLEET_FILE", "PLANE_QUOTAS_FILE"}
     # the chart would otherwise give every run this deployment's namespace (reasoning-plane)
     assert deployment["includeConfigInLaunchedRuns"] == {"enabled": False}
     # the chart runs `dagster api grpc -h 0.0.0.0 -p PORT ARGS`: the arguments must parse
@@ -537,13 +562,44 @@ def test_helm_runs_one_image_everywhere(helm_values: dict, instance_yaml: dict) 
         image(helm_values["dagsterWebserver"]),
         image(helm_values["dagsterDaemon"]),
         image(helm_values["dagster-user-deployments"]["deployments"][0]),
+        instance_yaml["run_launcher"]["config"]["job_image"],
     }
-    images |= {c["job_image"] for c in instance_yaml["run_launcher"]["config"]["clusters"].values()}
     agent = _find("DaemonSet", "plane-agent", PLANE_NAMESPACE)["spec"]["template"]["spec"]
     images.add(agent["containers"][0]["image"])
     assert len(images) == 1, images
+    # GPU clusters: the same tag's CUDA build (deploy/Dockerfile, TORCH_FLAVOUR=cuda)
+    cpu = images.pop()
+    assert instance_yaml["run_launcher"]["config"]["gpu_job_image"] == f"{cpu}-cuda"
     # the image runs as a non-root user: no privileged port for the webserver
     assert helm_values["dagsterWebserver"]["service"]["port"] > 1024
+
+
+def test_helm_database_secret_reaches_daemon_webserver_and_code_server(
+    helm_values: dict,
+) -> None:
+    """The daemon runs the routing launcher; without PLANE_DATABASE_URL it would have started
+    an embedded PostgreSQL in its pod and found no decisions (now refused there)."""
+    (deployment,) = helm_values["dagster-user-deployments"]["deployments"]
+    for name, values in (
+        ("dagsterDaemon", helm_values["dagsterDaemon"]),
+        ("dagsterWebserver", helm_values["dagsterWebserver"]),
+        ("code server", deployment),
+    ):
+        assert {"name": DB_SECRET} in values["envSecrets"], name
+        env = {e["name"]: e["value"] for e in values["env"]}
+        assert env["PLANE_FLEET_FILE"] == "/etc/reasoning-plane/fleet/fleet.yaml", name
+        mounts = {m["mountPath"] for m in values["volumeMounts"]}
+        volumes = {v["name"]: v for v in values["volumes"]}
+        # every file an env var names is on a mounted ConfigMap
+        for variable in ("PLANE_FLEET_FILE", "PLANE_QUOTAS_FILE", "PLANE_BUDGETS_FILE"):
+            assert str(Path(env[variable]).parent) in mounts, (name, variable)
+        assert volumes["fleet"]["configMap"]["name"] == "reasoning-plane-fleet", name
+        assert volumes["plane-files"]["configMap"]["name"] == "reasoning-plane-files", name
+    for name in ("dagsterDaemon", "dagsterWebserver"):
+        volumes = {v["name"]: v for v in helm_values[name]["volumes"]}
+        assert volumes["kubeconfig"]["secret"]["secretName"] == "reasoning-plane-kubeconfig"
+    # the chart's storage password key
+    assert helm_values["global"]["postgresqlSecretName"] == DB_SECRET
 
 
 # -- deploy/Dockerfile -----------------------------------------------------------------------
@@ -568,10 +624,18 @@ def _instructions(path: Path) -> list[tuple[str, str]]:
 
 def test_dockerfile_installs_cpu_torch_first_then_the_project() -> None:
     steps = _instructions(DEPLOY / "Dockerfile")
-    assert steps[0] == ("FROM", "python:3.11-slim")
-    args = dict(arg.split("=", 1) for kind, arg in steps if kind == "ARG")
-    assert args["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
-    assert args["TORCH_VERSION"] == "2.13.0"
+    froms = [arg for kind, arg in steps if kind == "FROM"]
+    assert froms == [
+        "python:3.11-slim AS base",
+        "base AS torch-cpu",
+        "base AS torch-cuda",
+        "torch-${TORCH_FLAVOUR}",
+    ]
+    args = [arg for kind, arg in steps if kind == "ARG"]
+    assert "TORCH_FLAVOUR=cpu" in args and "TORCH_VERSION=2.13.0" in args
+    # the default build is the CPU one; TORCH_FLAVOUR=cuda gives the GPU clusters' image
+    assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in args
+    assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128" in args
     runs = [arg for kind, arg in steps if kind == "RUN"]
     torch = next(i for i, r in enumerate(runs) if "pip install" in r and "torch==" in r)
     assert '--index-url "${TORCH_INDEX_URL}"' in runs[torch]
