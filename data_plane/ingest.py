@@ -129,8 +129,13 @@ def _empty_quarantine() -> pl.DataFrame:
     return pl.DataFrame(schema=QUARANTINE_SCHEMA)
 
 
-def _read_csv_header(spec: SourceSpec, data: bytes) -> list[str]:
-    first = data.split(b"\n", 1)[0]
+def _read_csv_header(spec: SourceSpec, data: bytes | None = None) -> list[str]:
+    """The header of ``data`` (the source's bytes), or of the local file's first line."""
+    if data is None:
+        with spec.path.open("rb") as fh:
+            first = fh.readline()
+    else:
+        first = data.split(b"\n", 1)[0] + (b"\n" if b"\n" in data else b"")
     try:
         line = first.decode("utf-8-sig")
     except UnicodeDecodeError:
