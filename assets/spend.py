@@ -242,8 +242,7 @@ def team_spend_asset(
         },
     )
     path = lakehouse.write("reports", "team_spend", frame, manifest={"as_of": _iso(now)})
-    chart = path.with_suffix(".svg")
-    chart.write_text(spend_svg(lines))
+    chart = lakehouse.write_beside(path, ".svg", spend_svg(lines).encode())
     over = [ln.team for ln in lines if (ln.budget_used_share or 0.0) > 1.0]
     context.log.info(
         f"spend of {len(lines)} teams: ${sum(ln.spent_usd for ln in lines):,.2f} spent, "

@@ -53,6 +53,22 @@ def _path(explicit: str | Path | None, env: str, default: str) -> Path:
     return path if path.is_absolute() else project_root() / path
 
 
+# LakehouseResource field -> the environment variable configuring it (object storage per zone).
+LAKEHOUSE_ENV = {
+    "zone_locations": "PLANE_LAKEHOUSE_ZONES",
+    "s3_endpoint_url": "PLANE_S3_ENDPOINT_URL",
+    "s3_access_key_id": "PLANE_S3_ACCESS_KEY_ID",
+    "s3_secret_access_key": "PLANE_S3_SECRET_ACCESS_KEY",
+    "s3_region": "PLANE_S3_REGION",
+}
+
+
+def _lakehouse_env() -> dict[str, dg.EnvVar]:
+    """The object-storage settings that are set, as EnvVars (read at run time; the snapshot
+    keeps only their names, never a secret's value)."""
+    return {field: dg.EnvVar(env) for field, env in LAKEHOUSE_ENV.items() if os.environ.get(env)}
+
+
 def build_defs(
     sources_file: str | Path | None = None,
     policy_file: str | Path | None = None,
@@ -119,7 +135,15 @@ def build_defs(
         executor=placement_executor,
         resources={
             "postgres": postgres,
-            "lakehouse": LakehouseResource(root=lakehouse_root),
+            "lakehouse": LakehouseResource(
+                root=lakehouse_root,
+                **_lakehouse_env(),
+                governance=GovernanceCatalogResource(
+                    postgres=PostgresResource(database_url=database_url, role="worker"),
+                    policy_file=str(policy_path),
+                ),
+                sources_file=str(sources_path),
+            ),
             "governance": GovernanceCatalogResource(
                 postgres=PostgresResource(database_url=database_url, role="steward"),
                 policy_file=str(policy_path),
