@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -467,6 +468,33 @@ def record_decisions(
             " ON CONFLICT (decision_id) DO NOTHING"
         )
         cur.execute("TRUNCATE plane_decisions_in")
+
+
+# A deferred or rejected decision is logged again only when its outcome changes: its status, or
+# its reason beyond the numbers in it (an age, a count of free GPUs), which move every tick
+# while the cause stays the same ("telemetry of edge/A10 is 35 s old" then "... 65 s old").
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def outcome_key(status: str, reason: str) -> tuple[str, str]:
+    """What must change for work re-decided every tick to be logged again."""
+    return status, _NUMBER.sub("#", reason)
+
+
+def last_outcomes(
+    conn: psycopg.Connection, run_keys: Sequence[str]
+) -> dict[str, tuple[str, str, str]]:
+    """Per run key of ``run_keys`` with a logged decision: (decision id, status, reason) of its
+    latest one."""
+    if not run_keys:
+        return {}
+    rows = conn.execute(
+        "SELECT DISTINCT ON (run_key) run_key, decision_id, status, payload->>'reason'"
+        " FROM plane.decisions WHERE run_key = ANY(%s)"
+        " ORDER BY run_key, decided_at DESC, recorded_at DESC",
+        (list(run_keys),),
+    ).fetchall()
+    return {r[0]: (r[1], r[2], r[3] or "") for r in rows}
 
 
 def _reservation(decision: Decision, run_id: str | None) -> tuple[Any, ...]:
