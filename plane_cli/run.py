@@ -174,6 +174,7 @@ def _place_and_run(session: _Session, waiting: list[dg.AssetKey]) -> list[dg.Ass
             lambda c: session.plane.snapshot(c, declared=session.declared, fleet=session.here),
             policy,
             signer(),
+            source="plane_run",
         )
         conn.commit()
     placed: list[tuple[dg.AssetKey, Decision]] = []

@@ -9,6 +9,7 @@ quota or a budget.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -90,10 +91,47 @@ def run_tick(
     snapshot_of: Callable[[psycopg.Connection], Snapshot],
     policy: PlacementPolicy,
     signer: Signer | None = None,
+    *,
+    source: str = "tick",
 ) -> TickResult:
     """Place ``pending`` jointly, log every decision (signed with ``signer``) and reserve the
     placed ones. Queued requests (``plane.requests``) that another tick decided since they were
-    read are dropped; the others are marked with their decision in this same transaction."""
+    read are dropped; the others are marked with their decision in this same transaction.
+
+    The tick counts itself in ``plane.tick_stats`` under ``source`` (its duration, in its own
+    transaction; a failure, after its transaction was rolled back), for `plane metrics`."""
+    started = time.perf_counter()
+    try:
+        result = _tick(conn, pending, snapshot_of, policy, signer, source, started)
+    except Exception as exc:
+        _count_failure(conn, source, exc)
+        raise
+    if conn.info.transaction_status == TransactionStatus.IDLE:  # committed: anchor the heads
+        anchors.write(conn, ANCHORED)
+    return result
+
+
+def _count_failure(conn: psycopg.Connection, source: str, exc: Exception) -> None:
+    """Count a failed tick, if the connection can still write (best effort: the tick's own
+    error is the one raised)."""
+    if conn.closed or conn.info.transaction_status != TransactionStatus.IDLE:
+        return
+    try:
+        with conn.transaction():
+            store.record_tick_failure(conn, source, f"{type(exc).__name__}: {exc}")
+    except psycopg.Error:
+        pass
+
+
+def _tick(
+    conn: psycopg.Connection,
+    pending: Sequence[Pending],
+    snapshot_of: Callable[[psycopg.Connection], Snapshot],
+    policy: PlacementPolicy,
+    signer: Signer | None,
+    source: str,
+    started: float,
+) -> TickResult:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (TICK_LOCK,))
         queued = [p.queued_id for p in pending if p.queued_id is not None]
@@ -124,6 +162,5 @@ def run_tick(
                     decision.status,
                     repeated.get(decision.decision_id, decision.decision_id),
                 )
-    if conn.info.transaction_status == TransactionStatus.IDLE:  # committed: anchor the heads
-        anchors.write(conn, ANCHORED)
+        store.record_tick(conn, source, time.perf_counter() - started)
     return TickResult(snapshot=snapshot, decisions=tuple(out), repeated=repeated)
