@@ -58,8 +58,9 @@ log = logging.getLogger(__name__)
 _DECISION_COUNTS = """
 SELECT status, team,
        CASE WHEN status = 'placed' THEN 'none'
-            ELSE coalesce(substring(payload->>'reason' FROM '(?:failed:|is not enough;) ([a-z_]+):'),
-                          payload #>> '{candidates,0,reasons,0,rule}', 'no_candidate') END,
+            ELSE coalesce(
+                substring(payload->>'reason' FROM '(?:failed:|is not enough;) ([a-z_]+):'),
+                payload #>> '{candidates,0,reasons,0,rule}', 'no_candidate') END,
        count(*), max(chain_pos)
 FROM plane.decisions WHERE (%(after)s::bigint IS NULL OR chain_pos > %(after)s)
 GROUP BY 1, 2, 3

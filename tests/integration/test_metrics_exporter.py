@@ -43,7 +43,8 @@ def _value(samples, name: str, **labels: str) -> float:
 
 def _world(url: str):
     """Four ticks: one places a run and defers another (team quota 1 GPU), two defer it again
-    (the second for the same reason as the first), one fails; the A10 pool's telemetry is 3 s old; a request waits."""
+    (the second for the same reason as the first), one fails; the A10 pool's telemetry is 3 s
+    old; a request waits."""
     now = datetime.now(UTC)
     quotas = {TEAM: TeamQuota(TEAM, 1, "test")}
     budgets = {TEAM: Budget(TEAM, 100.0)}
