@@ -108,7 +108,7 @@ class PlaneCollector(Collector):
         try:
             with self._connect() as conn:
                 families = list(self._families(conn))
-        except (psycopg.Error, OSError) as exc:
+        except (psycopg.Error, OSError, RuntimeError) as exc:  # RuntimeError: MigrationNeeded
             log.warning("metrics: the plane's database is unavailable: %s", exc)
             up.add_metric([], 0)
             yield up
