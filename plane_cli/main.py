@@ -67,6 +67,9 @@ from data_plane import catalog_store
 from data_plane.catalog import CatalogEntry
 from data_plane.credentials import AuthenticationError
 from data_plane.vector_store import VectorStoreError
+from observability.logs import configure as configure_logs
+from observability.logs import reporter
+from plane_cli.metrics import add_parser as _metrics_commands
 from plane_cli.serve import add_parser as _serve_commands
 from resources.database import database_url, redact, redact_url
 
@@ -527,6 +530,7 @@ def _agent(args: argparse.Namespace) -> int:
         max_clock_skew_s=args.max_clock_skew,
         node=node,
         pools=pools,
+        log=reporter("plane.agent"),
     )
     return EXIT_OK
 
@@ -968,6 +972,7 @@ def build_parser() -> argparse.ArgumentParser:
         _telemetry_commands,
         _database_commands,
         _serve_commands,
+        _metrics_commands,
     ):
         add(sub)
     return parser
@@ -977,6 +982,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        configure_logs()  # PLANE_LOG_FORMAT, PLANE_LOG_LEVEL
         return int(args.func(args))
     except ValueError as exc:  # bad input files and arguments: say what and where
         print(f"plane: {redact(str(exc))}", file=sys.stderr)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -212,6 +213,50 @@ DO $$ BEGIN
 END $$;
 """
 
+# Step 4 (issue 16): how placement ticks went, for the metrics exporter (`plane metrics`): one
+# row per tick source, cumulative counts (a Prometheus histogram of tick durations in
+# `TICK_BUCKETS_S`, failures), written by each tick in its own transaction, so the exporter is
+# right whichever process ticked (the Dagster code server, `plane run`).
+TICK_STATS_DDL = """
+CREATE TABLE IF NOT EXISTS plane.tick_stats (
+    source          text PRIMARY KEY,
+    ticks           bigint NOT NULL DEFAULT 0,
+    failures        bigint NOT NULL DEFAULT 0,
+    duration_sum_s  double precision NOT NULL DEFAULT 0,
+    bucket_counts   bigint[] NOT NULL,
+    last_duration_s double precision,
+    last_ok_at      timestamptz,
+    last_failure_at timestamptz,
+    last_error      text
+);
+"""
+TICK_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def record_tick(conn: psycopg.Connection, source: str, duration_s: float) -> None:
+    """Count a tick that decided in ``duration_s`` (call in the tick's transaction)."""
+    counts = [int(duration_s <= le) for le in TICK_BUCKETS_S]
+    conn.execute(
+        "INSERT INTO plane.tick_stats AS t (source, ticks, duration_sum_s, bucket_counts,"
+        " last_duration_s, last_ok_at) VALUES (%(s)s, 1, %(d)s, %(c)s, %(d)s, now())"
+        " ON CONFLICT (source) DO UPDATE SET ticks = t.ticks + 1,"
+        " duration_sum_s = t.duration_sum_s + %(d)s, last_duration_s = %(d)s,"
+        " last_ok_at = now(), bucket_counts = ARRAY(SELECT a + b FROM"
+        " unnest(t.bucket_counts, %(c)s::bigint[]) WITH ORDINALITY AS x(a, b, i) ORDER BY i)",
+        {"s": source, "d": duration_s, "c": counts},
+    )
+
+
+def record_tick_failure(conn: psycopg.Connection, source: str, error: str) -> None:
+    """Count a tick that failed (in a transaction of its own: the tick's was rolled back)."""
+    conn.execute(
+        "INSERT INTO plane.tick_stats AS t (source, failures, bucket_counts, last_failure_at,"
+        " last_error) VALUES (%(s)s, 1, %(c)s, now(), %(e)s) ON CONFLICT (source) DO UPDATE"
+        " SET failures = t.failures + 1, last_failure_at = now(), last_error = %(e)s",
+        {"s": source, "c": [0] * len(TICK_BUCKETS_S), "e": error[:2000]},
+    )
+
+
 # see data_plane.hash_chain
 CHAINED = ("plane.decisions", "plane.ledger", "plane.snapshots", "plane.serving_decisions")
 
@@ -272,6 +317,8 @@ GRANTS = [
     (PLANE, f"GRANT INSERT ON plane.serving_decisions TO {PLANE}"),
     (STEWARD, f"GRANT SELECT ON plane.serving_decisions TO {STEWARD}"),
     (PLANE, f"GRANT USAGE ON SEQUENCE plane.ledger_id_seq TO {PLANE}"),
+    # each tick counts itself (`record_tick`); the metrics exporter reads (SELECT, above)
+    (PLANE, f"GRANT INSERT, UPDATE ON plane.tick_stats TO {PLANE}"),
     # claims only through the function, and only by the plane (launcher, `plane run`)
     (PLANE, f"GRANT EXECUTE ON FUNCTION plane.claim_decision(text, text) TO {PLANE}"),
     *[
@@ -321,7 +368,7 @@ def _finish(conn: psycopg.Connection) -> None:
 SCHEMA = Schema(
     unit="plane",
     probe="plane.decisions",
-    steps=(DDL, REQUEST_STATUS, SERVING_DDL),
+    steps=(DDL, REQUEST_STATUS, SERVING_DDL, TICK_STATS_DDL),
     finish=_finish,
     extra=(ROLES_DDL, GRANTS, CHAINED),
 )
@@ -467,6 +514,33 @@ def record_decisions(
             " ON CONFLICT (decision_id) DO NOTHING"
         )
         cur.execute("TRUNCATE plane_decisions_in")
+
+
+# A deferred or rejected decision is logged again only when its outcome changes: its status, or
+# its reason beyond the numbers in it (an age, a count of free GPUs), which move every tick
+# while the cause stays the same ("telemetry of edge/A10 is 35 s old" then "... 65 s old").
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def outcome_key(status: str, reason: str) -> tuple[str, str]:
+    """What must change for work re-decided every tick to be logged again."""
+    return status, _NUMBER.sub("#", reason)
+
+
+def last_outcomes(
+    conn: psycopg.Connection, run_keys: Sequence[str]
+) -> dict[str, tuple[str, str, str]]:
+    """Per run key of ``run_keys`` with a logged decision: (decision id, status, reason) of its
+    latest one."""
+    if not run_keys:
+        return {}
+    rows = conn.execute(
+        "SELECT DISTINCT ON (run_key) run_key, decision_id, status, payload->>'reason'"
+        " FROM plane.decisions WHERE run_key = ANY(%s)"
+        " ORDER BY run_key, decided_at DESC, recorded_at DESC",
+        (list(run_keys),),
+    ).fetchall()
+    return {r[0]: (r[1], r[2], r[3] or "") for r in rows}
 
 
 def _reservation(decision: Decision, run_id: str | None) -> tuple[Any, ...]:

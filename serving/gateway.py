@@ -43,6 +43,7 @@ from starlette.routing import Route
 from data_plane.access import Principal
 from data_plane.retrieval import Retriever
 from data_plane.vector_store import SearchHit
+from observability import gateway_metrics
 from reasoning_plane.config.serving import PATHS_OF_KIND
 from reasoning_plane.model import DEFERRED, PLACED, Budget, Decision, Fleet, TeamUsage
 from reasoning_plane.policy import PlacementPolicy
@@ -386,6 +387,7 @@ def create_app(gateway: Gateway) -> Starlette:
         if not isinstance(body, dict) or not body.get("model"):
             return _error(400, "model: required")
         model = str(body["model"])
+        request.scope[gateway_metrics.MODEL] = model
         path = request.url.path
         if gateway.kinds:
             kind = gateway.kinds.get(model)
@@ -464,6 +466,7 @@ def create_app(gateway: Gateway) -> Starlette:
             charge = _Charge(
                 gateway, team, estimate, rate, decision, ask, principal.name, tuple(failed)
             )
+            request.scope[gateway_metrics.FORWARDED_AT] = time.perf_counter()
             try:
                 return await _forward(gateway, endpoint, path, forwarded, headers, charge)
             except RuntimeFailed:
@@ -479,7 +482,10 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/v1/embeddings", completions, methods=["POST"]),
         Route("/healthz", health, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=_probing(gateway, gateway.probe_interval_s))
+    app = Starlette(routes=routes, lifespan=_probing(gateway, gateway.probe_interval_s))
+    # GET /metrics and the served paths' counts (observability.gateway_metrics)
+    app.add_middleware(gateway_metrics.MetricsMiddleware, metrics=gateway_metrics.GatewayMetrics())
+    return app
 
 
 def _probing(gateway: Gateway, every_s: float = 2.0):

@@ -137,7 +137,8 @@ def test_a_database_of_the_last_release_gets_the_serving_decision_log(previous_r
     migrations.apply_pending(conn, last)
     conn.commit()
     assert conn.execute("SELECT to_regclass('plane.serving_decisions')").fetchone() == (None,)
-    assert migrations.apply_pending(conn, store.SCHEMA) == 1  # the one new step
+    # the serving log (step 3) and the ticks' counts (step 4, issue 16)
+    assert migrations.apply_pending(conn, store.SCHEMA) == 2
     conn.commit()
     assert conn.execute("SELECT count(*) FROM plane.ledger").fetchone() == (1,)
     for table in store.CHAINED:
@@ -146,6 +147,9 @@ def test_a_database_of_the_last_release_gets_the_serving_decision_log(previous_r
         store.ensure_schema(gateway)  # at this code's version
         assert gateway.execute(
             "SELECT has_table_privilege('plane.serving_decisions', 'INSERT')"
+        ).fetchone() == (True,)
+        assert gateway.execute(
+            "SELECT has_table_privilege('plane.tick_stats', 'INSERT, UPDATE')"
         ).fetchone() == (True,)
         # the residency planner's demand query runs on it
         assert (
