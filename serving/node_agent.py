@@ -232,9 +232,17 @@ class NodeAgent:
             stop.wait(interval_s)
 
     def close(self) -> None:
-        """Stop what the agent's adapters started (its llama.cpp servers are its children)."""
-        self._drop()
+        """Stop what the agent's adapters started (its llama.cpp servers are its children) and
+        report it (best effort: a database that is away gets the next agent's report)."""
         for adapter in self.adapters.values():
             closer = getattr(adapter, "close", None)
             if callable(closer):
                 closer()
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            now = self.clock()
+            try:
+                store.report_actual(self._conn, self.node, self._observe([], now), now)
+                self._conn.commit()
+            except psycopg.Error as exc:
+                log.warning("node %s: final report not written: %s", self.node, exc)
+        self._drop()
