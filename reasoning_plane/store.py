@@ -242,6 +242,9 @@ CREATE TABLE IF NOT EXISTS plane.residency_actual (
     reported_at timestamptz NOT NULL,
     PRIMARY KEY (node, runtime, model)
 );
+-- the residency sensor reads the requests recorded since its cursor every few seconds
+CREATE INDEX IF NOT EXISTS serving_decisions_recorded
+    ON plane.serving_decisions (recorded_at);
 """
 
 # see data_plane.hash_chain

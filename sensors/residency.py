@@ -28,13 +28,13 @@ from resources.plane import PlaneResource
 REPEAT_S = 600
 INTERVAL_S = 60  # a plan at least this often
 PROMPT_S = 5  # how soon unserved demand is seen (the sensor's minimum interval)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _cursor(raw: str | None) -> tuple[datetime, datetime | None]:
-    """(newest unserved record seen, when it last planned) from the sensor's cursor."""
+def _cursor(raw: str | None, now: datetime) -> tuple[datetime, datetime | None]:
+    """(newest unserved record seen, when it last planned) from the sensor's cursor; without
+    one, records of the last minute count as new (the first evaluation plans anyway)."""
     if not raw:
-        return EPOCH, None
+        return now - timedelta(seconds=INTERVAL_S), None
     data = json.loads(raw)
     planned = data.get("planned")
     return (
@@ -59,7 +59,7 @@ def residency_sensor(
     context: dg.SensorEvaluationContext, residency: ResidencyResource, plane: PlaneResource
 ):
     now = datetime.now(UTC)
-    seen, planned = _cursor(context.cursor)
+    seen, planned = _cursor(context.cursor, now)
     with plane.connect() as conn:
         unserved = unserved_since(conn, seen)
         conn.commit()
