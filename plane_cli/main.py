@@ -32,6 +32,9 @@
                 [--gateway URL --token-file F] [--once | --check]
                                   push this node's NVML telemetry to plane.telemetry (through
                                   the telemetry gateway with the pod's token, on Kubernetes)
+    plane node-agent --node NAME [--nodes F] [--interval 2] [--retry 30] [--once]
+                                  a serving node's agent: holds its runtime adapters, applies
+                                  the residency plan's desired state, reports what they hold
     plane gpus [--json]           this machine's GPUs as NVML reports them
     plane db-url                  the PostgreSQL URL in use (password redacted)
     plane db migrate              as an administrator: create or update every schema, the
@@ -70,6 +73,7 @@ from data_plane.vector_store import VectorStoreError
 from observability.logs import configure as configure_logs
 from observability.logs import reporter
 from plane_cli.metrics import add_parser as _metrics_commands
+from plane_cli.node_agent import add_parser as _node_agent_commands
 from plane_cli.serve import add_parser as _serve_commands
 from resources.database import database_url, redact, redact_url
 
@@ -973,6 +977,7 @@ def build_parser() -> argparse.ArgumentParser:
         _database_commands,
         _serve_commands,
         _metrics_commands,
+        _node_agent_commands,
     ):
         add(sub)
     return parser

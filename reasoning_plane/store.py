@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -257,6 +257,41 @@ def record_tick_failure(conn: psycopg.Connection, source: str, error: str) -> No
     )
 
 
+# Step 5 (issue 15, items 5-6): the model residency loop, Kubernetes-style. The
+# ``serving/residency_plan`` asset writes what each node should hold (``residency_desired``,
+# replaced whole per plan); each node's serving agent (`serving.node_agent`, ``plane
+# node-agent``) applies its node's rows through the runtime adapters it holds for its lifetime
+# and writes back what its runtimes hold (``residency_actual``: state, since when, where it
+# answers, the last error and why). A cold row in ``residency_actual`` remembers when a model
+# went (the planner's cool-down). Both are state, not history: rows are replaced.
+RESIDENCY_DDL = """
+CREATE TABLE IF NOT EXISTS plane.residency_desired (
+    node        text NOT NULL,
+    runtime     text NOT NULL,
+    model       text NOT NULL,
+    state       text NOT NULL CHECK (state IN ('loaded', 'sleeping', 'cold')),
+    why         text NOT NULL,
+    plan_id     text NOT NULL,
+    planned_at  timestamptz NOT NULL,
+    PRIMARY KEY (node, runtime, model)
+);
+CREATE TABLE IF NOT EXISTS plane.residency_actual (
+    node        text NOT NULL,
+    runtime     text NOT NULL,
+    model       text NOT NULL,
+    state       text NOT NULL CHECK (state IN ('loaded', 'sleeping', 'cold')),
+    since       timestamptz NOT NULL,
+    url         text,
+    error       text,
+    plan_id     text,
+    reported_at timestamptz NOT NULL,
+    PRIMARY KEY (node, runtime, model)
+);
+-- the residency sensor reads the requests recorded since its cursor every few seconds
+CREATE INDEX IF NOT EXISTS serving_decisions_recorded
+    ON plane.serving_decisions (recorded_at);
+"""
+
 # see data_plane.hash_chain
 CHAINED = ("plane.decisions", "plane.ledger", "plane.snapshots", "plane.serving_decisions")
 
@@ -316,6 +351,11 @@ GRANTS = [
     # the gateway (role plane) appends decision records; a steward reads them
     (PLANE, f"GRANT INSERT ON plane.serving_decisions TO {PLANE}"),
     (STEWARD, f"GRANT SELECT ON plane.serving_decisions TO {STEWARD}"),
+    # the residency asset (role plane) writes the desired state; each serving node agent (role
+    # plane, `plane node-agent`) reports its node's actual state
+    (PLANE, f"GRANT INSERT, DELETE ON plane.residency_desired TO {PLANE}"),
+    (PLANE, f"GRANT INSERT, UPDATE, DELETE ON plane.residency_actual TO {PLANE}"),
+    (STEWARD, f"GRANT SELECT ON plane.residency_desired, plane.residency_actual TO {STEWARD}"),
     (PLANE, f"GRANT USAGE ON SEQUENCE plane.ledger_id_seq TO {PLANE}"),
     # each tick counts itself (`record_tick`); the metrics exporter reads (SELECT, above)
     (PLANE, f"GRANT INSERT, UPDATE ON plane.tick_stats TO {PLANE}"),
@@ -368,7 +408,7 @@ def _finish(conn: psycopg.Connection) -> None:
 SCHEMA = Schema(
     unit="plane",
     probe="plane.decisions",
-    steps=(DDL, REQUEST_STATUS, SERVING_DDL, TICK_STATS_DDL),
+    steps=(DDL, REQUEST_STATUS, SERVING_DDL, TICK_STATS_DDL, RESIDENCY_DDL),
     finish=_finish,
     extra=(ROLES_DDL, GRANTS, CHAINED),
 )
@@ -1120,3 +1160,83 @@ def ensure_agent_role(conn: psycopg.Connection, cluster: str, node: str | None =
     role = create_agent_role(conn, cluster, node)
     map_agent(conn, role, cluster, node or ANY_NODE)
     return role
+
+
+# -- the residency loop (step 5): desired state by the plan, actual state by the node agents ----
+
+
+def write_desired(
+    conn: psycopg.Connection,
+    rows: Sequence[tuple[str, str, str, str, str]],
+    plan_id: str,
+    planned_at: datetime,
+) -> None:
+    """Replace the desired residency with ``rows`` (node, runtime, model, state, why) of one
+    plan, in the caller's transaction (a node agent reads a whole plan or the one before)."""
+    conn.execute("DELETE FROM plane.residency_desired")
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO plane.residency_desired (node, runtime, model, state, why, plan_id,"
+            " planned_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [(*r, plan_id, planned_at) for r in rows],
+        )
+
+
+def desired_of(conn: psycopg.Connection, node: str) -> list[tuple[str, str, str, str, str]]:
+    """``node``'s desired rows: (runtime, model, state, why, plan_id)."""
+    return [
+        tuple(r)
+        for r in conn.execute(
+            "SELECT runtime, model, state, why, plan_id FROM plane.residency_desired"
+            " WHERE node = %s ORDER BY runtime, model",
+            (node,),
+        ).fetchall()
+    ]
+
+
+ACTUAL_COLUMNS = ("node", "runtime", "model", "state", "since", "url", "error", "plan_id")
+
+
+def actual_state(conn: psycopg.Connection, node: str | None = None) -> list[dict[str, Any]]:
+    """What the node agents last reported (every node's, or ``node``'s): one dict per
+    (node, runtime, model) with ``ACTUAL_COLUMNS`` and ``reported_at``."""
+    sql = f"SELECT {', '.join(ACTUAL_COLUMNS)}, reported_at FROM plane.residency_actual"
+    rows = (
+        conn.execute(sql + " WHERE node = %s ORDER BY 1, 2, 3", (node,))
+        if node is not None
+        else conn.execute(sql + " ORDER BY 1, 2, 3")
+    ).fetchall()
+    return [dict(zip((*ACTUAL_COLUMNS, "reported_at"), r, strict=True)) for r in rows]
+
+
+def report_actual(
+    conn: psycopg.Connection, node: str, rows: Sequence[Mapping[str, Any]], reported_at: datetime
+) -> None:
+    """Replace ``node``'s actual state with ``rows`` (dicts with ``ACTUAL_COLUMNS`` but node),
+    in the caller's transaction."""
+    conn.execute("DELETE FROM plane.residency_actual WHERE node = %s", (node,))
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO plane.residency_actual (node, runtime, model, state, since, url, error,"
+            " plan_id, reported_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (
+                    node,
+                    r["runtime"],
+                    r["model"],
+                    r["state"],
+                    r["since"],
+                    r.get("url"),
+                    r.get("error"),
+                    r.get("plan_id"),
+                    reported_at,
+                )
+                for r in rows
+            ],
+        )
+
+
+def desired_states(conn: psycopg.Connection) -> dict[tuple[str, str, str], str]:
+    """The desired state as last planned: (node, runtime, model) -> state."""
+    rows = conn.execute("SELECT node, runtime, model, state FROM plane.residency_desired")
+    return {(n, r, m): s for n, r, m, s in rows.fetchall()}

@@ -77,6 +77,18 @@ DEFAULT_MAX_TOKENS = 256
 CHARS_PER_TOKEN = 4  # a prompt's tokens, estimated before the runtime counts them
 
 
+def listed_models(reply: httpx.Response, models: frozenset[str]) -> frozenset[str]:
+    """The endpoint's models its ``/v1/models`` reply lists (``data[].id``): the loaded ones. A
+    model it does not list is cold there (placement adds its load time); an unreadable reply
+    lists none (unknown is not loaded)."""
+    try:
+        data = reply.json().get("data")
+        listed = {str(m.get("id")) for m in data if isinstance(m, dict)}
+    except (ValueError, AttributeError, TypeError):
+        return frozenset()
+    return frozenset(m for m in models if m in listed)
+
+
 @dataclass
 class Live:
     """What the gateway saw of one endpoint: the sample it places on."""
@@ -143,7 +155,7 @@ class Gateway:
             except httpx.HTTPError:
                 live.observed_at = None  # silent: not trusted until it answers again
                 continue
-            live.loaded = frozenset(e.models)
+            live.loaded = listed_models(reply, e.models)
             live.observed_at = datetime.now(UTC)
             live.ttft_ms = min(live.ttft_ms, (time.perf_counter() - started) * 1000)
         self.generation += 1

@@ -195,15 +195,36 @@ class Plan:
 
 # -- demand, from the gateway's decision records ----------------------------------------------
 
-# Requests the rules rejected (governance, SLO, memory) would not be served by loading a model;
-# placed and deferred ones (429: no slot now) are demand.
-DEMAND_SQL = """
+# Demand is every request a loaded model could serve: placed and deferred ones (429: no slot or
+# no trusted endpoint now, e.g. its model is cold), and rejected ones that some endpoint refused
+# for the SLO (a cold endpoint is priced with its reload time, so a request too urgent to wait
+# for a load is refused: loading the model is what would serve the next one). Requests refused
+# only by governance or other lasting rules are not: loading a model changes none of those.
+UNSERVED = "(status = 'deferred' OR (status = 'rejected' AND rejected_by_rule ? 'slo'))"
+DEMAND_SQL = f"""
 SELECT model, count(*), coalesce(sum(coalesce(prompt_tokens, 0)
                                      + coalesce(completion_tokens, 0)), 0), max(decided_at)
 FROM plane.serving_decisions
-WHERE decided_at >= %s AND decided_at <= %s AND status <> 'rejected'
+WHERE decided_at >= %s AND decided_at <= %s AND (status = 'placed' OR {UNSERVED})
 GROUP BY model
 """
+UNSERVED_SQL = f"""
+SELECT model, max(recorded_at)
+FROM plane.serving_decisions
+WHERE recorded_at > %s AND {UNSERVED}
+GROUP BY model
+"""
+
+
+def unserved_since(conn: Any, after: datetime) -> dict[str, datetime]:
+    """Models with requests recorded after ``after`` that nothing loaded served (deferred, or
+    refused for the SLO), each with its newest record's time: what the residency sensor reacts
+    to at once (re-plan on deferral)."""
+    if after.tzinfo is None:
+        raise ValueError("unserved_since: after: must be timezone-aware")
+    with conn.cursor() as cur:
+        cur.execute(UNSERVED_SQL, (after,))
+        return {model: at for model, at in cur.fetchall()}
 
 
 def metered_demand(conn: Any, now: datetime, window_s: float) -> dict[str, Demand]:

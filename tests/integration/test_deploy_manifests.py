@@ -307,6 +307,47 @@ def test_the_inference_gateway_serves_the_repositorys_config_with_probes_and_no_
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
 
+def test_the_serving_node_agent_runs_on_each_serving_node_with_its_node_name(
+    tmp_path: Path,
+) -> None:
+    """deploy/k8s/serving-node-agent.yaml: `plane node-agent` on every serving node, named by
+    the downward API (spec.nodeName), with the serving-nodes ConfigMap (a valid planner
+    configuration whose nodes are on clusters of the example fleet, with an adapter each) where
+    its --nodes points, the plane role's URL from a Secret, the models read-only, no root."""
+    from plane_cli.main import build_parser
+    from reasoning_plane.serving.planner_config import load_planner_config
+    from serving.residency import build_adapters
+
+    daemonset = _find("DaemonSet", "plane-serving-node-agent", PLANE_NAMESPACE)
+    pod = daemonset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = build_parser().parse_args(container["command"][1:])
+    assert container["command"][0] == "plane" and args.func.__name__ == "node_agent"
+    env = {e["name"]: e for e in container["env"]}
+    assert args.node == "$(NODE_NAME)"
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert env["PLANE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "url"
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    folder = args.nodes.rpartition("/")[0]
+    config_map = volumes[mounts[folder]["name"]]["configMap"]["name"]
+    data = _find("ConfigMap", config_map, PLANE_NAMESPACE)["data"]["serving_nodes.yaml"]
+    (tmp_path / "serving_nodes.yaml").write_text(data)
+    config = load_planner_config(tmp_path / "serving_nodes.yaml")
+    fleet = load_fleet(REPO / "examples/seed_scenario/fleet.yaml")
+    for node in config.nodes:
+        assert fleet.get(node.cluster) is not None, node.cluster
+        assert {r for n, r in build_adapters(config, node.name)} == set(node.runtimes)
+    for model in config.raw.models:  # the GGUF files are on the node's read-only model mount
+        folder = model.source.rpartition("/")[0]
+        assert mounts[folder]["readOnly"] and "hostPath" in volumes[mounts[folder]["name"]]
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["automountServiceAccountToken"] is False
+    assert "memory" in container["resources"]["limits"]
+
+
 # -- deploy/dagster.yaml ---------------------------------------------------------------------
 
 
