@@ -28,8 +28,7 @@ import pytest
 import yaml
 from dagster import DagsterRun
 from dagster._cli import cli as dagster_cli
-from dagster._config import validate_config
-from dagster._config import process_config
+from dagster._config import process_config, validate_config
 from dagster._core.instance.config import dagster_instance_config
 from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._serdes.config_class import class_from_code_pointer
@@ -858,7 +857,9 @@ def test_the_readme_steps_create_every_secret_and_configmap_the_deploy_uses(
         for doc in _documents(path):
             used |= _referenced(doc)
     assert used - created == set(), sorted(used - created)
-    assert re.search(r"kubectl[^\n]* apply -f deploy/observability/", steps)
+    applied = " ".join(re.findall(r"kubectl[^\n]* apply (?:[^\n]*\\\n)*[^\n]*", steps))
+    for manifest in ("metrics-exporter.yaml", "prometheusrule.yaml"):
+        assert f"-f deploy/observability/{manifest}" in applied, manifest
     # the chart creates the instance ConfigMap in reasoning-plane: a second one would make the
     # install fail (a resource not owned by the release)
     assert not re.search(r"-n reasoning-plane create configmap dagster-instance", steps)
