@@ -166,6 +166,41 @@ RUN_COORDINATOR: Schema = {
     "allOf": type_needs_its_config(RUN_COORDINATOR_TYPES),
 }
 
+# Dagster's StringSource: a string, or {env: NAME} read by the process at run time.
+STRING_SOURCE = one_of_types(STRING, closed(("env",), env=STRING))
+
+COMPUTE_LOG_MANAGER_TYPES = {"S3ComputeLogManager": "s3ComputeLogManager"}
+
+COMPUTE_LOG_MANAGER: Schema = {
+    **closed(
+        ("type", "config"),
+        type={"type": "string", "enum": list(COMPUTE_LOG_MANAGER_TYPES)},
+        config=closed(
+            s3ComputeLogManager=closed(
+                ("bucket",),
+                bucket=STRING_SOURCE,
+                prefix=STRING_SOURCE,
+                # a string only: the chart's template prints `region` as is, where it passes
+                # bucket, prefix and localDir through its stringSource helper; {env: X} would
+                # reach the instance as the text "map[env:X]"
+                region=STRING,
+                localDir=STRING_SOURCE,
+                uploadInterval=INTEGER,
+            ),
+        ),
+    ),
+    "allOf": type_needs_its_config(COMPUTE_LOG_MANAGER_TYPES),
+}
+
+PYTHON_LOGS = closed(
+    pythonLogLevel={
+        "type": "string",
+        "enum": ["CRITICAL", "FATAL", "ERROR", "WARN", "WARNING", "INFO", "DEBUG", "NOTSET"],
+    },
+    # Python's logging.config dictConfig: free-form for the chart (Dagster checks it)
+    dagsterHandlerConfig=OPEN_MAP,
+)
+
 WEBSERVER = closed(
     replicaCount=INTEGER,
     image=image(),
@@ -221,6 +256,8 @@ VALUES_SCHEMA: Schema = {
             ),
             "runLauncher": RUN_LAUNCHER,
             "dagsterDaemon": DAEMON,
+            "computeLogManager": COMPUTE_LOG_MANAGER,
+            "pythonLogs": PYTHON_LOGS,
         }
     ),
 }
