@@ -13,10 +13,11 @@ the other at ``minor``).
   order; one for a model that is not loaded stops the loaded one and loads it (a cold load: the
   node is busy, later requests wait behind it); a model idle for ``TTL_S`` is unloaded. llama-swap
   stops processes, so vLLM's sleep mode is not used.
-* Planner (`reasoning_plane.serving.planner.plan`, the code the sensor runs): planned every
-  ``TICK_S`` and at once when a request finds its model not loaded (re-plan on deferral), the
-  plan taking effect at once (an ideal loop); every ``SENSOR_TICK_S`` only (the sensor before
-  re-plan on deferral); and as deployed now: every ``SENSOR_TICK_S`` and on a deferral, the plan
+* Planner (`reasoning_plane.serving.planner.plan`, the code the sensor runs), with fixed holds
+  (``FIXED``: hysteresis in plain seconds) and with holds priced in reload times (``PRICED``:
+  ``reload_multiple`` = 10, as config/serving_nodes.yaml ships): planned every ``TICK_S`` and at
+  once when a request finds its model not loaded (re-plan on deferral), the plan taking effect at
+  once (an ideal loop); and as deployed: every ``SENSOR_TICK_S`` and on a deferral, the plan
   taking effect ``LOOP_S`` later (the decision record's flush, the sensor's ``PROMPT_S``, the
   Dagster run that records the desired state, the node agent's poll: an estimate, see
   RESULTS.md). Demand is the requests of the last ``WINDOW_S`` (placed and deferred, as
@@ -29,7 +30,7 @@ A swap is a load of a model into memory (cold load or wake); loads and wakes are
 
 import random
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 sys.path.insert(0, ".")
@@ -58,7 +59,7 @@ LOOP_S = (10.0, 20.0)  # deferral -> desired state -> the node agent applies it 
 WINDOW_S = 30.0
 T0 = datetime(2026, 12, 5, tzinfo=UTC)
 FLEET = Fleet((Cluster("eu", "EU", "eu-central-1", "x", frozenset({"GDPR"}), (), 0.0, {}),))
-SETTINGS = PlannerSettings(
+FIXED = PlannerSettings(  # hysteresis in plain seconds (before reload_multiple)
     min_residency_s=60,
     cooldown_s=60,
     switch_margin=1.2,
@@ -67,6 +68,8 @@ SETTINGS = PlannerSettings(
     back_soon_s=1800,
     max_sleep_gb=4,
 )
+RELOAD_MULTIPLE = 10.0  # config/serving_nodes.yaml's: holds <= 10 x the cold load
+PRICED = replace(FIXED, reload_multiple=RELOAD_MULTIPLE)
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ def planner(
     tick_s: float = TICK_S,
     on_miss: bool = True,
     delay_s: float = 0.0,
+    settings: PlannerSettings = PRICED,
 ) -> tuple[int, int, float]:
     """``delay_s``: a plan's changes reach the runtimes this long after it is made (the
     residency loop); a change already on its way is not asked again."""
@@ -198,7 +202,7 @@ def planner(
             Residency("n", case.runtime, m, s, T0 + timedelta(seconds=since))
             for m, (s, since) in state.items()
         ]
-        p = plan([node], models, demand, current, now, fleet=FLEET, catalog={}, settings=SETTINGS)
+        p = plan([node], models, demand, current, now, fleet=FLEET, catalog={}, settings=settings)
         for row in p.rows:
             if row.state == state.get(row.model, (COLD, -1e9))[0]:
                 coming.pop(row.model, None)
@@ -227,22 +231,27 @@ def main() -> None:
     for case in CASES:
         for name, phase, major, minor in WORKLOADS:
             reqs = arrivals(phase, major, minor, seed=7)
-            policies = (
-                ("llama-swap-like", llama_swap),
-                (f"planner (every {TICK_S:g} s + on a deferral)", planner),
-                (
-                    f"planner (every {SENSOR_TICK_S:g} s only: the sensor before)",
-                    lambda r, c: planner(r, c, SENSOR_TICK_S, on_miss=False),
-                ),
-                *(
+            policies: list = [("llama-swap-like", llama_swap)]
+            for hold, tag in (
+                (FIXED, "fixed holds"),
+                (PRICED, f"holds <= {RELOAD_MULTIPLE:g} x reload"),
+            ):
+                policies.append(
                     (
-                        f"planner (every {SENSOR_TICK_S:g} s + on a deferral, applied {d:g} s "
-                        "later: as deployed)",
-                        lambda r, c, d=d: planner(r, c, SENSOR_TICK_S, on_miss=True, delay_s=d),
+                        f"planner, {tag} (every {TICK_S:g} s + on a deferral, ideal loop)",
+                        lambda r, c, h=hold: planner(r, c, settings=h),
+                    )
+                )
+                policies.extend(
+                    (
+                        f"planner, {tag} (every {SENSOR_TICK_S:g} s + on a deferral, applied "
+                        f"{d:g} s later: as deployed)",
+                        lambda r, c, d=d, h=hold: planner(
+                            r, c, SENSOR_TICK_S, on_miss=True, delay_s=d, settings=h
+                        ),
                     )
                     for d in LOOP_S
-                ),
-            )
+                )
             for label, run in policies:
                 loads, wakes, attained = run(reqs, case)
                 swaps = f"{(loads + wakes) / HOURS:.1f} ({loads / HOURS:.1f} + {wakes / HOURS:.1f})"
