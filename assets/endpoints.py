@@ -4,17 +4,19 @@ Each endpoint of the serving configuration (`ServingResource`, typed by
 `reasoning_plane.config.serving`) is probed exactly as the gateway probes it
 (`serving.gateway.probe_endpoint`: ``GET /v1/models``; an answer makes its models loaded and its
 telemetry observed now), and its freshness judged by the rule engine's own telemetry rule
-(`rules.telemetry_problem`): fresh, stale (the probe took longer than the telemetry age limit) or
-unreachable. A runtime that reports its queue (vLLM's ``/metrics``) gives requests in flight and
-waiting; one that does not shows them as unknown, never as zero. The gateway's decision records
-(``plane.serving_decisions``) of the last hour give the requests each endpoint served, the decode
-rate it achieved and, per model, the requests refused; the fleet gives each endpoint's cluster,
-zone and price per GPU-hour.
+(`rules.telemetry_problem`): fresh, stale (the probe took longer than the telemetry age limit)
+or unreachable; an endpoint whose cluster or pool the fleet lacks is shown as not in the fleet.
+A runtime that reports its queue (vLLM's ``/metrics``) gives requests in flight and waiting; one
+that does not shows them as unknown, never as zero. The gateway's decision records
+(``plane.serving_decisions``) of the last hour give the requests each endpoint served, the
+decode rate it achieved and, per model, the requests refused; the fleet gives each endpoint's
+cluster, zone and price per GPU-hour.
 
-The check beside it, ``models_served_compliantly``, fails when an endpoint is unreachable (named)
-or a model of the file has no reachable endpoint on a cluster its catalog record allows
-(`rules.governance_on`: the model's record is the data it may serve; a model the catalog does not
-hold is the most restrictive, so it has none until ``serving/model_catalog`` wrote its record).
+The check beside it, ``models_served_compliantly``, fails when an endpoint is unreachable or on
+no GPU pool of the fleet (named), or when a model of the file has no reachable endpoint on a
+cluster its catalog record allows (`rules.governance_on`: the model's record is the data it may
+serve; a model the catalog does not hold is the most restrictive, so it has none until
+``serving/model_catalog`` wrote its record).
 """
 
 import asyncio
@@ -42,6 +44,7 @@ ENDPOINTS_KEY = dg.AssetKey(["serving", "endpoints"])
 CHECK_NAME = "models_served_compliantly"
 WINDOW = timedelta(hours=1)
 FRESH, STALE, UNREACHABLE = "fresh", "stale", "unreachable"
+NOT_IN_FLEET = "not in fleet"  # the endpoint's cluster or pool is not the fleet's
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ _SCHEMA = dg.TableSchema(
         dg.TableColumn("cluster", "string"),
         dg.TableColumn("zone", "string"),
         dg.TableColumn("runtime", "string"),
-        dg.TableColumn("status", "string", description="fresh, stale or unreachable"),
+        dg.TableColumn("status", "string", description="fresh, stale, unreachable or not in fleet"),
         dg.TableColumn("loaded", "string", description="models the probe found loaded"),
         dg.TableColumn("in_flight", "string", description="as the runtime reports; - unknown"),
         dg.TableColumn("queue_depth", "string", description="as the runtime reports; - unknown"),
@@ -146,6 +149,8 @@ def endpoint_rows(
         pool = cluster.pool(e.gpu_type) if cluster else None
         p = probed[e.endpoint_id]
         status, age = freshness(e, p, now, policy)
+        if pool is None:
+            status = NOT_IN_FLEET
         queue = p.queue
         rate = tokens[e.endpoint_id] / seconds[e.endpoint_id] if seconds[e.endpoint_id] else None
         rows.append(
@@ -191,6 +196,9 @@ def model_rows(
             if model not in e.models or status[e.endpoint_id] == UNREACHABLE:
                 continue
             cluster = fleet.get(e.cluster)
+            if cluster is None or cluster.pool(e.gpu_type) is None:
+                barred.append(e.endpoint_id)  # not a pool of the fleet: nothing is placed there
+                continue
             residency, compliance = rules.governance_on([model], catalog, cluster, policy)
             (barred if residency or compliance else compliant).append(e.endpoint_id)
         record = catalog.get(model)
@@ -244,7 +252,7 @@ def endpoints_asset(
 ) -> dg.MaterializeResult:
     fleet = plane.fleet()
     policy = plane.policy()
-    config = serving.config(fleet)
+    config = serving.config()  # an endpoint on no pool of the fleet is shown, and fails the check
     probed = probe_endpoints(config.endpoints)
     now = datetime.now(UTC)
     with plane.connect() as conn:
@@ -255,7 +263,12 @@ def endpoints_asset(
     unreachable = [str(r["endpoint"]) for r in rows if r["status"] == UNREACHABLE]
     stale = [str(r["endpoint"]) for r in rows if r["status"] == STALE]
     uncovered = [str(m["model"]) for m in models if m["compliant_endpoints"] == "none"]
+    outside = [str(r["endpoint"]) for r in rows if r["status"] == NOT_IN_FLEET]
     problems = []
+    if outside:
+        problems.append(
+            f"endpoints on no GPU pool of the fleet (PLANE_FLEET_FILE): {', '.join(outside)}"
+        )
     if unreachable:
         problems.append(f"unreachable endpoints: {', '.join(unreachable)}")
     if uncovered:

@@ -53,6 +53,8 @@ endpoints:
 {extra}"""
 DOWN = """  - {{id: eu-par-down, cluster: eu-par-h100, gpu_type: H100-80GB, runtime: vllm,
      url: "{down}", models: [gemma-3-270m-q8]}}
+  - {{id: mars-gemma, cluster: mars, gpu_type: A10, runtime: llama.cpp, url: "{llama}",
+     models: [gemma-3-270m]}}
 """
 
 
@@ -146,7 +148,9 @@ def _materialize(asset: dg.AssetsDefinition, resources: dict) -> dg.ExecuteInPro
 def test_endpoints_probed_as_the_gateway_does_with_the_last_hour_and_a_compliance_check(
     llama: str, vllm: str, resources: dict, database_url: str, tmp_path: Path
 ) -> None:
-    text = SERVING.format(llama=llama, vllm=vllm, extra=DOWN.format(down=_closed_port()))
+    text = SERVING.format(
+        llama=llama, vllm=vllm, extra=DOWN.format(down=_closed_port(), llama=llama)
+    )
     serving = _serving(tmp_path, text)
     res = {**resources, "serving": serving}
     with psycopg.connect(database_url) as conn:
@@ -201,12 +205,16 @@ def test_endpoints_probed_as_the_gateway_does_with_the_last_hour_and_a_complianc
     assert us["usd_per_gpu_hour"] == pytest.approx(2 * a100, abs=1e-4)
     assert (us["in_flight"], us["queue_depth"], us["status"]) == ("3", "2", "fresh")
     assert down["status"] == "unreachable" and down["loaded"] == "-"
+    assert table["mars-gemma"]["status"] == "not in fleet"  # no cluster "mars" in the fleet
     models = meta["models"].value
-    assert "| gemma-3-270m | EU | PII | eu-fra-gemma | us-east-gemma | 2 | 1 |" in models
+    assert (
+        "| gemma-3-270m | EU | PII | eu-fra-gemma | us-east-gemma, mars-gemma | 2 | 1 |" in models
+    )
     assert meta["served_1h"].value == 2 and meta["refused_1h"].value == 1
     [check] = result.get_asset_check_evaluations()
     assert not check.passed
     assert "unreachable endpoints: eu-par-down" in check.description
+    assert "no GPU pool of the fleet (PLANE_FLEET_FILE): mars-gemma" in check.description
     assert "gemma-3-270m-q8" in check.description  # UNKNOWN: no cluster may serve it
     assert "gemma-3-270m," not in check.description  # the EU record: eu-fra-gemma serves it
 
