@@ -341,11 +341,14 @@ def test_operator_tour(dagster_ui: str) -> None:
         # this machine is the fleet: the shipped endpoints' clusters are not in it, and the
         # check beside the table says so
         expect(page.get_by_text("not in fleet").first).to_be_visible()
-        expect(page.get_by_text("models_served_compliantly").first).to_be_visible()
+        expect(page.get_by_text("compliant_endpoints").first).to_be_visible()
         _shot(page, "10-serving-endpoints", full_page=True)
+        page.goto(f"{dagster_ui}/assets/serving/endpoints?view=checks")
+        expect(page.get_by_text("models_served_compliantly").first).to_be_visible()
+        _shot(page, "11-serving-endpoints-check")
         page.goto(f"{dagster_ui}/assets/serving/residency_plan")
         expect(page.get_by_text("plan_by_node").first).to_be_visible()
         expect(page.get_by_text("gemma-3-270m").first).to_be_visible()
-        _shot(page, "11-serving-residency-plan", full_page=True)
+        _shot(page, "12-serving-residency-plan", full_page=True)
         browser.close()
     print(f"browser tour: {time.monotonic() - started:.0f} s")
