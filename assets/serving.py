@@ -25,6 +25,8 @@ from pydantic import Field
 from assets.tags import governance_tags
 from data_plane import catalog_store
 from reasoning_plane import store
+from reasoning_plane.config.serving import ServingConfig, load_serving
+from reasoning_plane.model import Fleet
 from reasoning_plane.serving.planner import (
     COLD,
     Plan,
@@ -61,6 +63,24 @@ class ResidencyResource(dg.ConfigurableResource):
 
     def specs(self, config: PlannerConfig) -> dict[tuple[str, str], ModelSpec]:
         return model_specs(config)
+
+
+class ServingResource(dg.ConfigurableResource):
+    """The gateway's serving configuration (``config/serving.yaml``, as `plane serve` reads)."""
+
+    serving_file: str = Field(
+        default="config/serving.yaml",
+        description="Endpoints, models and teams of the gateway (relative: to the project root).",
+    )
+
+    @property
+    def path(self) -> Path:
+        path = Path(self.serving_file).expanduser()
+        return path if path.is_absolute() else project_root() / path
+
+    def config(self, fleet: Fleet | None = None) -> ServingConfig:
+        """The file, checked against ``fleet`` when given (every endpoint on a pool of it)."""
+        return load_serving(self.path, fleet)
 
 
 def actual_residency(actual: list[Mapping]) -> list[Residency]:

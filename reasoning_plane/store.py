@@ -739,6 +739,28 @@ def usage(conn: psycopg.Connection, period_start: datetime) -> dict[str, TeamUsa
     return {t: TeamUsage(t, int(g), float(res), float(spent)) for t, g, res, spent in rows}
 
 
+def serving_activity(
+    conn: psycopg.Connection, since: datetime, until: datetime
+) -> list[tuple[str, str | None, str, int, int, float]]:
+    """The gateway's decisions from ``since`` to ``until`` (``plane.serving_decisions``), per
+    (model asked, endpoint, status): (model, endpoint or None, status, requests, completion
+    tokens settled, seconds settled) -- what the ``serving/endpoints`` asset shows."""
+    rows = conn.execute(
+        """
+        SELECT model, endpoint_id, status, count(*),
+               coalesce(sum(completion_tokens) FILTER (WHERE settled_at IS NOT NULL), 0),
+               coalesce(sum((payload->'settlement'->>'seconds')::float8)
+                        FILTER (WHERE settled_at IS NOT NULL), 0)
+        FROM plane.serving_decisions
+        WHERE decided_at >= %s AND decided_at < %s
+        GROUP BY model, endpoint_id, status
+        ORDER BY model, endpoint_id, status
+        """,
+        (since, until),
+    ).fetchall()
+    return [(m, e, s, int(n), int(t), float(sec)) for m, e, s, n, t, sec in rows]
+
+
 def teams_logged(conn: psycopg.Connection) -> set[str]:
     """Every team the ledger or the decision log names."""
     rows = conn.execute(

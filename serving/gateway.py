@@ -113,6 +113,24 @@ class Live:
         )
 
 
+async def probe_endpoint(client: httpx.AsyncClient, endpoint: Endpoint, live: Live) -> bool:
+    """One probe of ``endpoint`` (``GET /v1/models``) into ``live``, as the gateway trusts it:
+    an answer makes the models it lists loaded (`listed_models`) and its telemetry observed now
+    (the round trip bounds the time to first token); no answer makes it untrusted until it
+    answers again. True: answered."""
+    started = time.perf_counter()
+    try:
+        reply = await client.get(f"{endpoint.url}/v1/models", timeout=2.0)
+        reply.raise_for_status()
+    except httpx.HTTPError:
+        live.observed_at = None  # silent: not trusted until it answers again
+        return False
+    live.loaded = listed_models(reply, endpoint.models)
+    live.observed_at = datetime.now(UTC)
+    live.ttft_ms = min(live.ttft_ms, (time.perf_counter() - started) * 1000)
+    return True
+
+
 @dataclass
 class Gateway:
     """Everything a request is decided on, and the live view of the endpoints."""
@@ -147,17 +165,7 @@ class Gateway:
     async def probe(self) -> None:
         """Ask each runtime which models it has (``GET /v1/models``) and how fast it answers."""
         for e in self.endpoints:
-            live = self.live.setdefault(e.endpoint_id, Live())
-            started = time.perf_counter()
-            try:
-                reply = await self.client.get(f"{e.url}/v1/models", timeout=2.0)
-                reply.raise_for_status()
-            except httpx.HTTPError:
-                live.observed_at = None  # silent: not trusted until it answers again
-                continue
-            live.loaded = listed_models(reply, e.models)
-            live.observed_at = datetime.now(UTC)
-            live.ttft_ms = min(live.ttft_ms, (time.perf_counter() - started) * 1000)
+            await probe_endpoint(self.client, e, self.live.setdefault(e.endpoint_id, Live()))
         self.generation += 1
 
     def decide(self, ask: InferenceRequest, equivalents: tuple[str, ...] = ()) -> Decision:

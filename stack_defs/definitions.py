@@ -16,10 +16,18 @@ import dagster as dg
 
 from assets.curated import build_curated_asset
 from assets.embeddings import build_chunks_asset, build_embeddings_asset
+from assets.endpoints import endpoints_asset
 from assets.governance import build_catalog_asset
 from assets.ingestion import build_ingestion_asset
+from assets.model_catalog import model_catalog_asset
 from assets.models import TOPIC_CLASSIFIER, build_model_assets
-from assets.serving import SERVING_GROUP, ResidencyResource, residency_job, residency_plan_asset
+from assets.serving import (
+    SERVING_GROUP,
+    ResidencyResource,
+    ServingResource,
+    residency_job,
+    residency_plan_asset,
+)
 from assets.spend import SPEND_GROUP, team_spend_asset, team_spend_job, team_spend_schedule
 from assets.workloads import declared_records, workload_specs
 from data_plane.policy import load_policy
@@ -120,7 +128,13 @@ def build_defs(
         ),
     )
     return dg.Definitions(
-        assets=[*assets, team_spend_asset, residency_plan_asset],
+        assets=[
+            *assets,
+            team_spend_asset,
+            residency_plan_asset,
+            model_catalog_asset,
+            endpoints_asset,
+        ],
         jobs=[main_job, team_spend_job, residency_job],
         sensors=[
             build_source_files_sensor(catalog),
@@ -155,6 +169,7 @@ def build_defs(
             ),
             "placement_guard": PlacementGuardResource(postgres=postgres),
             "residency": ResidencyResource(),
+            "serving": ServingResource(),
         },
     )
 

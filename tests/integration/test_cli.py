@@ -80,8 +80,14 @@ def test_asset_materialize_skips_no_plane_and_plane_run_places_it(
                 for r in runs
                 if r.status == DagsterRunStatus.SUCCESS and "plane/decision_id" not in r.tags
             ]
-            # the assets on no governed data: the spend view and the serving residency plan
-            assert sorted(unplaced) == [["plane/team_spend"], ["serving/residency_plan"]]
+            # the assets on no governed data: the spend view and the serving assets (the
+            # residency plan, the served models' catalog records, the endpoints)
+            assert sorted(unplaced) == [
+                ["plane/team_spend"],
+                ["serving/endpoints"],
+                ["serving/model_catalog"],
+                ["serving/residency_plan"],
+            ]
     finally:
         del os.environ["DAGSTER_HOME"]
 
