@@ -135,11 +135,15 @@ class Fleet:
 
 @dataclass(frozen=True)
 class TeamQuota:
-    """``spec.hard["requests.nvidia.com/gpu"]`` of a team's ResourceQuota."""
+    """``spec.hard["requests.nvidia.com/gpu"]`` of a team's ResourceQuota (the quota file: one
+    per team for the whole fleet), or, read live from a cluster (`live_quotas`), its
+    ``status.hard`` and ``status.used`` in one namespace of that cluster."""
 
     team: str  # the namespace
     gpus: int
     source: str = ""  # file and quota name, for explanations
+    used: int | None = None  # live: GPUs the cluster counts as used (+ the plane's unstarted)
+    cluster: str | None = None  # live: the cluster it was read from
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,10 @@ class Snapshot:
     telemetry: Mapping[tuple[str, str], TelemetrySample]  # (cluster, gpu_type) -> sample
     catalog: Mapping[str, CatalogRecord]
     now: datetime
+    # Live quotas of the clusters that read them from Kubernetes, by (cluster, namespace), and
+    # why a cluster's (key: cluster) or a namespace's (key: cluster/namespace) is unknown.
+    cluster_quotas: Mapping[tuple[str, str], TeamQuota] = field(default_factory=dict)
+    quota_errors: Mapping[str, str] = field(default_factory=dict)
 
     @cached_property
     def derived(self) -> dict[str, Any]:

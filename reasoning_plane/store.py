@@ -701,6 +701,24 @@ def held_gpus_by_pool(conn: psycopg.Connection, since: datetime) -> dict[tuple[s
     return {(c, g): int(n) for c, g, n in rows}
 
 
+def unstarted_gpus(conn: psycopg.Connection) -> dict[tuple[str, str], int]:
+    """GPUs of open reservations per (cluster, team) whose run has not started (no run linked
+    to the decision): their pods do not exist yet, so a cluster's ResourceQuota status does not
+    count them (`live_quotas`)."""
+    rows = conn.execute(
+        """
+        SELECT r.cluster, r.team, sum(r.gpus) FROM plane.ledger r
+        WHERE r.kind = 'reserve' AND r.gpus > 0 AND NOT EXISTS (
+            SELECT 1 FROM plane.ledger c
+            WHERE c.decision_id = r.decision_id AND c.kind <> 'reserve')
+          AND NOT EXISTS (
+            SELECT 1 FROM plane.decision_runs l WHERE l.decision_id = r.decision_id)
+        GROUP BY r.cluster, r.team
+        """
+    ).fetchall()
+    return {(c, t): int(n) for c, t, n in rows}
+
+
 class FutureTelemetryError(ValueError):
     """Samples observed later than the plane's clock plus the allowed clock skew: refused, none
     of the batch stored. ``refused``: each such sample with how many seconds ahead it was."""
