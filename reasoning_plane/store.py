@@ -1027,7 +1027,29 @@ def snapshot_payload(
             "spent_usd": u.spent_usd,
         },
         "catalog": [snapshot.catalog[d].to_dict() for d in datasets if d in snapshot.catalog],
+        # the live quotas of the team's namespaces, only when some cluster reads them (so the
+        # payloads of fleets without live quotas stay as they were)
+        **_live_quota_payload(snapshot, team),
     }
+
+
+def _live_quota_payload(snapshot: Snapshot, team: str) -> dict[str, Any]:
+    live = [c for c in snapshot.fleet.clusters if c.quotas is not None]
+    if not live:
+        return {}
+    quotas, errors = [], {}
+    for cluster in live:
+        namespace = cluster.namespace(team)
+        q = snapshot.cluster_quotas.get((cluster.name, namespace))
+        if q is not None:
+            quotas.append(
+                {"cluster": cluster.name, "namespace": namespace, "gpus": q.gpus}
+                | {"used": q.used, "source": q.source}
+            )
+        for key in (cluster.name, f"{cluster.name}/{namespace}"):
+            if key in snapshot.quota_errors:
+                errors[key] = snapshot.quota_errors[key]
+    return {"live_quotas": quotas, "quota_errors": errors}
 
 
 class _SharedSnapshot:

@@ -30,7 +30,9 @@ from reasoning_plane.live_quotas import quantity, read_cluster, read_fleet
 from reasoning_plane.model import Fleet, TeamQuota, TelemetrySample, WorkloadRequest
 from reasoning_plane.placement import place
 from reasoning_plane.policy import PlacementPolicy
+from reasoning_plane.replay import snapshot_from_payload
 from reasoning_plane.snapshot import build_snapshot
+from reasoning_plane.store import snapshot_payload
 
 GPU = "requests.nvidia.com/gpu"
 
@@ -280,3 +282,17 @@ def test_an_unreachable_api_server_fails_closed_with_the_reason(
     [why] = reasons(decision, "eu-fra")
     assert why.startswith("quota: the GPU quota of namespace team-ml on eu-fra is unknown")
     assert "API server unreachable" in why
+
+
+def test_a_decision_on_live_quotas_replays_the_same(
+    api: ApiServer, tmp_path: Path, plane_db: str
+) -> None:
+    """What the decision read of the live quotas is stored with it, so `plane replay` re-runs
+    it on the same quotas (not on none)."""
+    fleet = fleet_for(tmp_path, api.url)
+    snapshot = snapshot_of(plane_db, fleet, {})
+    for gpus in (2, 3):
+        decision = place(request("ml", gpus), snapshot, POLICY)
+        raw = json.loads(json.dumps(snapshot_payload(snapshot, [], "ml")))
+        again = place(request("ml", gpus), snapshot_from_payload(raw, fleet), POLICY)
+        assert (again.status, again.reason) == (decision.status, decision.reason)
