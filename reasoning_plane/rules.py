@@ -37,6 +37,7 @@ from reasoning_plane.model import (
     REJECTED,
     Cluster,
     Rejection,
+    Snapshot,
     TeamQuota,
     TelemetrySample,
     WorkloadRequest,
@@ -519,7 +520,7 @@ def quota(index: FleetIndex, prep: Prepared, taken: Taken) -> Verdict | tuple[Ve
     gpus = request.gpu_count
     if not table.gpu_idx.size or gpus == 0:
         return None
-    live = {c.name: c for c in snapshot.fleet.clusters if c.quotas is not None}
+    live = _live_quota_clusters(snapshot)
     if not live:
         rejection = _file_quota(index, request, taken)
         if rejection is None:
@@ -546,6 +547,16 @@ def quota(index: FleetIndex, prep: Prepared, taken: Taken) -> Verdict | tuple[Ve
         Verdict(rule, mask, _by_cluster, (table.names, reasons)) for rule, mask in fail.items()
     )
     return verdicts or None
+
+
+def _live_quota_clusters(snapshot: Snapshot) -> dict[str, Cluster]:
+    """The clusters whose quotas are read live, by name (once per snapshot)."""
+    found = snapshot.derived.get("live_quota_clusters")
+    if found is None:
+        found = snapshot.derived["live_quota_clusters"] = {
+            c.name: c for c in snapshot.fleet.clusters if c.quotas is not None
+        }
+    return found
 
 
 def _by_cluster(
