@@ -374,3 +374,15 @@ def test_selectors_carry_the_window_and_the_match_labels() -> None:
         prometheus_telemetry.selector("kube_node_status_allocatable", source, resource="x")
         == 'kube_node_status_allocatable{resource="x",cluster="eu\\"fra"}[30s]'
     )
+
+
+def test_an_agent_is_refused_on_a_cluster_whose_telemetry_is_prometheus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its samples would be written and never read: the agent says so instead of running."""
+    from plane_cli.main import _agent_pools
+
+    fleet_for(tmp_path, "http://127.0.0.1:9")
+    monkeypatch.setenv("PLANE_FLEET_FILE", str(tmp_path / "fleet.yaml"))
+    with pytest.raises(ValueError, match=r"eu-fra'? takes its telemetry from Prometheus"):
+        _agent_pools("eu-fra")
