@@ -577,6 +577,13 @@ def _agent_pools(cluster: str):
             raise ValueError(
                 f"--cluster {cluster!r} is not a cluster of the fleet file {fleet_file} ({names})"
             )
+        source = fleet.get(cluster).telemetry
+        if source is not None:
+            raise ValueError(
+                f"--cluster {cluster!r} takes its telemetry from Prometheus ({source.url}) in "
+                f"the fleet file {fleet_file}: the plane does not read its agents' samples; "
+                "run no agent there, or set its telemetry source to agent"
+            )
         return pools_of(fleet, cluster)
     if cluster != "local":
         raise ValueError(

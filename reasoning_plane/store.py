@@ -837,6 +837,24 @@ def held_gpus_by_pool(conn: psycopg.Connection, since: datetime) -> dict[tuple[s
     return {(c, g): int(n) for c, g, n in rows}
 
 
+def unstarted_gpus(conn: psycopg.Connection) -> dict[tuple[str, str], int]:
+    """GPUs of open reservations per (cluster, team) whose run has not started (no run linked
+    to the decision): their pods do not exist yet, so a cluster's ResourceQuota status does not
+    count them (`live_quotas`)."""
+    rows = conn.execute(
+        """
+        SELECT r.cluster, r.team, sum(r.gpus) FROM plane.ledger r
+        WHERE r.kind = 'reserve' AND r.gpus > 0 AND NOT EXISTS (
+            SELECT 1 FROM plane.ledger c
+            WHERE c.decision_id = r.decision_id AND c.kind <> 'reserve')
+          AND NOT EXISTS (
+            SELECT 1 FROM plane.decision_runs l WHERE l.decision_id = r.decision_id)
+        GROUP BY r.cluster, r.team
+        """
+    ).fetchall()
+    return {(c, t): int(n) for c, t, n in rows}
+
+
 class FutureTelemetryError(ValueError):
     """Samples observed later than the plane's clock plus the allowed clock skew: refused, none
     of the batch stored. ``refused``: each such sample with how many seconds ahead it was."""
@@ -1145,7 +1163,29 @@ def snapshot_payload(
             "spent_usd": u.spent_usd,
         },
         "catalog": [snapshot.catalog[d].to_dict() for d in datasets if d in snapshot.catalog],
+        # the live quotas of the team's namespaces, only when some cluster reads them (so the
+        # payloads of fleets without live quotas stay as they were)
+        **_live_quota_payload(snapshot, team),
     }
+
+
+def _live_quota_payload(snapshot: Snapshot, team: str) -> dict[str, Any]:
+    live = [c for c in snapshot.fleet.clusters if c.quotas is not None]
+    if not live:
+        return {}
+    quotas, errors = [], {}
+    for cluster in live:
+        namespace = cluster.namespace(team)
+        q = snapshot.cluster_quotas.get((cluster.name, namespace))
+        if q is not None:
+            quotas.append(
+                {"cluster": cluster.name, "namespace": namespace, "gpus": q.gpus}
+                | {"used": q.used, "source": q.source}
+            )
+        for key in (cluster.name, f"{cluster.name}/{namespace}"):
+            if key in snapshot.quota_errors:
+                errors[key] = snapshot.quota_errors[key]
+    return {"live_quotas": quotas, "quota_errors": errors}
 
 
 class _SharedSnapshot:
