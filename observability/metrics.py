@@ -49,6 +49,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from reasoning_plane import store
+from reasoning_plane.snapshot import fleet_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,10 @@ class PlaneCollector(Collector):
             labels=["cluster", "gpu_type"],
         )
         (clock,) = conn.execute("SELECT clock_timestamp()").fetchone()
-        latest = store.latest_telemetry(conn)
+        if fleet is None:
+            latest = store.latest_telemetry(conn)
+        else:  # each cluster's one source, as the tick reads it (pushed or from its Prometheus)
+            latest = fleet_telemetry(conn, fleet, clock)
         for (cluster, gpu_type), sample in sorted(latest.items()):
             age.add_metric([cluster, gpu_type], (clock - sample.observed_at).total_seconds())
         if fleet is not None:  # a pool the fleet names with no sample: unknown, as stale as can be

@@ -119,6 +119,25 @@ def _less_held(sample: TelemetrySample, held: int) -> TelemetrySample:
     )
 
 
+def fleet_telemetry(
+    conn: psycopg.Connection,
+    fleet: Fleet,
+    now: datetime,
+    prometheus_fetch: prometheus_telemetry.Fetch | None = None,
+) -> dict[tuple[str, str], TelemetrySample]:
+    """The remote pools' latest samples, each from its cluster's one source: what the agents
+    pushed (``plane.telemetry``), or, for a cluster whose source is its Prometheus, read from it
+    now (what its agents may have pushed is not used; a Prometheus that cannot be read leaves
+    its cluster without samples, and the reason is logged). The tick and the metrics exporter
+    read telemetry through this, so an alert on its age sees what placement sees."""
+    agent_fed = {c.name for c in fleet.clusters if c.telemetry is None}
+    telemetry = {k: v for k, v in store.latest_telemetry(conn).items() if k[0] in agent_fed}
+    if len(agent_fed) < len(fleet.clusters):
+        fetch = prometheus_fetch or prometheus_telemetry.http_get
+        telemetry.update(prometheus_telemetry.read_fleet(fleet, now, fetch)[0])
+    return telemetry
+
+
 def build_snapshot(
     conn: psycopg.Connection,
     *,
@@ -136,11 +155,7 @@ def build_snapshot(
     cannot be read leaves its cluster without samples, and the reason is logged). Clusters
     whose quotas come from Kubernetes have them read now (`live_quotas`); ``quotas`` (the
     quota file) is for the others."""
-    agent_fed = {c.name for c in fleet.clusters if c.telemetry is None}
-    telemetry = {k: v for k, v in store.latest_telemetry(conn).items() if k[0] in agent_fed}
-    if len(agent_fed) < len(fleet.clusters):
-        fetch = prometheus_fetch or prometheus_telemetry.http_get
-        telemetry.update(prometheus_telemetry.read_fleet(fleet, now, fetch)[0])
+    telemetry = fleet_telemetry(conn, fleet, now, prometheus_fetch)
     if local_report is not None:
         telemetry.update(local_samples(fleet, local_report))
     # GPUs reserved after a sample was taken are not in it yet: take them off. A sample is

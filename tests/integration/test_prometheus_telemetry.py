@@ -386,3 +386,30 @@ def test_an_agent_is_refused_on_a_cluster_whose_telemetry_is_prometheus(
     monkeypatch.setenv("PLANE_FLEET_FILE", str(tmp_path / "fleet.yaml"))
     with pytest.raises(ValueError, match=r"eu-fra'? takes its telemetry from Prometheus"):
         _agent_pools("eu-fra")
+
+
+def test_the_metrics_exporter_ages_a_prometheus_fed_pool_as_the_tick_reads_it(
+    stack: Stack, tmp_path: Path, plane_db: str
+) -> None:
+    """The telemetry-age alert reads ``plane_telemetry_age_seconds``: for a cluster whose
+    telemetry comes from its Prometheus, the exporter must read it from there as the tick does.
+    Read from the agents' table (empty for such a cluster) it was +Inf: a stale-telemetry alert
+    on a healthy pool."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from observability.metrics import registry_for
+
+    fleet = fleet_for(tmp_path, stack.url)
+    with psycopg.connect(plane_db) as conn:
+        store.ensure_schema(conn)
+        conn.commit()
+    registry = registry_for(lambda: psycopg.connect(plane_db), lambda: ({}, {}, fleet))
+    text = generate_latest(registry).decode()
+    [age] = [
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "plane_telemetry_age_seconds" and s.labels.get("cluster") == "eu-fra"
+    ]
+    assert 0 <= age < 60, age
