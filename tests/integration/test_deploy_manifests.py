@@ -162,10 +162,24 @@ def test_launcher_and_run_workers_may_manage_jobs_in_team_namespaces_only() -> N
     assert "get" in granted[("", "pods/log")]
     assert "get" in granted[("batch", "jobs/status")]  # run monitoring reads the Job's status
     assert all("*" not in verbs for verbs in granted.values())
-    # bound per team namespace, never cluster-wide; the only cluster-wide binding lets the
-    # telemetry gateway review tokens (TokenReview is cluster-scoped)
+    # bound per team namespace, never cluster-wide; the only cluster-wide bindings let the
+    # telemetry gateway review tokens (TokenReview is cluster-scoped) and the placement tick
+    # read ResourceQuotas (live quotas list every namespace's), read only
     cluster_wide = [d for _, d in DOCUMENTS if d["kind"] == "ClusterRoleBinding"]
-    assert [d["roleRef"]["name"] for d in cluster_wide] == ["system:auth-delegator"]
+    assert sorted(d["roleRef"]["name"] for d in cluster_wide) == [
+        "reasoning-plane-quota-reader",
+        "system:auth-delegator",
+    ]
+    reader = _find("ClusterRole", "reasoning-plane-quota-reader", None)
+    assert [(r["apiGroups"], r["resources"], sorted(r["verbs"])) for r in reader["rules"]] == [
+        ([""], ["resourcequotas"], ["get", "list"])
+    ]
+    (quota_binding,) = [
+        d for d in cluster_wide if d["roleRef"]["name"] == "reasoning-plane-quota-reader"
+    ]
+    assert quota_binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "dagster", "namespace": PLANE_NAMESPACE}
+    ]
     for team in TEAMS:
         assert _find("ServiceAccount", "dagster-run", team)
         binding = _find("RoleBinding", "reasoning-plane-run-launcher", team)
