@@ -22,7 +22,7 @@ from data_plane.policy import GovernancePolicy
 from data_plane.sources import DerivedSpec, SourceCatalog
 from resources.governance import GovernanceCatalogResource
 from resources.guard import PlacementGuardResource
-from resources.lakehouse import LakehouseResource
+from resources.lakehouse import LakehouseResource, location_uri
 
 
 def curated_key(name: str) -> dg.AssetKey:
@@ -59,6 +59,8 @@ def build_curated_asset(
 ) -> dg.AssetsDefinition:
     inherited = [_declared_governance(name, catalog, policy) for name in spec.inputs]
     key = curated_key(spec.name)
+    source_names = {s.name for s in catalog.sources}
+    tables = [("ingested" if n in source_names else "curated", n) for n in spec.inputs]
 
     @dg.asset(
         key=key,
@@ -91,7 +93,7 @@ def build_curated_asset(
         placement_guard: PlacementGuardResource,
     ) -> dg.MaterializeResult:
         placement_guard.require(context)
-        return derive_dataset(context, spec, lakehouse, governance)
+        return derive_dataset(context, spec, lakehouse, governance, tables)
 
     return _curated
 
@@ -101,10 +103,13 @@ def derive_dataset(
     spec: DerivedSpec,
     lakehouse: LakehouseResource,
     governance: GovernanceCatalogResource,
+    tables: list[tuple[str, str]] | None = None,
 ) -> dg.MaterializeResult:
-    """Run the derived dataset's SQL, write the table, record its inherited catalog entry."""
+    """Run the derived dataset's SQL, write the table, record its inherited catalog entry.
+    ``tables``: the ``(layer, name)`` tables the SQL reads (each from its own zone's location
+    when the lakehouse is on object storage)."""
     inputs = [governance.require(name) for name in spec.inputs]
-    with lakehouse.duckdb() as con:
+    with lakehouse.duckdb(tables) as con:
         frame = con.sql(spec.sql).pl()
     path = lakehouse.write(
         "curated",
@@ -117,7 +122,7 @@ def derive_dataset(
         dataset_id=spec.name,
         inputs=inputs,
         owner_team=spec.owner_team,
-        storage_endpoints=[path.as_uri()],
+        storage_endpoints=[location_uri(path)],
         last_updated=datetime.now(UTC),
         policy=governance.policy,
         pii_columns=pii,

@@ -9,7 +9,6 @@ shows downstream assets as stale exactly when the source changed.
 
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -22,7 +21,7 @@ from data_plane.ingest import IngestResult, ingest
 from data_plane.policy import GovernancePolicy
 from data_plane.sources import SourceSpec
 from resources.guard import PlacementGuardResource
-from resources.lakehouse import LakehouseResource
+from resources.lakehouse import LakehouseResource, Location
 
 INGESTION_GROUP = "ingestion"
 QUARANTINE_CHECK = "quarantine_below_threshold"
@@ -95,7 +94,7 @@ def build_ingestion_asset(spec: SourceSpec, policy: GovernancePolicy) -> dg.Asse
             "source_system": spec.source_system,
             "storage_endpoint": spec.storage_endpoint,
             "format": spec.format,
-            "source_file": dg.MetadataValue.path(str(spec.path)),
+            "source_file": dg.MetadataValue.path(spec.location),
             "quarantine_max_share": max_share,
             **cpu_workload_metadata(datasets=[spec.name]),
             DECLARED_KEY: dg.MetadataValue.json(declared_record(spec, policy).to_dict()),
@@ -126,14 +125,14 @@ def ingest_source(
     max_share: float,
 ) -> dg.MaterializeResult:
     """Read and validate the source file, write its valid and quarantined rows, report both."""
-    result = _read_source(context, spec)
+    result = _read_source(context, spec, lakehouse)
     lineage = _lineage(spec, result, context.run.run_id)
     _log_throughput(context, spec, result)
     written = time.perf_counter()
     path = lakehouse.write("ingested", spec.name, result.valid, manifest=lineage)
     lakehouse.write("quarantine", spec.name, result.quarantine)
     context.log.info(
-        f"{spec.name}: wrote {result.valid.height:,} rows to {path.name} and "
+        f"{spec.name}: wrote {result.valid.height:,} rows to {path} and "
         f"{result.quarantine.height:,} to quarantine in {time.perf_counter() - written:.2f}s"
     )
     if result.extra_columns:
@@ -148,13 +147,20 @@ def ingest_source(
     )
 
 
-def _read_source(context: dg.AssetExecutionContext, spec: SourceSpec) -> IngestResult:
-    size = spec.path.stat().st_size if spec.path.exists() else 0
-    context.log.info(f"{spec.name}: reading {spec.path.name} ({size / 1e6:,.1f} MB, {spec.format})")
+def _read_source(
+    context: dg.AssetExecutionContext, spec: SourceSpec, lakehouse: LakehouseResource
+) -> IngestResult:
+    # An object-storage source is read only from a bucket in its residency zone (checked first).
+    remote = lakehouse.read_source(spec) if spec.uri is not None else None
+    if remote is not None:
+        size = len(remote[0])
+    else:
+        size = spec.path.stat().st_size if spec.path.exists() else 0
+    context.log.info(f"{spec.name}: reading {spec.location} ({size / 1e6:,.1f} MB, {spec.format})")
     with heartbeat(
         context.log.info, f"reading and validating {spec.path.name}", every_s=HEARTBEAT_S
     ):
-        return ingest(spec)
+        return ingest(spec, remote)
 
 
 def _lineage(spec: SourceSpec, result: IngestResult, run_id: str) -> dict[str, object]:
@@ -163,7 +169,7 @@ def _lineage(spec: SourceSpec, result: IngestResult, run_id: str) -> dict[str, o
         "dataset": spec.name,
         "source_system": spec.source_system,
         "storage_endpoint": spec.storage_endpoint,
-        "source_file": str(spec.path),
+        "source_file": spec.location,
         "content_hash": result.content_hash,
         "source_bytes": result.source_bytes,
         "last_updated": _iso(result.source_modified),
@@ -191,7 +197,7 @@ def _ingestion_metadata(
     result: IngestResult,
     lineage: dict[str, object],
     lakehouse: LakehouseResource,
-    path: Path,
+    path: Location,
 ) -> dict[str, object]:
     return {
         "dagster/row_count": result.valid.height,

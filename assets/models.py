@@ -327,7 +327,8 @@ def tag_segments(
             "confidence": [float(by_hash[h][1]) for h in hashes],
         }
     ).with_columns(pl.lit(version.version).alias("model_version"))
-    path = lakehouse.write("models", f"{spec.dataset}_topics", table)
+    # The predictions inherit the transcripts' governance: stored in their residency zone.
+    path = lakehouse.write("models", f"{spec.dataset}_topics", table, dataset=spec.dataset)
     entry = derive_record(
         dataset_id=f"{spec.dataset}_topics",
         inputs=[source_entry, governance.require(spec.name)],

@@ -3,8 +3,10 @@
 ``plane/team_spend`` reads the reasoning plane's ledger (``plane.ledger``: reservations made at
 placement, settled at the actual cost or released when the run ends) and decision log
 (``plane.decisions``) through `reasoning_plane.store`, joins them with the teams' GPU quotas
-and budgets, and shows one row per team as a table, a bar chart (markdown, and an SVG file
-beside the Parquet table) and totals. ``team_spend_schedule`` refreshes it hourly.
+and budgets, and shows one row per team as a table, in figures (markdown), as an SVG chart
+beside the Parquet table, and as numeric metadata per team (``team/<team>/spent_usd``, ...)
+that Dagster's Plots tab charts over materializations, with the totals.
+``team_spend_schedule`` refreshes it hourly.
 
 Spend is counted in each team's budget period (``monthly`` unless its budget says ``daily`` or
 ``weekly``), exactly as the placement rules count it.
@@ -29,7 +31,6 @@ from resources.plane import PlaneResource
 SPEND_GROUP = "reasoning_plane"
 SPEND_KEY = dg.AssetKey(["plane", "team_spend"])
 SPEND_OWNER = "team:platform"
-BAR_WIDTH = 10
 
 
 @dataclass(frozen=True)
@@ -113,31 +114,52 @@ def team_spend(
     return lines
 
 
-def _bar(share: float | None) -> str:
-    if share is None:
-        return "no limit set"
-    filled = min(BAR_WIDTH, round(max(share, 0.0) * BAR_WIDTH))
-    return "█" * filled + "░" * (BAR_WIDTH - filled) + f" {share:.0%}"
+def _share(share: float | None) -> str:
+    return "" if share is None else f" ({share:.0%})"
 
 
 def spend_markdown(lines: Sequence[TeamSpend]) -> str:
-    """A markdown bar chart: per team, budget used (spent + reserved) and GPUs held of quota."""
+    """A markdown table: per team, budget used (spent + reserved) and GPUs held of quota, in
+    figures (the charts are the SVG beside the table and, per team over time, the numeric
+    metadata `team_metadata` that Dagster's Plots tab draws)."""
     if not lines:
         return "No team has a budget, a quota or a decision yet."
     rows = ["| team | budget used (spent + reserved) | GPUs held of quota |", "|---|---|---|"]
     for line in lines:
         used = line.spent_usd + line.reserved_usd
-        budget = f"`{_bar(line.budget_used_share)}` ${used:,.2f}" + (
-            f" of ${line.budget_usd:,.2f}" if line.budget_usd is not None else ""
+        budget = (
+            f"${used:,.2f} of ${line.budget_usd:,.2f}{_share(line.budget_used_share)}"
+            if line.budget_usd is not None
+            else f"${used:,.2f} (no budget set)"
         )
         quota = line.gpu_quota
         gpus = (
-            f"`{_bar(line.gpus_held / quota)}` {line.gpus_held} of {quota}"
+            f"{line.gpus_held} of {quota}{_share(line.gpus_held / quota)}"
             if quota
             else f"{line.gpus_held} (no GPU quota)"
         )
         rows.append(f"| {line.team} | {budget} | {gpus} |")
     return "\n".join(rows)
+
+
+def team_metadata(lines: Sequence[TeamSpend]) -> dict[str, dg.MetadataValue]:
+    """Numeric metadata per team, one key per figure (``team/<team>/spent_usd``, ...), so that
+    each materialization adds a point to the team's series in Dagster's Plots tab: USD spent,
+    reserved, and used of the budget (a share; only with a budget), GPUs held and the share of
+    the quota they are (only with a quota)."""
+    out: dict[str, dg.MetadataValue] = {}
+    for line in lines:
+        key = f"team/{line.team}"
+        out[f"{key}/spent_usd"] = dg.MetadataValue.float(float(line.spent_usd))
+        out[f"{key}/reserved_usd"] = dg.MetadataValue.float(float(line.reserved_usd))
+        if line.budget_used_share is not None:
+            out[f"{key}/budget_used_share"] = dg.MetadataValue.float(line.budget_used_share)
+        out[f"{key}/gpus_held"] = dg.MetadataValue.int(line.gpus_held)
+        if line.gpu_quota:
+            out[f"{key}/quota_used_share"] = dg.MetadataValue.float(
+                round(line.gpus_held / line.gpu_quota, 6)
+            )
+    return out
 
 
 def spend_svg(lines: Sequence[TeamSpend]) -> str:
@@ -206,8 +228,9 @@ def _record(line: TeamSpend) -> dg.TableRecord:
     group_name=SPEND_GROUP,
     description=(
         "GPU spend, budget and quota use per team, from the reasoning plane's ledger "
-        "(`plane.ledger`) and decision log (`plane.decisions`): a table, a bar chart and the "
-        "totals. Refreshed hourly by `team_spend_schedule`."
+        "(`plane.ledger`) and decision log (`plane.decisions`): a table, an SVG chart, the "
+        "totals and per-team numbers (team/<team>/spent_usd, ...) charted in the Plots tab. "
+        "Refreshed hourly by `team_spend_schedule`."
     ),
     kinds={"postgres", "parquet"},
     owners=[SPEND_OWNER],
@@ -242,8 +265,7 @@ def team_spend_asset(
         },
     )
     path = lakehouse.write("reports", "team_spend", frame, manifest={"as_of": _iso(now)})
-    chart = path.with_suffix(".svg")
-    chart.write_text(spend_svg(lines))
+    chart = lakehouse.write_beside(path, ".svg", spend_svg(lines).encode())
     over = [ln.team for ln in lines if (ln.budget_used_share or 0.0) > 1.0]
     context.log.info(
         f"spend of {len(lines)} teams: ${sum(ln.spent_usd for ln in lines):,.2f} spent, "
@@ -263,6 +285,7 @@ def team_spend_asset(
             "as_of": _iso(now) or "",
             "chart_svg": dg.MetadataValue.path(str(chart)),
             "lakehouse_table": dg.MetadataValue.path(str(path)),
+            **team_metadata(lines),
         }
     )
 

@@ -13,12 +13,16 @@ the other at ``minor``).
   order; one for a model that is not loaded stops the loaded one and loads it (a cold load: the
   node is busy, later requests wait behind it); a model idle for ``TTL_S`` is unloaded. llama-swap
   stops processes, so vLLM's sleep mode is not used.
-* Planner (`reasoning_plane.serving.planner.plan`, the code the sensor runs): planned every
-  ``TICK_S`` and at once when a request finds its model not loaded (the replan a deferral would
-  trigger: that hook is not built, see RESULTS.md), and, as deployed today, every
-  ``SENSOR_TICK_S`` only; demand is the requests of the last ``WINDOW_S`` (placed and deferred, as
-  `metered_demand` counts them). A request whose model the plan keeps cold or asleep is deferred
-  (429): it misses its SLO.
+* Planner (`reasoning_plane.serving.planner.plan`, the code the sensor runs), with fixed holds
+  (``FIXED``: hysteresis in plain seconds) and with holds priced in reload times (``PRICED``:
+  ``reload_multiple`` = 10, as config/serving_nodes.yaml ships): planned every ``TICK_S`` and at
+  once when a request finds its model not loaded (re-plan on deferral), the plan taking effect at
+  once (an ideal loop); and as deployed: every ``SENSOR_TICK_S`` and on a deferral, the plan
+  taking effect ``LOOP_S`` later (the decision record's flush, the sensor's ``PROMPT_S``, the
+  Dagster run that records the desired state, the node agent's poll: an estimate, see
+  RESULTS.md). Demand is the requests of the last ``WINDOW_S`` (placed and deferred, as
+  `metered_demand` counts them). A request whose model the plan keeps cold or asleep, or whose
+  load has not been applied yet, is deferred (429): it misses its SLO.
 
 TTFT = the wait for the model (load or wake, or the node's swap in progress) + ``BASE_TTFT_S``.
 A swap is a load of a model into memory (cold load or wake); loads and wakes are shown apart.
@@ -26,7 +30,7 @@ A swap is a load of a model into memory (cold load or wake); loads and wakes are
 
 import random
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 sys.path.insert(0, ".")
@@ -50,11 +54,12 @@ BASE_TTFT_S = 0.25
 SLO_S = 2.5
 TTL_S = 60.0  # llama-swap's ttl for the baseline
 TICK_S = 10.0  # re-planned this often (and on a deferral)
-SENSOR_TICK_S = 60.0  # the residency sensor's interval, without the replan on a deferral
+SENSOR_TICK_S = 60.0  # the residency sensor's regular plan
+LOOP_S = (10.0, 20.0)  # deferral -> desired state -> the node agent applies it (estimates)
 WINDOW_S = 30.0
 T0 = datetime(2026, 12, 5, tzinfo=UTC)
 FLEET = Fleet((Cluster("eu", "EU", "eu-central-1", "x", frozenset({"GDPR"}), (), 0.0, {}),))
-SETTINGS = PlannerSettings(
+FIXED = PlannerSettings(  # hysteresis in plain seconds (before reload_multiple)
     min_residency_s=60,
     cooldown_s=60,
     switch_margin=1.2,
@@ -63,6 +68,8 @@ SETTINGS = PlannerSettings(
     back_soon_s=1800,
     max_sleep_gb=4,
 )
+RELOAD_MULTIPLE = 10.0  # config/serving_nodes.yaml's: holds <= 10 x the cold load
+PRICED = replace(FIXED, reload_multiple=RELOAD_MULTIPLE)
 
 
 @dataclass(frozen=True)
@@ -141,19 +148,46 @@ def _models(case: Runtime) -> list[ServedModel]:
 
 
 def planner(
-    reqs: list[tuple[float, str]], case: Runtime, tick_s: float = TICK_S, on_miss: bool = True
+    reqs: list[tuple[float, str]],
+    case: Runtime,
+    tick_s: float = TICK_S,
+    on_miss: bool = True,
+    delay_s: float = 0.0,
+    settings: PlannerSettings = PRICED,
 ) -> tuple[int, int, float]:
+    """``delay_s``: a plan's changes reach the runtimes this long after it is made (the
+    residency loop); a change already on its way is not asked again."""
     node = ServingNode("n", "eu", NodeMemory(60.0, 4.0, "/proc/meminfo"), frozenset({case.runtime}))
     models = _models(case)
     state: dict[str, tuple[str, float]] = {}  # model -> (state, since)
     ready: dict[str, float] = {}
+    coming: dict[str, tuple[float, str]] = {}  # model -> (applied at, state): on its way
     loads = wakes = met = 0
     seen: list[tuple[float, str]] = []
     next_tick = 0.0
     lo = 0
 
+    def settle(t: float) -> None:
+        nonlocal loads, wakes
+        for m, (at, to) in sorted(coming.items(), key=lambda kv: (kv[1][0], kv[1][1] != COLD)):
+            if at > t:
+                continue
+            del coming[m]
+            was = state.get(m, (COLD, -1e9))[0]
+            if to == was:
+                continue
+            if to == LOADED:
+                cost = case.wake_s if was == SLEEPING and case.wake_s is not None else case.cold_s
+                if was == SLEEPING:
+                    wakes += 1
+                else:
+                    loads += 1
+                ready[m] = at + cost
+            state[m] = (to, at)
+
     def replan(t: float) -> None:
-        nonlocal loads, wakes, lo
+        nonlocal lo
+        settle(t)
         while seen[lo:] and seen[lo][0] < t - WINDOW_S:
             lo += 1
         counts: dict[str, list[float]] = {}
@@ -168,24 +202,19 @@ def planner(
             Residency("n", case.runtime, m, s, T0 + timedelta(seconds=since))
             for m, (s, since) in state.items()
         ]
-        p = plan([node], models, demand, current, now, fleet=FLEET, catalog={}, settings=SETTINGS)
+        p = plan([node], models, demand, current, now, fleet=FLEET, catalog={}, settings=settings)
         for row in p.rows:
-            was = state.get(row.model, (COLD, -1e9))[0]
-            if row.state == was:
-                continue
-            if row.state == LOADED:
-                cost = case.wake_s if was == SLEEPING and case.wake_s is not None else case.cold_s
-                if was == SLEEPING:
-                    wakes += 1
-                else:
-                    loads += 1
-                ready[row.model] = t + cost
-            state[row.model] = (row.state, t)
+            if row.state == state.get(row.model, (COLD, -1e9))[0]:
+                coming.pop(row.model, None)
+            elif coming.get(row.model, (0.0, None))[1] != row.state:
+                coming[row.model] = (t + delay_s, row.state)
+        settle(t)
 
     for at, model in reqs:
         while next_tick <= at:
             replan(next_tick)
             next_tick += tick_s
+        settle(at)
         seen.append((at, model))
         if on_miss and state.get(model, (COLD, 0))[0] != LOADED:
             replan(at)  # the deferral asks for a plan now
@@ -202,14 +231,27 @@ def main() -> None:
     for case in CASES:
         for name, phase, major, minor in WORKLOADS:
             reqs = arrivals(phase, major, minor, seed=7)
-            policies = (
-                ("llama-swap-like", llama_swap),
-                (f"planner (every {TICK_S:g} s + on a deferral)", planner),
-                (
-                    f"planner (every {SENSOR_TICK_S:g} s only, as the sensor)",
-                    lambda r, c: planner(r, c, SENSOR_TICK_S, on_miss=False),
-                ),
-            )
+            policies: list = [("llama-swap-like", llama_swap)]
+            for hold, tag in (
+                (FIXED, "fixed holds"),
+                (PRICED, f"holds <= {RELOAD_MULTIPLE:g} x reload"),
+            ):
+                policies.append(
+                    (
+                        f"planner, {tag} (every {TICK_S:g} s + on a deferral, ideal loop)",
+                        lambda r, c, h=hold: planner(r, c, settings=h),
+                    )
+                )
+                policies.extend(
+                    (
+                        f"planner, {tag} (every {SENSOR_TICK_S:g} s + on a deferral, applied "
+                        f"{d:g} s later: as deployed)",
+                        lambda r, c, d=d, h=hold: planner(
+                            r, c, SENSOR_TICK_S, on_miss=True, delay_s=d, settings=h
+                        ),
+                    )
+                    for d in LOOP_S
+                )
             for label, run in policies:
                 loads, wakes, attained = run(reqs, case)
                 swaps = f"{(loads + wakes) / HOURS:.1f} ({loads / HOURS:.1f} + {wakes / HOURS:.1f})"

@@ -131,6 +131,7 @@ class CatalogEntry:
     row_count: int | None = None
     quarantined_rows: int | None = None
     content_hash: str | None = None
+    licence: str | None = None  # a served model's licence (config/serving.yaml); None for data
 
     @property
     def dataset_id(self) -> str:
@@ -315,3 +316,39 @@ def declared_record(spec: Any, policy: GovernancePolicy) -> CatalogRecord:
         last_updated=datetime.fromtimestamp(0, UTC),
         policy=policy,
     ).record
+
+
+def declared_model_entry(
+    *,
+    model: str,
+    owner_team: str,
+    classification: str,
+    residency: str,
+    licence: str,
+    source_system: str,
+    policy: GovernancePolicy,
+) -> CatalogEntry:
+    """Catalog entry of a served model as its operator declared it (``config/serving.yaml``):
+    ``classification`` and ``residency`` are those of the data it may serve; anything not
+    declared arrives here as UNKNOWN and stays the most restrictive value. Its timestamp is
+    fixed (epoch), so declaring the same facts again changes nothing."""
+    classification = normalise_classification(classification)
+    residency = combine_residency([residency])
+    retention = policy.default_retention(classification)
+    regulations = tuple(policy.regulation_for(residency)) if classification == "PII" else ()
+    return CatalogEntry(
+        record=_build_record(
+            model,
+            classification,
+            residency,
+            retention,
+            (),
+            source_system,
+            datetime.fromtimestamp(0, UTC),
+            policy,
+        ),
+        owner_team=owner_team,
+        regulations=regulations,
+        declared_classification=None if classification == UNKNOWN else classification,
+        licence=licence,
+    )

@@ -122,8 +122,14 @@ def _finish(conn: psycopg.Connection) -> None:
 
 # Migration steps (`data_plane.migrations.Schema`): released steps are never edited; a change is a
 # new step at the end. Step 1 is the schema as the release before versioned migrations built it.
+# Step 2: a served model's licence (`assets.model_catalog`); NULL for datasets.
+LICENCE = "ALTER TABLE governance.catalog ADD COLUMN IF NOT EXISTS licence text"
 SCHEMA = Schema(
-    unit="catalog", probe="governance.catalog", steps=(DDL,), finish=_finish, extra=(GRANTS,)
+    unit="catalog",
+    probe="governance.catalog",
+    steps=(DDL, LICENCE),
+    finish=_finish,
+    extra=(GRANTS,),
 )
 
 
@@ -133,7 +139,7 @@ def ensure_schema(conn: psycopg.Connection) -> None:
 
 
 def entry_to_dict(entry: CatalogEntry) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "record": entry.record.to_dict(),
         "owner_team": entry.owner_team,
         "pii_columns": {k: list(v) for k, v in sorted(entry.pii_columns.items())},
@@ -144,6 +150,9 @@ def entry_to_dict(entry: CatalogEntry) -> dict[str, Any]:
         "quarantined_rows": entry.quarantined_rows,
         "content_hash": entry.content_hash,
     }
+    if entry.licence is not None:  # only models have one: the hashes of datasets stay as they were
+        out["licence"] = entry.licence
+    return out
 
 
 def entry_hash(entry: CatalogEntry) -> str:
@@ -170,8 +179,8 @@ def upsert_entry(
             """
             INSERT INTO governance.catalog AS c (dataset_id, record, owner_team, pii_columns,
                 regulations, derived_from, declared_classification, row_count, quarantined_rows,
-                content_hash, entry_hash, dagster_run_id, updated_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+                content_hash, entry_hash, dagster_run_id, licence, updated_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
             ON CONFLICT (dataset_id) DO UPDATE SET
                 record = EXCLUDED.record, owner_team = EXCLUDED.owner_team,
                 pii_columns = EXCLUDED.pii_columns, regulations = EXCLUDED.regulations,
@@ -179,7 +188,8 @@ def upsert_entry(
                 declared_classification = EXCLUDED.declared_classification,
                 row_count = EXCLUDED.row_count, quarantined_rows = EXCLUDED.quarantined_rows,
                 content_hash = EXCLUDED.content_hash, entry_hash = EXCLUDED.entry_hash,
-                dagster_run_id = EXCLUDED.dagster_run_id, updated_at = now()
+                dagster_run_id = EXCLUDED.dagster_run_id, licence = EXCLUDED.licence,
+                updated_at = now()
             """,
             (
                 entry.dataset_id,
@@ -194,6 +204,7 @@ def upsert_entry(
                 entry.content_hash,
                 digest,
                 run_id,
+                entry.licence,
             ),
         )
         if changed:
@@ -206,7 +217,7 @@ def upsert_entry(
 
 
 def _entry_from_row(row: tuple[Any, ...]) -> CatalogEntry:
-    (record, owner, pii, regulations, derived, declared, rows, quarantined, content) = row
+    (record, owner, pii, regulations, derived, declared, rows, quarantined, content, licence) = row
     return CatalogEntry(
         record=CatalogRecord.from_dict(
             record, where=f"governance.catalog[{record.get('dataset_id')}]"
@@ -219,12 +230,13 @@ def _entry_from_row(row: tuple[Any, ...]) -> CatalogEntry:
         row_count=rows,
         quarantined_rows=quarantined,
         content_hash=content,
+        licence=licence,
     )
 
 
 _SELECT = (
     "SELECT record, owner_team, pii_columns, regulations, derived_from, declared_classification,"
-    " row_count, quarantined_rows, content_hash FROM governance.catalog"
+    " row_count, quarantined_rows, content_hash, licence FROM governance.catalog"
 )
 
 
@@ -250,7 +262,7 @@ def drift(conn: psycopg.Connection) -> list[str]:
     rows = conn.execute(
         "SELECT c.dataset_id, c.record, c.owner_team, c.pii_columns, c.regulations,"
         " c.derived_from, c.declared_classification, c.row_count, c.quarantined_rows,"
-        " c.content_hash, (SELECT h.entry_hash FROM governance.catalog_history h"
+        " c.content_hash, c.licence, (SELECT h.entry_hash FROM governance.catalog_history h"
         "  WHERE h.dataset_id = c.dataset_id ORDER BY h.id DESC LIMIT 1)"
         " FROM governance.catalog c ORDER BY c.dataset_id"
     ).fetchall()

@@ -2,7 +2,8 @@
 
 A cheap fingerprint (size and modification time) is compared first; only files whose fingerprint
 moved are hashed, and a file counts as changed only when its content hash differs, so touching a
-file or copying it back unchanged triggers nothing.
+file or copying it back unchanged triggers nothing. Sources on object storage (``s3://``) are not
+watched (their ingestion is requested with ``plane request`` or on a schedule).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def detect_changes(
     changes: list[SourceChange] = []
     missing: list[str] = []
     for spec in specs:
+        if spec.uri is not None:  # on object storage: not watched here
+            continue
         try:
             stat = spec.path.stat()
         except FileNotFoundError:

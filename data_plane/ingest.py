@@ -28,6 +28,7 @@ import codecs
 import csv
 import hashlib
 import json
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -128,20 +129,28 @@ def _empty_quarantine() -> pl.DataFrame:
     return pl.DataFrame(schema=QUARANTINE_SCHEMA)
 
 
-def _read_csv_header(spec: SourceSpec) -> list[str]:
-    with spec.path.open("rb") as fh:
-        first = fh.readline()
+def _read_csv_header(spec: SourceSpec, data: bytes | None = None) -> list[str]:
+    """The header of ``data`` (the source's bytes), or of the local file's first line."""
+    if data is None:
+        with spec.path.open("rb") as fh:
+            first = fh.readline()
+    else:
+        first = data.split(b"\n", 1)[0] + (b"\n" if b"\n" in data else b"")
     try:
         line = first.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise SourceFileError(spec.path, "header", "the header line is not valid UTF-8") from None
+        raise SourceFileError(
+            spec.location, "header", "the header line is not valid UTF-8"
+        ) from None
     header = next(csv.reader([line]), [])
     header = [h.strip() for h in header]
     if not any(header):
-        raise SourceFileError(spec.path, "header", "the first line is empty; expected column names")
+        raise SourceFileError(
+            spec.location, "header", "the first line is empty; expected column names"
+        )
     duplicates = sorted({h for h in header if header.count(h) > 1})
     if duplicates:
-        raise SourceFileError(spec.path, "header", f"duplicate column name {duplicates[0]!r}")
+        raise SourceFileError(spec.location, "header", f"duplicate column name {duplicates[0]!r}")
     return header
 
 
@@ -226,7 +235,7 @@ def _read_csv_polars(
     rejects = pl.DataFrame(
         {
             "dataset": [spec.name] * len(short),
-            "source_file": [str(spec.path)] * len(short),
+            "source_file": [spec.location] * len(short),
             "source_line": [r + 2 for r in short],
             "record_index": [None] * len(short),
             "reason": [
@@ -287,7 +296,7 @@ def _short_csv_records(
 
 
 def _read_csv(spec: SourceSpec, data: bytes) -> tuple[pl.DataFrame, pl.DataFrame]:
-    header = _read_csv_header(spec)
+    header = _read_csv_header(spec, data)
     parsed = _read_csv_polars(spec, data, header)
     if parsed is not None:
         return parsed
@@ -297,6 +306,17 @@ def _read_csv(spec: SourceSpec, data: bytes) -> tuple[pl.DataFrame, pl.DataFrame
 def _read_csv_duckdb(
     spec: SourceSpec, data: bytes, header: list[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    if spec.uri is not None:  # DuckDB reads files: the object's bytes go through a temporary one
+        with tempfile.TemporaryDirectory() as folder:
+            local = Path(folder) / "source.csv"
+            local.write_bytes(data)
+            return _read_csv_duckdb_file(spec, data, header, local)
+    return _read_csv_duckdb_file(spec, data, header, spec.path)
+
+
+def _read_csv_duckdb_file(
+    spec: SourceSpec, data: bytes, header: list[str], local: Path
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     columns = ", ".join(f"'{h.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for h in header)
     con = duckdb.connect()
     try:
@@ -304,7 +324,7 @@ def _read_csv_duckdb(
             "SELECT * FROM read_csv(?, header = true, auto_detect = false, strict_mode = true,"
             " delim = ',', quote = '\"', escape = '\"', all_varchar = true, store_rejects = true,"
             f" parallel = false, columns = {{{columns}}})",
-            params=[str(spec.path)],
+            params=[str(local)],
         )
         frame = relation.pl()
         # One row per rejected line (DuckDB reports a line once per missing column).
@@ -315,12 +335,12 @@ def _read_csv_duckdb(
             " FROM reject_errors GROUP BY line ORDER BY line"
         ).pl()
     except duckdb.Error as exc:
-        raise SourceFileError(spec.path, "", f"cannot parse CSV: {exc}") from None
+        raise SourceFileError(spec.location, "", f"cannot parse CSV: {exc}") from None
     finally:
         con.close()
     quarantine = rejects.select(
         pl.lit(spec.name).alias("dataset"),
-        pl.lit(str(spec.path)).alias("source_file"),
+        pl.lit(spec.location).alias("source_file"),
         pl.col("line").cast(pl.Int64).alias("source_line"),
         pl.lit(None, pl.Int64).alias("record_index"),
         pl.format(
@@ -359,7 +379,7 @@ def _check_csv_accounted(
     )
     if non_blank > accounted:
         raise SourceFileError(
-            spec.path,
+            spec.location,
             "",
             f"{non_blank - accounted} of {non_blank} lines could not be parsed as CSV records "
             "(an unterminated quote?); nothing was ingested",
@@ -397,7 +417,7 @@ def _jsonl_rejects(spec: SourceSpec, bad: list[dict[str, object]]) -> pl.DataFra
     return pl.DataFrame(
         {
             "dataset": [spec.name] * len(bad),
-            "source_file": [str(spec.path)] * len(bad),
+            "source_file": [spec.location] * len(bad),
             "source_line": [b["line"] for b in bad],
             "record_index": [None] * len(bad),
             "reason": [f"malformed JSONL line: {b['reason']}" for b in bad],
@@ -536,7 +556,7 @@ def _read_parquet(spec: SourceSpec, data: bytes) -> tuple[pl.DataFrame, pl.DataF
     try:
         frame = pl.read_parquet(data)
     except Exception as exc:
-        raise SourceFileError(spec.path, "", f"cannot read Parquet: {exc}") from None
+        raise SourceFileError(spec.location, "", f"cannot read Parquet: {exc}") from None
     return frame, _empty_quarantine()
 
 
@@ -732,7 +752,7 @@ def _with_declared_columns(spec: SourceSpec, frame: pl.DataFrame) -> pl.DataFram
     missing_required = [m for m in missing if spec.column(m).required]
     if missing_required:
         raise SourceFileError(
-            spec.path,
+            spec.location,
             missing_required[0],
             f"required column missing from the file (found: {', '.join(frame.columns) or 'none'})",
         )
@@ -829,7 +849,7 @@ def _quarantine_rows(spec: SourceSpec, frame: pl.DataFrame, refused: pl.DataFram
         frame[index]
         .select(
             pl.lit(spec.name).alias("dataset"),
-            pl.lit(str(spec.path)).alias("source_file"),
+            pl.lit(spec.location).alias("source_file"),
             pl.lit(None, pl.Int64).alias("source_line"),
             pl.struct([pl.col(c).cast(pl.String) for c in frame.columns])
             .struct.json_encode()
@@ -842,23 +862,29 @@ def _quarantine_rows(spec: SourceSpec, frame: pl.DataFrame, refused: pl.DataFram
     )
 
 
-def ingest(spec: SourceSpec) -> IngestResult:
-    """Read, parse and validate one source file."""
+def ingest(spec: SourceSpec, remote: tuple[bytes, float] | None = None) -> IngestResult:
+    """Read, parse and validate one source: its local file, or for an object-storage source
+    (``spec.uri``) the bytes and modification time read from there (``remote``)."""
     started = time.perf_counter()
-    if not spec.path.exists():
-        raise SourceFileError(spec.path, "", f"source file for {spec.name!r} not found")
-    stat = spec.path.stat()
-    if stat.st_size == 0:
+    if spec.uri is not None:
+        if remote is None:
+            raise SourceFileError(spec.uri, "", "an object-storage source is read by the lakehouse")
+        data, modified = remote
+    else:
+        if not spec.path.exists():
+            raise SourceFileError(spec.location, "", f"source file for {spec.name!r} not found")
+        stat = spec.path.stat()
+        data, modified = spec.path.read_bytes(), stat.st_mtime
+    if not data:
         raise SourceFileError(
-            spec.path, "", "file is empty (0 bytes): expected a header or records"
+            spec.location, "", "file is empty (0 bytes): expected a header or records"
         )
-    data = spec.path.read_bytes()
     with ThreadPoolExecutor(max_workers=1) as pool:
         digest = pool.submit(_sha256, data)
         frame, parse_rejects = _READERS[spec.format](spec, data)
         content_hash = digest.result()
     if spec.format == "jsonl" and frame.width == 0 and parse_rejects.is_empty():
-        raise SourceFileError(spec.path, "", "file holds no JSON records")
+        raise SourceFileError(spec.location, "", "file holds no JSON records")
     valid, invalid, extra = validate(spec, frame)
     quarantine = pl.concat([parse_rejects, invalid], how="vertical")
     return IngestResult(
@@ -866,8 +892,8 @@ def ingest(spec: SourceSpec) -> IngestResult:
         valid=valid,
         quarantine=quarantine,
         content_hash=content_hash,
-        source_bytes=stat.st_size,
-        source_modified=stat.st_mtime,
+        source_bytes=len(data),
+        source_modified=modified,
         extra_columns=extra,
         seconds=time.perf_counter() - started,
     )

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
 
@@ -36,6 +37,7 @@ from data_plane.files import read_document, show
 FORMATS = ("csv", "jsonl", "parquet")
 COLUMN_TYPES = ("string", "integer", "float", "boolean", "date", "datetime")
 NAME_PATTERN = r"[a-z][a-z0-9_]{0,62}"
+REMOTE_SCHEMES = ("s3",)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,13 @@ class SourceSpec:
     text_columns: tuple[str, ...] = ()
     pii_columns: tuple[str, ...] = ()
     quarantine_max_share: float | None = None
+    # An object-storage source (``s3://bucket/key``); ``path`` is then only its name.
+    uri: str | None = None
+
+    @property
+    def location(self) -> str:
+        """Where the source is read from: its URL, or its local path."""
+        return self.uri or str(self.path)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -186,7 +195,9 @@ Column = Annotated[
 
 
 class SourceModel(ConfigModel):
-    """One Layer 1C source; ``path`` is relative to the catalog file's folder (or absolute)."""
+    """One Layer 1C source; ``path`` is relative to the catalog file's folder (or absolute), or
+    an object on object storage, ``s3://bucket/key`` (read with the lakehouse's S3 settings, from
+    a bucket in the source's residency zone only)."""
 
     name: SourceName
     description: Prose | None = None
@@ -214,6 +225,14 @@ class SourceModel(ConfigModel):
             missing = [n for n in names or () if n not in self.columns]
             if missing:
                 fail(f"{missing[0]!r} is not a declared column", (field,))
+        scheme = urlsplit(self.path).scheme
+        if scheme and len(scheme) > 1:  # a URL (one letter: a Windows drive)
+            if scheme not in REMOTE_SCHEMES or not urlsplit(self.path).netloc:
+                fail(
+                    f"{show(self.path)}: a source is a local path or an s3://bucket/key URL",
+                    ("path",),
+                )
+            return self
         base = (info.context or {}).get("base_dir")
         if base is not None:
             inside = (base / self.path).resolve().is_relative_to(base.resolve())
@@ -222,10 +241,14 @@ class SourceModel(ConfigModel):
         return self
 
     def build(self, base_dir: Path) -> SourceSpec:
+        remote = urlsplit(self.path).scheme in REMOTE_SCHEMES
         return SourceSpec(
             name=self.name,
             format=self.format,
-            path=(base_dir / self.path).resolve(),
+            path=Path(Path(urlsplit(self.path).path).name)
+            if remote
+            else (base_dir / self.path).resolve(),
+            uri=self.path if remote else None,
             storage_endpoint=self.storage_endpoint,
             source_system=self.source_system,
             owner_team=self.owner_team,

@@ -32,6 +32,9 @@
                 [--gateway URL --token-file F] [--once | --check]
                                   push this node's NVML telemetry to plane.telemetry (through
                                   the telemetry gateway with the pod's token, on Kubernetes)
+    plane node-agent --node NAME [--nodes F] [--interval 2] [--retry 30] [--once]
+                                  a serving node's agent: holds its runtime adapters, applies
+                                  the residency plan's desired state, reports what they hold
     plane gpus [--json]           this machine's GPUs as NVML reports them
     plane db-url                  the PostgreSQL URL in use (password redacted)
     plane db migrate              as an administrator: create or update every schema, the
@@ -67,6 +70,10 @@ from data_plane import catalog_store
 from data_plane.catalog import CatalogEntry
 from data_plane.credentials import AuthenticationError
 from data_plane.vector_store import VectorStoreError
+from observability.logs import configure as configure_logs
+from observability.logs import reporter
+from plane_cli.metrics import add_parser as _metrics_commands
+from plane_cli.node_agent import add_parser as _node_agent_commands
 from plane_cli.serve import add_parser as _serve_commands
 from resources.database import database_url, redact, redact_url
 
@@ -527,6 +534,7 @@ def _agent(args: argparse.Namespace) -> int:
         max_clock_skew_s=args.max_clock_skew,
         node=node,
         pools=pools,
+        log=reporter("plane.agent"),
     )
     return EXIT_OK
 
@@ -568,6 +576,13 @@ def _agent_pools(cluster: str):
             names = ", ".join(c.name for c in fleet.clusters)
             raise ValueError(
                 f"--cluster {cluster!r} is not a cluster of the fleet file {fleet_file} ({names})"
+            )
+        source = fleet.get(cluster).telemetry
+        if source is not None:
+            raise ValueError(
+                f"--cluster {cluster!r} takes its telemetry from Prometheus ({source.url}) in "
+                f"the fleet file {fleet_file}: the plane does not read its agents' samples; "
+                "run no agent there, or set its telemetry source to agent"
             )
         return pools_of(fleet, cluster)
     if cluster != "local":
@@ -968,6 +983,8 @@ def build_parser() -> argparse.ArgumentParser:
         _telemetry_commands,
         _database_commands,
         _serve_commands,
+        _metrics_commands,
+        _node_agent_commands,
     ):
         add(sub)
     return parser
@@ -977,6 +994,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        configure_logs()  # PLANE_LOG_FORMAT, PLANE_LOG_LEVEL
         return int(args.func(args))
     except ValueError as exc:  # bad input files and arguments: say what and where
         print(f"plane: {redact(str(exc))}", file=sys.stderr)

@@ -174,6 +174,7 @@ def _place_and_run(session: _Session, waiting: list[dg.AssetKey]) -> list[dg.Ass
             lambda c: session.plane.snapshot(c, declared=session.declared, fleet=session.here),
             policy,
             signer(),
+            source="plane_run",
         )
         conn.commit()
     placed: list[tuple[dg.AssetKey, Decision]] = []
@@ -186,15 +187,16 @@ def _place_and_run(session: _Session, waiting: list[dg.AssetKey]) -> list[dg.Ass
             still.append((key, decision))
         else:
             session.outcomes[key] = Outcome(
-                key.to_user_string(), REJECTED, "-", decision.decision_id, decision.reason
+                key.to_user_string(), REJECTED, "-", result.logged_id(decision), decision.reason
             )
             session.log(
-                f"{key.to_user_string()}: rejected ({decision.decision_id}): {decision.reason}"
+                f"{key.to_user_string()}: rejected ({result.logged_id(decision)}): "
+                f"{decision.reason}"
             )
     if not placed:
         for key, decision in still:
             session.outcomes[key] = Outcome(
-                key.to_user_string(), DEFERRED_OUT, "-", decision.decision_id, decision.reason
+                key.to_user_string(), DEFERRED_OUT, "-", result.logged_id(decision), decision.reason
             )
             session.log(f"{key.to_user_string()}: deferred and not run: {decision.reason}")
         return []

@@ -161,7 +161,16 @@ def serve(args: argparse.Namespace) -> int:
         f"policy {gateway.access.version if gateway.access else '-'}, on http://{host}:{port}",
         flush=True,
     )
-    uvicorn.run(create_app(gateway), host=host, port=port, log_level=args.log_level)
+    from observability.logs import uvicorn_log_config
+
+    logs = uvicorn_log_config()  # PLANE_LOG_FORMAT=json: uvicorn's lines as JSON too
+    uvicorn.run(
+        create_app(gateway),
+        host=host,
+        port=port,
+        log_level=args.log_level,
+        **({"log_config": logs} if logs else {}),
+    )
     return 0
 
 

@@ -130,6 +130,8 @@ def _constraints(
     by_cpu: dict[str, list[int]] = defaultdict(list)
     by_team_gpu: dict[str, list[int]] = defaultdict(list)
     by_team_usd: dict[str, list[int]] = defaultdict(list)
+    by_namespace: dict[tuple[str, str], list[int]] = defaultdict(list)  # live quotas
+    fleet = index.snapshot.fleet
     for i, (r, k) in enumerate(pairs):
         by_request[r.request_id].append(i)
         candidate = prepared[r.request_id].table.candidates[k]
@@ -137,9 +139,25 @@ def _constraints(
             by_cpu[candidate.cluster].append(i)
         else:
             by_pool[(candidate.cluster, candidate.gpu_type)].append(i)
-            by_team_gpu[r.team].append(i)
+            cluster = fleet.get(candidate.cluster)
+            if cluster is not None and cluster.quotas is not None:
+                by_namespace[(cluster.name, cluster.namespace(r.team))].append(i)
+            else:
+                by_team_gpu[r.team].append(i)
         by_team_usd[r.team].append(i)
     cpu, quota, budget = _remaining(index, taken)
+    for (name, namespace), idx in by_namespace.items():
+        live = index.snapshot.cluster_quotas.get((name, namespace))
+        if live is None:
+            continue  # unknown or absent: the rules leave these pairs out of the options
+        cluster = fleet.get(name)
+        took = sum(
+            n
+            for (c, team), n in taken.cluster_team_gpus.items()
+            if c == name and cluster is not None and cluster.namespace(team) == namespace
+        )
+        room = live.gpus - (live.used or 0) - took
+        rows.add(idx, [pairs[i][0].gpu_count for i in idx], room)
     for idx in by_request.values():
         rows.add(idx, [1.0] * len(idx), 1.0)
     for key, idx in by_pool.items():
@@ -258,6 +276,8 @@ def _take(prep: Prepared, k: int, usd: float, taken: Taken) -> None:
         taken.pool[table.pool_id[k]] += request.gpu_count
         team = request.team
         taken.team_gpus[team] = taken.team_gpus.get(team, 0) + request.gpu_count
+        where = (table.names[k], team)
+        taken.cluster_team_gpus[where] = taken.cluster_team_gpus.get(where, 0) + request.gpu_count
     taken.team_usd[request.team] = taken.team_usd.get(request.team, 0.0) + usd
 
 

@@ -221,6 +221,7 @@ class FleetIndex:
                     taken.cpu[self.cluster_index[name]] = n
             taken.team_gpus = dict(state.team_gpus)
             taken.team_usd = dict(state.team_usd)
+            taken.cluster_team_gpus = dict(state.cluster_team_gpus)
         return taken
 
     def table(self, kind: str) -> CandidateTable:
@@ -476,8 +477,10 @@ def _judged(index: FleetIndex, prep: Prepared, judges: Any, *taken: Taken) -> tu
     out = []
     for rule in judges:
         verdict = rule(index, prep, *taken)
-        if verdict is not None:
+        if isinstance(verdict, Verdict):
             out.append(verdict)
+        elif verdict is not None:  # a rule whose names differ by candidate (quota)
+            out.extend(verdict)
     return tuple(out)
 
 

@@ -55,6 +55,26 @@ class GpuPool:
 
 
 @dataclass(frozen=True)
+class PrometheusTelemetry:
+    """A cluster's telemetry read at tick time through the Prometheus HTTP API: the NVIDIA DCGM
+    exporter's and kube-state-metrics' series (`reasoning_plane.prometheus_telemetry`)."""
+
+    url: str  # e.g. http://prometheus.monitoring:9090
+    labels: Mapping[str, str] = field(default_factory=dict)  # matchers added to every selector
+    window_s: float = 60.0  # how far back a series' last sample is looked for
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class KubernetesQuotas:
+    """A cluster's GPU quotas read live from its API server (`reasoning_plane.live_quotas`):
+    each team namespace's ResourceQuota ``status.hard`` and ``status.used``."""
+
+    kubeconfig: str | None = None  # None: $KUBECONFIG or ~/.kube/config, else in-cluster
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
 class Cluster:
     name: str
     zone: str  # residency zone: EU, US, ...
@@ -73,6 +93,8 @@ class Cluster:
     cpu_slots: int = 0  # concurrent CPU-only runs (0: no CPU work here)
     accepts_unknown_residency: bool = False  # explicitly marked for data of unknown residency
     local: bool = False  # the machine the plane itself runs on (no Kubernetes)
+    telemetry: PrometheusTelemetry | None = None  # None: the plane's own agent (plane.telemetry)
+    quotas: KubernetesQuotas | None = None  # None: the quota file (PLANE_QUOTAS_FILE)
 
     def pool(self, gpu_type: str) -> GpuPool | None:
         return next((p for p in self.pools if p.gpu_type == gpu_type), None)
@@ -113,11 +135,15 @@ class Fleet:
 
 @dataclass(frozen=True)
 class TeamQuota:
-    """``spec.hard["requests.nvidia.com/gpu"]`` of a team's ResourceQuota."""
+    """``spec.hard["requests.nvidia.com/gpu"]`` of a team's ResourceQuota (the quota file: one
+    per team for the whole fleet), or, read live from a cluster (`live_quotas`), its
+    ``status.hard`` and ``status.used`` in one namespace of that cluster."""
 
     team: str  # the namespace
     gpus: int
     source: str = ""  # file and quota name, for explanations
+    used: int | None = None  # live: GPUs the cluster counts as used (+ the plane's unstarted)
+    cluster: str | None = None  # live: the cluster it was read from
 
 
 @dataclass(frozen=True)
@@ -186,6 +212,10 @@ class Snapshot:
     telemetry: Mapping[tuple[str, str], TelemetrySample]  # (cluster, gpu_type) -> sample
     catalog: Mapping[str, CatalogRecord]
     now: datetime
+    # Live quotas of the clusters that read them from Kubernetes, by (cluster, namespace), and
+    # why a cluster's (key: cluster) or a namespace's (key: cluster/namespace) is unknown.
+    cluster_quotas: Mapping[tuple[str, str], TeamQuota] = field(default_factory=dict)
+    quota_errors: Mapping[str, str] = field(default_factory=dict)
 
     @cached_property
     def derived(self) -> dict[str, Any]:

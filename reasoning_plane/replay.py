@@ -98,6 +98,13 @@ def snapshot_from_payload(raw: Mapping[str, Any], fleet: Fleet) -> Snapshot:
         telemetry=telemetry,
         catalog={r["dataset_id"]: CatalogRecord.from_dict(r) for r in raw.get("catalog", [])},
         now=datetime.fromisoformat(raw["now"]),
+        cluster_quotas={
+            (q["cluster"], q["namespace"]): TeamQuota(
+                q["namespace"], int(q["gpus"]), q.get("source", ""), q.get("used"), q["cluster"]
+            )
+            for q in raw.get("live_quotas", [])
+        },
+        quota_errors=dict(raw.get("quota_errors", {})),
     )
 
 

@@ -37,6 +37,7 @@ from reasoning_plane.model import (
     REJECTED,
     Cluster,
     Rejection,
+    Snapshot,
     TeamQuota,
     TelemetrySample,
     WorkloadRequest,
@@ -110,6 +111,8 @@ class BatchState:
     cpu_slots: dict[str, int] = field(default_factory=dict)
     team_gpus: dict[str, int] = field(default_factory=dict)
     team_usd: dict[str, float] = field(default_factory=dict)
+    # GPUs per (cluster, team), for the clusters whose quotas are read live (per namespace)
+    cluster_team_gpus: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def take(self, request: WorkloadRequest, cluster: str, gpu_type: str, usd: float) -> None:
         if gpu_type == CPU:
@@ -118,6 +121,8 @@ class BatchState:
             key = (cluster, gpu_type)
             self.gpus[key] = self.gpus.get(key, 0) + request.gpu_count
             self.team_gpus[request.team] = self.team_gpus.get(request.team, 0) + request.gpu_count
+            where = (cluster, request.team)
+            self.cluster_team_gpus[where] = self.cluster_team_gpus.get(where, 0) + request.gpu_count
         self.team_usd[request.team] = self.team_usd.get(request.team, 0.0) + usd
 
 
@@ -129,6 +134,7 @@ class Taken:
     cpu: np.ndarray  # CPU slots per cluster id
     team_gpus: dict[str, int] = field(default_factory=dict)
     team_usd: dict[str, float] = field(default_factory=dict)
+    cluster_team_gpus: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 # -- governance: residency and compliance, per set of input datasets ---------------------------
@@ -503,35 +509,127 @@ def quota_size_message(gpus: int, team: str, quota: TeamQuota) -> str:
     )
 
 
-def quota(index: FleetIndex, prep: Prepared, taken: Taken) -> Verdict | None:
+def quota(index: FleetIndex, prep: Prepared, taken: Taken) -> Verdict | tuple[Verdict, ...] | None:
     """GPU work needs its team's ResourceQuota (``requests.nvidia.com/gpu``) to have room: the
-    GPUs the team holds plus what the batch gave it plus this request."""
+    GPUs the team holds plus what the batch gave it plus this request. On a cluster whose
+    quotas are read live (`live_quotas`) that is the quota of the team's namespace there: its
+    ``status.used`` (and the plane's unstarted reservations) plus what the batch gave the team
+    on that cluster; a quota that could not be read is unknown and nothing is placed against it.
+    Elsewhere it is the quota file's, one per team for those clusters together."""
     table, request, snapshot = prep.table, prep.request, index.snapshot
+    gpus = request.gpu_count
+    if not table.gpu_idx.size or gpus == 0:
+        return None
+    live = _live_quota_clusters(snapshot)
+    if not live:
+        rejection = _file_quota(index, request, taken)
+        if rejection is None:
+            return None
+        return _verdict(rejection.rule, table.gpu, _same, (rejection,))
+    names = np.asarray(table.names)
+    fail: dict[str, np.ndarray] = {}
+    reasons: dict[str, tuple[Rejection, ...]] = {}
+    file_rejection: Rejection | None = None
+    file_judged = False
+    for name in sorted(set(names[table.gpu].tolist())):
+        if name in live:
+            rejection = _live_quota(index, live[name], request, taken)
+        else:
+            if not file_judged:
+                file_rejection, file_judged = _file_quota(index, request, taken), True
+            rejection = file_rejection
+        if rejection is None:
+            continue
+        mask = table.gpu & (names == name)
+        fail[rejection.rule] = fail.get(rejection.rule, _none(table.n)) | mask
+        reasons[name] = (rejection,)
+    verdicts = tuple(
+        Verdict(rule, mask, _by_cluster, (table.names, reasons)) for rule, mask in fail.items()
+    )
+    return verdicts or None
+
+
+def _live_quota_clusters(snapshot: Snapshot) -> dict[str, Cluster]:
+    """The clusters whose quotas are read live, by name (once per snapshot)."""
+    found = snapshot.derived.get("live_quota_clusters")
+    if found is None:
+        found = snapshot.derived["live_quota_clusters"] = {
+            c.name: c for c in snapshot.fleet.clusters if c.quotas is not None
+        }
+    return found
+
+
+def _by_cluster(
+    k: int, names: list[str], reasons: Mapping[str, tuple[Rejection, ...]]
+) -> tuple[Rejection, ...]:
+    return reasons[names[k]]
+
+
+def _file_quota(index: FleetIndex, request: WorkloadRequest, taken: Taken) -> Rejection | None:
+    """The quota file's rule: the team's one quota for the clusters without live quotas."""
+    snapshot = index.snapshot
     team, gpus = request.team, request.gpu_count
     q = snapshot.quotas.get(team)
-    rejection = None
-    if not table.gpu_idx.size or gpus == 0:
-        pass
-    elif q is None:
+    if q is None:
         if index.policy.require_quota:
-            rejection = Rejection(
+            return Rejection(
                 "quota",
                 f"namespace {team} has no ResourceQuota with requests.nvidia.com/gpu: no GPU "
                 "without a quota",
             )
-    elif gpus > q.gpus:  # can never fit the team's quota
-        rejection = Rejection("quota_size", quota_size_message(gpus, team, q))
-    else:
-        held = snapshot.usage_of(team).gpus_held + taken.team_gpus.get(team, 0)
-        if held + gpus > q.gpus:
-            rejection = Rejection(
-                "quota",
-                f"team {team} holds {held} of {q.gpus} GPUs ({q.source or 'ResourceQuota'}); "
-                f"{gpus} more would exceed it",
-            )
-    if rejection is None:
         return None
-    return _verdict(rejection.rule, table.gpu, _same, (rejection,))
+    if gpus > q.gpus:  # can never fit the team's quota
+        return Rejection("quota_size", quota_size_message(gpus, team, q))
+    held = snapshot.usage_of(team).gpus_held + taken.team_gpus.get(team, 0)
+    if held + gpus > q.gpus:
+        return Rejection(
+            "quota",
+            f"team {team} holds {held} of {q.gpus} GPUs ({q.source or 'ResourceQuota'}); "
+            f"{gpus} more would exceed it",
+        )
+    return None
+
+
+def _live_quota(
+    index: FleetIndex, cluster: Cluster, request: WorkloadRequest, taken: Taken
+) -> Rejection | None:
+    """The quota of the team's namespace on ``cluster``, read live (`live_quotas`)."""
+    snapshot = index.snapshot
+    team, gpus = request.team, request.gpu_count
+    namespace = cluster.namespace(team)
+    unknown = snapshot.quota_errors.get(cluster.name) or snapshot.quota_errors.get(
+        f"{cluster.name}/{namespace}"
+    )
+    if unknown is not None:
+        return Rejection(
+            "quota",
+            f"the GPU quota of namespace {namespace} on {cluster.name} is unknown ({unknown}): "
+            "nothing is placed there until it can be read",
+        )
+    q = snapshot.cluster_quotas.get((cluster.name, namespace))
+    if q is None:
+        if index.policy.require_quota:
+            return Rejection(
+                "quota",
+                f"namespace {namespace} on {cluster.name} has no ResourceQuota with "
+                "requests.nvidia.com/gpu: no GPU without a quota",
+            )
+        return None
+    if gpus > q.gpus:
+        return Rejection("quota_size", quota_size_message(gpus, team, q))
+    batch = sum(  # what the batch gave every team of this namespace on this cluster
+        n
+        for (name, other), n in taken.cluster_team_gpus.items()
+        if name == cluster.name and cluster.namespace(other) == namespace
+    )
+    held = (q.used or 0) + batch
+    if held + gpus > q.gpus:
+        return Rejection(
+            "quota",
+            f"namespace {namespace} on {cluster.name} uses {held} of {q.gpus} GPUs "
+            f"({q.source}); {gpus} more would exceed it",
+        )
+    return None
 
 
 def _same(k: int, reasons: tuple[Rejection, ...]) -> tuple[Rejection, ...]:

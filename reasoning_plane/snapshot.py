@@ -12,7 +12,7 @@ import psycopg
 
 from data_plane.catalog import CatalogRecord
 from data_plane.classification import UNKNOWN
-from reasoning_plane import store
+from reasoning_plane import live_quotas, prometheus_telemetry, store
 from reasoning_plane.agent import pool_name, samples_from_report
 from reasoning_plane.gpu_telemetry import NvmlReport
 from reasoning_plane.model import (
@@ -119,6 +119,25 @@ def _less_held(sample: TelemetrySample, held: int) -> TelemetrySample:
     )
 
 
+def fleet_telemetry(
+    conn: psycopg.Connection,
+    fleet: Fleet,
+    now: datetime,
+    prometheus_fetch: prometheus_telemetry.Fetch | None = None,
+) -> dict[tuple[str, str], TelemetrySample]:
+    """The remote pools' latest samples, each from its cluster's one source: what the agents
+    pushed (``plane.telemetry``), or, for a cluster whose source is its Prometheus, read from it
+    now (what its agents may have pushed is not used; a Prometheus that cannot be read leaves
+    its cluster without samples, and the reason is logged). The tick and the metrics exporter
+    read telemetry through this, so an alert on its age sees what placement sees."""
+    agent_fed = {c.name for c in fleet.clusters if c.telemetry is None}
+    telemetry = {k: v for k, v in store.latest_telemetry(conn).items() if k[0] in agent_fed}
+    if len(agent_fed) < len(fleet.clusters):
+        fetch = prometheus_fetch or prometheus_telemetry.http_get
+        telemetry.update(prometheus_telemetry.read_fleet(fleet, now, fetch)[0])
+    return telemetry
+
+
 def build_snapshot(
     conn: psycopg.Connection,
     *,
@@ -128,10 +147,15 @@ def build_snapshot(
     catalog: Mapping[str, CatalogRecord],
     now: datetime,
     local_report: NvmlReport | None = None,
+    prometheus_fetch: prometheus_telemetry.Fetch | None = None,
 ) -> Snapshot:
-    """Snapshot from the database (ledger, pushed telemetry) plus live local telemetry."""
-    names = {c.name for c in fleet.clusters}
-    telemetry = {k: v for k, v in store.latest_telemetry(conn).items() if k[0] in names}
+    """Snapshot from the database (ledger, pushed telemetry) plus live local telemetry, and
+    the telemetry of clusters whose source is their Prometheus, read now
+    (`prometheus_telemetry`: what their agents may have pushed is not used; a Prometheus that
+    cannot be read leaves its cluster without samples, and the reason is logged). Clusters
+    whose quotas come from Kubernetes have them read now (`live_quotas`); ``quotas`` (the
+    quota file) is for the others."""
+    telemetry = fleet_telemetry(conn, fleet, now, prometheus_fetch)
     if local_report is not None:
         telemetry.update(local_samples(fleet, local_report))
     # GPUs reserved after a sample was taken are not in it yet: take them off. A sample is
@@ -147,6 +171,9 @@ def build_snapshot(
     for team in teams:
         period = budgets[team].period if team in budgets else "monthly"
         usage[team] = usage_by_period.get(period, {}).get(team, TeamUsage(team))
+    cluster_quotas, quota_errors = {}, {}
+    if any(c.quotas is not None for c in fleet.clusters):
+        cluster_quotas, quota_errors = live_quotas.read_fleet(fleet, store.unstarted_gpus(conn))
     return Snapshot(
         fleet=fleet,
         quotas=quotas,
@@ -155,4 +182,6 @@ def build_snapshot(
         telemetry=telemetry,
         catalog=catalog,
         now=now,
+        cluster_quotas=cluster_quotas,
+        quota_errors=quota_errors,
     )

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -212,6 +213,85 @@ DO $$ BEGIN
 END $$;
 """
 
+# Step 4 (issue 16): how placement ticks went, for the metrics exporter (`plane metrics`): one
+# row per tick source, cumulative counts (a Prometheus histogram of tick durations in
+# `TICK_BUCKETS_S`, failures), written by each tick in its own transaction, so the exporter is
+# right whichever process ticked (the Dagster code server, `plane run`).
+TICK_STATS_DDL = """
+CREATE TABLE IF NOT EXISTS plane.tick_stats (
+    source          text PRIMARY KEY,
+    ticks           bigint NOT NULL DEFAULT 0,
+    failures        bigint NOT NULL DEFAULT 0,
+    duration_sum_s  double precision NOT NULL DEFAULT 0,
+    bucket_counts   bigint[] NOT NULL,
+    last_duration_s double precision,
+    last_ok_at      timestamptz,
+    last_failure_at timestamptz,
+    last_error      text
+);
+"""
+TICK_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def record_tick(conn: psycopg.Connection, source: str, duration_s: float) -> None:
+    """Count a tick that decided in ``duration_s`` (call in the tick's transaction)."""
+    counts = [int(duration_s <= le) for le in TICK_BUCKETS_S]
+    conn.execute(
+        "INSERT INTO plane.tick_stats AS t (source, ticks, duration_sum_s, bucket_counts,"
+        " last_duration_s, last_ok_at) VALUES (%(s)s, 1, %(d)s, %(c)s, %(d)s, now())"
+        " ON CONFLICT (source) DO UPDATE SET ticks = t.ticks + 1,"
+        " duration_sum_s = t.duration_sum_s + %(d)s, last_duration_s = %(d)s,"
+        " last_ok_at = now(), bucket_counts = ARRAY(SELECT a + b FROM"
+        " unnest(t.bucket_counts, %(c)s::bigint[]) WITH ORDINALITY AS x(a, b, i) ORDER BY i)",
+        {"s": source, "d": duration_s, "c": counts},
+    )
+
+
+def record_tick_failure(conn: psycopg.Connection, source: str, error: str) -> None:
+    """Count a tick that failed (in a transaction of its own: the tick's was rolled back)."""
+    conn.execute(
+        "INSERT INTO plane.tick_stats AS t (source, failures, bucket_counts, last_failure_at,"
+        " last_error) VALUES (%(s)s, 1, %(c)s, now(), %(e)s) ON CONFLICT (source) DO UPDATE"
+        " SET failures = t.failures + 1, last_failure_at = now(), last_error = %(e)s",
+        {"s": source, "c": [0] * len(TICK_BUCKETS_S), "e": error[:2000]},
+    )
+
+
+# Step 5 (issue 15, items 5-6): the model residency loop, Kubernetes-style. The
+# ``serving/residency_plan`` asset writes what each node should hold (``residency_desired``,
+# replaced whole per plan); each node's serving agent (`serving.node_agent`, ``plane
+# node-agent``) applies its node's rows through the runtime adapters it holds for its lifetime
+# and writes back what its runtimes hold (``residency_actual``: state, since when, where it
+# answers, the last error and why). A cold row in ``residency_actual`` remembers when a model
+# went (the planner's cool-down). Both are state, not history: rows are replaced.
+RESIDENCY_DDL = """
+CREATE TABLE IF NOT EXISTS plane.residency_desired (
+    node        text NOT NULL,
+    runtime     text NOT NULL,
+    model       text NOT NULL,
+    state       text NOT NULL CHECK (state IN ('loaded', 'sleeping', 'cold')),
+    why         text NOT NULL,
+    plan_id     text NOT NULL,
+    planned_at  timestamptz NOT NULL,
+    PRIMARY KEY (node, runtime, model)
+);
+CREATE TABLE IF NOT EXISTS plane.residency_actual (
+    node        text NOT NULL,
+    runtime     text NOT NULL,
+    model       text NOT NULL,
+    state       text NOT NULL CHECK (state IN ('loaded', 'sleeping', 'cold')),
+    since       timestamptz NOT NULL,
+    url         text,
+    error       text,
+    plan_id     text,
+    reported_at timestamptz NOT NULL,
+    PRIMARY KEY (node, runtime, model)
+);
+-- the residency sensor reads the requests recorded since its cursor every few seconds
+CREATE INDEX IF NOT EXISTS serving_decisions_recorded
+    ON plane.serving_decisions (recorded_at);
+"""
+
 # see data_plane.hash_chain
 CHAINED = ("plane.decisions", "plane.ledger", "plane.snapshots", "plane.serving_decisions")
 
@@ -271,7 +351,14 @@ GRANTS = [
     # the gateway (role plane) appends decision records; a steward reads them
     (PLANE, f"GRANT INSERT ON plane.serving_decisions TO {PLANE}"),
     (STEWARD, f"GRANT SELECT ON plane.serving_decisions TO {STEWARD}"),
+    # the residency asset (role plane) writes the desired state; each serving node agent (role
+    # plane, `plane node-agent`) reports its node's actual state
+    (PLANE, f"GRANT INSERT, DELETE ON plane.residency_desired TO {PLANE}"),
+    (PLANE, f"GRANT INSERT, UPDATE, DELETE ON plane.residency_actual TO {PLANE}"),
+    (STEWARD, f"GRANT SELECT ON plane.residency_desired, plane.residency_actual TO {STEWARD}"),
     (PLANE, f"GRANT USAGE ON SEQUENCE plane.ledger_id_seq TO {PLANE}"),
+    # each tick counts itself (`record_tick`); the metrics exporter reads (SELECT, above)
+    (PLANE, f"GRANT INSERT, UPDATE ON plane.tick_stats TO {PLANE}"),
     # claims only through the function, and only by the plane (launcher, `plane run`)
     (PLANE, f"GRANT EXECUTE ON FUNCTION plane.claim_decision(text, text) TO {PLANE}"),
     *[
@@ -321,7 +408,7 @@ def _finish(conn: psycopg.Connection) -> None:
 SCHEMA = Schema(
     unit="plane",
     probe="plane.decisions",
-    steps=(DDL, REQUEST_STATUS, SERVING_DDL),
+    steps=(DDL, REQUEST_STATUS, SERVING_DDL, TICK_STATS_DDL, RESIDENCY_DDL),
     finish=_finish,
     extra=(ROLES_DDL, GRANTS, CHAINED),
 )
@@ -467,6 +554,33 @@ def record_decisions(
             " ON CONFLICT (decision_id) DO NOTHING"
         )
         cur.execute("TRUNCATE plane_decisions_in")
+
+
+# A deferred or rejected decision is logged again only when its outcome changes: its status, or
+# its reason beyond the numbers in it (an age, a count of free GPUs), which move every tick
+# while the cause stays the same ("telemetry of edge/A10 is 35 s old" then "... 65 s old").
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def outcome_key(status: str, reason: str) -> tuple[str, str]:
+    """What must change for work re-decided every tick to be logged again."""
+    return status, _NUMBER.sub("#", reason)
+
+
+def last_outcomes(
+    conn: psycopg.Connection, run_keys: Sequence[str]
+) -> dict[str, tuple[str, str, str]]:
+    """Per run key of ``run_keys`` with a logged decision: (decision id, status, reason) of its
+    latest one."""
+    if not run_keys:
+        return {}
+    rows = conn.execute(
+        "SELECT DISTINCT ON (run_key) run_key, decision_id, status, payload->>'reason'"
+        " FROM plane.decisions WHERE run_key = ANY(%s)"
+        " ORDER BY run_key, decided_at DESC, recorded_at DESC",
+        (list(run_keys),),
+    ).fetchall()
+    return {r[0]: (r[1], r[2], r[3] or "") for r in rows}
 
 
 def _reservation(decision: Decision, run_id: str | None) -> tuple[Any, ...]:
@@ -625,6 +739,28 @@ def usage(conn: psycopg.Connection, period_start: datetime) -> dict[str, TeamUsa
     return {t: TeamUsage(t, int(g), float(res), float(spent)) for t, g, res, spent in rows}
 
 
+def serving_activity(
+    conn: psycopg.Connection, since: datetime, until: datetime
+) -> list[tuple[str, str | None, str, int, int, float]]:
+    """The gateway's decisions from ``since`` to ``until`` (``plane.serving_decisions``), per
+    (model asked, endpoint, status): (model, endpoint or None, status, requests, completion
+    tokens settled, seconds settled) -- what the ``serving/endpoints`` asset shows."""
+    rows = conn.execute(
+        """
+        SELECT model, endpoint_id, status, count(*),
+               coalesce(sum(completion_tokens) FILTER (WHERE settled_at IS NOT NULL), 0),
+               coalesce(sum((payload->'settlement'->>'seconds')::float8)
+                        FILTER (WHERE settled_at IS NOT NULL), 0)
+        FROM plane.serving_decisions
+        WHERE decided_at >= %s AND decided_at < %s
+        GROUP BY model, endpoint_id, status
+        ORDER BY model, endpoint_id, status
+        """,
+        (since, until),
+    ).fetchall()
+    return [(m, e, s, int(n), int(t), float(sec)) for m, e, s, n, t, sec in rows]
+
+
 def teams_logged(conn: psycopg.Connection) -> set[str]:
     """Every team the ledger or the decision log names."""
     rows = conn.execute(
@@ -699,6 +835,24 @@ def held_gpus_by_pool(conn: psycopg.Connection, since: datetime) -> dict[tuple[s
         (since,),
     ).fetchall()
     return {(c, g): int(n) for c, g, n in rows}
+
+
+def unstarted_gpus(conn: psycopg.Connection) -> dict[tuple[str, str], int]:
+    """GPUs of open reservations per (cluster, team) whose run has not started (no run linked
+    to the decision): their pods do not exist yet, so a cluster's ResourceQuota status does not
+    count them (`live_quotas`)."""
+    rows = conn.execute(
+        """
+        SELECT r.cluster, r.team, sum(r.gpus) FROM plane.ledger r
+        WHERE r.kind = 'reserve' AND r.gpus > 0 AND NOT EXISTS (
+            SELECT 1 FROM plane.ledger c
+            WHERE c.decision_id = r.decision_id AND c.kind <> 'reserve')
+          AND NOT EXISTS (
+            SELECT 1 FROM plane.decision_runs l WHERE l.decision_id = r.decision_id)
+        GROUP BY r.cluster, r.team
+        """
+    ).fetchall()
+    return {(c, t): int(n) for c, t, n in rows}
 
 
 class FutureTelemetryError(ValueError):
@@ -1009,7 +1163,29 @@ def snapshot_payload(
             "spent_usd": u.spent_usd,
         },
         "catalog": [snapshot.catalog[d].to_dict() for d in datasets if d in snapshot.catalog],
+        # the live quotas of the team's namespaces, only when some cluster reads them (so the
+        # payloads of fleets without live quotas stay as they were)
+        **_live_quota_payload(snapshot, team),
     }
+
+
+def _live_quota_payload(snapshot: Snapshot, team: str) -> dict[str, Any]:
+    live = [c for c in snapshot.fleet.clusters if c.quotas is not None]
+    if not live:
+        return {}
+    quotas, errors = [], {}
+    for cluster in live:
+        namespace = cluster.namespace(team)
+        q = snapshot.cluster_quotas.get((cluster.name, namespace))
+        if q is not None:
+            quotas.append(
+                {"cluster": cluster.name, "namespace": namespace, "gpus": q.gpus}
+                | {"used": q.used, "source": q.source}
+            )
+        for key in (cluster.name, f"{cluster.name}/{namespace}"):
+            if key in snapshot.quota_errors:
+                errors[key] = snapshot.quota_errors[key]
+    return {"live_quotas": quotas, "quota_errors": errors}
 
 
 class _SharedSnapshot:
@@ -1046,3 +1222,83 @@ def ensure_agent_role(conn: psycopg.Connection, cluster: str, node: str | None =
     role = create_agent_role(conn, cluster, node)
     map_agent(conn, role, cluster, node or ANY_NODE)
     return role
+
+
+# -- the residency loop (step 5): desired state by the plan, actual state by the node agents ----
+
+
+def write_desired(
+    conn: psycopg.Connection,
+    rows: Sequence[tuple[str, str, str, str, str]],
+    plan_id: str,
+    planned_at: datetime,
+) -> None:
+    """Replace the desired residency with ``rows`` (node, runtime, model, state, why) of one
+    plan, in the caller's transaction (a node agent reads a whole plan or the one before)."""
+    conn.execute("DELETE FROM plane.residency_desired")
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO plane.residency_desired (node, runtime, model, state, why, plan_id,"
+            " planned_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [(*r, plan_id, planned_at) for r in rows],
+        )
+
+
+def desired_of(conn: psycopg.Connection, node: str) -> list[tuple[str, str, str, str, str]]:
+    """``node``'s desired rows: (runtime, model, state, why, plan_id)."""
+    return [
+        tuple(r)
+        for r in conn.execute(
+            "SELECT runtime, model, state, why, plan_id FROM plane.residency_desired"
+            " WHERE node = %s ORDER BY runtime, model",
+            (node,),
+        ).fetchall()
+    ]
+
+
+ACTUAL_COLUMNS = ("node", "runtime", "model", "state", "since", "url", "error", "plan_id")
+
+
+def actual_state(conn: psycopg.Connection, node: str | None = None) -> list[dict[str, Any]]:
+    """What the node agents last reported (every node's, or ``node``'s): one dict per
+    (node, runtime, model) with ``ACTUAL_COLUMNS`` and ``reported_at``."""
+    sql = f"SELECT {', '.join(ACTUAL_COLUMNS)}, reported_at FROM plane.residency_actual"
+    rows = (
+        conn.execute(sql + " WHERE node = %s ORDER BY 1, 2, 3", (node,))
+        if node is not None
+        else conn.execute(sql + " ORDER BY 1, 2, 3")
+    ).fetchall()
+    return [dict(zip((*ACTUAL_COLUMNS, "reported_at"), r, strict=True)) for r in rows]
+
+
+def report_actual(
+    conn: psycopg.Connection, node: str, rows: Sequence[Mapping[str, Any]], reported_at: datetime
+) -> None:
+    """Replace ``node``'s actual state with ``rows`` (dicts with ``ACTUAL_COLUMNS`` but node),
+    in the caller's transaction."""
+    conn.execute("DELETE FROM plane.residency_actual WHERE node = %s", (node,))
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO plane.residency_actual (node, runtime, model, state, since, url, error,"
+            " plan_id, reported_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (
+                    node,
+                    r["runtime"],
+                    r["model"],
+                    r["state"],
+                    r["since"],
+                    r.get("url"),
+                    r.get("error"),
+                    r.get("plan_id"),
+                    reported_at,
+                )
+                for r in rows
+            ],
+        )
+
+
+def desired_states(conn: psycopg.Connection) -> dict[tuple[str, str, str], str]:
+    """The desired state as last planned: (node, runtime, model) -> state."""
+    rows = conn.execute("SELECT node, runtime, model, state FROM plane.residency_desired")
+    return {(n, r, m): s for n, r, m, s in rows.fetchall()}

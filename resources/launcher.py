@@ -45,21 +45,43 @@ passed through this launcher (``dagster job execute``, ``materialize()``) reads 
 The decision is read from PostgreSQL (``database_url``, default the project database) with a
 bounded retry; when the database cannot be reached the run is refused, never launched unchecked.
 
+One source of truth for clusters: the fleet file (``fleet_file``, e.g. ``{env:
+PLANE_FLEET_FILE}``, the file the placement core reads, `reasoning_plane.inputs.load_fleet`).
+Every cluster of the fleet (but the ``local`` one) gets a K8sRunLauncher built from
+``run_defaults`` (K8sRunLauncher keys shared by all clusters: instance ConfigMap, Secrets,
+volumes, security context...) and the fleet's own facts about it:
+
+* ``kube_context``: the context of ``kubeconfig_file`` whose API server, credentials and CA this
+  cluster's API client uses (one kubeconfig holding a context per cluster); a cluster without
+  ``kube_context`` is the one the launcher runs in (in-cluster service-account config);
+* ``service_account``: the run workers' service account (K8sRunLauncher
+  ``service_account_name``);
+* ``image``, else ``gpu_job_image`` for a cluster with GPU pools (the CUDA build of the image),
+  else ``job_image`` (the CPU build).
+
+``default_cluster``, when it is not in the fleet and not ``local``, is the launcher's own cluster
+(in-cluster config, ``job_image``): where runs on no governed data go. ``clusters`` may add
+K8sRunLauncher settings for one cluster by name (merged over the generated ones); a name that is
+neither in the fleet nor the default cluster is refused. Without ``fleet_file``, ``clusters`` is
+the whole list (tests, local use).
+
 ``dagster.yaml``::
 
     run_launcher:
       module: resources.launcher
       class: PlacementRunLauncher
       config:
-        default_cluster: local
-        clusters:
-          eu-fra-a10:            # K8sRunLauncher config keys, except job_namespace
-            kubeconfig_file: /etc/reasoning-plane/kubeconfigs/eu-prod.yaml
-            load_incluster_config: false
-            service_account_name: dagster-run
-            instance_config_map: dagster-instance
-            dagster_home: /opt/dagster/dagster_home
-            job_image: registry.example.com/reasoning-plane:0.1.0
+        fleet_file: {env: PLANE_FLEET_FILE}
+        kubeconfig_file: /etc/reasoning-plane/kubeconfig/config
+        job_image: registry.example.com/reasoning-plane:0.1.0
+        gpu_job_image: registry.example.com/reasoning-plane:0.1.0-cuda
+        default_cluster: control-plane
+        default_namespace: reasoning-plane
+        run_defaults:            # K8sRunLauncher config keys, except job_namespace
+          service_account_name: dagster-run
+          instance_config_map: dagster-instance
+          dagster_home: /opt/dagster/dagster_home
+          env_secrets: [reasoning-plane-db]
 """
 
 from __future__ import annotations
@@ -72,6 +94,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import kubernetes
 import psycopg
 from dagster import Field, Map, Noneable, Permissive, StringSource
 from dagster._core.launcher import (
@@ -84,13 +107,18 @@ from dagster._core.launcher.default_run_launcher import DefaultRunLauncher
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 from dagster_k8s import K8sRunLauncher
-from dagster_k8s.client import DagsterK8sAPIRetryLimitExceeded, DagsterK8sUnrecoverableAPIError
+from dagster_k8s.client import (
+    DagsterK8sAPIRetryLimitExceeded,
+    DagsterK8sUnrecoverableAPIError,
+    PatchedApiClient,
+)
 from kubernetes.client.exceptions import ApiException
 
 from assets.workloads import WORKLOAD_KEY
 from data_plane.roles import DB_ROLE_METADATA
 from reasoning_plane import store
 from reasoning_plane.binding import SignedDecision, run_problems
+from reasoning_plane.inputs import load_fleet
 from reasoning_plane.launch import (
     CLUSTER,
     DECISION_ID,
@@ -102,6 +130,7 @@ from reasoning_plane.launch import (
     expected_tags,
     routing_problems,
 )
+from reasoning_plane.model import Fleet
 from reasoning_plane.signing import SigningError, verifier
 from resources.database import database_url, redact_url
 from resources.guard import HOME_CLUSTER_ENV
@@ -336,6 +365,30 @@ def workloads_in(run: DagsterRun, workspace: Any) -> list[str] | None:
     return found
 
 
+def cluster_apis(kubeconfig_file: str | None, context: str) -> dict[str, Any]:
+    """The K8sRunLauncher API overrides (batch and core) of one cluster: the kubeconfig context
+    ``context`` (its server, credentials, CA), loaded into a configuration of its own, never the
+    process-wide default that other clusters' launchers share."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_kube_config(
+            config_file=kubeconfig_file,
+            context=context,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+    except (kubernetes.config.ConfigException, OSError) as exc:
+        raise PlacementRefused(
+            f"{kubeconfig_file or '~/.kube/config'}: contexts: no usable context {context!r} "
+            f"({_first_line(exc)})"
+        ) from None
+    api = PatchedApiClient(configuration=configuration)
+    return {
+        "k8s_client_batch_api": kubernetes.client.BatchV1Api(api_client=api),
+        "k8s_client_core_api": kubernetes.client.CoreV1Api(api_client=api),
+    }
+
+
 class PlacementRunLauncher(RunLauncher, ConfigurableClass):
     def __init__(
         self,
@@ -344,10 +397,27 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
         default_namespace: str = "",
         database_url: str | None = None,
         role_env_secrets: Mapping[str, Sequence[str]] | None = None,
+        fleet_file: str | None = None,
+        kubeconfig_file: str | None = None,
+        job_image: str | None = None,
+        gpu_job_image: str | None = None,
+        run_defaults: Mapping[str, Any] | None = None,
         inst_data: ConfigurableClassData | None = None,
         k8s_launcher_factory: Callable[..., K8sRunLauncher] | None = None,
     ) -> None:
         self._inst_data = inst_data
+        self._fleet_file = fleet_file or None
+        self._fleet: Fleet | None = None
+        self._kubeconfig = kubeconfig_file or None
+        self._job_image = job_image or None
+        self._gpu_job_image = gpu_job_image or None
+        self._run_defaults = dict(run_defaults or {})
+        for key in ("job_namespace", "kubeconfig_file", "load_incluster_config"):
+            if key in self._run_defaults:
+                raise ValueError(
+                    f"run_launcher.config.run_defaults.{key}: remove it; it is per cluster, from "
+                    "the fleet file (kube_context) and the decision (namespace)"
+                )
         self._database_url = database_url
         self._clusters = {name: dict(cfg) for name, cfg in (clusters or {}).items()}
         for name, cfg in self._clusters.items():
@@ -392,6 +462,39 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
                 default_value=None,
                 description="Where plane.decisions is (default: the project database).",
             ),
+            "fleet_file": Field(
+                Noneable(StringSource),
+                is_required=False,
+                default_value=None,
+                description=(
+                    "The fleet file (PLANE_FLEET_FILE): one K8sRunLauncher per cluster in it, "
+                    "its kube_context picking the context of kubeconfig_file."
+                ),
+            ),
+            "kubeconfig_file": Field(
+                Noneable(StringSource),
+                is_required=False,
+                default_value=None,
+                description="The kubeconfig holding one context per fleet cluster (kube_context).",
+            ),
+            "job_image": Field(
+                Noneable(StringSource),
+                is_required=False,
+                default_value=None,
+                description="Run worker image (CPU build) of clusters without GPU pools.",
+            ),
+            "gpu_job_image": Field(
+                Noneable(StringSource),
+                is_required=False,
+                default_value=None,
+                description="Run worker image (CUDA build) of clusters with GPU pools.",
+            ),
+            "run_defaults": Field(
+                Permissive(),
+                is_required=False,
+                default_value={},
+                description="K8sRunLauncher settings shared by every cluster.",
+            ),
             "role_env_secrets": Field(
                 Map(str, [str]),
                 is_required=False,
@@ -433,17 +536,24 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
                     self._local = DefaultRunLauncher()
                     self._local.register_instance(self._instance)
                 return self._local
-            if cluster not in self._clusters:
+            settings = self.cluster_settings(cluster)
+            if settings is None:
                 raise PlacementRefused(
-                    f"run {run.run_id} is placed on cluster {cluster!r}, which has no entry under "
-                    "run_launcher.config.clusters in dagster.yaml; add its K8sRunLauncher "
-                    "settings there"
+                    f"run {run.run_id} is placed on cluster {cluster!r}, which is "
+                    + (
+                        f"not in the fleet file {self._fleet_file}"
+                        if self._fleet_file
+                        else "not under run_launcher.config.clusters in dagster.yaml"
+                    )
                 )
             if not namespace:
                 raise PlacementRefused(f"run {run.run_id} on {cluster} has no plane/namespace tag")
             key = (cluster, namespace, role)
             if key not in self._k8s:
-                settings = dict(self._clusters[cluster])
+                settings = dict(settings)
+                context = settings.pop("kube_context", None)
+                if context is not None:
+                    settings.update(cluster_apis(settings.get("kubeconfig_file"), context))
                 # The run worker learns which cluster it is on (see home_settings).
                 settings["env_vars"] = [
                     *settings.get("env_vars", []),
@@ -464,7 +574,61 @@ class PlacementRunLauncher(RunLauncher, ConfigurableClass):
     # service account, secrets... of step Jobs. The pod's cluster is in PLANE_CLUSTER (set by the
     # decision's dagster-k8s/config), so these properties answer for that cluster's settings.
     def home_settings(self) -> Mapping[str, Any]:
-        return self._clusters.get(os.environ.get(HOME_CLUSTER_ENV, ""), {})
+        home = os.environ.get(HOME_CLUSTER_ENV, "")
+        return (self.cluster_settings(home) or {}) if home and home != LOCAL else {}
+
+    # -- clusters from the fleet file ------------------------------------------------------------
+    def fleet(self) -> Fleet | None:
+        """The fleet file's clusters (loaded once; None without ``fleet_file``)."""
+        if self._fleet_file is None:
+            return None
+        if self._fleet is None:
+            try:
+                fleet = load_fleet(self._fleet_file)
+            except OSError as exc:
+                raise PlacementRefused(f"{self._fleet_file}: cannot be read ({exc})") from None
+            for name in self._clusters:
+                if fleet.get(name) is None and name != self._default:
+                    raise PlacementRefused(
+                        f"run_launcher.config.clusters.{name}: no cluster of that name in the "
+                        f"fleet file {self._fleet_file} (the fleet file is the list of clusters)"
+                    )
+            self._fleet = fleet
+        return self._fleet
+
+    def cluster_settings(self, name: str) -> dict[str, Any] | None:
+        """The K8sRunLauncher settings of cluster ``name`` (plus ``kube_context`` when its API
+        client uses a kubeconfig context); None when no such cluster is known."""
+        fleet = self.fleet()
+        explicit = self._clusters.get(name)
+        if fleet is None:
+            return dict(explicit) if explicit is not None else None
+        cluster = fleet.get(name)
+        if cluster is not None and not cluster.local:
+            settings = {
+                **self._run_defaults,
+                "service_account_name": cluster.service_account,
+                "job_image": cluster.image
+                or (self._gpu_job_image if cluster.pools else None)
+                or self._job_image,
+            }
+            if cluster.kube_context:
+                settings.update(
+                    load_incluster_config=False,
+                    kubeconfig_file=self._kubeconfig,
+                    kube_context=cluster.kube_context,
+                )
+            else:  # the cluster this launcher runs in
+                settings["load_incluster_config"] = True
+        elif name == self._default and name != LOCAL:
+            settings = {
+                **self._run_defaults,
+                "job_image": self._job_image,
+                "load_incluster_config": True,
+            }
+        else:
+            return None
+        return {**settings, **(explicit or {})}
 
     def _setting(self, key: str, default: Any = None) -> Any:
         return self.home_settings().get(key, default)

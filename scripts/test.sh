@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up (if needed) and run the whole test suite, including the dagster CLI checks users' CI
-# runs (definitions validate, asset materialize) and the Dagster UI in headless Chromium
+# runs (dg check defs, asset materialize) and the Dagster UI in headless Chromium
 # (installed with apt-get when missing and possible; skipped otherwise). Extra arguments go to
 # pytest.
 set -euo pipefail

@@ -123,10 +123,34 @@ def _run_requests(result: TickResult, policy) -> list[dg.RunRequest]:
 def _log(context, result: TickResult) -> None:
     for decision, _ in result.decisions:
         where = decision.chosen.label if decision.chosen else "-"
+        logged = result.logged_id(decision)
+        same = f"unchanged since decision {logged}" if logged != decision.decision_id else ""
         context.log.info(
             f"{decision.request.workload}: {decision.status} {where} "
-            f"(decision {decision.decision_id}): {decision.reason}"
+            f"({same or f'decision {decision.decision_id}'}): {decision.reason}"
         )
+
+
+def unplaced_observations(result: TickResult) -> list[dg.AssetObservation]:
+    """An observation on the asset of each deferred or rejected decision this tick logged (a new
+    outcome: work deferred again for the same reason is not observed again), so the asset's
+    page says what the plane decided about it and why."""
+    return [
+        dg.AssetObservation(
+            asset_key=dg.AssetKey.from_user_string(decision.request.workload),
+            description=f"{decision.status}: {decision.reason}",
+            metadata={
+                "plane/status": decision.status,
+                "plane/reason": decision.reason,
+                "plane/decision_id": decision.decision_id,
+                "plane/explain": f"plane explain {decision.decision_id}",
+                "plane/team": decision.request.team,
+                "plane/request": run_key,
+            },
+        )
+        for decision, run_key in result.changed()
+        if decision.status in (DEFERRED, REJECTED)
+    ]
 
 
 def _explicit_requests(
@@ -213,6 +237,7 @@ def build_placement_sensor(
                 lambda c: plane.snapshot(c, declared=declared),
                 policy,
                 signer(),
+                source="placement_sensor",
             )
             for decision, run_key in result.decisions:
                 if run_key.startswith(REQUEST_KEY):
@@ -224,6 +249,7 @@ def build_placement_sensor(
         _log(context, result)
         return dg.SensorResult(
             run_requests=_run_requests(result, policy),
+            asset_events=unplaced_observations(result),
             cursor=json.dumps(cursor, sort_keys=True),
         )
 
@@ -268,6 +294,7 @@ def build_recurring_schedule(
                 lambda c: plane.snapshot(c, declared=declared),
                 policy,
                 signer(),
+                source="recurring_placement_schedule",
             )
             conn.commit()
         _log(context, result)

@@ -21,8 +21,9 @@
    served elsewhere), a deferred one 429 with ``Retry-After``. Every response names its decision
    (``x-plane-decision-id``, ``x-plane-endpoint``).
 
-Starlette (the ASGI toolkit under FastAPI) and aiohttp's client; uvicorn serves it. A body the
-gateway does not change is forwarded as the bytes the caller sent (never serialized again).
+Starlette (the ASGI toolkit under FastAPI) and aiohttp's client to forward (httpx to probe);
+uvicorn serves it. A body the gateway does not change is forwarded as the bytes the caller sent
+(never serialized again).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
+import httpx
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -45,6 +47,7 @@ from starlette.routing import Route
 from data_plane.access import Principal
 from data_plane.retrieval import Retriever
 from data_plane.vector_store import SearchHit
+from observability import gateway_metrics
 from reasoning_plane.config.serving import PATHS_OF_KIND
 from reasoning_plane.model import DEFERRED, PLACED, Budget, Decision, Fleet, TeamUsage
 from reasoning_plane.policy import PlacementPolicy
@@ -74,6 +77,18 @@ DEFAULT_MAX_TOKENS = 256
 CHARS_PER_TOKEN = 4  # a prompt's tokens, estimated before the runtime counts them
 
 
+def listed_models(reply: httpx.Response, models: frozenset[str]) -> frozenset[str]:
+    """The endpoint's models its ``/v1/models`` reply lists (``data[].id``): the loaded ones. A
+    model it does not list is cold there (placement adds its load time); an unreadable reply
+    lists none (unknown is not loaded)."""
+    try:
+        data = reply.json().get("data")
+        listed = {str(m.get("id")) for m in data if isinstance(m, dict)}
+    except (ValueError, AttributeError, TypeError):
+        return frozenset()
+    return frozenset(m for m in models if m in listed)
+
+
 @dataclass
 class Live:
     """What the gateway saw of one endpoint: the sample it places on."""
@@ -96,6 +111,24 @@ class Live:
             self.tokens_per_s,
             self.loaded,
         )
+
+
+async def probe_endpoint(client: httpx.AsyncClient, endpoint: Endpoint, live: Live) -> bool:
+    """One probe of ``endpoint`` (``GET /v1/models``) into ``live``, as the gateway trusts it:
+    an answer makes the models it lists loaded (`listed_models`) and its telemetry observed now
+    (the round trip bounds the time to first token); no answer makes it untrusted until it
+    answers again. True: answered."""
+    started = time.perf_counter()
+    try:
+        reply = await client.get(f"{endpoint.url}/v1/models", timeout=2.0)
+        reply.raise_for_status()
+    except httpx.HTTPError:
+        live.observed_at = None  # silent: not trusted until it answers again
+        return False
+    live.loaded = listed_models(reply, endpoint.models)
+    live.observed_at = datetime.now(UTC)
+    live.ttft_ms = min(live.ttft_ms, (time.perf_counter() - started) * 1000)
+    return True
 
 
 @dataclass
@@ -127,6 +160,8 @@ class Gateway:
     refresh: Callable[[], None] | None = None  # reloads catalog/policies; run off the event loop
     usage_tokens: dict[str, int] = field(default_factory=dict)  # per team, as runtimes counted
     _request_policy: tuple = (None, None)  # (policy, its serving_policy): see request_policy
+    # probes (`probe_endpoint`, every probe interval): httpx; forwarding: `session` (aiohttp)
+    client: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=60.0))
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
     key_cache_s: float = DEFAULT_TTL_S  # how long a checked API key is trusted (serving.keys)
     keys: KeyCache | None = None  # None: a KeyCache of `authenticate` for key_cache_s
@@ -169,18 +204,7 @@ class Gateway:
     async def probe(self) -> None:
         """Ask each runtime which models it has (``GET /v1/models``) and how fast it answers."""
         for e in self.endpoints:
-            live = self.live.setdefault(e.endpoint_id, Live())
-            started = time.perf_counter()
-            try:
-                async with self.session().get(f"{e.url}/v1/models", timeout=PROBE_TIMEOUT) as r:
-                    r.raise_for_status()
-                    await r.read()
-            except RUNTIME_ERRORS:
-                live.observed_at = None  # silent: not trusted until it answers again
-                continue
-            live.loaded = frozenset(e.models)
-            live.observed_at = datetime.now(UTC)
-            live.ttft_ms = min(live.ttft_ms, (time.perf_counter() - started) * 1000)
+            await probe_endpoint(self.client, e, self.live.setdefault(e.endpoint_id, Live()))
         self.generation += 1
 
     def decide(self, ask: InferenceRequest, equivalents: tuple[str, ...] = ()) -> Decision:
@@ -310,8 +334,6 @@ class Gateway:
         self.spent_usd[team] = self.spent_usd.get(team, 0.0) + actual
 
 
-# each of connecting and reading may take 2 s (as httpx timed each phase before)
-PROBE_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=2.0, sock_read=2.0)
 # what a runtime that fails a request raises (a refused connection, a reset, a timeout)
 RUNTIME_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 JSON = {"content-type": "application/json"}
@@ -433,6 +455,7 @@ def create_app(gateway: Gateway) -> Starlette:
         if not isinstance(body, dict) or not body.get("model"):
             return _error(400, "model: required")
         model = str(body["model"])
+        request.scope[gateway_metrics.MODEL] = model
         path = request.scope["path"]
         if gateway.kinds:
             kind = gateway.kinds.get(model)
@@ -514,6 +537,7 @@ def create_app(gateway: Gateway) -> Starlette:
             charge = _Charge(
                 gateway, team, estimate, rate, decision, ask, principal.name, tuple(failed)
             )
+            request.scope[gateway_metrics.FORWARDED_AT] = time.perf_counter()
             try:
                 return await _forward(gateway, endpoint, path, forwarded, payload, headers, charge)
             except RuntimeFailed:
@@ -529,7 +553,10 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/v1/embeddings", completions, methods=["POST"]),
         Route("/healthz", health, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=_probing(gateway, gateway.probe_interval_s))
+    app = Starlette(routes=routes, lifespan=_probing(gateway, gateway.probe_interval_s))
+    # GET /metrics and the served paths' counts (observability.gateway_metrics)
+    app.add_middleware(gateway_metrics.MetricsMiddleware, metrics=gateway_metrics.GatewayMetrics())
+    return app
 
 
 def _probing(gateway: Gateway, every_s: float = 2.0):

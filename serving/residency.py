@@ -11,10 +11,12 @@ it counts on is still taken); the failures are raised together at the end.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from reasoning_plane.serving.planner import COLD, LOADED, SLEEPING, Plan
+from reasoning_plane.serving.planner_config import PlannerConfig
 from serving.runtimes.base import ModelSpec, RuntimeAdapter
 
 _ORDER = {COLD: 0, SLEEPING: 1, LOADED: 2}  # free memory before taking it
@@ -106,3 +108,37 @@ def apply_plan(
     if failed:
         raise ApplyError(done, failed)
     return done
+
+
+def build_adapters(
+    config: PlannerConfig, node: str | None = None
+) -> dict[tuple[str, str], RuntimeAdapter]:
+    """One adapter per (node, runtime) (only ``node``'s when given), as each node's
+    ``adapters`` entry names it (``class: "module:Class"`` and its keyword arguments)."""
+    out: dict[tuple[str, str], RuntimeAdapter] = {}
+    for entry_node in config.raw.nodes:
+        if node is not None and entry_node.name != node:
+            continue
+        for runtime, entry in entry_node.adapters.items():
+            kwargs = dict(entry)
+            target = str(kwargs.pop("class", ""))
+            module, _, name = target.partition(":")
+            if not module or not name:
+                raise ValueError(
+                    f"{config.path}: nodes ({entry_node.name}).adapters.{runtime}.class: "
+                    f"'module:Class' expected, got {target!r}"
+                )
+            out[(entry_node.name, runtime)] = getattr(importlib.import_module(module), name)(
+                **kwargs
+            )
+    return out
+
+
+def model_specs(config: PlannerConfig) -> dict[tuple[str, str], ModelSpec]:
+    """What a load needs, per (model, runtime), from the configuration's models."""
+    return {
+        (m.name, m.runtime): ModelSpec(
+            m.name, m.source, m.context_tokens, m.parallel_slots, tuple(m.args)
+        )
+        for m in config.raw.models
+    }

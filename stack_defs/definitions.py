@@ -16,10 +16,18 @@ import dagster as dg
 
 from assets.curated import build_curated_asset
 from assets.embeddings import build_chunks_asset, build_embeddings_asset
+from assets.endpoints import endpoints_asset
 from assets.governance import build_catalog_asset
 from assets.ingestion import build_ingestion_asset
+from assets.model_catalog import model_catalog_asset
 from assets.models import TOPIC_CLASSIFIER, build_model_assets
-from assets.serving import SERVING_GROUP, ResidencyResource, residency_job, residency_plan_asset
+from assets.serving import (
+    SERVING_GROUP,
+    ResidencyResource,
+    ServingResource,
+    residency_job,
+    residency_plan_asset,
+)
 from assets.spend import SPEND_GROUP, team_spend_asset, team_spend_job, team_spend_schedule
 from assets.workloads import declared_records, workload_specs
 from data_plane.policy import load_policy
@@ -51,6 +59,22 @@ def _path(explicit: str | Path | None, env: str, default: str) -> Path:
     value = explicit or os.environ.get(env) or default
     path = Path(value).expanduser()
     return path if path.is_absolute() else project_root() / path
+
+
+# LakehouseResource field -> the environment variable configuring it (object storage per zone).
+LAKEHOUSE_ENV = {
+    "zone_locations": "PLANE_LAKEHOUSE_ZONES",
+    "s3_endpoint_url": "PLANE_S3_ENDPOINT_URL",
+    "s3_access_key_id": "PLANE_S3_ACCESS_KEY_ID",
+    "s3_secret_access_key": "PLANE_S3_SECRET_ACCESS_KEY",
+    "s3_region": "PLANE_S3_REGION",
+}
+
+
+def _lakehouse_env() -> dict[str, dg.EnvVar]:
+    """The object-storage settings that are set, as EnvVars (read at run time; the snapshot
+    keeps only their names, never a secret's value)."""
+    return {field: dg.EnvVar(env) for field, env in LAKEHOUSE_ENV.items() if os.environ.get(env)}
 
 
 def build_defs(
@@ -104,7 +128,13 @@ def build_defs(
         ),
     )
     return dg.Definitions(
-        assets=[*assets, team_spend_asset, residency_plan_asset],
+        assets=[
+            *assets,
+            team_spend_asset,
+            residency_plan_asset,
+            model_catalog_asset,
+            endpoints_asset,
+        ],
         jobs=[main_job, team_spend_job, residency_job],
         sensors=[
             build_source_files_sensor(catalog),
@@ -119,7 +149,15 @@ def build_defs(
         executor=placement_executor,
         resources={
             "postgres": postgres,
-            "lakehouse": LakehouseResource(root=lakehouse_root),
+            "lakehouse": LakehouseResource(
+                root=lakehouse_root,
+                **_lakehouse_env(),
+                governance=GovernanceCatalogResource(
+                    postgres=PostgresResource(database_url=database_url, role="worker"),
+                    policy_file=str(policy_path),
+                ),
+                sources_file=str(sources_path),
+            ),
             "governance": GovernanceCatalogResource(
                 postgres=PostgresResource(database_url=database_url, role="steward"),
                 policy_file=str(policy_path),
@@ -131,6 +169,7 @@ def build_defs(
             ),
             "placement_guard": PlacementGuardResource(postgres=postgres),
             "residency": ResidencyResource(),
+            "serving": ServingResource(),
         },
     )
 

@@ -40,6 +40,8 @@ from reasoning_plane.model import (
     Cluster,
     Fleet,
     GpuPool,
+    KubernetesQuotas,
+    PrometheusTelemetry,
     TeamQuota,
     TelemetrySample,
     Toleration,
@@ -209,6 +211,69 @@ class PoolModel(ConfigModel):
         )
 
 
+_HTTP_URL = r"https?://[^\s/?#]+(/[^\s?#]*)?"
+_PROM_LABEL = r"[a-zA-Z_][a-zA-Z0-9_]{0,127}"
+HttpUrl = name(_HTTP_URL, "an http:// or https:// URL without query or fragment")
+PromLabel = name(_PROM_LABEL, "a Prometheus label name (letters, digits, '_')")
+TELEMETRY_SOURCES = ("agent", "prometheus")
+QUOTA_SOURCES = ("file", "kubernetes")
+
+
+class TelemetrySourceModel(ConfigModel):
+    """Where a cluster's GPU telemetry comes from: the plane's own agent (pushed into
+    plane.telemetry), or the cluster's Prometheus (DCGM exporter and kube-state-metrics series,
+    read at tick time: `reasoning_plane.prometheus_telemetry`)."""
+
+    source: one_of(TELEMETRY_SOURCES) = "agent"  # type: ignore[valid-type]
+    url: HttpUrl | None = None  # type: ignore[valid-type]
+    # label matchers added to every selector (one Prometheus for several clusters)
+    match_labels: dict[PromLabel, text(max_len=253)] | None = None  # type: ignore[valid-type]
+    window_s: number(positive=True, maximum=3600.0) = 60.0  # type: ignore[valid-type]
+    timeout_s: number(positive=True, maximum=60.0) = 5.0  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _url(self) -> TelemetrySourceModel:
+        if self.source == "prometheus" and self.url is None:
+            fail("required when source is prometheus", ("url",))
+        if self.source == "agent":
+            for key in ("url", "match_labels"):
+                if getattr(self, key) is not None:
+                    fail("only for source prometheus", (key,))
+        return self
+
+    def build(self) -> PrometheusTelemetry | None:
+        if self.source == "agent" or self.url is None:
+            return None
+        return PrometheusTelemetry(
+            url=self.url,
+            labels=dict(self.match_labels or {}),
+            window_s=self.window_s,
+            timeout_s=self.timeout_s,
+        )
+
+
+class QuotaSourceModel(ConfigModel):
+    """Where a cluster's GPU quotas come from: the quota file (PLANE_QUOTAS_FILE, one quota per
+    team for the clusters without API access), or each team namespace's ResourceQuota
+    ``status`` read live from the cluster's API server (`reasoning_plane.live_quotas`), with
+    the cluster's ``kube_context``."""
+
+    source: one_of(QUOTA_SOURCES) = "file"  # type: ignore[valid-type]
+    kubeconfig: text(max_len=4096) | None = None  # type: ignore[valid-type]
+    timeout_s: number(positive=True, maximum=60.0) = 5.0  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _kubeconfig(self) -> QuotaSourceModel:
+        if self.source == "file" and self.kubeconfig is not None:
+            fail("only for source kubernetes", ("kubeconfig",))
+        return self
+
+    def build(self) -> KubernetesQuotas | None:
+        if self.source == "file":
+            return None
+        return KubernetesQuotas(kubeconfig=self.kubeconfig, timeout_s=self.timeout_s)
+
+
 class ClusterModel(ConfigModel):
     name: ClusterName
     zone: Zone
@@ -226,6 +291,8 @@ class ClusterModel(ConfigModel):
     cpu_slots: integer(maximum=MAX_GPUS_IN_POOL) = 0  # type: ignore[valid-type]
     accepts_unknown_residency: Bool = False
     local: Bool = False
+    telemetry: TelemetrySourceModel | None = None
+    quotas: QuotaSourceModel | None = None
     pools: list[PoolModel]
 
     @model_validator(mode="after")
@@ -259,6 +326,8 @@ class ClusterModel(ConfigModel):
             cpu_slots=self.cpu_slots,
             accepts_unknown_residency=self.accepts_unknown_residency,
             local=self.local,
+            telemetry=self.telemetry.build() if self.telemetry else None,
+            quotas=self.quotas.build() if self.quotas else None,
         )
 
 
@@ -277,6 +346,15 @@ class FleetFile(ConfigModel):
         local = [i for i, c in enumerate(self.clusters) if c.local]
         if len(local) > 1:
             fail("only one cluster can be the local machine", ("clusters", local[1], "local"))
+        for i, c in enumerate(self.clusters):
+            for key in ("telemetry", "quotas"):
+                chosen = getattr(c, key)
+                if c.local and chosen is not None and chosen.source in ("prometheus", "kubernetes"):
+                    fail(
+                        f"the local machine has no {chosen.source} source (NVML and the quota "
+                        "file)",
+                        ("clusters", i, key, "source"),
+                    )
         return self
 
     def build(self) -> Fleet:

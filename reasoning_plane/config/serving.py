@@ -6,6 +6,10 @@
 * ``models``: every model the gateway serves, its kind (``chat``, ``completion``,
   ``embedding``: which API paths may ask for it) and the equivalents a request for it may be
   answered by (the operator's choice, e.g. a quantised build of the same weights);
+  and its ``catalog`` facts: the governance catalog record the ``models/serving_catalog`` asset
+  writes for it (owner team, classification, residency of the data it may serve, licence), which
+  Cedar's ``use_model`` reads. Anything not declared is the most restrictive (UNKNOWN): a model
+  without a declared residency or classification is written, and refused to everyone;
 * ``teams``: per team its priority (shedding keeps a share of slots for high priority) and its
   default time-to-first-token SLO (when a request sends no ``x-slo-ttft-ms``);
 * ``high_priority_share``, ``probe_interval_s``, ``listen`` (host, port);
@@ -27,6 +31,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, ValidationInfo, model_validator
 
+from data_plane.classification import CLASSIFICATIONS, UNKNOWN
 from data_plane.config import (
     DNS_LABEL,
     ConfigModel,
@@ -37,8 +42,10 @@ from data_plane.config import (
     name,
     number,
     one_of,
+    text,
     validate,
 )
+from data_plane.config import Zone as ZoneName
 from data_plane.files import read_document
 from reasoning_plane.config.plane import MAX_LATENCY_MS, ClusterName, GpuType
 from reasoning_plane.model import Fleet
@@ -89,10 +96,30 @@ class EndpointModel(ConfigModel):
         )
 
 
+class CatalogFactsModel(ConfigModel):
+    """A served model's governance facts (its catalog record); absent is UNKNOWN."""
+
+    owner_team: Namespace | None = None
+    classification: one_of(CLASSIFICATIONS[:-1]) | None = None  # type: ignore[valid-type]
+    residency: ZoneName | None = None  # type: ignore[valid-type]
+    licence: text(max_len=128) | None = None  # type: ignore[valid-type]
+
+
 class ServedModel(ConfigModel):
     name: ModelName
     kind: one_of(MODEL_KINDS) = "chat"  # type: ignore[valid-type]
     equivalents: list[ModelName] | None = None
+    catalog: CatalogFactsModel | None = None
+
+    def facts(self) -> ModelFacts:
+        c = self.catalog or CatalogFactsModel()
+        return ModelFacts(
+            name=self.name,
+            owner_team=c.owner_team or "",
+            classification=c.classification or UNKNOWN,
+            residency=c.residency or UNKNOWN,
+            licence=c.licence or UNKNOWN,
+        )
 
 
 class TeamModel(ConfigModel):
@@ -172,6 +199,7 @@ class ServingFile(ConfigModel):
             endpoints=[e.build() for e in self.endpoints],
             kinds={m.name: m.kind for m in self.models},
             equivalents={m.name: tuple(m.equivalents or ()) for m in self.models},
+            catalog={m.name: m.facts() for m in self.models},
             priorities={t.team: t.priority for t in self.teams or ()},
             slo_ttft_ms={t.team: t.slo_ttft_ms for t in self.teams or () if t.slo_ttft_ms},
             high_priority_share=self.high_priority_share,
@@ -183,12 +211,24 @@ class ServingFile(ConfigModel):
 
 
 @dataclass(frozen=True)
+class ModelFacts:
+    """A served model's governance facts as declared (UNKNOWN where not: fail closed)."""
+
+    name: str
+    owner_team: str  # "" when not declared: no team owns it
+    classification: str
+    residency: str
+    licence: str
+
+
+@dataclass(frozen=True)
 class ServingConfig:
     """The serving configuration as the gateway uses it (plain data)."""
 
     endpoints: list[Endpoint]
     kinds: Mapping[str, str]  # model -> chat / completion / embedding
     equivalents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    catalog: Mapping[str, ModelFacts] = field(default_factory=dict)  # model -> declared facts
     priorities: Mapping[str, int] = field(default_factory=dict)
     slo_ttft_ms: Mapping[str, float] = field(default_factory=dict)
     high_priority_share: float = 0.25
@@ -206,4 +246,11 @@ def load_serving(path: Path | str, fleet: Fleet | None = None) -> ServingConfig:
     return validate(ServingFile, read_document(path), path, context=context).build()
 
 
-__all__ = ["MODEL_KINDS", "PATHS_OF_KIND", "ServingConfig", "ServingFile", "load_serving"]
+__all__ = [
+    "MODEL_KINDS",
+    "PATHS_OF_KIND",
+    "ModelFacts",
+    "ServingConfig",
+    "ServingFile",
+    "load_serving",
+]

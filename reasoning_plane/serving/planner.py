@@ -20,6 +20,13 @@ Hysteresis, so that alternating demand does not thrash:
   its score: a newcomer displaces it only with clearly more demand;
 * a model unloaded less than ``cooldown_s`` ago is not reloaded for marginal demand (fewer than
   ``marginal_requests`` in the window), and otherwise competes at its score / ``switch_margin``;
+* with ``reload_multiple`` = k set, thrash avoidance is priced in the model's reload time, the
+  only thing a swap costs: its minimum residency and cool-down are min(configured, k x its cold
+  load), the switch margin's excess over 1 shrinks in the same proportion, and a loaded model
+  idle for min(``idle_s``, k x its cold load) no longer defends its place with the window's
+  demand. Each load then buys at least k reload times of residency, so a node spends at most
+  1/(k + 1) of its time loading however demand alternates (the costly model keeps the
+  configured holds; a 1.3 s llama.cpp load with k = 10 holds 13 s, not 10 minutes);
 * a loaded model idle for ``idle_s`` sleeps where its runtime can and its process is small
   (``sleep_gb`` <= ``max_sleep_gb``) when it was used within ``back_soon_s`` (likely back soon);
   otherwise it stays loaded while no one needs the memory.
@@ -129,6 +136,9 @@ class PlannerSettings:
     idle_s: float = 300.0
     back_soon_s: float = 3600.0
     max_sleep_gb: float = 4.0
+    # Hysteresis in units of the model's reload time (None: in plain seconds, as configured):
+    # see `hold_s` and `margin`.
+    reload_multiple: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("min_residency_s", "cooldown_s", "idle_s", "back_soon_s", "max_sleep_gb"):
@@ -141,6 +151,28 @@ class PlannerSettings:
             )
         if self.marginal_requests < 0:
             raise ValueError("planner settings: marginal_requests: must be >= 0")
+        k = self.reload_multiple
+        if k is not None and not (isinstance(k, int | float) and math.isfinite(k) and k > 0):
+            raise ValueError(f"planner settings: reload_multiple: must be a number > 0, got {k!r}")
+
+    def hold_s(self, configured_s: float, reload_s: float) -> float:
+        """A minimum residency or cool-down for a model that reloads in ``reload_s``: the
+        configured seconds, capped at ``reload_multiple`` x its reload time. Holding a model
+        ``k`` x its reload time before it may be swapped out keeps the time a node spends
+        loading under 1 / (k + 1) of its time however demand alternates, which is all the
+        hysteresis is for; holding it longer only defers requests a cheap swap would serve."""
+        if self.reload_multiple is None:
+            return configured_s
+        return min(configured_s, self.reload_multiple * reload_s)
+
+    def margin(self, reload_s: float) -> float:
+        """The switch margin for a model that reloads in ``reload_s``: the configured margin's
+        excess over 1 in the proportion its minimum residency keeps of the configured one
+        (a swap that costs nothing needs no margin; one that costs the full hold, all of it)."""
+        if self.reload_multiple is None or self.min_residency_s <= 0:
+            return self.switch_margin
+        share = self.hold_s(self.min_residency_s, reload_s) / self.min_residency_s
+        return 1.0 + (self.switch_margin - 1.0) * share
 
 
 @dataclass(frozen=True)
@@ -195,15 +227,36 @@ class Plan:
 
 # -- demand, from the gateway's decision records ----------------------------------------------
 
-# Requests the rules rejected (governance, SLO, memory) would not be served by loading a model;
-# placed and deferred ones (429: no slot now) are demand.
-DEMAND_SQL = """
+# Demand is every request a loaded model could serve: placed and deferred ones (429: no slot or
+# no trusted endpoint now, e.g. its model is cold), and rejected ones that some endpoint refused
+# for the SLO (a cold endpoint is priced with its reload time, so a request too urgent to wait
+# for a load is refused: loading the model is what would serve the next one). Requests refused
+# only by governance or other lasting rules are not: loading a model changes none of those.
+UNSERVED = "(status = 'deferred' OR (status = 'rejected' AND rejected_by_rule ? 'slo'))"
+DEMAND_SQL = f"""
 SELECT model, count(*), coalesce(sum(coalesce(prompt_tokens, 0)
                                      + coalesce(completion_tokens, 0)), 0), max(decided_at)
 FROM plane.serving_decisions
-WHERE decided_at >= %s AND decided_at <= %s AND status <> 'rejected'
+WHERE decided_at >= %s AND decided_at <= %s AND (status = 'placed' OR {UNSERVED})
 GROUP BY model
 """
+UNSERVED_SQL = f"""
+SELECT model, max(recorded_at)
+FROM plane.serving_decisions
+WHERE recorded_at > %s AND {UNSERVED}
+GROUP BY model
+"""
+
+
+def unserved_since(conn: Any, after: datetime) -> dict[str, datetime]:
+    """Models with requests recorded after ``after`` that nothing loaded served (deferred, or
+    refused for the SLO), each with its newest record's time: what the residency sensor reacts
+    to at once (re-plan on deferral)."""
+    if after.tzinfo is None:
+        raise ValueError("unserved_since: after: must be timezone-aware")
+    with conn.cursor() as cur:
+        cur.execute(UNSERVED_SQL, (after,))
+        return {model: at for model, at in cur.fetchall()}
 
 
 def metered_demand(conn: Any, now: datetime, window_s: float) -> dict[str, Demand]:
@@ -369,6 +422,16 @@ def plan(
         ]
         return max(found, key=lambda c: c.since) if found else None
 
+    # Hysteresis per model, in units of its reload time where configured (`PlannerSettings`):
+    # the minimum residency of a loaded model, the cool-down of an unloaded one (both priced
+    # with the cold load that undoes them), and the switch margin at the reload it would cost.
+    def residency_s(m: ServedModel) -> float:
+        return settings.hold_s(settings.min_residency_s, m.cold_load_s)
+
+    def cooldown_s(m: ServedModel) -> float:
+        return settings.hold_s(settings.cooldown_s, m.cold_load_s)
+
+    margins: dict[tuple[str, str], float] = {}
     entries = []  # (priority class, key, model, incumbent, score, note)
     for m in models:
         d = demand.get(m.name)
@@ -377,6 +440,7 @@ def plan(
         inc = incumbent(m)
         reload_s = m.wake_s if (inc and inc.state == SLEEPING and m.wake_s is not None) else None
         reload_s = m.cold_load_s if reload_s is None else reload_s
+        margin = margins[(m.name, m.runtime)] = settings.margin(reload_s)
         score = rate * reload_s / max(fp.total_gb, 1e-9)
         why_score = (
             f"{rate:.0f} req/h x {reload_s:.1f} s reload / {fp.total_gb:.2f} GB = {score:.0f}"
@@ -384,22 +448,28 @@ def plan(
         idle_for = (
             (now - d.last_request_at).total_seconds() if d and d.last_request_at else math.inf
         )
-        protected = inc is not None and inc.state == LOADED and age(inc) < settings.min_residency_s
+        protected = inc is not None and inc.state == LOADED and age(inc) < residency_s(m)
         if protected:
             entries.append((0, -score, m, inc, score, why_score, idle_for))
             continue
         if inc is not None:
-            entries.append((1, -score * settings.switch_margin, m, inc, score, why_score, idle_for))
+            # Idle for longer than its hold, a cheap model no longer defends its place with
+            # the demand of the window: a newcomer with demand takes the memory if it needs it.
+            stale = (
+                settings.reload_multiple is not None
+                and inc.state == LOADED
+                and idle_for >= settings.hold_s(settings.idle_s, m.cold_load_s)
+            )
+            key = 0.0 if stale else -score * margin
+            entries.append((1, key, m, inc, score, why_score, idle_for))
             continue
         if rate <= 0:
             continue  # cold, no demand: stays cold (rows below)
         gone = last_unloaded(m)
-        if gone is not None and age(gone) < settings.cooldown_s:
+        if gone is not None and age(gone) < cooldown_s(m):
             if d is None or d.requests < settings.marginal_requests:
                 continue  # marginal demand within the cool-down: stays cold
-            entries.append(
-                (1, -score / settings.switch_margin, m, None, score, why_score, idle_for)
-            )
+            entries.append((1, -score / margin, m, None, score, why_score, idle_for))
             continue
         entries.append((1, -score, m, None, score, why_score, idle_for))
     entries.sort(key=lambda e: (e[0], e[1], e[2].name, e[2].runtime))
@@ -454,7 +524,7 @@ def plan(
             if klass == 0:
                 why = (
                     f"loaded {_dur(age(inc))} ago, under the minimum residency of "
-                    f"{_dur(settings.min_residency_s)}: kept ({why_score})"
+                    f"{_dur(residency_s(m))}{_per_reload(settings, m)}: kept ({why_score})"
                 )
             elif inc.state == SLEEPING and not idle:
                 why = f"demand is back: woken ({why_score})"
@@ -463,7 +533,7 @@ def plan(
             else:
                 why = (
                     f"kept: demand x reload cost per GB {why_score}, counted x"
-                    f"{settings.switch_margin:g} as it is already here"
+                    f"{margins[(m.name, m.runtime)]:.3g} as it is already here"
                 )
             rows[(inc.node, m.runtime, m.name)] = PlanRow(
                 inc.node, m.runtime, m.name, LOADED, fp.total_gb, fp.explain(), why, score
@@ -525,7 +595,7 @@ def plan(
             was = now_of.get(key)
             if (n.name, m) in refused:
                 why = "may not be loaded here: " + "; ".join(refused[(n.name, m)])
-            elif was is not None and was.state == LOADED and age(was) < settings.min_residency_s:
+            elif was is not None and was.state == LOADED and age(was) < residency_s(m):
                 why = (
                     f"memory forces it out: loaded {_dur(age(was))} ago (under the minimum "
                     f"residency) but {fp.total_gb:.2f} GB does not fit the "
@@ -539,11 +609,12 @@ def plan(
                 why = "no demand in the window"
             elif (
                 (gone := last_unloaded(m)) is not None
-                and age(gone) < settings.cooldown_s
+                and age(gone) < cooldown_s(m)
                 and d.requests < settings.marginal_requests
             ):
                 why = (
-                    f"unloaded {_dur(age(gone))} ago (cool-down {_dur(settings.cooldown_s)}): "
+                    f"unloaded {_dur(age(gone))} ago (cool-down {_dur(cooldown_s(m))}"
+                    f"{_per_reload(settings, m)}): "
                     f"{d.requests} requests is marginal demand"
                 )
             else:
@@ -555,6 +626,13 @@ def plan(
 
     ordered = tuple(sorted(rows.values(), key=lambda r: (r.node, r.runtime, r.model)))
     return Plan(now, ordered, {n.name: n.memory.budget_gb for n in nodes})
+
+
+def _per_reload(settings: PlannerSettings, m: ServedModel) -> str:
+    """How a hold was priced, where it is priced in reload times."""
+    if settings.reload_multiple is None:
+        return ""
+    return f", {settings.reload_multiple:g} x its {m.cold_load_s:.1f} s cold load at most"
 
 
 def _dur(seconds: float) -> str:

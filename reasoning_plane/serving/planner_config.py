@@ -77,6 +77,8 @@ class SettingsEntry(ConfigModel):
     back_soon_s: float = Field(default=3600.0, ge=0, le=86_400 * 30)
     max_sleep_gb: float = Field(default=4.0, ge=0, le=100_000)
     demand_window_s: float = Field(default=900.0, gt=0, le=86_400 * 30)
+    # hysteresis in reload times: holds capped at this x a model's cold load (unset: seconds)
+    reload_multiple: float | None = Field(default=None, gt=0, le=100_000)
 
 
 class ServingNodesFile(ConfigModel):
@@ -102,6 +104,7 @@ class PlannerConfig:
             s.idle_s,
             s.back_soon_s,
             s.max_sleep_gb,
+            s.reload_multiple,
         )
         self.nodes = [
             ServingNode(

@@ -11,7 +11,9 @@ drives Debian's Chromium (``/usr/bin/chromium``, or ``PLANE_CHROMIUM``; no brows
    (declared an EU, GDPR-certified zone) and read the decision in the tick's logs;
 4. open the placed run: its ``plane/*`` tags carry the decision summary; it succeeds, and the
    asset shows the placement EXPLAIN table;
-5. materialize ``plane/team_spend`` and see the per-team spend, budget and quota view.
+5. materialize ``plane/team_spend`` and see the per-team spend, budget and quota view;
+6. serving: ``plane run`` the served models' catalog records, ``serving/endpoints`` and
+   ``serving/residency_plan``, and read the endpoints table (with its check) and the plan.
 
 Screenshots of every step go to ``docs/screenshots/`` (``PLANE_SCREENSHOTS_DIR`` to put them
 elsewhere); the README's tour shows them.
@@ -320,5 +322,33 @@ def test_operator_tour(dagster_ui: str) -> None:
         expect(page.get_by_text("spend_chart").first).to_be_visible()
         expect(page.get_by_text("$0.00 of $800.00").first).to_be_visible()  # customer-support
         _shot(page, "09-team-spend", full_page=True)
+
+        # 6. serving: the served models' catalog records, the endpoints as the gateway sees
+        # them, and the residency plan, each a table in the asset's latest materialization
+        for asset in ("serving/model_catalog", "serving/endpoints", "serving/residency_plan"):
+            served = subprocess.run(
+                [str(BIN / "plane"), "run", "--select", asset],
+                cwd=REPO,
+                env=_ENV,
+                capture_output=True,
+                text=True,
+                timeout=RUN_S,
+                check=False,
+            )
+            assert served.returncode == 0, served.stdout[-3000:] + served.stderr[-3000:]
+        page.goto(f"{dagster_ui}/assets/serving/endpoints")
+        expect(page.get_by_text("eu-fra-gemma").first).to_be_visible()
+        # this machine is the fleet: the shipped endpoints' clusters are not in it, and the
+        # check beside the table says so
+        expect(page.get_by_text("not in fleet").first).to_be_visible()
+        expect(page.get_by_text("compliant_endpoints").first).to_be_visible()
+        _shot(page, "10-serving-endpoints", full_page=True)
+        page.goto(f"{dagster_ui}/assets/serving/endpoints?view=checks")
+        expect(page.get_by_text("models_served_compliantly").first).to_be_visible()
+        _shot(page, "11-serving-endpoints-check")
+        page.goto(f"{dagster_ui}/assets/serving/residency_plan")
+        expect(page.get_by_text("plan_by_node").first).to_be_visible()
+        expect(page.get_by_text("gemma-3-270m").first).to_be_visible()
+        _shot(page, "12-serving-residency-plan", full_page=True)
         browser.close()
     print(f"browser tour: {time.monotonic() - started:.0f} s")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
@@ -21,10 +22,17 @@ def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: 
     )
 
 
-def test_definitions_validate() -> None:
-    proc = run([str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"], REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Validation successful for code location reasoning_plane" in proc.stdout + proc.stderr
+def test_dg_check_defs() -> None:
+    """`dg check defs` (dagster-dg-cli, the successor of `dagster definitions validate`) from
+    the repository root: pyproject's [tool.dg] names the project and its definitions module."""
+    dg = BIN / "dg"
+    assert dg.exists(), "dagster-dg-cli is a dev dependency (pyproject.toml)"
+    version = run([str(dg), "--version"], REPO)
+    assert version.stdout.split()[-1] == dagster.__version__, version.stdout
+    proc = run([str(dg), "check", "defs", "--use-active-venv"], REPO)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "All definitions loaded successfully" in out
 
 
 def test_asset_materialize_skips_no_plane_and_plane_run_places_it(
@@ -72,8 +80,14 @@ def test_asset_materialize_skips_no_plane_and_plane_run_places_it(
                 for r in runs
                 if r.status == DagsterRunStatus.SUCCESS and "plane/decision_id" not in r.tags
             ]
-            # the assets on no governed data: the spend view and the serving residency plan
-            assert sorted(unplaced) == [["plane/team_spend"], ["serving/residency_plan"]]
+            # the assets on no governed data: the spend view and the serving assets (the
+            # residency plan, the served models' catalog records, the endpoints)
+            assert sorted(unplaced) == [
+                ["plane/team_spend"],
+                ["serving/endpoints"],
+                ["serving/model_catalog"],
+                ["serving/residency_plan"],
+            ]
     finally:
         del os.environ["DAGSTER_HOME"]
 

@@ -28,14 +28,16 @@ import pytest
 import yaml
 from dagster import DagsterRun
 from dagster._cli import cli as dagster_cli
-from dagster._config import validate_config
+from dagster._config import process_config, validate_config
 from dagster._core.instance.config import dagster_instance_config
 from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._serdes.config_class import class_from_code_pointer
+from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 from dagster_k8s import K8sRunLauncher
 from dagster_k8s.job import construct_dagster_k8s_job
 from dagster_postgres import DagsterPostgresStorage
 
+from data_plane.object_store import parse_zone_locations
 from reasoning_plane.inputs import load_fleet, load_quotas
 from reasoning_plane.launch import run_tags
 from reasoning_plane.placement import place
@@ -50,6 +52,16 @@ K8S_VERSION = "1.37"
 TEAMS = {"financial-ml": 16, "customer-support": 4, "media-ml": 8, "commerce-analytics": 8}
 PLANE_NAMESPACE = "reasoning-plane"
 DB_SECRET = "reasoning-plane-db"
+S3_SECRET = "reasoning-plane-s3"
+# what every Dagster pod and run worker is given as a value, the same everywhere
+STORAGE_ENV = (
+    "PLANE_LAKEHOUSE_ZONES",
+    "PLANE_S3_ENDPOINT_URL",
+    "PLANE_S3_REGION",
+    "PLANE_COMPUTE_LOGS_BUCKET",
+    "PLANE_COMPUTE_LOGS_REGION",
+    "PLANE_LOG_FORMAT",
+)
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -150,10 +162,24 @@ def test_launcher_and_run_workers_may_manage_jobs_in_team_namespaces_only() -> N
     assert "get" in granted[("", "pods/log")]
     assert "get" in granted[("batch", "jobs/status")]  # run monitoring reads the Job's status
     assert all("*" not in verbs for verbs in granted.values())
-    # bound per team namespace, never cluster-wide; the only cluster-wide binding lets the
-    # telemetry gateway review tokens (TokenReview is cluster-scoped)
+    # bound per team namespace, never cluster-wide; the only cluster-wide bindings let the
+    # telemetry gateway review tokens (TokenReview is cluster-scoped) and the placement tick
+    # read ResourceQuotas (live quotas list every namespace's), read only
     cluster_wide = [d for _, d in DOCUMENTS if d["kind"] == "ClusterRoleBinding"]
-    assert [d["roleRef"]["name"] for d in cluster_wide] == ["system:auth-delegator"]
+    assert sorted(d["roleRef"]["name"] for d in cluster_wide) == [
+        "reasoning-plane-quota-reader",
+        "system:auth-delegator",
+    ]
+    reader = _find("ClusterRole", "reasoning-plane-quota-reader", None)
+    assert [(r["apiGroups"], r["resources"], sorted(r["verbs"])) for r in reader["rules"]] == [
+        ([""], ["resourcequotas"], ["get", "list"])
+    ]
+    (quota_binding,) = [
+        d for d in cluster_wide if d["roleRef"]["name"] == "reasoning-plane-quota-reader"
+    ]
+    assert quota_binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "dagster", "namespace": PLANE_NAMESPACE}
+    ]
     for team in TEAMS:
         assert _find("ServiceAccount", "dagster-run", team)
         binding = _find("RoleBinding", "reasoning-plane-run-launcher", team)
@@ -307,6 +333,47 @@ def test_the_inference_gateway_serves_the_repositorys_config_with_probes_and_no_
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
 
+def test_the_serving_node_agent_runs_on_each_serving_node_with_its_node_name(
+    tmp_path: Path,
+) -> None:
+    """deploy/k8s/serving-node-agent.yaml: `plane node-agent` on every serving node, named by
+    the downward API (spec.nodeName), with the serving-nodes ConfigMap (a valid planner
+    configuration whose nodes are on clusters of the example fleet, with an adapter each) where
+    its --nodes points, the plane role's URL from a Secret, the models read-only, no root."""
+    from plane_cli.main import build_parser
+    from reasoning_plane.serving.planner_config import load_planner_config
+    from serving.residency import build_adapters
+
+    daemonset = _find("DaemonSet", "plane-serving-node-agent", PLANE_NAMESPACE)
+    pod = daemonset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = build_parser().parse_args(container["command"][1:])
+    assert container["command"][0] == "plane" and args.func.__name__ == "node_agent"
+    env = {e["name"]: e for e in container["env"]}
+    assert args.node == "$(NODE_NAME)"
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert env["PLANE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "url"
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    folder = args.nodes.rpartition("/")[0]
+    config_map = volumes[mounts[folder]["name"]]["configMap"]["name"]
+    data = _find("ConfigMap", config_map, PLANE_NAMESPACE)["data"]["serving_nodes.yaml"]
+    (tmp_path / "serving_nodes.yaml").write_text(data)
+    config = load_planner_config(tmp_path / "serving_nodes.yaml")
+    fleet = load_fleet(REPO / "examples/seed_scenario/fleet.yaml")
+    for node in config.nodes:
+        assert fleet.get(node.cluster) is not None, node.cluster
+        assert {r for n, r in build_adapters(config, node.name)} == set(node.runtimes)
+    for model in config.raw.models:  # the GGUF files are on the node's read-only model mount
+        folder = model.source.rpartition("/")[0]
+        assert mounts[folder]["readOnly"] and "hostPath" in volumes[mounts[folder]["name"]]
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["automountServiceAccountToken"] is False
+    assert "memory" in container["resources"]["limits"]
+
+
 # -- deploy/dagster.yaml ---------------------------------------------------------------------
 
 
@@ -362,23 +429,43 @@ def _launcher_config(instance_yaml: dict) -> dict[str, Any]:
     return block["config"]
 
 
-def test_run_launcher_routes_every_fleet_cluster_through_k8s(instance_yaml: dict) -> None:
+def test_run_launcher_routes_every_fleet_cluster_through_k8s(
+    instance_yaml: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = _launcher_config(instance_yaml)
     _valid(PlacementRunLauncher.config_type(), config)
-    fleet = load_fleet(REPO / "examples" / "seed_scenario" / "fleet.yaml")
-    # every fleet cluster, and the control plane for work that needs no decision
-    assert set(config["clusters"]) == {c.name for c in fleet.clusters} | {"control-plane"}
-    for name, cluster in config["clusters"].items():
-        _valid(K8sRunLauncher.config_type(), cluster)
-        assert "job_namespace" not in cluster, name  # the decision's namespace, per run
-        if name == "control-plane":
-            assert cluster["load_incluster_config"] is True, name
+    # one list of clusters: the fleet file's; none is copied into the instance or Helm values
+    assert "clusters" not in config
+    assert config["fleet_file"] == {"env": "PLANE_FLEET_FILE"}
+    fleet_path = REPO / "examples" / "seed_scenario" / "fleet.yaml"
+    monkeypatch.setenv("PLANE_FLEET_FILE", str(fleet_path))
+    fleet = load_fleet(fleet_path)
+    launcher = PlacementRunLauncher.from_config_value(
+        None, {**config, "fleet_file": str(fleet_path)}
+    )
+    for cluster in [*fleet.clusters, None]:
+        name = cluster.name if cluster else "control-plane"
+        settings = dict(launcher.cluster_settings(name))
+        context = settings.pop("kube_context", None)
+        _valid(K8sRunLauncher.config_type(), settings)
+        assert "job_namespace" not in settings, name  # the decision's namespace, per run
+        if cluster is None:
+            assert settings["load_incluster_config"] is True
+            assert settings["job_image"] == config["job_image"]  # CPU build
         else:
-            assert cluster["load_incluster_config"] is False and cluster["kubeconfig_file"], name
-        assert cluster["service_account_name"] == "dagster-run"
-        assert cluster["env_secrets"] == [DB_SECRET]
-        # run workers verify the signed decision they carry
-        assert "PLANE_VERIFY_KEYS=/etc/reasoning-plane/verify-keys" in cluster["env_vars"]
+            assert context == cluster.kube_context and context, name
+            assert settings["kubeconfig_file"] == "/etc/reasoning-plane/kubeconfig/config"
+            assert settings["load_incluster_config"] is False
+            # GPU clusters run the CUDA build of the image, never CPU PyTorch
+            assert settings["job_image"] == config["gpu_job_image"]
+            assert settings["job_image"].endswith("-cuda")
+        assert settings["service_account_name"] == "dagster-run"
+        assert settings["env_secrets"] == [DB_SECRET, S3_SECRET]
+        # run workers verify the signed decision they carry and read the fleet file
+        assert "PLANE_VERIFY_KEYS=/etc/reasoning-plane/verify-keys" in settings["env_vars"]
+        assert "PLANE_FLEET_FILE=/etc/reasoning-plane/fleet/fleet.yaml" in settings["env_vars"]
+        mounts = {m["name"]: m["mountPath"] for m in settings["volume_mounts"]}
+        assert mounts["fleet"] == "/etc/reasoning-plane/fleet"
 
 
 def test_runs_without_a_placement_go_to_the_control_plane(instance_yaml: dict) -> None:
@@ -413,7 +500,12 @@ def placed_run_job(instance_yaml: dict, tmp_path: Path):
     decision = place(request(), snapshot(fleet=fleet), PlacementPolicy())
     assert decision.chosen is not None and decision.chosen.cluster == "eu-fra-a10"
     tags = run_tags(decision, fleet)
-    cluster = _launcher_config(instance_yaml)["clusters"][tags["plane/cluster"]]
+    config = _launcher_config(instance_yaml)
+    launcher = PlacementRunLauncher.from_config_value(
+        None, {**config, "fleet_file": str(REPO / "examples" / "seed_scenario" / "fleet.yaml")}
+    )
+    cluster = dict(launcher.cluster_settings(tags["plane/cluster"]))
+    cluster.pop("kube_context")
 
     def build(extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
         launcher = K8sRunLauncher(
@@ -453,6 +545,9 @@ def test_placed_run_becomes_a_valid_job_in_the_team_namespace(placed_run_job) ->
     assert job["spec"]["activeDeadlineSeconds"] == limit
     (container,) = pod["containers"]
     assert {"secretRef": {"name": DB_SECRET}} in container["envFrom"]
+    assert {"secretRef": {"name": S3_SECRET}} in container["envFrom"]  # lakehouse, step logs
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PLANE_LAKEHOUSE_ZONES"] and env["PLANE_LOG_FORMAT"] == "json"
     assert container["securityContext"]["runAsNonRoot"] is True
     # the team's quota also limits requests.cpu and requests.memory: the run worker requests both
     financial = _find("ResourceQuota", "ml-team-financial-models", "financial-ml")["spec"]["hard"]
@@ -492,7 +587,7 @@ def test_helm_code_location_is_stack_defs(helm_values: dict) -> None:
     assert deployment["dagsterApiGrpcArgs"] == ["-m", "stack_defs"]
     assert deployment["port"] == 3030
     assert {"name": DB_SECRET} in deployment["envSecrets"]
-    assert deployment["envConfigMaps"]
+    assert {e["name"] for e in deployment["env"]} >= {"PLANE_FLEET_FILE", "PLANE_QUOTAS_FILE"}
     # the chart would otherwise give every run this deployment's namespace (reasoning-plane)
     assert deployment["includeConfigInLaunchedRuns"] == {"enabled": False}
     # the chart runs `dagster api grpc -h 0.0.0.0 -p PORT ARGS`: the arguments must parse
@@ -537,13 +632,251 @@ def test_helm_runs_one_image_everywhere(helm_values: dict, instance_yaml: dict) 
         image(helm_values["dagsterWebserver"]),
         image(helm_values["dagsterDaemon"]),
         image(helm_values["dagster-user-deployments"]["deployments"][0]),
+        instance_yaml["run_launcher"]["config"]["job_image"],
     }
-    images |= {c["job_image"] for c in instance_yaml["run_launcher"]["config"]["clusters"].values()}
     agent = _find("DaemonSet", "plane-agent", PLANE_NAMESPACE)["spec"]["template"]["spec"]
     images.add(agent["containers"][0]["image"])
     assert len(images) == 1, images
+    # GPU clusters: the same tag's CUDA build (deploy/Dockerfile, TORCH_FLAVOUR=cuda)
+    cpu = images.pop()
+    assert instance_yaml["run_launcher"]["config"]["gpu_job_image"] == f"{cpu}-cuda"
     # the image runs as a non-root user: no privileged port for the webserver
     assert helm_values["dagsterWebserver"]["service"]["port"] > 1024
+
+
+def test_helm_database_secret_reaches_daemon_webserver_and_code_server(
+    helm_values: dict,
+) -> None:
+    """The daemon runs the routing launcher; without PLANE_DATABASE_URL it would have started
+    an embedded PostgreSQL in its pod and found no decisions (now refused there)."""
+    (deployment,) = helm_values["dagster-user-deployments"]["deployments"]
+    for name, values in (
+        ("dagsterDaemon", helm_values["dagsterDaemon"]),
+        ("dagsterWebserver", helm_values["dagsterWebserver"]),
+        ("code server", deployment),
+    ):
+        assert {"name": DB_SECRET} in values["envSecrets"], name
+        env = {e["name"]: e["value"] for e in values["env"]}
+        assert env["PLANE_FLEET_FILE"] == "/etc/reasoning-plane/fleet/fleet.yaml", name
+        mounts = {m["mountPath"] for m in values["volumeMounts"]}
+        volumes = {v["name"]: v for v in values["volumes"]}
+        # every file an env var names is on a mounted ConfigMap
+        for variable in ("PLANE_FLEET_FILE", "PLANE_QUOTAS_FILE", "PLANE_BUDGETS_FILE"):
+            assert str(Path(env[variable]).parent) in mounts, (name, variable)
+        assert volumes["fleet"]["configMap"]["name"] == "reasoning-plane-fleet", name
+        assert volumes["plane-files"]["configMap"]["name"] == "reasoning-plane-files", name
+    for name in ("dagsterDaemon", "dagsterWebserver"):
+        volumes = {v["name"]: v for v in helm_values[name]["volumes"]}
+        assert volumes["kubeconfig"]["secret"]["secretName"] == "reasoning-plane-kubeconfig"
+    # the chart's storage password key
+    assert helm_values["global"]["postgresqlSecretName"] == DB_SECRET
+
+
+def _chart_compute_logs(values: dict) -> dict[str, Any]:
+    """The instance's compute_logs as the chart renders `computeLogManager` (its template
+    helpers/instance/_compute-log-manager.tpl, type S3ComputeLogManager): each key set is
+    written in snake case, `verify` always (true unless false)."""
+    manager = values["computeLogManager"]
+    assert manager["type"] == "S3ComputeLogManager"
+    given = manager["config"]["s3ComputeLogManager"]
+    config = {_snake(key): value for key, value in given.items() if value and key != "verify"}
+    config["verify"] = given.get("verify") is not False
+    return {
+        "module": "dagster_aws.s3.compute_log_manager",
+        "class": "S3ComputeLogManager",
+        "config": config,
+    }
+
+
+def _chart_python_logs(values: dict) -> dict[str, Any]:
+    """The instance's python_logs as the chart renders `pythonLogs` (configmap-instance.yaml)."""
+    return {_snake(key): value for key, value in values["pythonLogs"].items() if value}
+
+
+def _pod_env(values: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in values["env"] if "value" in e}
+
+
+def _dagster_pods(helm_values: dict, instance_yaml: dict) -> dict[str, dict[str, Any]]:
+    """(env values, Secrets loaded whole) of each Dagster pod: webserver, daemon, code server and
+    the run workers of every fleet cluster and of the control plane."""
+    (deployment,) = helm_values["dagster-user-deployments"]["deployments"]
+    pods = {
+        name: {
+            "env": _pod_env(values),
+            "secrets": [secret["name"] for secret in values["envSecrets"]],
+        }
+        for name, values in (
+            ("webserver", helm_values["dagsterWebserver"]),
+            ("daemon", helm_values["dagsterDaemon"]),
+            ("code server", deployment),
+        )
+    }
+    fleet_path = REPO / "examples" / "seed_scenario" / "fleet.yaml"
+    launcher = PlacementRunLauncher.from_config_value(
+        None, {**_launcher_config(instance_yaml), "fleet_file": str(fleet_path)}
+    )
+    for cluster in [*(c.name for c in load_fleet(fleet_path).clusters), "control-plane"]:
+        settings = launcher.cluster_settings(cluster)
+        pods[f"run worker ({cluster})"] = {
+            "env": dict(var.split("=", 1) for var in settings["env_vars"] if "=" in var),
+            "secrets": list(settings["env_secrets"]),
+        }
+    return pods
+
+
+def test_every_dagster_pod_has_the_same_object_storage_and_log_settings(
+    helm_values: dict, instance_yaml: dict
+) -> None:
+    """The lakehouse zones and the step logs' bucket reach the webserver, the daemon, the code
+    server and every run worker with one value each, credentials only through the Secret: a
+    zone missing on one pod would have its runs write that zone's data nowhere (or fail), and
+    the code server's EnvVars are read again in the run worker."""
+    pods = _dagster_pods(helm_values, instance_yaml)
+    for name, pod in pods.items():
+        assert S3_SECRET in pod["secrets"], name
+        assert pod["env"].get("PLANE_LOG_FORMAT") == "json", name
+        assert "PLANE_LAKEHOUSE_ZONES" in pod["env"], name
+        for secret in ("PLANE_S3_ACCESS_KEY_ID", "PLANE_S3_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"):
+            assert secret not in pod["env"], (name, secret)  # never a literal credential
+    for variable in STORAGE_ENV:
+        values = {name: pod["env"].get(variable) for name, pod in pods.items()}
+        assert len(set(values.values())) == 1, (variable, values)
+    env = pods["daemon"]["env"]
+    zones = parse_zone_locations(env["PLANE_LAKEHOUSE_ZONES"], "PLANE_LAKEHOUSE_ZONES")
+    assert {"EU", "US"} <= set(zones) and len(set(zones.values())) == len(zones)
+    # the chart's compute-log region is written out (see values.yaml): the same as the env's
+    s3_logs = helm_values["computeLogManager"]["config"]["s3ComputeLogManager"]
+    assert s3_logs["region"] == env["PLANE_COMPUTE_LOGS_REGION"]
+
+
+def test_helm_compute_logs_and_python_logs_match_the_instance_file(
+    helm_values: dict, instance_yaml: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the chart the instance is rendered from the values, not read from
+    deploy/dagster.yaml: both must give Dagster the same step-log storage and the same JSON
+    log handler (that of deploy/observability/dagster-json-logs.yaml)."""
+    rendered = _chart_compute_logs(helm_values)
+    block = instance_yaml["compute_logs"]
+    assert (block["module"], block["class"]) == (rendered["module"], rendered["class"])
+    assert class_from_code_pointer(block["module"], block["class"]) is S3ComputeLogManager
+    # as S3ComputeLogManager gets them in the pods: defaults filled in, {env: X} read from
+    # the env the values give every pod
+    for name, value in _pod_env(helm_values["dagsterDaemon"]).items():
+        monkeypatch.setenv(name, value)
+    processed = []
+    for config in (rendered["config"], block["config"]):
+        result = process_config(S3ComputeLogManager.config_type(), config)
+        assert result.success, [error.message for error in result.errors or []]
+        processed.append(result.value)
+    assert processed[0] == processed[1]
+    assert processed[0]["bucket"] == "reasoning-plane-compute-logs"
+
+    fragment = yaml.safe_load((DEPLOY / "observability" / "dagster-json-logs.yaml").read_text())
+    assert _chart_python_logs(helm_values) == instance_yaml["python_logs"]
+    assert instance_yaml["python_logs"] == fragment["python_logs"]
+
+
+def test_compute_log_comparison_sees_a_difference(
+    helm_values: dict, instance_yaml: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changed = json.loads(json.dumps(helm_values))
+    changed["computeLogManager"]["config"]["s3ComputeLogManager"]["prefix"] = "logs"
+    with pytest.raises(AssertionError):
+        test_helm_compute_logs_and_python_logs_match_the_instance_file(
+            changed, instance_yaml, monkeypatch
+        )
+    changed = json.loads(json.dumps(helm_values))
+    changed["pythonLogs"]["pythonLogLevel"] = "DEBUG"
+    with pytest.raises(AssertionError):
+        test_helm_compute_logs_and_python_logs_match_the_instance_file(
+            changed, instance_yaml, monkeypatch
+        )
+
+
+# -- deploy/observability and the README's steps -----------------------------------------------
+
+
+def _referenced(node: Any) -> set[tuple[str, str]]:
+    """(Secret|ConfigMap, name) of every Secret and ConfigMap a manifest or values file uses."""
+    found: set[tuple[str, str]] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("secret",) and isinstance(value, dict) and "secretName" in value:
+                found.add(("Secret", value["secretName"]))
+            elif key in ("configMap",) and isinstance(value, dict) and "name" in value:
+                found.add(("ConfigMap", value["name"]))
+            elif key in ("secretRef", "secretKeyRef") and isinstance(value, dict):
+                found.add(("Secret", value["name"]))
+            elif key == "configMapKeyRef" and isinstance(value, dict):
+                found.add(("ConfigMap", value["name"]))
+            elif key in ("envSecrets",) and isinstance(value, list):
+                found |= {("Secret", item["name"]) for item in value}
+            elif key in ("env_secrets",) and isinstance(value, list):
+                found |= {("Secret", item) for item in value}
+            elif key == "role_env_secrets" and isinstance(value, dict):
+                found |= {("Secret", item) for items in value.values() for item in items}
+            found |= _referenced(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= _referenced(item)
+    return found
+
+
+def test_the_metrics_exporter_mounts_the_releases_configmaps(helm_values: dict) -> None:
+    """deploy/observability/metrics-exporter.yaml reads the quota and budget files from the
+    ConfigMap the Dagster pods mount, at the same paths: no second copy to keep in step."""
+    (exporter,) = [
+        doc
+        for doc in _documents(DEPLOY / "observability" / "metrics-exporter.yaml")
+        if doc["kind"] == "Deployment"
+    ]
+    pod = exporter["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    daemon = helm_values["dagsterDaemon"]
+    ours = {_pod_env(daemon)[name] for name in ("PLANE_QUOTAS_FILE", "PLANE_BUDGETS_FILE")}
+    assert {env["PLANE_QUOTAS_FILE"], env["PLANE_BUDGETS_FILE"]} == ours
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    daemon_volumes = {v["name"]: v for v in daemon["volumes"]}
+    daemon_mounts = {m["mountPath"]: daemon_volumes[m["name"]] for m in daemon["volumeMounts"]}
+    for path in ("/etc/reasoning-plane/plane", "/etc/reasoning-plane/fleet"):
+        assert mounts[path]["configMap"] == daemon_mounts[path]["configMap"], path
+    assert ("ConfigMap", "reasoning-plane-files") in _referenced(exporter)
+    assert env["PLANE_LOG_FORMAT"] == "json"
+
+
+def _kubernetes_steps() -> str:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Run on Kubernetes", 1)[1].split("\n## ", 1)[0]
+    return section.split("Step by step", 1)[1]
+
+
+def test_the_readme_steps_create_every_secret_and_configmap_the_deploy_uses(
+    helm_values: dict, instance_yaml: dict
+) -> None:
+    """A platform engineer following the README's numbered steps creates each Secret and
+    ConfigMap the release, the run workers and the observability manifests refer to (the chart
+    renders its own dagster-instance), and applies deploy/observability/."""
+    steps = _kubernetes_steps()
+    created = {
+        ("Secret" if kind.startswith("secret") else "ConfigMap", name)
+        for kind, name in re.findall(
+            r"create (secret generic|configmap) ([a-z0-9][a-z0-9-]*)", steps
+        )
+    }
+    used = _referenced(helm_values) | _referenced(instance_yaml)
+    for path in sorted((DEPLOY / "observability").glob("*.yaml")):
+        for doc in _documents(path):
+            used |= _referenced(doc)
+    assert used - created == set(), sorted(used - created)
+    applied = " ".join(re.findall(r"kubectl[^\n]* apply (?:[^\n]*\\\n)*[^\n]*", steps))
+    for manifest in ("metrics-exporter.yaml", "prometheusrule.yaml"):
+        assert f"-f deploy/observability/{manifest}" in applied, manifest
+    # the chart creates the instance ConfigMap in reasoning-plane: a second one would make the
+    # install fail (a resource not owned by the release)
+    assert not re.search(r"-n reasoning-plane create configmap dagster-instance", steps)
 
 
 # -- deploy/Dockerfile -----------------------------------------------------------------------
@@ -568,10 +901,18 @@ def _instructions(path: Path) -> list[tuple[str, str]]:
 
 def test_dockerfile_installs_cpu_torch_first_then_the_project() -> None:
     steps = _instructions(DEPLOY / "Dockerfile")
-    assert steps[0] == ("FROM", "python:3.11-slim")
-    args = dict(arg.split("=", 1) for kind, arg in steps if kind == "ARG")
-    assert args["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
-    assert args["TORCH_VERSION"] == "2.13.0"
+    froms = [arg for kind, arg in steps if kind == "FROM"]
+    assert froms == [
+        "python:3.11-slim AS base",
+        "base AS torch-cpu",
+        "base AS torch-cuda",
+        "torch-${TORCH_FLAVOUR}",
+    ]
+    args = [arg for kind, arg in steps if kind == "ARG"]
+    assert "TORCH_FLAVOUR=cpu" in args and "TORCH_VERSION=2.13.0" in args
+    # the default build is the CPU one; TORCH_FLAVOUR=cuda gives the GPU clusters' image
+    assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in args
+    assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128" in args
     runs = [arg for kind, arg in steps if kind == "RUN"]
     torch = next(i for i, r in enumerate(runs) if "pip install" in r and "torch==" in r)
     assert '--index-url "${TORCH_INDEX_URL}"' in runs[torch]

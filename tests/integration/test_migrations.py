@@ -10,6 +10,7 @@ given rows, and upgraded."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -22,6 +23,7 @@ from reasoning_plane import store
 from resources.database import database_url
 
 RELEASE = Path(__file__).resolve().parents[1] / "fixtures" / "release_6dbeeab.sql"
+NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 SCHEMAS = ("plane", "governance", "models", "audit", "plane_meta", "migration_probe")
 
 
@@ -137,7 +139,8 @@ def test_a_database_of_the_last_release_gets_the_serving_decision_log(previous_r
     migrations.apply_pending(conn, last)
     conn.commit()
     assert conn.execute("SELECT to_regclass('plane.serving_decisions')").fetchone() == (None,)
-    assert migrations.apply_pending(conn, store.SCHEMA) == 1  # the one new step
+    # the serving log (step 3), the ticks' counts (4, issue 16), the residency loop (5)
+    assert migrations.apply_pending(conn, store.SCHEMA) == 3
     conn.commit()
     assert conn.execute("SELECT count(*) FROM plane.ledger").fetchone() == (1,)
     for table in store.CHAINED:
@@ -146,6 +149,9 @@ def test_a_database_of_the_last_release_gets_the_serving_decision_log(previous_r
         store.ensure_schema(gateway)  # at this code's version
         assert gateway.execute(
             "SELECT has_table_privilege('plane.serving_decisions', 'INSERT')"
+        ).fetchone() == (True,)
+        assert gateway.execute(
+            "SELECT has_table_privilege('plane.tick_stats', 'INSERT, UPDATE')"
         ).fetchone() == (True,)
         # the residency planner's demand query runs on it
         assert (
@@ -160,6 +166,52 @@ def test_a_database_of_the_last_release_gets_the_serving_decision_log(previous_r
         assert worker.execute(
             "SELECT has_table_privilege('plane.serving_decisions', 'INSERT')"
         ).fetchone() == (False,)
+
+
+def test_a_database_at_step_3_gets_the_residency_loop_tables(previous_release) -> None:
+    """Issue 15 items 3 and 6 add ``plane.residency_desired`` and ``plane.residency_actual`` as
+    step 5 of ``plane``: a database at step 3 (with a serving decision record) gets them with
+    the grants of the residency asset and the node agents (role plane), and keeps its rows."""
+    conn = previous_release
+    at_3 = migrations.Schema(
+        unit="plane",
+        probe="plane.decisions",
+        steps=store.SCHEMA.steps[:3],
+        finish=lambda c: [ensure_chain(c, t) for t in store.CHAINED],
+    )
+    migrations.apply_pending(conn, at_3)
+    conn.execute(
+        "INSERT INTO plane.serving_decisions (request_id, decision_id, decided_at, team,"
+        " principal, model, status, reason, prompt_tokens, completion_tokens, rejected_by_rule,"
+        " policy_version, snapshot_hash, payload) VALUES ('q1', 'sd1', now(), 'support', 'p',"
+        " 'gemma', 'deferred', 'no slot', 3, 0, '{}', 'v', 's', '{}')"
+    )
+    conn.commit()
+    assert conn.execute("SELECT to_regclass('plane.residency_desired')").fetchone() == (None,)
+    assert migrations.apply_pending(conn, store.SCHEMA) == 2  # the ticks' counts, the loop
+    conn.commit()
+    assert conn.execute("SELECT count(*) FROM plane.serving_decisions").fetchone() == (1,)
+    for table in store.CHAINED:
+        assert not verify_chain(conn, table).problems
+    with _connect_as("plane") as plane:
+        store.ensure_schema(plane)  # at this code's version
+        with plane.transaction():
+            store.write_desired(plane, [("n", "llama.cpp", "gemma", "loaded", "demand")], "p1", NOW)
+        assert store.desired_of(plane, "n") == [("llama.cpp", "gemma", "loaded", "demand", "p1")]
+        row = {"runtime": "llama.cpp", "model": "gemma", "state": "loaded", "since": NOW}
+        with plane.transaction():
+            store.report_actual(plane, "n", [row], NOW)
+        with plane.transaction():
+            store.report_actual(plane, "n", [{**row, "error": "x"}], NOW)  # replaced, not added
+        (got,) = store.actual_state(plane)
+        assert (got["node"], got["state"], got["since"], got["error"]) == ("n", "loaded", NOW, "x")
+        with pytest.raises(psycopg.errors.CheckViolation):
+            store.report_actual(plane, "n", [{**row, "state": "warm"}], NOW)
+    with _connect_as("worker") as worker:
+        assert worker.execute(
+            "SELECT has_table_privilege('plane.residency_desired', 'INSERT'),"
+            " has_table_privilege('plane.residency_actual', 'UPDATE')"
+        ).fetchone() == (False, False)
 
 
 def test_a_service_refuses_to_run_on_the_previous_releases_schema(

@@ -95,7 +95,7 @@ def test_team_spend_reads_ledger_decisions_quotas_and_budgets(plane_db: str) -> 
         team_spend(conn, quotas, budgets, datetime(2026, 11, 25))
 
 
-def test_spend_markdown_draws_budget_and_quota_bars() -> None:
+def test_spend_markdown_shows_budget_and_quota_in_figures() -> None:
     from assets.spend import TeamSpend
 
     line = TeamSpend(
@@ -106,11 +106,11 @@ def test_spend_markdown_draws_budget_and_quota_bars() -> None:
     )  # fmt: skip
     row = spend_markdown([line]).splitlines()[2]
     # budget: $40 spent + $10 reserved of $100; GPUs: 1 held of a quota of 4
-    assert row == "| financial-ml | `█████░░░░░ 50%` $50.00 of $100.00 | `██░░░░░░░░ 25%` 1 of 4 |"
+    assert row == "| financial-ml | $50.00 of $100.00 (50%) | 1 of 4 (25%) |"
     none = TeamSpend(**{**line.__dict__, "budget_usd": None, "budget_used_share": None,
                         "gpu_quota": None})  # fmt: skip
     assert spend_markdown([none]).splitlines()[2] == (
-        "| financial-ml | `no limit set` $50.00 | 1 (no GPU quota) |"
+        "| financial-ml | $50.00 (no budget set) | 1 (no GPU quota) |"
     )
     assert "No team" in spend_markdown([])
 
@@ -134,7 +134,17 @@ def test_team_spend_asset_materializes_table_chart_and_totals(
     assert meta["gpus_held"].value == held
     rows = {r.data["team"]: r.data for r in meta["teams"].value.records}
     assert rows["financial-ml"]["spent_usd"] == 1.5 and rows["financial-ml"]["gpu_quota"] == 16
-    assert "| financial-ml | `" in meta["spend_chart"].value
+    assert "| financial-ml | $" in meta["spend_chart"].value
+    # per team, numbers the Plots tab charts over materializations
+    fin = rows["financial-ml"]
+    assert meta["team/financial-ml/spent_usd"] == dg.MetadataValue.float(1.5)
+    assert meta["team/financial-ml/reserved_usd"] == dg.MetadataValue.float(fin["reserved_usd"])
+    assert meta["team/financial-ml/gpus_held"] == dg.MetadataValue.int(fin["gpus_held"])
+    assert meta["team/financial-ml/budget_used_share"].value == pytest.approx(
+        (1.5 + fin["reserved_usd"]) / 5000, abs=1e-6
+    )
+    assert meta["team/financial-ml/quota_used_share"].value == pytest.approx(fin["gpus_held"] / 16)
+    assert all(isinstance(meta[f"team/{t}/spent_usd"], dg.FloatMetadataValue) for t in rows)
     chart = Path(meta["chart_svg"].value)
     assert chart.read_text().startswith("<svg") and "financial-ml" in chart.read_text()
     table = lakehouse.read("reports", "team_spend")

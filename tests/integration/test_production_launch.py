@@ -41,10 +41,20 @@ def production(tmp_path: Path, plane_db: str, monkeypatch: pytest.MonkeyPatch) -
     for name, file in (("FLEET", "fleet"), ("QUOTAS", "quotas"), ("BUDGETS", "budgets")):
         monkeypatch.setenv(f"PLANE_{name}_FILE", str(SEED / f"{file}.yaml"))
     config = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())["run_launcher"]
-    clusters = {
-        name: {**cfg, "load_incluster_config": False, "kubeconfig_file": kubeconfig(tmp_path, name)}
-        for name, cfg in config["config"]["clusters"].items()
-    }
+    # the deployed launcher's clusters: the fleet file's, with the deployed run_defaults
+    deployed = PlacementRunLauncher.from_config_value(
+        None, {**config["config"], "fleet_file": str(SEED / "fleet.yaml")}
+    )
+    names = [c.name for c in deployed.fleet().clusters] + [config["config"]["default_cluster"]]
+    clusters = {}
+    for name in names:
+        settings = deployed.cluster_settings(name)
+        settings.pop("kube_context", None)
+        clusters[name] = {
+            **settings,
+            "load_incluster_config": False,
+            "kubeconfig_file": kubeconfig(tmp_path, name),
+        }
     batch = {name: CapturingBatchApi() for name in clusters}
 
     def factory(**cfg):

@@ -145,3 +145,90 @@ def test_the_sensors_run_tags_come_from_the_snapshot_the_tick_decided_on(
             assert logged is not None and logged.binding is not None
             assert logged.binding["namespace"].startswith("edited-")
             assert request.tags["plane/namespace"] == logged.binding["namespace"]
+
+
+def test_deferred_work_is_observed_on_its_asset_once_per_outcome(
+    tmp_path: Path, plane_db: str, monkeypatch
+) -> None:
+    """A queued request deferred for the same reason tick after tick: one decision record and
+    one observation on its asset (status, reason, decision id), not one per tick; a new reason
+    (the budget raised, the quota now short) is logged and observed again."""
+    from datetime import UTC, datetime, timedelta
+
+    from reasoning_plane.explain import request_to_dict
+    from reasoning_plane.model import TelemetrySample, WorkloadRequest
+    from stack_defs.definitions import defs
+
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text("budgets:\n  - {team: customer-support, limit_usd: 0.0001}\n")
+    monkeypatch.setenv("PLANE_BUDGETS_FILE", str(budgets))
+    monkeypatch.setenv("PLANE_QUOTAS_FILE", str(SEED / "quotas.yaml"))
+    monkeypatch.setenv("PLANE_FLEET_FILE", str(SEED / "fleet.yaml"))
+    asked = WorkloadRequest(
+        request_id="tickets-embedding",
+        workload="embeddings/support_tickets",
+        team="customer-support",
+        datasets=(),
+        gpu_count=0,
+        gpu_memory_gb=0,
+        estimated_duration_s=600,
+    )
+    with psycopg.connect(plane_db) as conn:
+        store.ensure_schema(conn)
+        store.add_request(
+            conn, asked.request_id, {**request_to_dict(asked), "requested_by": "support-copilot"}
+        )
+        conn.commit()
+
+    def tick(instance):
+        now = datetime.now(UTC) - timedelta(seconds=1)
+        with psycopg.connect(plane_db) as conn:
+            store.insert_samples(
+                conn,
+                [
+                    TelemetrySample("us-east-a100", "A100-80GB", 24, 0.6, now),
+                    TelemetrySample("eu-fra-a10", "A10", 12, 0.6, now),
+                    TelemetrySample("eu-par-h100", "H100-80GB", 4, 0.6, now),
+                ],
+            )
+            conn.commit()
+        return _tick(defs, instance, None, "placement_sensor")
+
+    def logged():
+        with psycopg.connect(plane_db) as conn:
+            return conn.execute(
+                "SELECT decision_id, status, payload->>'reason' FROM plane.decisions"
+                " ORDER BY decided_at"
+            ).fetchall()
+
+    with dg.instance_for_test() as instance:
+        first = tick(instance)
+        assert first.run_requests == []
+        (seen,) = first.asset_events
+        assert isinstance(seen, dg.AssetObservation)
+        assert seen.asset_key == dg.AssetKey(["embeddings", "support_tickets"])
+        assert seen.metadata["plane/status"].value == "deferred"
+        assert "budget" in seen.metadata["plane/reason"].value
+        (record,) = logged()
+        assert seen.metadata["plane/decision_id"].value == record[0]
+        for _ in range(3):
+            again = tick(instance)
+            assert again.asset_events == [] and again.run_requests == []
+        assert logged() == [record]
+        with psycopg.connect(plane_db) as conn:
+            (pointer,) = conn.execute(
+                "SELECT decision_id FROM plane.requests WHERE request_id = 'tickets-embedding'"
+            ).fetchone()
+        assert pointer == record[0]  # the queued request points at a logged decision
+
+        # the same cause with other numbers (a budget still too small): no new record
+        budgets.write_text("budgets:\n  - {team: customer-support, limit_usd: 0.0002}\n")
+        assert tick(instance).asset_events == [] and logged() == [record]
+        # the budget is ample now: placed, logged (a placement is not an observation)
+        budgets.write_text("budgets:\n  - {team: customer-support, limit_usd: 800}\n")
+        placed = tick(instance)
+        assert placed.run_requests and placed.asset_events == []
+        assert [(r[0], r[1]) for r in logged()] == [
+            (record[0], "deferred"),
+            (placed.run_requests[0].tags["plane/decision_id"], "placed"),
+        ]

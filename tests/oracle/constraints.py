@@ -287,6 +287,9 @@ def capacity_tiers(
 def quota(ctx: Context) -> Iterable[Rejection]:
     if ctx.pool is None or ctx.request.gpu_count == 0:
         return
+    if ctx.cluster.quotas is not None:
+        yield from _live_quota(ctx)
+        return
     team = ctx.request.team
     q = ctx.snapshot.quotas.get(team)
     if q is None:
@@ -307,6 +310,43 @@ def quota(ctx: Context) -> Iterable[Rejection]:
             f"team {team} holds {held} of {q.gpus} GPUs "
             f"({q.source or 'ResourceQuota'}); {ctx.request.gpu_count} more "
             "would exceed it",
+        )
+
+
+def _live_quota(ctx: Context) -> Iterable[Rejection]:
+    """The quota of the team's namespace on a cluster whose quotas are read live."""
+    cluster, team, gpus = ctx.cluster, ctx.request.team, ctx.request.gpu_count
+    namespace = cluster.namespace(team)
+    errors = ctx.snapshot.quota_errors
+    unknown = errors.get(cluster.name) or errors.get(f"{cluster.name}/{namespace}")
+    if unknown is not None:
+        yield Rejection(
+            "quota",
+            f"the GPU quota of namespace {namespace} on {cluster.name} is unknown "
+            f"({unknown}): nothing is placed there until it can be read",
+        )
+        return
+    q = ctx.snapshot.cluster_quotas.get((cluster.name, namespace))
+    if q is None:
+        if ctx.policy.require_quota:
+            yield Rejection(
+                "quota",
+                f"namespace {namespace} on {cluster.name} has no ResourceQuota with "
+                "requests.nvidia.com/gpu: no GPU without a quota",
+            )
+        return
+    if gpus > q.gpus:
+        yield Rejection("quota_size", quota_size_message(gpus, team, q))
+        return
+    held = q.used or 0
+    for (name, other), n in ctx.state.cluster_team_gpus.items():
+        if name == cluster.name and cluster.namespace(other) == namespace:
+            held += n
+    if held + gpus > q.gpus:
+        yield Rejection(
+            "quota",
+            f"namespace {namespace} on {cluster.name} uses {held} of {q.gpus} GPUs "
+            f"({q.source}); {gpus} more would exceed it",
         )
 
 

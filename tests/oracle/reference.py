@@ -234,15 +234,31 @@ def _exact(
     by_cpu: dict[str, list[int]] = defaultdict(list)
     by_team_gpu: dict[str, list[int]] = defaultdict(list)
     by_team_usd: dict[str, list[int]] = defaultdict(list)
+    by_namespace: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, (r, e) in enumerate(pairs):
         by_request[r.request_id].append(i)
         if e.candidate.gpu_type == CPU:
             by_cpu[e.candidate.cluster].append(i)
         else:
             by_pool[(e.candidate.cluster, e.candidate.gpu_type)].append(i)
-            by_team_gpu[r.team].append(i)
+            cluster = snapshot.fleet.get(e.candidate.cluster)
+            if cluster.quotas is not None:
+                by_namespace[(cluster.name, cluster.namespace(r.team))].append(i)
+            else:
+                by_team_gpu[r.team].append(i)
         by_team_usd[r.team].append(i)
     cpu, quota, budget = _remaining(snapshot, state, policy)
+    for (name, namespace), idx in by_namespace.items():
+        live = snapshot.cluster_quotas.get((name, namespace))
+        if live is None:
+            continue
+        cluster = snapshot.fleet.get(name)
+        took = sum(
+            n
+            for (c, team), n in state.cluster_team_gpus.items()
+            if c == name and cluster.namespace(team) == namespace
+        )
+        add(idx, [pairs[i][0].gpu_count for i in idx], live.gpus - (live.used or 0) - took)
     for idx in by_request.values():
         add(idx, [1.0] * len(idx), 1.0)
     for key, idx in by_pool.items():

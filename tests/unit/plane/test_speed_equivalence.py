@@ -26,6 +26,7 @@ from reasoning_plane.model import (
     Cluster,
     Fleet,
     GpuPool,
+    KubernetesQuotas,
     Snapshot,
     TeamQuota,
     TeamUsage,
@@ -178,8 +179,11 @@ def worlds(draw):
                 attempt=draw(st.integers(1, 3)),
             )
         )
+    cluster_quotas, quota_errors = live_quotas(draw, clusters)
     snapshot = Snapshot(
         fleet=Fleet(tuple(clusters)),
+        cluster_quotas=cluster_quotas,
+        quota_errors=quota_errors,
         quotas={
             t: TeamQuota(t, draw(st.integers(0, 20)), draw(st.sampled_from(["", "q.yaml#x"])))
             for t in TEAMS
@@ -202,6 +206,34 @@ def worlds(draw):
         now=NOW,
     )
     return snapshot, requests
+
+
+def live_quotas(draw, clusters: list) -> tuple[dict, dict]:
+    """Some clusters read their quotas live (per namespace; teams may share one): a live
+    quota, none, or unknown (the API server could not be read). Changes ``clusters``."""
+    cluster_quotas, quota_errors = {}, {}
+    for i, cluster in enumerate(clusters):
+        if not draw(st.booleans()):
+            continue
+        template = draw(st.sampled_from(["{team}", "team-{team}", "shared"]))
+        clusters[i] = cluster = replace(
+            cluster, quotas=KubernetesQuotas(), namespace_template=template
+        )
+        if draw(st.integers(0, 5)) == 0:
+            quota_errors[cluster.name] = "API server unreachable"
+        for namespace in {cluster.namespace(t) for t in TEAMS}:
+            kind = draw(st.sampled_from(["live", "live", "none", "unknown"]))
+            if kind == "live":
+                cluster_quotas[(cluster.name, namespace)] = TeamQuota(
+                    namespace,
+                    draw(st.integers(0, 12)),
+                    f"ResourceQuota {namespace}/gpu on {cluster.name}, live",
+                    draw(st.integers(0, 4)),
+                    cluster.name,
+                )
+            elif kind == "unknown":
+                quota_errors[f"{cluster.name}/{namespace}"] = "no status yet"
+    return cluster_quotas, quota_errors
 
 
 @st.composite
@@ -251,8 +283,11 @@ def contended_worlds(draw):
         )
         for n in range(draw(st.integers(2, 12)))
     ]
+    cluster_quotas, quota_errors = live_quotas(draw, clusters)
     snapshot = Snapshot(
         fleet=Fleet(tuple(clusters)),
+        cluster_quotas=cluster_quotas,
+        quota_errors=quota_errors,
         quotas={t: TeamQuota(t, draw(st.integers(0, 12))) for t in TEAMS},
         budgets={t: Budget(t, draw(st.sampled_from([5.0, 20.0, 1000.0]))) for t in TEAMS},
         usage={},

@@ -294,3 +294,87 @@ def test_a_model_loaded_where_its_data_may_not_be_is_unloaded_even_under_min_res
     p = run(nodes, [m], {"copilot": demand("copilot", 50)}, cur)
     assert p.state("us-box", "llama.cpp", "copilot") == COLD
     assert p.loaded("copilot") == [("eu-box", "llama.cpp")]
+
+
+# -- hysteresis in units of reload time (reload_multiple) ---------------------------------------
+
+PRICED = PlannerSettings(reload_multiple=10)  # holds <= 10 x the cold load
+
+
+def test_a_cheap_model_under_min_residency_gives_way_where_a_costly_one_does_not() -> None:
+    # loaded 60 s ago, under the configured 600 s, and the newcomer has 10x its demand
+    dem = {"a": demand("a", 10), "b": demand("b", 100)}
+    for cold, swapped in ((1.3, True), (120.0, False)):  # holds 13 s vs 600 s (10 x 120 capped)
+        models = [model("a", cold=cold), model("b", cold=cold)]
+        p = run([node()], models, dem, [held("a", LOADED, 60)], settings=PRICED)
+        assert (p.state("spark", "llama.cpp", "b") == LOADED) is swapped, cold
+        assert (p.state("spark", "llama.cpp", "a") == LOADED) is not swapped, cold
+        if not swapped:
+            why = next(r.why for r in p.rows if r.model == "a")
+            assert "minimum residency of 10 min" in why and "10 x its 120.0 s cold load" in why
+    # unset, the configured seconds hold the cheap model too (as before)
+    models = [model("a"), model("b")]
+    p = run([node()], models, dem, [held("a", LOADED, 60)])
+    assert p.state("spark", "llama.cpp", "a") == LOADED
+
+
+def test_a_cheap_model_comes_back_in_its_cooldown_where_a_costly_one_does_not() -> None:
+    for cold, back in ((1.3, True), (120.0, False)):
+        cur = [held("a", COLD, 30)]  # unloaded 30 s ago: past 13 s, under 300 s
+        p = run([node()], [model("a", cold=cold)], {"a": demand("a", 1)}, cur, settings=PRICED)
+        assert (p.rows[0].state == LOADED) is back, cold
+
+
+def test_a_cheap_incumbents_switch_margin_shrinks_toward_one() -> None:
+    # b has 1.5x a's demand: under a margin of 2 (a costly model) a stays; a cheap one gives way
+    dem = {"a": demand("a", 10), "b": demand("b", 15)}
+    for cold, swapped in ((1.3, True), (120.0, False)):
+        models = [model("a", cold=cold), model("b", cold=cold)]
+        p = run([node()], models, dem, [held("a", LOADED, 3600)], settings=PRICED)
+        assert (p.state("spark", "llama.cpp", "b") == LOADED) is swapped, cold
+    assert PRICED.margin(1.3) == pytest.approx(1 + 13 / 600)
+    assert PRICED.margin(120.0) == PRICED.switch_margin
+
+
+def test_an_idle_cheap_incumbent_no_longer_defends_its_place_with_old_demand() -> None:
+    # a served 10x b's requests in the window, but none for 20 s (past 10 x 1.3 s)
+    dem = {"a": demand("a", 100, ago_s=20), "b": demand("b", 10)}
+    for cold, swapped in ((1.3, True), (120.0, False)):
+        models = [model("a", cold=cold), model("b", cold=cold)]
+        p = run([node()], models, dem, [held("a", LOADED, 3600)], settings=PRICED)
+        assert (p.state("spark", "llama.cpp", "b") == LOADED) is swapped, cold
+    # a busy cheap incumbent (last request 5 s ago) keeps its place
+    dem = {"a": demand("a", 100, ago_s=5), "b": demand("b", 10)}
+    p = run([node()], [model("a"), model("b")], dem, [held("a", LOADED, 3600)], settings=PRICED)
+    assert p.state("spark", "llama.cpp", "a") == LOADED
+
+
+def test_a_bad_reload_multiple_is_a_clear_error() -> None:
+    for bad in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="reload_multiple"):
+            PlannerSettings(reload_multiple=bad)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_inputs(), st.sampled_from([0.5, 2.0, 10.0, 100.0]))
+def test_no_plan_priced_in_reload_times_exceeds_a_budget_or_residency(inputs, k) -> None:
+    nodes, models, dem, cur = inputs
+    hold = PlannerSettings(reload_multiple=k)
+    p = run(nodes, models, dem, cur, settings=hold)
+    eu_only = {m.name for m in models if m.datasets == ("customer_orders_eu",)}
+    for n in nodes:
+        assert p.used_gb(n.name) <= n.memory.budget_gb + 1e-6
+    for r in p.rows:
+        if r.state != COLD and r.model in eu_only:
+            assert next(n for n in nodes if n.name == r.node).cluster == EU
+    for m in models:
+        assert len(p.loaded(m.name)) <= 1
+    cold_load = {(m.name, m.runtime): m.cold_load_s for m in models}
+    for c in cur:
+        row = next(
+            r for r in p.rows if (r.node, r.runtime, r.model) == (c.node, c.runtime, c.model)
+        )
+        age = (NOW - c.since).total_seconds()
+        protect = hold.hold_s(hold.min_residency_s, cold_load[(c.model, c.runtime)])
+        if c.state == LOADED and age < protect and row.state == COLD:
+            assert "memory forces" in row.why or "may not be loaded" in row.why, row.why

@@ -78,3 +78,18 @@ def test_a_node_named_twice_is_refused(tmp_path: Path) -> None:
     text = GOOD.replace("nodes:\n", "nodes:\n" + node)
     with pytest.raises(InputFileError, match="named twice"):
         _load(tmp_path, text)
+
+
+def test_the_shipped_file_prices_hysteresis_in_reload_times() -> None:
+    config = load_planner_config(project_root() / "config" / "serving_nodes.yaml")
+    assert config.settings.reload_multiple == 10
+    gemma = next(m for m in config.models if m.name == "gemma-3-270m")
+    assert config.settings.hold_s(config.settings.min_residency_s, gemma.cold_load_s) == 13.0
+
+
+def test_a_bad_reload_multiple_names_file_and_field(tmp_path: Path) -> None:
+    text = (project_root() / "config" / "serving_nodes.yaml").read_text()
+    path = tmp_path / "nodes.yaml"
+    path.write_text(text.replace("reload_multiple: 10 ", "reload_multiple: 0 "))
+    with pytest.raises(InputFileError, match="reload_multiple"):
+        load_planner_config(path)

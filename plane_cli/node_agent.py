@@ -1,0 +1,90 @@
+"""``plane node-agent --node NAME``: the serving node agent (`serving.node_agent`) of one node of
+``config/serving_nodes.yaml`` (``--nodes``, else ``PLANE_SERVING_NODES_FILE``, else that file).
+
+It holds the node's runtime adapters for its lifetime, polls the desired residency the
+``serving/residency_plan`` asset records (``plane.residency_desired``), applies it and reports
+what its runtimes hold (``plane.residency_actual``), as the ``plane`` role (``PLANE_DATABASE_URL``
+or the role's own URL beside it). On SIGTERM or Ctrl-C it stops what it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+import psycopg
+
+NODES_FILE_ENV = "PLANE_SERVING_NODES_FILE"
+DEFAULT_NODES_FILE = "config/serving_nodes.yaml"
+
+
+def node_agent(args: argparse.Namespace) -> int:
+    from reasoning_plane import store
+    from reasoning_plane.serving.planner_config import load_planner_config
+    from resources.database import database_url, project_root
+    from serving.node_agent import NodeAgent
+    from serving.residency import build_adapters, model_specs
+
+    raw = args.nodes or os.environ.get(NODES_FILE_ENV) or DEFAULT_NODES_FILE
+    path = Path(raw).expanduser()
+    config = load_planner_config(path if path.is_absolute() else project_root() / path)
+    if args.node not in {n.name for n in config.raw.nodes}:
+        known = ", ".join(sorted(n.name for n in config.raw.nodes)) or "none"
+        raise ValueError(f"{config.path}: nodes: no node named {args.node!r} (known: {known})")
+    url = database_url(role="plane")
+
+    def connect() -> psycopg.Connection:
+        conn = psycopg.connect(url, connect_timeout=5)
+        store.ensure_schema(conn)  # at this code's version, or refused saying so
+        conn.commit()
+        return conn
+
+    agent = NodeAgent(
+        args.node,
+        build_adapters(config, args.node),
+        model_specs(config),
+        connect,
+        retry_s=args.retry,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    runtimes = ", ".join(sorted(r for _, r in agent.adapters))
+    print(f"plane node-agent: node {args.node} ({runtimes}), every {args.interval:g} s", flush=True)
+    try:
+        if args.once:
+            result = agent.poll()
+            for row in result.reported:
+                print(
+                    f"{row['runtime']}: {row['model']} {row['state']}"
+                    + (f" ({row['error']})" if row["error"] else "")
+                )
+            return 1 if result.failed else 0
+        agent.run(stop, args.interval)
+        return 0
+    finally:
+        agent.close()
+
+
+def add_parser(sub) -> None:
+    """``plane node-agent`` and its arguments (``sub``: the ``plane`` sub-command parsers)."""
+    p = sub.add_parser(
+        "node-agent",
+        help="a serving node's agent: applies the residency plan through its runtime adapters",
+    )
+    p.add_argument("--node", required=True, help="the node's name in serving_nodes.yaml")
+    p.add_argument(
+        "--nodes",
+        help=f"serving nodes file (default: ${NODES_FILE_ENV}, else {DEFAULT_NODES_FILE})",
+    )
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between polls")
+    p.add_argument(
+        "--retry", type=float, default=30.0, help="seconds before a failed plan is tried again"
+    )
+    p.add_argument("--once", action="store_true", help="one poll, print what the node holds")
+    p.set_defaults(func=node_agent)
