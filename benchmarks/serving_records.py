@@ -12,39 +12,13 @@ import time
 
 sys.path.insert(0, ".")
 sys.path.insert(0, "benchmarks")
-from datetime import UTC, datetime
-
-from benchmarks.decision_speed import build_world
-from reasoning_plane.policy import PlacementPolicy
-from reasoning_plane.serving.endpoints import (
-    Endpoint,
-    EndpointSample,
-    InferenceRequest,
-    place_request,
-    serving_policy,
-    serving_snapshot,
-)
+from benchmarks.endpoint_world import endpoint_world
+from reasoning_plane.serving.endpoints import place_request
 from reasoning_plane.serving.records import record_of
 from serving.records import Recorder
 
-w = build_world(1000)
-now = datetime.now(UTC)
-snap0 = w.snapshot(now, seed=1)
-eps = [
-    Endpoint(f"e{i}", c.name, c.pools[0].gpu_type, "vllm", "http://x", frozenset({"m"}), slots=8)
-    for i, c in enumerate(snap0.fleet.clusters)
-]
-samples = {
-    e.endpoint_id: EndpointSample(e.endpoint_id, now, 0, 0, 40.0, 50.0, frozenset({"m"}))
-    for e in eps
-}
-teams = list(snap0.budgets)
-snap = serving_snapshot(
-    snap0.fleet, eps, samples, "m", budgets=snap0.budgets, usage={}, catalog=snap0.catalog, now=now
-)
-policy = serving_policy(PlacementPolicy())
+w = endpoint_world(1000)
 rng = random.Random(3)
-ds = list(snap0.catalog)
 url = None
 if "--write" in sys.argv:
     from resources.database import database_url
@@ -53,17 +27,9 @@ if "--write" in sys.argv:
 recorder = Recorder(url or "postgresql://unused", batch_size=200, max_buffered=100_000)
 decide_t, record_t, add_t, records = [], [], [], []
 for i in range(2000):
-    ask = InferenceRequest(
-        f"bench-{now.timestamp()}-{i}",
-        rng.choice(teams),
-        "m",
-        400,
-        128,
-        tuple(rng.sample(ds, 1)),
-        slo_ttft_ms=300,
-    )
+    ask = w.ask(rng, f"bench-{w.now.timestamp()}-{i}")
     t0 = time.perf_counter()
-    d = place_request(ask, snap, {}, policy)
+    d = place_request(ask, w.snapshot, {}, w.policy)
     t1 = time.perf_counter()
     r = record_of(d, ask, principal="bench")
     t2 = time.perf_counter()

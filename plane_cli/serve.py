@@ -9,7 +9,8 @@ It reads what the rest of the plane reads, from the same places:
   policy (``PLANE_PLACEMENT_POLICY``), the principals (``PLANE_PRINCIPALS_FILE``, else
   ``config/principals.yaml``), the Cedar policies (``--policies``, else ``config/policies``);
 * from PostgreSQL (``PLANE_DATABASE_URL``, or the ``plane`` role's own URL beside it): the
-  API keys (`data_plane.credentials`, checked on every request so a revoked key stops at once)
+  API keys (`data_plane.credentials`; a key that authenticated is trusted for the serving
+  configuration's ``key_cache_s``, 5 s unless set, so a revoked key stops within that long)
   and the governance catalog (datasets' and models' records), reloaded every probe interval.
 
 A file that cannot be used stops it before it listens, with the ``<file>: <field>: <problem>``
@@ -140,6 +141,7 @@ def build_gateway(args: argparse.Namespace):  # -> tuple[Gateway, ServingConfig]
         equivalents=config.equivalents,
         slo_ttft_ms=config.slo_ttft_ms,
         probe_interval_s=config.probe_interval_s,
+        key_cache_s=config.key_cache_s,
         refresh=refresh,
     )
     return gateway, config

@@ -4,7 +4,9 @@
 ``/v1/embeddings``, ``GET /v1/models``, and ``GET /healthz`` for probes. Per request:
 
 1. the caller is who its API key says (`data_plane.credentials`), never what it claims; its team
-   is one of that principal's teams (``x-plane-team`` chooses among them);
+   is one of that principal's teams (``x-plane-team`` chooses among them). A key that
+   authenticated is remembered for ``key_cache_s`` (`serving.keys`: a revoked key is refused at
+   most that long after its revocation); any other key is checked against the database;
 2. the data it carries is named by ``x-plane-datasets``; its residency and classification come
    from the catalog, and a dataset the catalog does not hold is the most restrictive;
 3. the Cedar policies decide whether the principal may use the model (`serving.authorization`,
@@ -19,20 +21,22 @@
    served elsewhere), a deferred one 429 with ``Retry-After``. Every response names its decision
    (``x-plane-decision-id``, ``x-plane-endpoint``).
 
-Starlette (the ASGI toolkit under FastAPI) and httpx; uvicorn serves it.
+Starlette (the ASGI toolkit under FastAPI) and aiohttp's client to forward (httpx to probe);
+uvicorn serves it. A body the gateway does not change is forwarded as the bytes the caller sent
+(never serialized again).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import httpx
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -59,6 +63,7 @@ from reasoning_plane.serving.endpoints import (
 )
 from reasoning_plane.serving.records import Settlement, record_of
 from serving.authorization import ModelAccess, refusal
+from serving.keys import DEFAULT_TTL_S, KeyCache
 from serving.records import Recorder, StreamUsage, token_count
 from serving.retrieval import (
     RetrievalAsk,
@@ -67,11 +72,6 @@ from serving.retrieval import (
     retrieval_ask,
     with_context,
 )
-
-try:  # httpcore imports sniffio on every pool operation; when it is absent, each of those
-    import sniffio  # noqa: F401  # failed imports searched sys.path (~2 ms a forwarded request)
-except ImportError:
-    sys.modules["sniffio"] = None  # type: ignore[assignment]  # fails at once: asyncio assumed
 
 DEFAULT_MAX_TOKENS = 256
 CHARS_PER_TOKEN = 4  # a prompt's tokens, estimated before the runtime counts them
@@ -152,7 +152,6 @@ class Gateway:
     retrieve_with_key: bool = True  # the stores read as the caller's key (database-checked)
     _snapshots: dict = field(default_factory=dict)
     recorder: Recorder | None = None  # decision records (serving.records); None: not recorded
-    client: httpx.AsyncClient = field(default_factory=lambda: _runtime_client())
     access: ModelAccess | None = None  # Cedar's use_model; None only where no policy applies
     kinds: Mapping[str, str] = field(default_factory=dict)  # model -> chat/completion/embedding
     equivalents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # allowed, per model
@@ -161,6 +160,46 @@ class Gateway:
     refresh: Callable[[], None] | None = None  # reloads catalog/policies; run off the event loop
     usage_tokens: dict[str, int] = field(default_factory=dict)  # per team, as runtimes counted
     _request_policy: tuple = (None, None)  # (policy, its serving_policy): see request_policy
+    # probes (`probe_endpoint`, every probe interval): httpx; forwarding: `session` (aiohttp)
+    client: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=60.0))
+    _session: aiohttp.ClientSession | None = field(default=None, repr=False)
+    key_cache_s: float = DEFAULT_TTL_S  # how long a checked API key is trusted (serving.keys)
+    keys: KeyCache | None = None  # None: a KeyCache of `authenticate` for key_cache_s
+
+    _key_checks: dict[str, asyncio.Future] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.keys is None:
+            self.keys = KeyCache(self.authenticate, self.key_cache_s)
+
+    async def principal_of(self, token: str | None) -> str:
+        """The principal of an API key: remembered (`serving.keys`), else checked in the key
+        store off the event loop, one check per key at a time: the requests that miss together
+        (a key's time ran out under load) wait for the same answer, refusal included."""
+        keys = self.keys
+        assert keys is not None
+        name = keys.cached(token)
+        if name is not None:
+            return name
+        key = token or ""
+        pending = self._key_checks.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(asyncio.to_thread(keys.check, token))
+            self._key_checks[key] = pending
+            pending.add_done_callback(lambda _: self._key_checks.pop(key, None))
+        return await asyncio.shield(pending)
+
+    def session(self) -> aiohttp.ClientSession:
+        """The client the gateway forwards with, made in the running event loop (an aiohttp
+        session belongs to one loop); the app's lifespan closes it."""
+        if self._session is None or self._session.closed:
+            self._session = _runtime_session()
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def probe(self) -> None:
         """Ask each runtime which models it has (``GET /v1/models``) and how fast it answers."""
@@ -295,31 +334,38 @@ class Gateway:
         self.spent_usd[team] = self.spent_usd.get(team, 0.0) + actual
 
 
-def _runtime_client() -> httpx.AsyncClient:
-    """The client the gateway forwards with: its connections split among several httpx pools.
-
-    httpcore's pool scans every connection for every idle one on each request (quadratic in
-    its connections): at 100 concurrent requests on one pool that was most of the gateway's CPU
-    time in the profile, and with httpx's default of 20 kept-alive connections most
-    connections were closed after each answer and opened again."""
-    return httpx.AsyncClient(timeout=60.0, transport=_ShardedTransport())
+# what a runtime that fails a request raises (a refused connection, a reset, a timeout)
+RUNTIME_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+JSON = {"content-type": "application/json"}
 
 
-class _ShardedTransport(httpx.AsyncBaseTransport):
-    """Requests dealt round-robin to ``shards`` small connection pools."""
+def _runtime_session() -> aiohttp.ClientSession:
+    """The client the gateway forwards with: aiohttp (its HTTP parser in C; httpx/httpcore cost
+    about half of the gateway's CPU per request in the profile), one unbounded pool of kept-alive
+    connections. Each connect and each read may take 60 s; a stream as long as it runs."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60.0),
+        timeout=aiohttp.ClientTimeout(total=None, connect=60.0, sock_read=60.0),
+        skip_auto_headers=("User-Agent",),
+    )
 
-    def __init__(self, shards: int = 8, keepalive_per_shard: int = 32) -> None:
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=keepalive_per_shard)
-        self._pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(shards)]
-        self._next = 0
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self._next = (self._next + 1) % len(self._pools)
-        return await self._pools[self._next].handle_async_request(request)
+class DuplicateKey(ValueError):
+    """A JSON object names a key twice."""
 
-    async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose keys are unique. The body may be forwarded as sent, so the gateway
+    and the runtime must read the same request: with ``"model"`` twice, Python keeps the last,
+    another parser may keep the first (a model the policies were never asked about)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(f"body: {key}: the key is given twice")
+            seen.add(key)
+    return out
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -350,7 +396,7 @@ def _ask(
     team's default (``slos``); its priority the team's (never the caller's). Its datasets:
     those it declares and those of the context the gateway retrieved for it (``context``);
     never fewer than it holds."""
-    embedding = request.url.path == "/v1/embeddings"
+    embedding = request.scope["path"] == "/v1/embeddings"
     text = json.dumps(body.get("messages") or body.get("prompt") or body.get("input") or "")
     declared = (d.strip() for d in request.headers.get("x-plane-datasets", "").split(","))
     datasets = tuple(sorted({d for d in declared if d} | set(context)))
@@ -391,8 +437,7 @@ def create_app(gateway: Gateway) -> Starlette:
         auth = request.headers.get("authorization", "")
         token = auth.removeprefix("Bearer ").strip() or None
         try:
-            # the key store is a database: asked off the event loop, which keeps streaming
-            principal = gateway.principals[await asyncio.to_thread(gateway.authenticate, token)]
+            principal = gateway.principals[await gateway.principal_of(token)]
             team = _team(principal, request.headers.get("x-plane-team"))
         except KeyError:
             return _error(401, "the API key's principal is not in the principals file")
@@ -401,14 +446,17 @@ def create_app(gateway: Gateway) -> Starlette:
         except Exception as exc:  # the credential store's refusal names the problem
             return _error(401, str(exc))
         try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "the body is not JSON")
+            raw = await request.body()
+            body = json.loads(raw.decode(), object_pairs_hook=_unique_keys)
+        except DuplicateKey as exc:  # one parser could read one, the runtime's the other
+            return _error(400, str(exc))
+        except ValueError:  # UnicodeDecodeError among them: JSON is UTF-8 (RFC 8259)
+            return _error(400, "the body is not UTF-8 JSON")
         if not isinstance(body, dict) or not body.get("model"):
             return _error(400, "model: required")
         model = str(body["model"])
         request.scope[gateway_metrics.MODEL] = model
-        path = request.url.path
+        path = request.scope["path"]
         if gateway.kinds:
             kind = gateway.kinds.get(model)
             if kind is None:
@@ -436,6 +484,7 @@ def create_app(gateway: Gateway) -> Starlette:
                 hits = await run_in_threadpool(gateway.search, wanted, principal, token)
         except ValueError as exc:  # a malformed retrieval field or query, named
             return _error(400, str(exc))
+        unchanged = "retrieval" not in body  # then forwarded as the bytes the caller sent
         body = with_context(body, hits)
         context = context_datasets(hits)
         priority = gateway.priorities.get(team, 100)
@@ -478,6 +527,8 @@ def create_app(gateway: Gateway) -> Starlette:
             served = served_model(endpoint, model, equivalents) or model
             headers["x-plane-model"] = served  # the model that answers (an equivalent, maybe)
             forwarded = body if served == model else {**body, "model": served}
+            as_sent = unchanged and served == model
+            payload = raw if as_sent else json.dumps(forwarded).encode()
             chosen = decision.chosen_evaluation
             assert chosen is not None
             estimate = chosen.cost.total_usd
@@ -488,7 +539,7 @@ def create_app(gateway: Gateway) -> Starlette:
             )
             request.scope[gateway_metrics.FORWARDED_AT] = time.perf_counter()
             try:
-                return await _forward(gateway, endpoint, path, forwarded, headers, charge)
+                return await _forward(gateway, endpoint, path, forwarded, payload, headers, charge)
             except RuntimeFailed:
                 # Not trusted until its next probe; the request is decided again by the same
                 # rules, so it fails over only to another endpoint that may serve it.
@@ -537,6 +588,7 @@ def _probing(gateway: Gateway, every_s: float = 2.0):
             yield
         finally:
             task.cancel()
+            await gateway.close()
             if recorder is not None:
                 recorder.close()  # writes what is buffered
 
@@ -586,59 +638,65 @@ async def _forward(
     endpoint: Endpoint,
     path: str,
     body: dict,
+    payload: bytes,
     headers: dict[str, str],
     charge: _Charge,
 ) -> Response:
-    """Send ``body`` to the endpoint and pass its answer back (streamed when asked), measuring
-    the time to first token and the decode rate for the next decisions. `RuntimeFailed` when
-    the runtime fails before its answer starts (its reservation is released)."""
+    """Send ``payload`` (``body`` as bytes) to the endpoint and pass its answer back (streamed
+    when asked), measuring the time to first token and the decode rate for the next decisions.
+    `RuntimeFailed` when the runtime fails before its answer starts (its reservation is
+    released)."""
     live = gateway.live.setdefault(endpoint.endpoint_id, Live())
     live.in_flight += 1
     started = time.perf_counter()
-    outgoing = gateway.client.build_request("POST", f"{endpoint.url}{path}", json=body)
     try:
-        reply = await gateway.client.send(outgoing, stream=True)
-        if reply.status_code >= 500:
-            await reply.aclose()
-            raise RuntimeFailed(f"{endpoint.endpoint_id}: HTTP {reply.status_code}")
-    except (httpx.HTTPError, RuntimeFailed) as exc:
+        reply = await gateway.session().post(f"{endpoint.url}{path}", data=payload, headers=JSON)
+        if reply.status >= 500:
+            reply.close()
+            raise RuntimeFailed(f"{endpoint.endpoint_id}: HTTP {reply.status}")
+    except (*RUNTIME_ERRORS, RuntimeFailed) as exc:
         live.in_flight -= 1
         charge.settle(0.0, served=False)  # nothing was served: the reservation is released
-        raise RuntimeFailed(str(exc)) from exc
+        raise RuntimeFailed(str(exc) or type(exc).__name__) from exc
     if not body.get("stream"):
         content = b""
         usage: dict = {}
         try:
-            content = await reply.aread()
+            content = await reply.read()
             try:
                 found = json.loads(content).get("usage")
                 usage = found if isinstance(found, dict) else {}
             except (ValueError, AttributeError):
                 usage = {}
         finally:
-            await reply.aclose()
+            reply.release()
             live.in_flight -= 1
             charge.settle(time.perf_counter() - started, usage)
         elapsed = time.perf_counter() - started
         tokens = token_count(usage.get("completion_tokens")) or 0
-        if reply.status_code < 400:
+        if reply.status < 400:
             gateway.count(charge.team, usage)
         if tokens and elapsed > 0:
             live.tokens_per_s = tokens / elapsed
-        return Response(content, reply.status_code, headers, media_type="application/json")
+        return Response(content, reply.status, headers, media_type="application/json")
 
     async def relay() -> AsyncIterator[bytes]:
         first = True
         counted = StreamUsage()
+        ended = False
         try:
-            async for chunk in reply.aiter_raw():
+            async for chunk in reply.content.iter_any():
                 if first:
                     live.ttft_ms = (time.perf_counter() - started) * 1000
                     first = False
                 counted.feed(chunk)
                 yield chunk
+            ended = True
         finally:
-            await reply.aclose()
+            if ended:
+                reply.release()  # the connection is kept for the next request
+            else:
+                reply.close()  # the caller left (or the runtime broke): the connection goes
             live.in_flight -= 1
             charge.settle(time.perf_counter() - started, counted.result())
 

@@ -12,7 +12,9 @@
   without a declared residency or classification is written, and refused to everyone;
 * ``teams``: per team its priority (shedding keeps a share of slots for high priority) and its
   default time-to-first-token SLO (when a request sends no ``x-slo-ttft-ms``);
-* ``high_priority_share``, ``probe_interval_s``, ``listen`` (host, port).
+* ``high_priority_share``, ``probe_interval_s``, ``listen`` (host, port);
+* ``key_cache_s``: how long the gateway trusts an API key it checked against the database
+  (`serving.keys`): a revoked key keeps working at most this long (0: every request is checked).
 
 Read through `data_plane.files` and validated by the models here, so a mistake is one
 ``<file>: <field>: <problem>`` error. `load_serving` also checks the file against the fleet: an
@@ -58,6 +60,7 @@ PATHS_OF_KIND = {
 }
 MAX_SLOTS = 100_000
 MAX_GPUS = 4096
+MAX_KEY_CACHE_S = 300.0  # a revoked key works at most this long, whatever the file says
 
 ModelName = name(
     r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}",
@@ -148,6 +151,7 @@ class ServingFile(ConfigModel):
     high_priority_share: Share = 0.25  # type: ignore[valid-type]
     probe_interval_s: number(positive=True, maximum=3600.0) = 2.0  # type: ignore[valid-type]
     listen: ListenModel | None = None
+    key_cache_s: number(maximum=MAX_KEY_CACHE_S) = 5.0  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> ServingFile:
@@ -200,6 +204,7 @@ class ServingFile(ConfigModel):
             slo_ttft_ms={t.team: t.slo_ttft_ms for t in self.teams or () if t.slo_ttft_ms},
             high_priority_share=self.high_priority_share,
             probe_interval_s=self.probe_interval_s,
+            key_cache_s=self.key_cache_s,
             host=listen.host,
             port=listen.port,
         )
@@ -228,6 +233,7 @@ class ServingConfig:
     slo_ttft_ms: Mapping[str, float] = field(default_factory=dict)
     high_priority_share: float = 0.25
     probe_interval_s: float = 2.0
+    key_cache_s: float = 5.0
     host: str = "127.0.0.1"
     port: int = 8000
 

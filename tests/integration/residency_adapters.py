@@ -7,20 +7,10 @@ more than ``budget_gb`` beside what is running fails, so a plan applied in the w
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
-
-import httpx
 
 from serving.runtimes.base import LOADED, ModelSpec
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.loopback import LLAMA_ENV, free_port, llama_server_argv, wait_until_answering
 
 
 class LlamaCppProcessAdapter:
@@ -47,40 +37,27 @@ class LlamaCppProcessAdapter:
             return
         if (len(self.states()) + 1) * self.model_gb > self.budget_gb:
             raise MemoryError(f"{model.name}: would exceed the node's {self.budget_gb} GB")
-        port = _port()
+        port = free_port()
+        extra = ("--model_alias", model.name, *model.args)
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                model.source,
-                "--model_alias",
-                model.name,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                str(model.context_tokens),
-                *model.args,
-            ],
-            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
+            llama_server_argv(model.source, port, n_ctx=model.context_tokens, extra=extra),
+            env={**os.environ, **LLAMA_ENV},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         self.procs[model.name] = (proc, port)
-        deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{model.name}: llama.cpp server exited with {proc.returncode}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=0.5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.unload(model.name)
-        raise TimeoutError(f"{model.name}: not answering after {self.start_timeout_s} s")
+        url = f"http://127.0.0.1:{port}/v1/models"
+        try:
+            wait_until_answering(url, self.start_timeout_s, alive=lambda: proc.poll() is None)
+        except RuntimeError:
+            raise RuntimeError(
+                f"{model.name}: llama.cpp server exited with {proc.returncode}"
+            ) from None
+        except TimeoutError:
+            self.unload(model.name)
+            raise TimeoutError(
+                f"{model.name}: not answering after {self.start_timeout_s} s"
+            ) from None
 
     def sleep(self, model: str) -> None:
         self.unload(model)

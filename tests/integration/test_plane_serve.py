@@ -22,7 +22,8 @@ from data_plane import catalog_store, credentials
 from data_plane.authz import POLICY_DIR
 from data_plane.catalog import CatalogEntry
 from resources.database import database_url as plane_role_url
-from tests.integration.test_gateway import _port, _wait, runtime  # noqa: F401 (the fixture)
+from tests.integration.test_gateway import runtime  # noqa: F401 (the fixture)
+from tests.loopback import free_port, wait_until_answering
 from tests.unit.plane import factory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,7 +55,7 @@ def _env(database_url: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def embeddings_runtime() -> Iterator[str]:
-    port = _port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "serving.embedding_server", "--port", str(port)],
         cwd=REPO,
@@ -63,7 +64,7 @@ def embeddings_runtime() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait(f"http://127.0.0.1:{port}/v1/models", seconds=120)
+        wait_until_answering(f"http://127.0.0.1:{port}/v1/models", seconds=120)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
@@ -123,7 +124,7 @@ def served(runtime, embeddings_runtime, database_url, tmp_path) -> Iterator[tupl
         for principal in ("support-copilot", "media-tagger"):
             keys[principal] = credentials.issue(conn, principal)[1]
         conn.commit()
-    port = _port()
+    port = free_port()
     args = ["--config", str(config), "--policies", str(policies), "--host", "127.0.0.1"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "plane_cli.main", "serve", *args, "--port", str(port)],
@@ -136,7 +137,7 @@ def served(runtime, embeddings_runtime, database_url, tmp_path) -> Iterator[tupl
     url = f"http://127.0.0.1:{port}"
     try:
         try:
-            _wait(f"{url}/healthz", seconds=60)
+            wait_until_answering(f"{url}/healthz", seconds=60)
         except TimeoutError:
             proc.kill()
             pytest.fail(f"plane serve did not start: {proc.communicate()[0]}")

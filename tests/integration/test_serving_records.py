@@ -15,17 +15,13 @@ import dataclasses
 import io
 import json
 import logging
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import psycopg
 import pytest
-import uvicorn
 
 from assets.spend import team_spend
 from data_plane import credentials
@@ -46,7 +42,8 @@ from reasoning_plane.serving.endpoints import (
 from reasoning_plane.serving.records import record_of
 from resources.database import database_url as url_of
 from serving import records
-from serving.gateway import Gateway, create_app
+from serving.gateway import Gateway
+from tests.loopback import FailingRuntime, OpenAIRuntime, serve_gateway, serve_handler
 from tests.unit.plane import factory
 
 MODEL = "gemma-3-270m"
@@ -55,95 +52,21 @@ PROMPT_TOKENS, COMPLETION_TOKENS = 11, 7  # what the runtime says it counted
 STREAMED = ("Your", " order", " ships", " today")
 
 
-class _Runtime(BaseHTTPRequestHandler):
-    """The OpenAI chat contract, as llama.cpp's server answers it."""
-
-    def log_message(self, *args) -> None:  # quiet
-        pass
-
-    def do_GET(self) -> None:
-        self._json({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        if not body.get("stream"):
-            self._json(
-                {
-                    "object": "chat.completion",
-                    "model": MODEL,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
-                    "usage": {
-                        "prompt_tokens": PROMPT_TOKENS,
-                        "completion_tokens": COMPLETION_TOKENS,
-                        "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
-                    },
-                }
-            )
-            return
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.end_headers()
-        chunks = [{"choices": [{"index": 0, "delta": {"role": "assistant"}}]}]
-        chunks += [{"choices": [{"index": 0, "delta": {"content": t}}]} for t in STREAMED]
-        chunks += [{"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]
-        for chunk in chunks:  # no usage in the stream: the gateway counts the chunks
-            self.wfile.write(f"data: {json.dumps(chunk)}\r\n\r\n".encode())
-            self.wfile.flush()
-        self.wfile.write(b"data: [DONE]\r\n\r\n")
-
-    def _json(self, value: dict) -> None:
-        data = json.dumps(value).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(url: str, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=0.5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise TimeoutError(url)
+_Runtime = OpenAIRuntime  # the OpenAI chat contract, as llama.cpp's server answers it
+assert (_Runtime.PROMPT_TOKENS, _Runtime.COMPLETION_TOKENS, _Runtime.STREAMED) == (
+    PROMPT_TOKENS,
+    COMPLETION_TOKENS,
+    STREAMED,
+)
 
 
 @pytest.fixture
 def runtime() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Runtime)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serve_handler(_Runtime) as url:
+        yield url
 
 
-@contextlib.contextmanager
-def _serving(gateway: Gateway) -> Iterator[str]:
-    """The gateway on loopback, its lifespan run (spend loaded, recorder started, then closed)."""
-    port = _port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(gateway), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    _wait(f"http://127.0.0.1:{port}/v1/models")
-    deadline = time.monotonic() + 10
-    while gateway.generation == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)  # the first probe of the runtimes
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(20)
+_serving = serve_gateway  # the gateway on loopback, its lifespan run (recorder, probes)
 
 
 @pytest.fixture
@@ -285,29 +208,20 @@ def _records(n: int) -> list:
     return out
 
 
-class _Broken(_Runtime):
-    """A runtime that answers its probe but fails every completion (HTTP 500)."""
-
-    def do_POST(self) -> None:
-        self.send_response(500)
-        self.send_header("content-length", "0")
-        self.end_headers()
+@pytest.fixture
+def broken() -> Iterator[str]:
+    with serve_handler(FailingRuntime) as url:
+        yield url
 
 
-def test_a_failed_over_request_has_one_record_naming_what_failed(plane_db, runtime, key):
+def test_a_failed_over_request_has_one_record_naming_what_failed(plane_db, runtime, key, broken):
     token, authenticate = key
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Broken)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    broken = f"http://127.0.0.1:{server.server_address[1]}"
     # the broken one is the cheapest (8 slots share the GPU-hour), so it is chosen first
     bad = Endpoint("eu-a10-bad", "eu-fra-a10", "A10", "llama.cpp", broken, frozenset({MODEL}), 1, 8)
     recorder = _recorder()
     gateway = _gateway([bad, *_endpoints(runtime)], authenticate, recorder)
-    try:
-        with _serving(gateway) as url:
-            reply = _ask(url, token)
-    finally:
-        server.shutdown()
+    with _serving(gateway) as url:
+        reply = _ask(url, token)
     assert reply.status_code == 200 and reply.headers["x-plane-failed-over"] == "eu-a10-bad"
     with psycopg.connect(plane_db) as conn:
         rows = conn.execute(
@@ -359,7 +273,11 @@ def test_a_failed_write_is_retried_and_a_full_buffer_stops_admission(plane_db, r
     """The database is unreachable: nothing is dropped, the buffer fills, the gateway answers
     503 instead of serving unrecorded; when the database is back every record is written."""
     token, authenticate = key
-    recorder = _recorder(batch_size=1, interval_s=0.05, max_buffered=2, retry_s=0.01)
+    # no spend refresh: its connection, opened to the good URL while a slow start-up took more
+    # than refresh_s, would be kept and the "unreachable" database never failed a write
+    recorder = _recorder(
+        batch_size=1, interval_s=0.05, max_buffered=2, retry_s=0.01, refresh_s=3600.0
+    )
     good = recorder.url
     gateway = _gateway(_endpoints(runtime), authenticate, recorder)
     with _serving(gateway) as url:

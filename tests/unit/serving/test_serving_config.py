@@ -32,6 +32,7 @@ def test_the_example_matches_the_example_fleet() -> None:
     assert config.slo_ttft_ms["customer-support"] == 800.0
     assert "media-ml" not in config.slo_ttft_ms and config.priorities["media-ml"] == 50
     assert (config.host, config.port, config.probe_interval_s) == ("0.0.0.0", 8000, 2.0)
+    assert config.key_cache_s == 5.0  # a revoked API key works at most 5 s more
 
 
 @pytest.mark.parametrize(
@@ -86,6 +87,16 @@ def test_the_example_matches_the_example_fleet() -> None:
             lambda d: d.update(high_priority_share=1.5),
             "high_priority_share",
             "between 0 and 1",
+        ),
+        (
+            lambda d: d.update(key_cache_s=3600),
+            "key_cache_s",
+            "at most 300",
+        ),
+        (
+            lambda d: d.update(key_cache_s=-1),
+            "key_cache_s",
+            "at least 0",
         ),
         (
             lambda d: d["endpoints"][0].update(url="gemma:8080"),
