@@ -4,9 +4,9 @@
 ``PLANE_LOG_FORMAT=json`` makes every record one JSON object per line on standard error (time,
 level, logger, message, and the exception when there is one), which log collectors (Fluent Bit,
 Vector, Loki's promtail) parse without rules; ``text`` (the default) is a readable line.
-``PLANE_LOG_LEVEL`` sets the level (default ``WARNING``: libraries' INFO lines, such as
-httpx's one per request, stay out unless asked for). Dagster's own loggers use the same
-formatter through ``python_logs.dagster_handler_config`` in ``dagster.yaml``
+``PLANE_LOG_LEVEL`` sets the level (default: INFO for the plane's own loggers, ``WARNING`` for
+libraries, so httpx's line per request stays out unless asked for). Dagster's own loggers use
+the same formatter through ``python_logs.dagster_handler_config`` in ``dagster.yaml``
 (`JsonFormatter` by its import path, see deploy/observability/dagster-json-logs.yaml).
 """
 
@@ -22,6 +22,18 @@ from datetime import UTC, datetime
 FORMAT_ENV = "PLANE_LOG_FORMAT"
 LEVEL_ENV = "PLANE_LOG_LEVEL"
 FORMATS = ("text", "json")
+# the project's packages and the ``plane.*`` loggers of its long-running commands
+OWN_LOGGERS = (
+    "plane",
+    "assets",
+    "data_plane",
+    "observability",
+    "plane_cli",
+    "reasoning_plane",
+    "resources",
+    "sensors",
+    "serving",
+)
 # attributes every LogRecord has: anything else was passed in ``extra=`` and is kept as a field
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -59,9 +71,14 @@ def configure(environ: dict[str, str] | None = None, stream=None) -> logging.Han
     replacing a handler an earlier call set; returns it."""
     env = environ if environ is not None else os.environ
     fmt = log_format(env)
-    level = env.get(LEVEL_ENV, "WARNING").strip().upper() or "WARNING"
+    asked = env.get(LEVEL_ENV, "").strip().upper()
+    level = asked or "WARNING"
     if not isinstance(logging.getLevelName(level), int):
         raise ValueError(f"{LEVEL_ENV}: {level!r}: not a logging level (DEBUG, INFO, ...)")
+    # The plane's own loggers say what it did (a node agent's loads and unloads, a source it
+    # could not read) at INFO unless a level is asked for; libraries stay at WARNING.
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(asked or "INFO")
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.set_name("plane")
     handler.setFormatter(
