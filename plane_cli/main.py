@@ -519,7 +519,7 @@ def _agent(args: argparse.Namespace) -> int:
     if bool(gateway_url) != bool(token_file):
         raise ValueError("--gateway and --token-file go together (the pod's projected token)")
     push = gateway_push(gateway_url, token_file) if gateway_url else None
-    url = None if push else _agent_url(cluster, node)
+    url = None if push else agent_url(cluster, node)
     if args.max_clock_skew is not None and not args.max_clock_skew >= 0:
         raise ValueError("--max-clock-skew must be a number of seconds >= 0")
     connect = (lambda: psycopg.connect(url, connect_timeout=5)) if url else None
@@ -635,7 +635,7 @@ def _gateway(args: argparse.Namespace) -> int:
         raise ValueError(f"--listen must be HOST:PORT, got {args.listen!r}")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ValueError("--tls-cert and --tls-key go together")
-    url = _agent_url(args.cluster, None)
+    url = agent_url(args.cluster, None)
     gateway = Gateway(
         cluster=args.cluster,
         review=kubernetes_review(args.kubeconfig),
@@ -652,9 +652,10 @@ def _gateway(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _agent_url(cluster: str, node: str | None) -> str:
+def agent_url(cluster: str, node: str | None) -> str:
     """The node agent's own database login (`data_plane.roles.agent_role`): row-level security
-    lets it write this node's samples only. Embedded: created here; external: the URL the node
+    lets it write this node's samples (and, as the node's serving agent, read its residency
+    plan and report its state) only. Embedded: created here; external: the URL the node
     was given (``plane db agent-role`` creates the role)."""
     from reasoning_plane import store
     from resources.database import as_user, is_embedded
@@ -685,6 +686,8 @@ def _db(args: argparse.Namespace) -> int:
             admin.commit()
             scope = args.node or "every node"
             print(f"{role}: may write the samples of {args.cluster}/{scope} only")
+            if args.node:
+                print(f"  and, as {args.node}'s serving node agent, its residency rows only")
             print("give it a password (ALTER ROLE ... PASSWORD) and the node agent its URL")
             return EXIT_OK
         from plane_cli.migrate import migrate
