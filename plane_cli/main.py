@@ -74,6 +74,7 @@ from observability.logs import configure as configure_logs
 from observability.logs import reporter
 from plane_cli.metrics import add_parser as _metrics_commands
 from plane_cli.node_agent import add_parser as _node_agent_commands
+from plane_cli.node_agent import agent_url
 from plane_cli.serve import add_parser as _serve_commands
 from resources.database import database_url, redact, redact_url
 
@@ -650,23 +651,6 @@ def _gateway(args: argparse.Namespace) -> int:
     finally:
         server.server_close()
     return EXIT_OK
-
-
-def agent_url(cluster: str, node: str | None) -> str:
-    """The node agent's own database login (`data_plane.roles.agent_role`): row-level security
-    lets it write this node's samples (and, as the node's serving agent, read its residency
-    plan and report its state) only. Embedded: created here; external: the URL the node
-    was given (``plane db agent-role`` creates the role)."""
-    from reasoning_plane import store
-    from resources.database import as_user, is_embedded
-
-    if not is_embedded():
-        return database_url()
-    with psycopg.connect(database_url()) as admin:
-        store.ensure_schema(admin)
-        role = store.ensure_agent_role(admin, cluster, node)
-        admin.commit()
-    return as_user(database_url(), role)
 
 
 def _db(args: argparse.Namespace) -> int:

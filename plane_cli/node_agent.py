@@ -28,7 +28,6 @@ DEFAULT_NODES_FILE = "config/serving_nodes.yaml"
 
 def node_agent(args: argparse.Namespace) -> int:
     from data_plane.roles import agent_role, is_service
-    from plane_cli.main import agent_url
     from reasoning_plane import store
     from reasoning_plane.serving.planner_config import load_planner_config
     from resources.database import project_root
@@ -86,6 +85,24 @@ def node_agent(args: argparse.Namespace) -> int:
         return 0
     finally:
         agent.close()
+
+
+def agent_url(cluster: str, node: str | None) -> str:
+    """A node agent's own database login (`data_plane.roles.agent_role`), the telemetry
+    agent's (``plane agent``) and the serving node agent's: row-level security lets it write
+    this node's samples (or, with ``node`` None, its cluster's) and read this node's residency
+    plan and report its state, nothing else. Embedded: created here; external: the URL the
+    node was given (``PLANE_DATABASE_URL``; ``plane db agent-role`` creates the role)."""
+    from reasoning_plane import store
+    from resources.database import as_user, database_url, is_embedded
+
+    if not is_embedded():
+        return database_url()
+    with psycopg.connect(database_url()) as admin:
+        store.ensure_schema(admin)
+        role = store.ensure_agent_role(admin, cluster, node)
+        admin.commit()
+    return as_user(database_url(), role)
 
 
 def add_parser(sub) -> None:
