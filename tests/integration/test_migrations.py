@@ -347,3 +347,28 @@ def test_a_lost_version_table_is_recorded_again_without_harm(previous_release) -
     assert conn.execute(
         "SELECT version FROM plane_meta.schema_versions WHERE unit = 'plane'"
     ).fetchone() == (store.SCHEMA.version,)
+
+
+def test_a_service_connection_checks_the_schema_once_and_a_new_one_checks_again(
+    plane_db: str, monkeypatch
+) -> None:
+    """The gateway's key check (`credentials.authenticate`) ran the schema check on every call
+    (about 7 ms, most of a key cache miss): a service connection now checks once. A database
+    found at an older version later is still refused, by the next connection (the gateway's
+    reconnects, a restarted service)."""
+    _drop_all(plane_db)
+    with psycopg.connect(plane_db, autocommit=True) as admin:
+        _, key = credentials.issue(admin, "support-copilot")
+    monkeypatch.setattr(migrations, "admin_url", lambda: None)
+    with _connect_as("plane") as gateway:
+        assert credentials.authenticate(gateway, key) == "support-copilot"
+        assert migrations.checked(gateway, credentials.SCHEMA)
+        with psycopg.connect(plane_db, autocommit=True) as admin:  # now "an older release's"
+            admin.execute(
+                f"UPDATE {migrations.VERSIONS} SET stamp = 'older' WHERE unit = 'api_keys'"
+            )
+        # this connection was found at this code's version: no second look
+        assert credentials.authenticate(gateway, key) == "support-copilot"
+    with _connect_as("plane") as again, pytest.raises(migrations.MigrationNeeded, match="migrate"):
+        credentials.authenticate(again, key)
+    _drop_all(plane_db)
