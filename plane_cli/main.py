@@ -45,8 +45,9 @@
                                   only for the node its pod-bound service-account token names
     plane db agent-role --cluster C [--node N]
                                   as an administrator: the login role of one node's telemetry
-                                  agent, or of a cluster's agent DaemonSet (it may write the
-                                  samples of that node, or that cluster's nodes, only)
+                                  and serving agents, or of a cluster's agent DaemonSet (it may
+                                  write the samples of that node, or that cluster's nodes, and
+                                  a node's role that node's residency rows, only)
     plane verify-log [--log decisions|ledger|snapshots|access|catalog|grants|serving]
                      [--expect-head LOG=POS:HASH] [--no-anchor]
                                   recompute the hash chains of the append-only logs, against
