@@ -10,9 +10,9 @@ them (the embedded server's superuser, or ``PLANE_ADMIN_DATABASE_URL``), else sa
 
 A service connection found (or brought) at this code's version is remembered (`checked`), so a
 hot path that calls `ensure` on every request (the gateway's key check,
-`credentials.authenticate`) pays the check once per connection, not per call. A new connection is checked again: a service that
-reconnects (after a restart or a migration that dropped its connection) still refuses an old
-schema.
+`credentials.authenticate`) pays the check once per connection, not per call. A new connection
+is checked again: a service that reconnects (after a restart or a migration that dropped its
+connection) still refuses an old schema.
 """
 
 from __future__ import annotations
