@@ -7,12 +7,19 @@ grants, and records the version in ``plane_meta.schema_versions``; a service rol
 only checks that the recorded version is this code's and, if not, has an administrator apply
 them (the embedded server's superuser, or ``PLANE_ADMIN_DATABASE_URL``), else says to run
 ``plane db migrate``.
+
+A service connection found (or brought) at this code's version is remembered (`checked`), so a
+hot path that calls `ensure` on every request (the gateway's key check,
+`credentials.authenticate`) pays the check once per connection, not per call. A new connection
+is checked again: a service that reconnects (after a restart or a migration that dropped its
+connection) still refuses an old schema.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -96,18 +103,40 @@ def _versions_grants() -> list[tuple[str, str]]:
     ]
 
 
+# connection -> (unit, stamp) of each schema found at this code's version on it
+_checked: weakref.WeakKeyDictionary[psycopg.Connection, set[tuple[str, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def checked(conn: psycopg.Connection, schema: Schema) -> bool:
+    """Whether `ensure` already found (or brought) ``schema`` at this code's version on
+    ``conn`` (then it asks the database nothing)."""
+    return (schema.unit, schema.stamp) in _checked.get(conn, ())
+
+
+def _remember(conn: psycopg.Connection, schema: Schema) -> None:
+    _checked.setdefault(conn, set()).add((schema.unit, schema.stamp))
+
+
 def ensure(conn: psycopg.Connection, schema: Schema) -> None:
-    """Bring ``schema`` to this code's version.
+    """Bring ``schema`` to this code's version, once per connection (`checked`).
 
     An administrator's connection applies the pending steps in order, then ``finish``, and
     records the version, all in one transaction (`apply_pending`). A service role's connection
     checks the recorded version (two queries) and, when it is missing or another, has an
     administrator apply it: the embedded server's superuser, or ``PLANE_ADMIN_DATABASE_URL``;
-    without either it raises :class:`MigrationNeeded`."""
+    without either it raises :class:`MigrationNeeded`. Remembered per connection: a service
+    connection found (or brought, by the administrator's separate, committed set-up) at this
+    code's version. An administrator's connection is not (its set-up is in its caller's
+    transaction, which may still roll back, and it is what changes schemas)."""
     if not is_service(conn):
         apply_pending(conn, schema)
         return
+    if checked(conn, schema):
+        return
     if _recorded(conn, schema) == (schema.version, schema.stamp):
+        _remember(conn, schema)
         return
     url = admin_url()
     if url is None:
@@ -119,6 +148,7 @@ def ensure(conn: psycopg.Connection, schema: Schema) -> None:
         )
     with psycopg.connect(url) as admin:
         apply_pending(admin, schema)
+    _remember(conn, schema)
 
 
 def apply_pending(conn: psycopg.Connection, schema: Schema) -> int:

@@ -45,8 +45,9 @@
                                   only for the node its pod-bound service-account token names
     plane db agent-role --cluster C [--node N]
                                   as an administrator: the login role of one node's telemetry
-                                  agent, or of a cluster's agent DaemonSet (it may write the
-                                  samples of that node, or that cluster's nodes, only)
+                                  and serving agents, or of a cluster's agent DaemonSet (it may
+                                  write the samples of that node, or that cluster's nodes, and
+                                  a node's role that node's residency rows, only)
     plane verify-log [--log decisions|ledger|snapshots|access|catalog|grants|serving]
                      [--expect-head LOG=POS:HASH] [--no-anchor]
                                   recompute the hash chains of the append-only logs, against
@@ -74,6 +75,7 @@ from observability.logs import configure as configure_logs
 from observability.logs import reporter
 from plane_cli.metrics import add_parser as _metrics_commands
 from plane_cli.node_agent import add_parser as _node_agent_commands
+from plane_cli.node_agent import agent_url
 from plane_cli.serve import add_parser as _serve_commands
 from resources.database import database_url, redact, redact_url
 
@@ -519,7 +521,7 @@ def _agent(args: argparse.Namespace) -> int:
     if bool(gateway_url) != bool(token_file):
         raise ValueError("--gateway and --token-file go together (the pod's projected token)")
     push = gateway_push(gateway_url, token_file) if gateway_url else None
-    url = None if push else _agent_url(cluster, node)
+    url = None if push else agent_url(cluster, node)
     if args.max_clock_skew is not None and not args.max_clock_skew >= 0:
         raise ValueError("--max-clock-skew must be a number of seconds >= 0")
     connect = (lambda: psycopg.connect(url, connect_timeout=5)) if url else None
@@ -635,7 +637,7 @@ def _gateway(args: argparse.Namespace) -> int:
         raise ValueError(f"--listen must be HOST:PORT, got {args.listen!r}")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ValueError("--tls-cert and --tls-key go together")
-    url = _agent_url(args.cluster, None)
+    url = agent_url(args.cluster, None)
     gateway = Gateway(
         cluster=args.cluster,
         review=kubernetes_review(args.kubeconfig),
@@ -650,22 +652,6 @@ def _gateway(args: argparse.Namespace) -> int:
     finally:
         server.server_close()
     return EXIT_OK
-
-
-def _agent_url(cluster: str, node: str | None) -> str:
-    """The node agent's own database login (`data_plane.roles.agent_role`): row-level security
-    lets it write this node's samples only. Embedded: created here; external: the URL the node
-    was given (``plane db agent-role`` creates the role)."""
-    from reasoning_plane import store
-    from resources.database import as_user, is_embedded
-
-    if not is_embedded():
-        return database_url()
-    with psycopg.connect(database_url()) as admin:
-        store.ensure_schema(admin)
-        role = store.ensure_agent_role(admin, cluster, node)
-        admin.commit()
-    return as_user(database_url(), role)
 
 
 def _db(args: argparse.Namespace) -> int:
@@ -685,6 +671,8 @@ def _db(args: argparse.Namespace) -> int:
             admin.commit()
             scope = args.node or "every node"
             print(f"{role}: may write the samples of {args.cluster}/{scope} only")
+            if args.node:
+                print(f"  and, as {args.node}'s serving node agent, its residency rows only")
             print("give it a password (ALTER ROLE ... PASSWORD) and the node agent its URL")
             return EXIT_OK
         from plane_cli.migrate import migrate

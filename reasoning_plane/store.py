@@ -292,6 +292,15 @@ CREATE INDEX IF NOT EXISTS serving_decisions_recorded
     ON plane.serving_decisions (recorded_at);
 """
 
+# Step 6: each serving node agent writes (and reads) its own node's rows only. It logs in as its
+# node's agent role (`data_plane.roles.agent_role`, the telemetry agent's identity on that node,
+# mapped in ``plane.agent_nodes``); row-level security keys on that login (``session_user``),
+# which the agent cannot choose. The policies are the grants' (below), made where the roles exist.
+RESIDENCY_RLS = """
+ALTER TABLE plane.residency_desired ENABLE ROW LEVEL SECURITY;
+ALTER TABLE plane.residency_actual ENABLE ROW LEVEL SECURITY;
+"""
+
 # see data_plane.hash_chain
 CHAINED = ("plane.decisions", "plane.ledger", "plane.snapshots", "plane.serving_decisions")
 
@@ -322,10 +331,22 @@ DROP POLICY IF EXISTS everyone_reads ON plane.telemetry;
 CREATE POLICY everyone_reads ON plane.telemetry FOR SELECT USING (true);
 DROP POLICY IF EXISTS plane_writes ON plane.telemetry;
 DROP POLICY IF EXISTS agent_own_node ON plane.telemetry;
+DROP POLICY IF EXISTS plane_plans ON plane.residency_desired;
+DROP POLICY IF EXISTS steward_reads ON plane.residency_desired;
+DROP POLICY IF EXISTS agent_own_node ON plane.residency_desired;
+DROP POLICY IF EXISTS plane_reads ON plane.residency_actual;
+DROP POLICY IF EXISTS steward_reads ON plane.residency_actual;
+DROP POLICY IF EXISTS agent_own_node ON plane.residency_actual;
 """
 _AGENT_MAPPED = (
     "EXISTS (SELECT 1 FROM plane.agent_nodes a WHERE a.role = session_user"
     " AND a.cluster = telemetry.cluster AND a.node IN (telemetry.node, '*'))"
+)
+# A serving node agent's rows: those of the one node its login is mapped to (a cluster-wide
+# telemetry role, node ``*``, has none).
+_AGENT_OWN_RESIDENCY = (
+    "EXISTS (SELECT 1 FROM plane.agent_nodes a WHERE a.role = session_user"
+    " AND a.node <> '*' AND a.node = {table}.node)"
 )
 # Samples further ahead than this are refused by the database itself (the plane refuses
 # anything beyond max_clock_skew_s, default 5 s): a node cannot freeze its pool for long.
@@ -351,11 +372,40 @@ GRANTS = [
     # the gateway (role plane) appends decision records; a steward reads them
     (PLANE, f"GRANT INSERT ON plane.serving_decisions TO {PLANE}"),
     (STEWARD, f"GRANT SELECT ON plane.serving_decisions TO {STEWARD}"),
-    # the residency asset (role plane) writes the desired state; each serving node agent (role
-    # plane, `plane node-agent`) reports its node's actual state
+    # the residency asset (role plane) writes the desired state and reads every node's report;
+    # each serving node agent (its node's agent role, `plane node-agent`) reads its node's
+    # desired rows and reports its node's actual state, no other node's (row-level security)
     (PLANE, f"GRANT INSERT, DELETE ON plane.residency_desired TO {PLANE}"),
-    (PLANE, f"GRANT INSERT, UPDATE, DELETE ON plane.residency_actual TO {PLANE}"),
+    (
+        PLANE,
+        f"CREATE POLICY plane_plans ON plane.residency_desired FOR ALL TO {PLANE}"
+        " USING (true) WITH CHECK (true)",
+    ),
+    (
+        PLANE,
+        f"CREATE POLICY plane_reads ON plane.residency_actual FOR SELECT TO {PLANE} USING (true)",
+    ),
     (STEWARD, f"GRANT SELECT ON plane.residency_desired, plane.residency_actual TO {STEWARD}"),
+    *[
+        (
+            STEWARD,
+            f"CREATE POLICY steward_reads ON plane.{table} FOR SELECT TO {STEWARD} USING (true)",
+        )
+        for table in ("residency_desired", "residency_actual")
+    ],
+    (AGENT, f"GRANT SELECT ON plane.residency_desired TO {AGENT}"),
+    (
+        AGENT,
+        f"CREATE POLICY agent_own_node ON plane.residency_desired FOR SELECT TO {AGENT}"
+        f" USING ({_AGENT_OWN_RESIDENCY.format(table='residency_desired')})",
+    ),
+    (AGENT, f"GRANT SELECT, INSERT, DELETE ON plane.residency_actual TO {AGENT}"),
+    (
+        AGENT,
+        f"CREATE POLICY agent_own_node ON plane.residency_actual FOR ALL TO {AGENT}"
+        f" USING ({_AGENT_OWN_RESIDENCY.format(table='residency_actual')})"
+        f" WITH CHECK ({_AGENT_OWN_RESIDENCY.format(table='residency_actual')})",
+    ),
     (PLANE, f"GRANT USAGE ON SEQUENCE plane.ledger_id_seq TO {PLANE}"),
     # each tick counts itself (`record_tick`); the metrics exporter reads (SELECT, above)
     (PLANE, f"GRANT INSERT, UPDATE ON plane.tick_stats TO {PLANE}"),
@@ -408,7 +458,7 @@ def _finish(conn: psycopg.Connection) -> None:
 SCHEMA = Schema(
     unit="plane",
     probe="plane.decisions",
-    steps=(DDL, REQUEST_STATUS, SERVING_DDL, TICK_STATS_DDL, RESIDENCY_DDL),
+    steps=(DDL, REQUEST_STATUS, SERVING_DDL, TICK_STATS_DDL, RESIDENCY_DDL, RESIDENCY_RLS),
     finish=_finish,
     extra=(ROLES_DDL, GRANTS, CHAINED),
 )
@@ -1218,13 +1268,24 @@ def ensure_agent_role(conn: psycopg.Connection, cluster: str, node: str | None =
     """As an administrator: the agent login role of (cluster, node), or of every node of
     ``cluster`` with ``node`` None, created and mapped; returns its name. The row-level
     security of ``plane.telemetry`` lets that role write (and prune) only the rows of its node,
-    or of its cluster's nodes."""
+    or of its cluster's nodes; that of ``plane.residency_desired`` and ``residency_actual``
+    lets a node's role (not a cluster's) read its node's plan and report its node's state, as
+    that node's serving agent (``plane node-agent``)."""
     role = create_agent_role(conn, cluster, node)
     map_agent(conn, role, cluster, node or ANY_NODE)
     return role
 
 
-# -- the residency loop (step 5): desired state by the plan, actual state by the node agents ----
+def agent_nodes(conn: psycopg.Connection) -> set[tuple[str, str]]:
+    """The (cluster, node) pairs this connection's login is mapped to as an agent (none for a
+    login that is no agent's: the plane, an administrator)."""
+    rows = conn.execute(
+        "SELECT cluster, node FROM plane.agent_nodes WHERE role = session_user"
+    ).fetchall()
+    return {(c, n) for c, n in rows}
+
+
+# -- the residency loop (steps 5-6): desired state by the plan, actual state by the node agents --
 
 
 def write_desired(

@@ -184,6 +184,66 @@ def test_a_clusters_agent_daemonset_writes_its_clusters_nodes_only(admin) -> Non
         assert conn.execute("SELECT count(*) FROM plane.telemetry").fetchone() == (2,)
 
 
+def _residency_row(model: str) -> dict:
+    return {"runtime": "llama.cpp", "model": model, "state": "loaded", "since": _now()}
+
+
+def test_a_serving_node_agent_reads_and_reports_only_its_own_nodes_residency(admin) -> None:
+    """`plane node-agent --node node-a` logs in as node-a's agent role: it reads node-a's plan
+    and reports node-a's state, and can neither read node-b's plan nor write, see or delete
+    node-b's report (it used to log in as the plane, which could do all of that). The
+    residency asset (the plane) still writes the whole plan and reads every node's report."""
+    mine = store.ensure_agent_role(admin, "eu-fra-a10", "node-a")
+    theirs = store.ensure_agent_role(admin, "eu-fra-a10", "node-b")
+    cluster_wide = store.ensure_agent_role(admin, "eu-fra-a10")
+    admin.execute("DELETE FROM plane.residency_actual")
+    admin.commit()
+    with connect("plane") as plane, plane.transaction():
+        store.write_desired(
+            plane,
+            [
+                ("node-a", "llama.cpp", "gemma", "loaded", "demand"),
+                ("node-b", "llama.cpp", "qwen", "loaded", "demand"),
+            ],
+            "p1",
+            _now(),
+        )
+    with psycopg.connect(as_user(database_url(), theirs)) as conn:
+        store.report_actual(conn, "node-b", [_residency_row("qwen")], _now())
+        conn.commit()
+    with psycopg.connect(as_user(database_url(), mine), autocommit=True) as conn:
+        assert store.agent_nodes(conn) == {("eu-fra-a10", "node-a")}
+        assert [r[1] for r in store.desired_of(conn, "node-a")] == ["gemma"]
+        assert store.desired_of(conn, "node-b") == []  # node-b's plan is not even visible
+        assert conn.execute("SELECT node FROM plane.residency_desired").fetchall() == [("node-a",)]
+        with conn.transaction():  # the agent's own code path works under row-level security
+            store.report_actual(conn, "node-a", [_residency_row("gemma")], _now())
+        with (
+            pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"),
+            conn.transaction(),
+        ):
+            store.report_actual(conn, "node-b", [_residency_row("fake")], _now())
+        assert [r["node"] for r in store.actual_state(conn)] == ["node-a"]
+        assert conn.execute("DELETE FROM plane.residency_actual").rowcount == 1  # its own
+        refused(conn, "DELETE FROM plane.residency_desired")
+        refused(
+            conn,
+            "INSERT INTO plane.residency_desired (node, runtime, model, state, why, plan_id,"
+            " planned_at) VALUES ('node-a', 'llama.cpp', 'x', 'loaded', 'forged', 'p', now())",
+        )
+    with psycopg.connect(as_user(database_url(), cluster_wide), autocommit=True) as conn:
+        assert store.desired_of(conn, "node-a") == []  # a cluster's telemetry role: no node's
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            store.report_actual(conn, "node-a", [_residency_row("gemma")], _now())
+    with connect("plane") as plane:
+        assert [(r["node"], r["model"]) for r in store.actual_state(plane)] == [("node-b", "qwen")]
+        assert len(store.desired_of(plane, "node-a") + store.desired_of(plane, "node-b")) == 2
+        assert store.agent_nodes(plane) == set()
+        # the plane reads every report but writes none: only a node's own agent does
+        with pytest.raises(DENIED), plane.transaction():
+            store.report_actual(plane, "node-b", [_residency_row("fake")], _now())
+
+
 def test_a_service_role_brings_a_dropped_schema_back_through_the_administrator(admin) -> None:
     """A service never runs DDL itself: a missing or older schema is set up by the
     administrator (embedded: its superuser), then the service goes on as its role."""

@@ -339,12 +339,32 @@ def test_the_serving_node_agent_runs_on_each_serving_node_with_its_node_name(
     """deploy/k8s/serving-node-agent.yaml: `plane node-agent` on every serving node, named by
     the downward API (spec.nodeName), with the serving-nodes ConfigMap (a valid planner
     configuration whose nodes are on clusters of the example fleet, with an adapter each) where
-    its --nodes points, the plane role's URL from a Secret, the models read-only, no root."""
+    its --nodes points, the models read-only, no root; and each node's agent pinned to its node
+    with a Secret of its own (its node's agent role), never the plane role's Secret nor one that
+    another node's pods share."""
     from plane_cli.main import build_parser
     from reasoning_plane.serving.planner_config import load_planner_config
     from serving.residency import build_adapters
 
-    daemonset = _find("DaemonSet", "plane-serving-node-agent", PLANE_NAMESPACE)
+    daemonsets = [
+        doc
+        for _, doc in DOCUMENTS
+        if doc["kind"] == "DaemonSet"
+        and doc["metadata"]["labels"].get("app.kubernetes.io/name") == "plane-serving-node-agent"
+    ]
+    assert daemonsets
+    secrets: dict[str, str] = {}  # node -> the Secret its agent logs in with
+    for daemonset in daemonsets:
+        pod = daemonset["spec"]["template"]["spec"]
+        (node_agent,) = pod["containers"]
+        url = {e["name"]: e for e in node_agent["env"]}["PLANE_DATABASE_URL"]["valueFrom"]
+        assert url["secretKeyRef"]["key"] == "url"
+        node = pod["nodeSelector"]["kubernetes.io/hostname"]
+        assert node not in secrets, f"two serving node agent DaemonSets on {node}"
+        secrets[node] = url["secretKeyRef"]["name"]
+    assert len(set(secrets.values())) == len(secrets), secrets  # no Secret shared by two nodes
+    assert not set(secrets.values()) & {"reasoning-plane-db-plane", DB_SECRET}
+    daemonset = daemonsets[0]
     pod = daemonset["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     args = build_parser().parse_args(container["command"][1:])
@@ -352,7 +372,6 @@ def test_the_serving_node_agent_runs_on_each_serving_node_with_its_node_name(
     env = {e["name"]: e for e in container["env"]}
     assert args.node == "$(NODE_NAME)"
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
-    assert env["PLANE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "url"
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     folder = args.nodes.rpartition("/")[0]
@@ -361,6 +380,7 @@ def test_the_serving_node_agent_runs_on_each_serving_node_with_its_node_name(
     (tmp_path / "serving_nodes.yaml").write_text(data)
     config = load_planner_config(tmp_path / "serving_nodes.yaml")
     fleet = load_fleet(REPO / "examples/seed_scenario/fleet.yaml")
+    assert set(secrets) == {node.name for node in config.nodes}  # an agent on each, its own
     for node in config.nodes:
         assert fleet.get(node.cluster) is not None, node.cluster
         assert {r for n, r in build_adapters(config, node.name)} == set(node.runtimes)

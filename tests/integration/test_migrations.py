@@ -20,7 +20,7 @@ from data_plane import access_log, catalog_store, credentials, migrations, model
 from data_plane.hash_chain import ensure_chain, is_chained, verify_chain
 from plane_cli.migrate import migrate
 from reasoning_plane import store
-from resources.database import database_url
+from resources.database import as_user, database_url
 
 RELEASE = Path(__file__).resolve().parents[1] / "fixtures" / "release_6dbeeab.sql"
 NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
@@ -139,8 +139,9 @@ def test_a_database_of_the_last_release_gets_the_serving_decision_log(previous_r
     migrations.apply_pending(conn, last)
     conn.commit()
     assert conn.execute("SELECT to_regclass('plane.serving_decisions')").fetchone() == (None,)
-    # the serving log (step 3), the ticks' counts (4, issue 16), the residency loop (5)
-    assert migrations.apply_pending(conn, store.SCHEMA) == 3
+    # the serving log (step 3), the ticks' counts (4, issue 16), the residency loop (5), each
+    # node's residency rows its own agent's (6)
+    assert migrations.apply_pending(conn, store.SCHEMA) == 4
     conn.commit()
     assert conn.execute("SELECT count(*) FROM plane.ledger").fetchone() == (1,)
     for table in store.CHAINED:
@@ -188,7 +189,9 @@ def test_a_database_at_step_3_gets_the_residency_loop_tables(previous_release) -
     )
     conn.commit()
     assert conn.execute("SELECT to_regclass('plane.residency_desired')").fetchone() == (None,)
-    assert migrations.apply_pending(conn, store.SCHEMA) == 2  # the ticks' counts, the loop
+    # the ticks' counts, the loop, each node's rows its own agent's
+    assert migrations.apply_pending(conn, store.SCHEMA) == 3
+    agent = store.ensure_agent_role(conn, "local", "n")
     conn.commit()
     assert conn.execute("SELECT count(*) FROM plane.serving_decisions").fetchone() == (1,)
     for table in store.CHAINED:
@@ -198,20 +201,65 @@ def test_a_database_at_step_3_gets_the_residency_loop_tables(previous_release) -
         with plane.transaction():
             store.write_desired(plane, [("n", "llama.cpp", "gemma", "loaded", "demand")], "p1", NOW)
         assert store.desired_of(plane, "n") == [("llama.cpp", "gemma", "loaded", "demand", "p1")]
+    with psycopg.connect(as_user(database_url(), agent)) as node_agent:  # node n's own login
+        store.ensure_schema(node_agent)
+        assert store.desired_of(node_agent, "n") == [
+            ("llama.cpp", "gemma", "loaded", "demand", "p1")
+        ]
+        node_agent.commit()
         row = {"runtime": "llama.cpp", "model": "gemma", "state": "loaded", "since": NOW}
-        with plane.transaction():
-            store.report_actual(plane, "n", [row], NOW)
-        with plane.transaction():
-            store.report_actual(plane, "n", [{**row, "error": "x"}], NOW)  # replaced, not added
+        with node_agent.transaction():
+            store.report_actual(node_agent, "n", [row], NOW)
+        with node_agent.transaction():
+            store.report_actual(node_agent, "n", [{**row, "error": "x"}], NOW)  # replaced
+        with pytest.raises(psycopg.errors.CheckViolation):
+            store.report_actual(node_agent, "n", [{**row, "state": "warm"}], NOW)
+    with _connect_as("plane") as plane:
         (got,) = store.actual_state(plane)
         assert (got["node"], got["state"], got["since"], got["error"]) == ("n", "loaded", NOW, "x")
-        with pytest.raises(psycopg.errors.CheckViolation):
-            store.report_actual(plane, "n", [{**row, "state": "warm"}], NOW)
     with _connect_as("worker") as worker:
         assert worker.execute(
             "SELECT has_table_privilege('plane.residency_desired', 'INSERT'),"
             " has_table_privilege('plane.residency_actual', 'UPDATE')"
         ).fetchone() == (False, False)
+
+
+def test_a_database_at_step_5_keeps_its_residency_rows_and_gives_each_node_its_own(
+    previous_release,
+) -> None:
+    """Step 6 (row-level security on the residency tables): a database at step 5, where the
+    plane role wrote every node's actual state, keeps its rows; then the plane only reads them,
+    and node a's agent sees and replaces node a's rows, not node b's."""
+    conn = previous_release
+    at_5 = migrations.Schema(
+        unit="plane",
+        probe="plane.decisions",
+        steps=store.SCHEMA.steps[:5],
+        finish=lambda c: [
+            *[ensure_chain(c, t) for t in store.CHAINED],
+            c.execute("GRANT USAGE ON SCHEMA plane TO rp_plane"),
+            c.execute("GRANT SELECT, INSERT, DELETE ON plane.residency_actual TO rp_plane"),
+        ],
+    )
+    migrations.apply_pending(conn, at_5)
+    conn.commit()
+    row = {"runtime": "llama.cpp", "model": "gemma", "state": "loaded", "since": NOW}
+    with _connect_as("plane") as plane, plane.transaction():  # as step 5 let it
+        store.report_actual(plane, "a", [row], NOW)
+        store.report_actual(plane, "b", [row], NOW)
+    assert migrations.apply_pending(conn, store.SCHEMA) == 1
+    agent = store.ensure_agent_role(conn, "local", "a")
+    conn.commit()
+    with _connect_as("plane") as plane:
+        assert [r["node"] for r in store.actual_state(plane)] == ["a", "b"]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), plane.transaction():
+            store.report_actual(plane, "b", [{**row, "error": "forged"}], NOW)
+    with psycopg.connect(as_user(database_url(), agent)) as node_agent:
+        assert [r["node"] for r in store.actual_state(node_agent)] == ["a"]
+        with node_agent.transaction():
+            store.report_actual(node_agent, "a", [{**row, "state": "cold"}], NOW)
+    rows = conn.execute("SELECT node, state FROM plane.residency_actual ORDER BY 1").fetchall()
+    assert rows == [("a", "cold"), ("b", "loaded")]
 
 
 def test_a_service_refuses_to_run_on_the_previous_releases_schema(
@@ -299,3 +347,28 @@ def test_a_lost_version_table_is_recorded_again_without_harm(previous_release) -
     assert conn.execute(
         "SELECT version FROM plane_meta.schema_versions WHERE unit = 'plane'"
     ).fetchone() == (store.SCHEMA.version,)
+
+
+def test_a_service_connection_checks_the_schema_once_and_a_new_one_checks_again(
+    plane_db: str, monkeypatch
+) -> None:
+    """The gateway's key check (`credentials.authenticate`) ran the schema check on every call
+    (about 7 ms, most of a key cache miss): a service connection now checks once. A database
+    found at an older version later is still refused, by the next connection (the gateway's
+    reconnects, a restarted service)."""
+    _drop_all(plane_db)
+    with psycopg.connect(plane_db, autocommit=True) as admin:
+        _, key = credentials.issue(admin, "support-copilot")
+    monkeypatch.setattr(migrations, "admin_url", lambda: None)
+    with _connect_as("plane") as gateway:
+        assert credentials.authenticate(gateway, key) == "support-copilot"
+        assert migrations.checked(gateway, credentials.SCHEMA)
+        with psycopg.connect(plane_db, autocommit=True) as admin:  # now "an older release's"
+            admin.execute(
+                f"UPDATE {migrations.VERSIONS} SET stamp = 'older' WHERE unit = 'api_keys'"
+            )
+        # this connection was found at this code's version: no second look
+        assert credentials.authenticate(gateway, key) == "support-copilot"
+    with _connect_as("plane") as again, pytest.raises(migrations.MigrationNeeded, match="migrate"):
+        credentials.authenticate(again, key)
+    _drop_all(plane_db)
