@@ -6,6 +6,9 @@ Each endpoint of the serving configuration (`ServingResource`, typed by
 telemetry observed now), and its freshness judged by the rule engine's own telemetry rule
 (`rules.telemetry_problem`): fresh, stale (the probe took longer than the telemetry age limit)
 or unreachable; an endpoint whose cluster or pool the fleet lacks is shown as not in the fleet.
+An endpoint on a serving node is resolved first as the gateway resolves it
+(`serving.gateway.resolve`: the URL its node agent last reported the model loaded at): with none,
+it is shown as not loaded on its node, with the reason.
 A runtime that reports its queue (vLLM's ``/metrics``) gives requests in flight and waiting; one
 that does not shows them as unknown, never as zero. The gateway's decision records
 (``plane.serving_decisions``) of the last hour give the requests each endpoint served, the

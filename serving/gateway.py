@@ -15,7 +15,8 @@
    one the principal may use too; ``x-plane-model`` names the model that answered;
 4. `reasoning_plane.serving.endpoints` places it by the rule engine over the endpoints serving the
    model, from the gateway's own live view of them (requests in flight, measured time to first
-   token and decode rate, a probe of each runtime), under the caller's ``x-slo-ttft-ms`` or else
+   token and decode rate, a probe of each runtime; an endpoint on a serving node is probed at
+   the URL its node agent last reported, `resolve`), under the caller's ``x-slo-ttft-ms`` or else
    its team's default SLO;
 5. a placed request is forwarded to its endpoint; a rejected one gets 403 with the reason (never
    served elsewhere), a deferred one 429 with ``Retry-After``. Every response names its decision

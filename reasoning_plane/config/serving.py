@@ -2,7 +2,10 @@
 
 * ``endpoints``: each runtime (llama.cpp, vLLM, Ollama, the sentence-transformers embedding
   server) on a GPU pool of a cluster of the fleet, the models it serves, the GPUs it holds, the
-  requests it serves at once (slots) and its cold-start time;
+  requests it serves at once (slots), its cold-start time and (vLLM) its wake-up time; at a
+  fixed ``url`` (with ``cluster`` and ``gpu_type``), or on a serving ``node`` of
+  ``config/serving_nodes.yaml``, whose entry says its cluster and pool and whose agent reports
+  its URL (`serving.gateway.resolve`);
 * ``models``: every model the gateway serves, its kind (``chat``, ``completion``,
   ``embedding``: which API paths may ask for it) and the equivalents a request for it may be
   answered by (the operator's choice, e.g. a quantised build of the same weights);
