@@ -6,6 +6,9 @@ Each endpoint of the serving configuration (`ServingResource`, typed by
 telemetry observed now), and its freshness judged by the rule engine's own telemetry rule
 (`rules.telemetry_problem`): fresh, stale (the probe took longer than the telemetry age limit)
 or unreachable; an endpoint whose cluster or pool the fleet lacks is shown as not in the fleet.
+An endpoint on a serving node is resolved first as the gateway resolves it
+(`serving.gateway.resolve`: the URL its node agent last reported the model loaded at): with none,
+it is shown as not loaded on its node, with the reason.
 A runtime that reports its queue (vLLM's ``/metrics``) gives requests in flight and waiting; one
 that does not shows them as unknown, never as zero. The gateway's decision records
 (``plane.serving_decisions``) of the last hour give the requests each endpoint served, the
@@ -21,7 +24,7 @@ serve; a model the catalog does not hold is the most restrictive, so it has none
 
 import asyncio
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -37,13 +40,14 @@ from reasoning_plane.model import Fleet, TelemetrySample
 from reasoning_plane.policy import PlacementPolicy
 from reasoning_plane.serving.endpoints import Endpoint
 from resources.plane import PlaneResource
-from serving.gateway import Live, probe_endpoint
+from serving.gateway import Live, probe_endpoint, resolve
 from serving.runtimes.vllm import _metric as prometheus_value
 
 ENDPOINTS_KEY = dg.AssetKey(["serving", "endpoints"])
 CHECK_NAME = "models_served_compliantly"
 WINDOW = timedelta(hours=1)
 FRESH, STALE, UNREACHABLE = "fresh", "stale", "unreachable"
+NOWHERE = "not loaded on its node"  # on a serving node, no fresh agent report gives it a URL
 NOT_IN_FLEET = "not in fleet"  # the endpoint's cluster or pool is not the fleet's
 
 
@@ -78,6 +82,7 @@ async def _queue(client: httpx.AsyncClient, e: Endpoint) -> tuple[int, int] | No
 
 
 async def _probe_all(endpoints: list[Endpoint]) -> dict[str, Probed]:
+    """Every endpoint probed once, concurrently (one on a node without a URL is not)."""
     async with httpx.AsyncClient() as client:
 
         async def one(e: Endpoint) -> Probed:
@@ -90,7 +95,8 @@ async def _probe_all(endpoints: list[Endpoint]) -> dict[str, Probed]:
 
 
 def probe_endpoints(endpoints: list[Endpoint]) -> dict[str, Probed]:
-    """Every endpoint probed once, concurrently, the way the gateway probes it."""
+    """Every endpoint probed once, concurrently, the way the gateway probes it (its URL
+    resolved first when it is on a serving node: `serving.gateway.resolve`)."""
     return asyncio.run(_probe_all(endpoints))
 
 
@@ -113,7 +119,16 @@ _SCHEMA = dg.TableSchema(
         dg.TableColumn("cluster", "string"),
         dg.TableColumn("zone", "string"),
         dg.TableColumn("runtime", "string"),
-        dg.TableColumn("status", "string", description="fresh, stale, unreachable or not in fleet"),
+        dg.TableColumn(
+            "status",
+            "string",
+            description="fresh, stale, unreachable, not in fleet or not loaded on its node",
+        ),
+        dg.TableColumn(
+            "url",
+            "string",
+            description="where it answers (on a node: as its agent reports), or why nowhere",
+        ),
         dg.TableColumn("loaded", "string", description="models the probe found loaded"),
         dg.TableColumn("in_flight", "string", description="as the runtime reports; - unknown"),
         dg.TableColumn("queue_depth", "string", description="as the runtime reports; - unknown"),
@@ -133,8 +148,10 @@ def endpoint_rows(
     activity: list[tuple[str, str | None, str, int, int, float]],
     now: datetime,
     policy: PlacementPolicy,
+    nowhere: dict[str, str] | None = None,
 ) -> list[dict[str, object]]:
-    """One row per endpoint: what it serves, where, and what the probe and the log say."""
+    """One row per endpoint: what it serves, where, and what the probe and the log say
+    (``config``'s endpoints as resolved; ``nowhere``: why one on a node has no URL)."""
     served: dict[str, int] = defaultdict(int)
     tokens: dict[str, int] = defaultdict(int)
     seconds: dict[str, float] = defaultdict(float)
@@ -151,6 +168,8 @@ def endpoint_rows(
         status, age = freshness(e, p, now, policy)
         if pool is None:
             status = NOT_IN_FLEET
+        elif e.node is not None and not e.url:
+            status = NOWHERE
         queue = p.queue
         rate = tokens[e.endpoint_id] / seconds[e.endpoint_id] if seconds[e.endpoint_id] else None
         rows.append(
@@ -161,6 +180,7 @@ def endpoint_rows(
                 "zone": cluster.zone if cluster else "UNKNOWN",
                 "runtime": e.runtime,
                 "status": status,
+                "url": e.url or (nowhere or {}).get(e.endpoint_id, "-"),
                 "loaded": ", ".join(sorted(p.live.loaded)) if p.answered else "-",
                 "in_flight": str(queue[0]) if queue else "-",
                 "queue_depth": str(queue[1]) if queue else "-",
@@ -193,7 +213,7 @@ def model_rows(
     for model in config.kinds:
         compliant, barred = [], []
         for e in config.endpoints:
-            if model not in e.models or status[e.endpoint_id] == UNREACHABLE:
+            if model not in e.models or status[e.endpoint_id] in (UNREACHABLE, NOWHERE):
                 continue
             cluster = fleet.get(e.cluster)
             if cluster is None or cluster.pool(e.gpu_type) is None:
@@ -253,15 +273,23 @@ def endpoints_asset(
     fleet = plane.fleet()
     policy = plane.policy()
     config = serving.config()  # an endpoint on no pool of the fleet is shown, and fails the check
+    with plane.connect() as conn:
+        # an endpoint on a serving node answers where its agent last reported it loaded
+        endpoints, nowhere = resolve(
+            config.endpoints, lambda: store.actual_state(conn), policy.max_telemetry_age_s
+        )
+        conn.commit()
+    config = replace(config, endpoints=endpoints)
     probed = probe_endpoints(config.endpoints)
     now = datetime.now(UTC)
     with plane.connect() as conn:
         catalog = {e.dataset_id: e.record for e in catalog_store.list_entries(conn)}
         activity = store.serving_activity(conn, now - WINDOW, now)
-    rows = endpoint_rows(config, fleet, probed, activity, now, policy)
+    rows = endpoint_rows(config, fleet, probed, activity, now, policy, nowhere)
     models = model_rows(config, fleet, rows, activity, catalog, policy)
     unreachable = [str(r["endpoint"]) for r in rows if r["status"] == UNREACHABLE]
     stale = [str(r["endpoint"]) for r in rows if r["status"] == STALE]
+    cold = [str(r["endpoint"]) for r in rows if r["status"] == NOWHERE]
     uncovered = [str(m["model"]) for m in models if m["compliant_endpoints"] == "none"]
     outside = [str(r["endpoint"]) for r in rows if r["status"] == NOT_IN_FLEET]
     problems = []
@@ -307,6 +335,7 @@ def endpoints_asset(
             "endpoints_fresh": sum(r["status"] == FRESH for r in rows),
             "endpoints_stale": len(stale),
             "endpoints_unreachable": len(unreachable),
+            "endpoints_not_loaded_on_node": len(cold),
             "served_1h": sum(int(str(m["served_1h"])) for m in models),
             "refused_1h": sum(int(str(m["refused_1h"])) for m in models),
             "serving_file": dg.MetadataValue.path(str(serving.path)),

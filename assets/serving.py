@@ -73,6 +73,14 @@ class ServingResource(dg.ConfigurableResource):
         description="Endpoints, models and teams of the gateway (relative: to the project root).",
     )
 
+    nodes_file: str = Field(
+        default="config/serving_nodes.yaml",
+        description=(
+            "Serving nodes (relative: to the project root): the cluster and pool of an endpoint "
+            "that names a node; read only when one does."
+        ),
+    )
+
     @property
     def path(self) -> Path:
         path = Path(self.serving_file).expanduser()
@@ -80,7 +88,10 @@ class ServingResource(dg.ConfigurableResource):
 
     def config(self, fleet: Fleet | None = None) -> ServingConfig:
         """The file, checked against ``fleet`` when given (every endpoint on a pool of it)."""
-        return load_serving(self.path, fleet)
+        nodes = Path(self.nodes_file).expanduser()
+        return load_serving(
+            self.path, fleet, nodes if nodes.is_absolute() else project_root() / nodes
+        )
 
 
 def actual_residency(actual: list[Mapping]) -> list[Residency]:

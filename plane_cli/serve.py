@@ -3,7 +3,10 @@
 It reads what the rest of the plane reads, from the same places:
 
 * the serving configuration: ``--config``, else ``config/serving.yaml``
-  (`reasoning_plane.config.serving`), checked against the fleet;
+  (`reasoning_plane.config.serving`), checked against the fleet; an endpoint there that names a
+  serving node takes its cluster and pool from the nodes file (``--nodes``, else
+  ``PLANE_SERVING_NODES_FILE``, else ``config/serving_nodes.yaml``: read only when one does) and
+  its URL, every probe, from what the node's agent last reported (``plane.residency_actual``);
 * the fleet (``PLANE_FLEET_FILE``; unset, this machine alone), the budgets
   (``PLANE_BUDGETS_FILE``; unset, no budget: nothing that costs money is placed), the placement
   policy (``PLANE_PLACEMENT_POLICY``), the principals (``PLANE_PRINCIPALS_FILE``, else
@@ -111,7 +114,11 @@ def build_gateway(args: argparse.Namespace):  # -> tuple[Gateway, ServingConfig]
     fleet = load_fleet(fleet_file) if fleet_file else local_fleet(read_gpus())
     config_file = _path(args.config, None, DEFAULT_SERVING_FILE)
     assert config_file is not None
-    config = load_serving(config_file, fleet)
+    from plane_cli.node_agent import DEFAULT_NODES_FILE, NODES_FILE_ENV
+    from reasoning_plane import store
+
+    nodes_file = _path(getattr(args, "nodes", None), NODES_FILE_ENV, DEFAULT_NODES_FILE)
+    config = load_serving(config_file, fleet, nodes_file)
     budgets_file = _path(None, "PLANE_BUDGETS_FILE")
     policy_file = _path(None, "PLANE_PLACEMENT_POLICY")
     principals_file = _path(None, "PLANE_PRINCIPALS_FILE", "config/principals.yaml")
@@ -143,6 +150,8 @@ def build_gateway(args: argparse.Namespace):  # -> tuple[Gateway, ServingConfig]
         probe_interval_s=config.probe_interval_s,
         key_cache_s=config.key_cache_s,
         refresh=refresh,
+        # where the endpoints on serving nodes answer: their agents' latest reports
+        reports=lambda: database.run(store.actual_state),
     )
     return gateway, config
 
@@ -185,6 +194,11 @@ def add_parser(sub) -> None:
     )
     serve_.add_argument("--host", help="listen address (default: the configuration's listen)")
     serve_.add_argument("--port", type=int, help="listen port (default: the configuration's)")
+    serve_.add_argument(
+        "--nodes",
+        help="serving nodes file, for endpoints that name a node (default: "
+        "PLANE_SERVING_NODES_FILE, else config/serving_nodes.yaml)",
+    )
     serve_.add_argument("--policies", help="Cedar policy folder (default: config/policies)")
     serve_.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info"]

@@ -15,7 +15,8 @@
    one the principal may use too; ``x-plane-model`` names the model that answered;
 4. `reasoning_plane.serving.endpoints` places it by the rule engine over the endpoints serving the
    model, from the gateway's own live view of them (requests in flight, measured time to first
-   token and decode rate, a probe of each runtime), under the caller's ``x-slo-ttft-ms`` or else
+   token and decode rate, a probe of each runtime; an endpoint on a serving node is probed at
+   the URL its node agent last reported, `resolve`), under the caller's ``x-slo-ttft-ms`` or else
    its team's default SLO;
 5. a placed request is forwarded to its endpoint; a rejected one gets 403 with the reason (never
    served elsewhere), a deferred one 429 with ``Retry-After``. Every response names its decision
@@ -55,6 +56,7 @@ from reasoning_plane.serving.endpoints import (
     Endpoint,
     EndpointSample,
     InferenceRequest,
+    discovered,
     place_request,
     served_model,
     serving_policy,
@@ -98,6 +100,8 @@ class Live:
     tokens_per_s: float = 20.0
     loaded: frozenset[str] = frozenset()
     observed_at: datetime | None = None
+    sleeping: frozenset[str] = frozenset()  # listed but asleep (vLLM): not loaded
+    nowhere: str = ""  # an endpoint on a node: why no agent's report gives it a URL
 
     def sample(self, endpoint_id: str) -> EndpointSample | None:
         if self.observed_at is None:
@@ -110,6 +114,7 @@ class Live:
             self.ttft_ms,
             self.tokens_per_s,
             self.loaded,
+            sleeping=self.sleeping,
         )
 
 
@@ -117,7 +122,14 @@ async def probe_endpoint(client: httpx.AsyncClient, endpoint: Endpoint, live: Li
     """One probe of ``endpoint`` (``GET /v1/models``) into ``live``, as the gateway trusts it:
     an answer makes the models it lists loaded (`listed_models`) and its telemetry observed now
     (the round trip bounds the time to first token); no answer makes it untrusted until it
-    answers again. True: answered."""
+    answers again. A vLLM endpoint lists a sleeping model too, so its ``GET /is_sleeping`` is
+    read as well (`vllm_asleep`): a sleeping model is not loaded (placement prices its wake-up).
+    An endpoint on a node with no URL (`resolve`: no agent reports it loaded) is not probed:
+    untrusted. True: answered."""
+    if not endpoint.url:
+        live.observed_at = None
+        live.loaded = live.sleeping = frozenset()
+        return False
     started = time.perf_counter()
     try:
         reply = await client.get(f"{endpoint.url}/v1/models", timeout=2.0)
@@ -125,10 +137,67 @@ async def probe_endpoint(client: httpx.AsyncClient, endpoint: Endpoint, live: Li
     except httpx.HTTPError:
         live.observed_at = None  # silent: not trusted until it answers again
         return False
-    live.loaded = listed_models(reply, endpoint.models)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    listed = listed_models(reply, endpoint.models)
+    sleeping: frozenset[str] = frozenset()
+    if endpoint.runtime == "vllm" and listed:
+        asleep = await vllm_asleep(client, endpoint.url)
+        if asleep is not False:  # asleep, or it would not say: not loaded
+            sleeping, listed = listed, frozenset()
+    live.loaded, live.sleeping = listed, sleeping
     live.observed_at = datetime.now(UTC)
-    live.ttft_ms = min(live.ttft_ms, (time.perf_counter() - started) * 1000)
+    live.ttft_ms = min(live.ttft_ms, elapsed_ms)
     return True
+
+
+async def vllm_asleep(client: httpx.AsyncClient, url: str) -> bool | None:
+    """vLLM's ``GET /is_sleeping`` (its sleep api_router; ``{"is_sleeping": bool}``): True
+    asleep, False awake; 404 (a server without ``VLLM_SERVER_DEV_MODE`` has no sleep routes,
+    so it cannot be asleep) is awake; any other answer, or none, is None (unknown: not loaded)."""
+    try:
+        reply = await client.get(f"{url}/is_sleeping", timeout=2.0)
+    except httpx.HTTPError:
+        return None
+    if reply.status_code == 404:
+        return False
+    try:
+        said = reply.json().get("is_sleeping") if reply.status_code == 200 else None
+    except (ValueError, AttributeError):
+        return None
+    return said if isinstance(said, bool) else None
+
+
+def resolve(
+    endpoints: list[Endpoint],
+    reports: Callable[[], list[dict]] | None,
+    max_age_s: float,
+) -> tuple[list[Endpoint], dict[str, str]]:
+    """``endpoints`` with the URL of each one on a serving node resolved from its node agent's
+    latest reports (``reports``: `store.actual_state` rows; `endpoints.discovered`), and why
+    each that has none is nowhere. Blocking (a query): call it off the event loop."""
+    if not any(e.node for e in endpoints):
+        return endpoints, {}
+    rows: list[dict] = []
+    unread = ""
+    if reports is None:
+        unread = "no residency reports are read here (no database): not trusted"
+    else:
+        try:
+            rows = reports()
+        except Exception as exc:  # the database away: nowhere, until it answers again
+            unread = f"the node agents' reports are unreadable ({type(exc).__name__}): not trusted"
+    now = datetime.now(UTC)
+    out, why = [], {}
+    for e in endpoints:
+        if e.node is None:
+            out.append(e)
+            continue
+        found = discovered(e, rows, now, max_age_s) if not unread else None
+        url = found.url if found is not None else ""
+        if not url:
+            why[e.endpoint_id] = unread or (found.why if found is not None else "")
+        out.append(e if e.url == url else replace(e, url=url))
+    return out, why
 
 
 @dataclass
@@ -165,6 +234,8 @@ class Gateway:
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
     key_cache_s: float = DEFAULT_TTL_S  # how long a checked API key is trusted (serving.keys)
     keys: KeyCache | None = None  # None: a KeyCache of `authenticate` for key_cache_s
+    # the node agents' latest reports (`store.actual_state`): where endpoints on a node answer
+    reports: Callable[[], list[dict]] | None = None
 
     _key_checks: dict[str, asyncio.Future] = field(default_factory=dict, repr=False)
 
@@ -202,10 +273,33 @@ class Gateway:
             self._session = None
 
     async def probe(self) -> None:
-        """Ask each runtime which models it has (``GET /v1/models``) and how fast it answers."""
+        """Resolve the URLs of the endpoints on serving nodes from their agents' latest reports
+        (`resolve`), then ask each runtime which models it has (``GET /v1/models``, and vLLM's
+        ``/is_sleeping``) and how fast it answers."""
+        if any(e.node for e in self.endpoints):
+            max_age = self.policy.max_telemetry_age_s
+            self.endpoints, nowhere = await asyncio.to_thread(
+                resolve, self.endpoints, self.reports, max_age
+            )
+            for e in self.endpoints:
+                if e.node is not None:
+                    self.live.setdefault(e.endpoint_id, Live()).nowhere = nowhere.get(
+                        e.endpoint_id, ""
+                    )
         for e in self.endpoints:
             await probe_endpoint(self.client, e, self.live.setdefault(e.endpoint_id, Live()))
         self.generation += 1
+
+    def nowhere(self, model: str, equivalents: tuple[str, ...] = ()) -> str:
+        """Why the endpoints on a node that serve ``model`` have no URL now (for a refusal)."""
+        said = [
+            f"{e.endpoint_id}: {self.live[e.endpoint_id].nowhere}"
+            for e in self.endpoints
+            if e.endpoint_id in self.live
+            and self.live[e.endpoint_id].nowhere
+            and served_model(e, model, equivalents)
+        ]
+        return "; ".join(said)
 
     def decide(self, ask: InferenceRequest, equivalents: tuple[str, ...] = ()) -> Decision:
         """Place ``ask`` on the snapshot of the last probe (built once per probe and model; a
@@ -517,6 +611,9 @@ def create_app(gateway: Gateway) -> Starlette:
             if decision.status != PLACED:
                 gateway.record(decision, ask, principal.name, tuple(failed))
                 why = decision.reason
+                nowhere = gateway.nowhere(model, equivalents)
+                if nowhere:  # endpoints on a node that no agent reports the model loaded on
+                    why = f"{why} ({nowhere})"
                 if failed:
                     why = f"{', '.join(failed)} failed; no other endpoint may serve it: {why}"
                 if decision.status == DEFERRED:

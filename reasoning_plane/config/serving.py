@@ -2,7 +2,10 @@
 
 * ``endpoints``: each runtime (llama.cpp, vLLM, Ollama, the sentence-transformers embedding
   server) on a GPU pool of a cluster of the fleet, the models it serves, the GPUs it holds, the
-  requests it serves at once (slots) and its cold-start time;
+  requests it serves at once (slots), its cold-start time and (vLLM) its wake-up time; at a
+  fixed ``url`` (with ``cluster`` and ``gpu_type``), or on a serving ``node`` of
+  ``config/serving_nodes.yaml``, whose entry says its cluster and pool and whose agent reports
+  its URL (`serving.gateway.resolve`);
 * ``models``: every model the gateway serves, its kind (``chat``, ``completion``,
   ``embedding``: which API paths may ask for it) and the equivalents a request for it may be
   answered by (the operator's choice, e.g. a quantised build of the same weights);
@@ -71,28 +74,84 @@ Url = name(r"https?://[^\s/?#]+(/[^\s?#]*)?", "an http:// or https:// URL withou
 Host = name(r"[A-Za-z0-9.:_-]{1,253}", "a host name or IP address to listen on")
 
 
+@dataclass(frozen=True)
+class NodeFacts:
+    """What the serving nodes file says of a node that an endpoint may name (its one owner)."""
+
+    cluster: str
+    gpu_type: str | None  # the GPU pool of its cluster; None: the nodes file does not say
+    runtimes: frozenset[str]
+
+
+# runtimes whose node agent starts one server per model (a URL per model): an endpoint on a
+# node serves one model of theirs; Ollama serves every model it loaded at its one URL
+ONE_SERVER_PER_MODEL = ("llama.cpp", "vllm", "sentence-transformers")
+
+
 class EndpointModel(ConfigModel):
+    """An endpoint at a fixed ``url`` on a pool (``cluster``, ``gpu_type``), or on a serving
+    ``node`` of the nodes file, whose URL the node agent reports (``plane.residency_actual``) and
+    whose cluster and pool are the node's: exactly one of ``url`` and ``node``."""
+
     id: EndpointId
-    cluster: ClusterName
-    gpu_type: GpuType
+    cluster: ClusterName | None = None
+    gpu_type: GpuType | None = None
     runtime: one_of(RUNTIMES)  # type: ignore[valid-type]
-    url: Url
+    url: Url | None = None
+    node: EndpointId | None = None  # a node of config/serving_nodes.yaml (nodes[].name)
     models: Annotated[list[ModelName], Field(min_length=1)]
     gpus: integer(minimum=1, maximum=MAX_GPUS) = 1  # type: ignore[valid-type]
     slots: integer(minimum=1, maximum=MAX_SLOTS) = 1  # type: ignore[valid-type]
     load_ms: number(maximum=MAX_LATENCY_MS) = 2000.0  # type: ignore[valid-type]
+    # waking a sleeping model (vLLM sleep mode); unset: as long as a cold load
+    wake_ms: number(maximum=MAX_LATENCY_MS) | None = None  # type: ignore[valid-type]
 
-    def build(self) -> Endpoint:
+    @model_validator(mode="after")
+    def _where(self) -> EndpointModel:
+        if (self.url is None) == (self.node is None):
+            fail(
+                "exactly one of url and node is required (a fixed URL, or a serving node "
+                "whose agent reports it)",
+                ("url",) if self.url is None else ("node",),
+            )
+        if self.node is not None:
+            for key in ("cluster", "gpu_type"):
+                if getattr(self, key) is not None:
+                    fail(
+                        f"an endpoint on node {self.node!r} has the node's {key} (the serving "
+                        "nodes file says it): leave it out here",
+                        (key,),
+                    )
+            if self.runtime in ONE_SERVER_PER_MODEL and len(self.models) != 1:
+                fail(
+                    f"the node agent runs one {self.runtime} server per model: an endpoint "
+                    "on a node serves one model",
+                    ("models",),
+                )
+        else:
+            for key in ("cluster", "gpu_type"):
+                if getattr(self, key) is None:
+                    fail("required with url", (key,))
+        if self.wake_ms is not None and self.runtime != "vllm":
+            fail(f"{self.runtime} has no sleep mode (only vllm)", ("wake_ms",))
+        return self
+
+    def build(self, node: NodeFacts | None = None) -> Endpoint:
+        cluster = node.cluster if node is not None else self.cluster
+        gpu_type = node.gpu_type if node is not None else self.gpu_type
+        assert cluster is not None and gpu_type is not None  # checked with the file
         return Endpoint(
             endpoint_id=self.id,
-            cluster=self.cluster,
-            gpu_type=self.gpu_type,
+            cluster=cluster,
+            gpu_type=gpu_type,
             runtime=self.runtime,
-            url=self.url.rstrip("/"),
+            url=self.url.rstrip("/") if self.url else "",
             models=frozenset(self.models),
             gpus=self.gpus,
             slots=self.slots,
             load_ms=self.load_ms,
+            node=self.node,
+            wake_ms=self.wake_ms,
         )
 
 
@@ -175,28 +234,60 @@ class ServingFile(ConfigModel):
                         f"{model!r} is not a model of this file (models)",
                         ("endpoints", i, "models", j),
                     )
+        nodes = (info.context or {}).get("nodes")
+        nodes_file = (info.context or {}).get("nodes_file") or "the serving nodes file"
+        for i, e in enumerate(self.endpoints):
+            if e.node is None:
+                continue
+            if not isinstance(nodes, Mapping):
+                fail(
+                    f"no serving nodes file was given to find node {e.node!r} in",
+                    ("endpoints", i, "node"),
+                )
+            node = nodes.get(e.node)
+            if node is None:
+                fail(
+                    f"{e.node!r} is not a node of {nodes_file} {sorted(nodes)}",
+                    ("endpoints", i, "node"),
+                )
+            if e.runtime not in node.runtimes:
+                fail(
+                    f"node {e.node!r} runs {sorted(node.runtimes)} ({nodes_file})",
+                    ("endpoints", i, "runtime"),
+                )
+            if node.gpu_type is None:
+                fail(
+                    f"node {e.node!r} names no gpu_type (its GPU pool) in {nodes_file}",
+                    ("endpoints", i, "node"),
+                )
         fleet = (info.context or {}).get("fleet")
         if isinstance(fleet, Fleet):
             for i, e in enumerate(self.endpoints):
-                cluster = fleet.get(e.cluster)
+                where, (cluster_name, gpu_type) = "", (e.cluster, e.gpu_type)
+                if e.node is not None:
+                    node = nodes[e.node]
+                    where = f" (node {e.node} of {nodes_file})"
+                    cluster_name, gpu_type = node.cluster, node.gpu_type
+                at = ("endpoints", i, "node") if e.node is not None else ("endpoints", i)
+                cluster = fleet.get(cluster_name)
                 if cluster is None:
                     known = sorted(c.name for c in fleet.clusters)
                     fail(
-                        f"{e.cluster!r} is not a cluster of the fleet {known}",
-                        ("endpoints", i, "cluster"),
+                        f"{cluster_name!r}{where} is not a cluster of the fleet {known}",
+                        at if e.node is not None else (*at, "cluster"),
                     )
-                if cluster.pool(e.gpu_type) is None:
+                if cluster.pool(gpu_type) is None:
                     pools = sorted(p.gpu_type for p in cluster.pools)
                     fail(
-                        f"{e.gpu_type!r} is not a GPU pool of cluster {e.cluster} {pools}",
-                        ("endpoints", i, "gpu_type"),
+                        f"{gpu_type!r}{where} is not a GPU pool of cluster {cluster_name} {pools}",
+                        at if e.node is not None else (*at, "gpu_type"),
                     )
         return self
 
-    def build(self) -> ServingConfig:
+    def build(self, nodes: Mapping[str, NodeFacts] | None = None) -> ServingConfig:
         listen = self.listen or ListenModel()
         return ServingConfig(
-            endpoints=[e.build() for e in self.endpoints],
+            endpoints=[e.build(nodes[e.node] if e.node else None) for e in self.endpoints],
             kinds={m.name: m.kind for m in self.models},
             equivalents={m.name: tuple(m.equivalents or ()) for m in self.models},
             catalog={m.name: m.facts() for m in self.models},
@@ -238,19 +329,47 @@ class ServingConfig:
     port: int = 8000
 
 
-def load_serving(path: Path | str, fleet: Fleet | None = None) -> ServingConfig:
+def node_facts(nodes_file: Path | str) -> dict[str, NodeFacts]:
+    """The nodes of a serving nodes file (``config/serving_nodes.yaml``) as endpoints use them:
+    cluster, GPU pool, runtimes (the file checked by `load_planner_config`)."""
+    from reasoning_plane.serving.planner_config import load_planner_config
+
+    raw = load_planner_config(nodes_file).raw
+    return {n.name: NodeFacts(n.cluster, n.gpu_type, frozenset(n.runtimes)) for n in raw.nodes}
+
+
+def _names_a_node(doc: Any) -> bool:
+    endpoints = doc.get("endpoints") if isinstance(doc, dict) else None
+    return isinstance(endpoints, list) and any(
+        isinstance(e, dict) and e.get("node") is not None for e in endpoints
+    )
+
+
+def load_serving(
+    path: Path | str, fleet: Fleet | None = None, nodes_file: Path | str | None = None
+) -> ServingConfig:
     """The serving configuration of ``path``; with ``fleet``, every endpoint must be on a pool
-    of it (``<file>: endpoints[0] (id).cluster: ...`` otherwise)."""
+    of it (``<file>: endpoints[0] (id).cluster: ...`` otherwise). An endpoint naming a serving
+    ``node`` takes its cluster and pool from ``nodes_file`` (read only when one does)."""
     path = Path(path)
-    context = {"fleet": fleet} if fleet is not None else None
-    return validate(ServingFile, read_document(path), path, context=context).build()
+    doc = read_document(path)
+    context: dict[str, Any] = {}
+    if fleet is not None:
+        context["fleet"] = fleet
+    nodes = None
+    if nodes_file is not None and _names_a_node(doc):
+        nodes = node_facts(nodes_file)
+        context["nodes"], context["nodes_file"] = nodes, str(nodes_file)
+    return validate(ServingFile, doc, path, context=context or None).build(nodes)
 
 
 __all__ = [
     "MODEL_KINDS",
     "PATHS_OF_KIND",
     "ModelFacts",
+    "NodeFacts",
     "ServingConfig",
     "ServingFile",
     "load_serving",
+    "node_facts",
 ]

@@ -66,6 +66,10 @@ class Endpoint:
     gpus: int = 1  # GPUs the runtime holds
     slots: int = 1  # requests it serves at once
     load_ms: float = 2000.0  # loading a model that is not loaded (cold start)
+    # a serving node (config/serving_nodes.yaml) whose agent reports where the model answers:
+    # the URL is resolved from its reports each probe (`discovered`); "" until then
+    node: str | None = None
+    wake_ms: float | None = None  # waking a sleeping model (vLLM); None: as long as load_ms
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -89,6 +93,7 @@ class EndpointSample:
     tokens_per_s: float  # recent decode rate of one request
     loaded: frozenset[str] = field(default_factory=frozenset)
     received_at: datetime | None = None
+    sleeping: frozenset[str] = field(default_factory=frozenset)  # listed, but asleep (vLLM)
 
 
 @dataclass(frozen=True)
@@ -164,7 +169,8 @@ def _candidate_pool(
 ) -> GpuPool:
     ttft = sample.ttft_ms if sample is not None else pool.inference_latency_ms
     if sample is not None and model not in sample.loaded:
-        ttft += e.load_ms
+        asleep = model in sample.sleeping and e.wake_ms is not None
+        ttft += e.wake_ms if asleep else e.load_ms  # type: ignore[operator]
     speed = sample.tokens_per_s / REFERENCE_TOKENS_PER_S if sample and sample.tokens_per_s else 1.0
     return GpuPool(
         gpu_type=e.endpoint_id,
@@ -186,6 +192,55 @@ def _engine_sample(e: Endpoint, s: EndpointSample) -> TelemetrySample:
         observed_at=s.observed_at,
         received_at=s.received_at,
     )
+
+
+@dataclass(frozen=True)
+class Discovered:
+    """Where a node's endpoint answers now, by its node agent's reports: ``url`` ("" when
+    nowhere: not placed on), the models reported loaded there, and why when it is nowhere."""
+
+    url: str
+    loaded: frozenset[str]
+    why: str = ""
+
+
+def discovered(
+    e: Endpoint, reports: Iterable[Mapping], now: datetime, max_age_s: float
+) -> Discovered:
+    """The URL of endpoint ``e`` on node ``e.node`` from the agents' reports
+    (``plane.residency_actual`` rows: node, runtime, model, state, url, reported_at): its
+    models that the node's agent reported loaded at a URL within ``max_age_s`` (the telemetry
+    age limit: an older report is not trusted, its agent may be gone); no such report: nowhere,
+    with the reason. Models loaded at another URL than the first (sorted) are not served
+    there."""
+    found: dict[str, str] = {}
+    states: dict[str, str] = {}
+    old: list[str] = []
+    for r in reports:
+        if r["node"] != e.node or r["runtime"] != e.runtime or r["model"] not in e.models:
+            continue
+        age = (now - r["reported_at"]).total_seconds()
+        if age > max_age_s:
+            old.append(f"{r['model']} ({age:.0f} s ago)")
+            continue
+        states[r["model"]] = r["state"]
+        if r["state"] == "loaded" and r.get("url"):
+            found[r["model"]] = str(r["url"]).rstrip("/")
+    if found:
+        url = min(found.values())
+        return Discovered(url, frozenset(m for m, u in found.items() if u == url))
+    where = f"node {e.node} ({e.runtime})"
+    if states:
+        said = ", ".join(f"{m} {s}" for m, s in sorted(states.items()))
+        why = f"its node agent reports {said} on {where}: nowhere to send it"
+    elif old:
+        why = (
+            f"the last report of {where} is older than {max_age_s:g} s: "
+            f"{', '.join(sorted(old))}; not trusted"
+        )
+    else:
+        why = f"no node agent reports {', '.join(sorted(e.models))} loaded on {where}"
+    return Discovered("", frozenset(), why)
 
 
 def serving_request(ask: InferenceRequest) -> WorkloadRequest:

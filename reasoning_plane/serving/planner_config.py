@@ -33,6 +33,9 @@ class NodeMemoryEntry(ConfigModel):
 class NodeEntry(ConfigModel):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
     cluster: str = Field(min_length=1)  # a cluster of the fleet (its zone, certifications)
+    # the GPU pool of that cluster it is one of (its price per GPU-hour): the gateway's
+    # endpoints on this node (config/serving.yaml, endpoints[].node) are priced by it
+    gpu_type: str | None = Field(default=None, min_length=1, max_length=64)
     memory: NodeMemoryEntry
     runtimes: list[Runtime] = Field(min_length=1)
     # (runtime -> adapter): "module:Class" and its keyword arguments (serving.residency)

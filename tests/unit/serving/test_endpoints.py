@@ -283,3 +283,58 @@ def test_without_a_header_the_teams_default_slo_decides() -> None:
     assert relaxed.chosen.gpu_type == "eu-a10-1"
     none = _place(_ask(**public, slo=team_slo(None, "media-ml", defaults)), [US, EU], samples)
     assert none.chosen.gpu_type == "eu-a10-1"
+
+
+def test_an_endpoint_on_a_node_answers_where_its_agent_last_reported_the_model_loaded() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from reasoning_plane.serving.endpoints import Endpoint, discovered
+
+    now = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
+    e = Endpoint("box-gemma", "eu-fra-a10", "A10", "llama.cpp", "", frozenset({"g"}), node="box")
+
+    def row(state="loaded", url="http://127.0.0.1:4242/", age_s=1.0, **other) -> dict:
+        found = {"node": "box", "runtime": "llama.cpp", "model": "g", "state": state, "url": url}
+        return {**found, "reported_at": now - timedelta(seconds=age_s), **other}
+
+    assert discovered(e, [row()], now, 60.0).url == "http://127.0.0.1:4242"
+    assert discovered(e, [row()], now, 60.0).loaded == frozenset({"g"})
+    # not this endpoint's node, runtime or model: nowhere
+    for other in ({"node": "other"}, {"runtime": "vllm"}, {"model": "h"}):
+        nowhere = discovered(e, [row(**other)], now, 60.0)
+        assert nowhere.url == "" and "no node agent reports g loaded on node box" in nowhere.why
+    # older than the telemetry age limit: its agent may be gone, not trusted
+    stale = discovered(e, [row(age_s=61.0)], now, 60.0)
+    assert stale.url == "" and "older than 60 s: g (61 s ago); not trusted" in stale.why
+    # reported, but not loaded (or loaded with no URL): nowhere to send it
+    for state, url in (("cold", None), ("sleeping", None), ("loaded", None)):
+        found = discovered(e, [row(state=state, url=url)], now, 60.0)
+        assert found.url == "" and f"reports g {state} on node box" in found.why
+
+
+def test_a_sleeping_model_is_priced_with_its_wake_up_and_a_cold_one_with_its_load() -> None:
+    from datetime import UTC, datetime
+
+    from reasoning_plane.serving.endpoints import Endpoint, EndpointSample, model_fleet
+
+    now = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
+    fleet = factory.fleet()
+    e = Endpoint(
+        "v",
+        "eu-fra-a10",
+        "A10",
+        "vllm",
+        "http://v",
+        frozenset({"a", "b"}),
+        load_ms=9000.0,
+        wake_ms=300.0,
+    )
+    sample = EndpointSample("v", now, 0, 0, 100.0, 50.0, frozenset(), sleeping=frozenset({"a"}))
+    latency = {
+        m: model_fleet(fleet, [e], {"v": sample}, m)[0].clusters[0].pools[0].inference_latency_ms
+        for m in ("a", "b")
+    }
+    assert latency == {"a": 400.0, "b": 9100.0}
+    plain = Endpoint("w", "eu-fra-a10", "A10", "vllm", "http://w", frozenset({"a"}), load_ms=9000.0)
+    pool = model_fleet(fleet, [plain], {"w": sample}, "a")[0].clusters[0].pools[0]
+    assert pool.inference_latency_ms == 9100.0  # no wake-up stated: as long as a cold load

@@ -116,3 +116,112 @@ def test_a_mistake_is_refused_naming_file_and_field(
     assert refused.value.field == field, str(refused.value)
     assert problem in refused.value.problem, str(refused.value)
     assert str(refused.value).startswith(f"{path}: {field}: ")
+
+
+NODES = """
+nodes:
+  - {name: fra-1, cluster: eu-fra-a10, gpu_type: A10, memory: {total_gb: 24, reserve_gb: 2},
+     runtimes: [llama.cpp, vllm]}
+  - {name: par-1, cluster: eu-par-h100, memory: {total_gb: 80, reserve_gb: 2},
+     runtimes: [vllm]}
+  - {name: ams-1, cluster: eu-ams-a10, gpu_type: A10, memory: {total_gb: 24, reserve_gb: 2},
+     runtimes: [llama.cpp]}
+"""
+
+
+def _on_node(d: dict, i: int = 0, **changes) -> None:
+    """Endpoint ``i`` on a serving node instead of its URL, cluster and pool."""
+    for key in ("url", "cluster", "gpu_type"):
+        d["endpoints"][i].pop(key)
+    d["endpoints"][i].update({"node": "fra-1", **changes})
+
+
+def test_an_endpoint_on_a_node_takes_its_cluster_and_pool_from_the_nodes_file(
+    tmp_path: Path,
+) -> None:
+    nodes = tmp_path / "serving_nodes.yaml"
+    nodes.write_text(NODES)
+    doc = yaml.safe_load(yaml.safe_dump(EXAMPLE))
+    _on_node(doc)
+    config = load_serving(_write(tmp_path, doc), FLEET, nodes)
+    (e,) = [e for e in config.endpoints if e.endpoint_id == "eu-fra-gemma"]
+    assert (e.node, e.cluster, e.gpu_type, e.url) == ("fra-1", "eu-fra-a10", "A10", "")
+    # a file with no endpoint on a node does not read the nodes file at all
+    assert load_serving(REPO / "config" / "serving.yaml", FLEET, tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "problem"),
+    [
+        (
+            lambda d: d["endpoints"][0].update(node="fra-1"),
+            "endpoints[0] (eu-fra-gemma).node",
+            "exactly one of url and node",
+        ),
+        (
+            lambda d: d["endpoints"][0].pop("url"),
+            "endpoints[0] (eu-fra-gemma).url",
+            "exactly one of url and node",
+        ),
+        (
+            lambda d: _on_node(d, cluster="eu-fra-a10"),
+            "endpoints[0] (eu-fra-gemma).cluster",
+            "has the node's cluster (the serving nodes file says it)",
+        ),
+        (
+            lambda d: _on_node(d, node="nope"),
+            "endpoints[0] (eu-fra-gemma).node",
+            "'nope' is not a node of",
+        ),
+        (
+            lambda d: _on_node(d, node="par-1", runtime="vllm"),
+            "endpoints[0] (eu-fra-gemma).node",
+            "node 'par-1' names no gpu_type",
+        ),
+        (
+            lambda d: _on_node(d, node="par-1"),
+            "endpoints[0] (eu-fra-gemma).runtime",
+            "node 'par-1' runs ['vllm']",
+        ),
+        (
+            lambda d: _on_node(d, node="ams-1"),
+            "endpoints[0] (eu-fra-gemma).node",
+            "'eu-ams-a10' (node ams-1 of",
+        ),
+        (
+            lambda d: _on_node(d, models=["gemma-3-270m", "gemma-3-270m-q8"]),
+            "endpoints[0] (eu-fra-gemma).models",
+            "one llama.cpp server per model",
+        ),
+        (
+            lambda d: d["endpoints"][0].update(wake_ms=100),
+            "endpoints[0] (eu-fra-gemma).wake_ms",
+            "llama.cpp has no sleep mode",
+        ),
+    ],
+)
+def test_an_endpoint_on_a_node_is_refused_naming_file_and_field(
+    tmp_path: Path, change, field: str, problem: str
+) -> None:
+    nodes = tmp_path / "serving_nodes.yaml"
+    nodes.write_text(NODES)
+    doc = yaml.safe_load(yaml.safe_dump(EXAMPLE))
+    change(doc)
+    path = _write(tmp_path, doc)
+    with pytest.raises(InputFileError) as refused:
+        load_serving(path, FLEET, nodes)
+    assert refused.value.field == field, str(refused.value)
+    assert problem in refused.value.problem, str(refused.value)
+    assert str(refused.value).startswith(f"{path}: {field}: ")
+
+
+def test_an_endpoint_on_a_node_without_a_nodes_file_is_refused(tmp_path: Path) -> None:
+    doc = yaml.safe_load(yaml.safe_dump(EXAMPLE))
+    _on_node(doc)
+    path = _write(tmp_path, doc)
+    with pytest.raises(InputFileError) as refused:
+        load_serving(path, FLEET)
+    assert str(refused.value) == (
+        f"{path}: endpoints[0] (eu-fra-gemma).node: no serving nodes file was given to find "
+        "node 'fra-1' in"
+    )
