@@ -81,6 +81,8 @@ class NodeFacts:
     cluster: str
     gpu_type: str | None  # the GPU pool of its cluster; None: the nodes file does not say
     runtimes: frozenset[str]
+    # (model, runtime) -> (cold load s, wake s or None): the models' entries of the nodes file
+    loads: Mapping[tuple[str, str], tuple[float, float | None]] = field(default_factory=dict)
 
 
 # runtimes whose node agent starts one server per model (a URL per model): an endpoint on a
@@ -122,6 +124,14 @@ class EndpointModel(ConfigModel):
                         "nodes file says it): leave it out here",
                         (key,),
                     )
+            for key in ("load_ms", "wake_ms"):
+                if key in self.model_fields_set:
+                    fail(
+                        f"an endpoint on node {self.node!r} loads and wakes its models as the "
+                        "serving nodes file says (cold_load_s, wake_s of each model): leave it "
+                        "out here",
+                        (key,),
+                    )
             if self.runtime in ONE_SERVER_PER_MODEL and len(self.models) != 1:
                 fail(
                     f"the node agent runs one {self.runtime} server per model: an endpoint "
@@ -140,6 +150,12 @@ class EndpointModel(ConfigModel):
         cluster = node.cluster if node is not None else self.cluster
         gpu_type = node.gpu_type if node is not None else self.gpu_type
         assert cluster is not None and gpu_type is not None  # checked with the file
+        load_ms, wake_ms = self.load_ms, self.wake_ms
+        if node is not None:  # the nodes file's times (checked with the file: every model has one)
+            times = [node.loads[(m, self.runtime)] for m in sorted(self.models)]
+            load_ms = max(t[0] for t in times) * 1000.0
+            wakes = [t[1] for t in times if t[1] is not None]
+            wake_ms = max(wakes) * 1000.0 if wakes else None
         return Endpoint(
             endpoint_id=self.id,
             cluster=cluster,
@@ -149,9 +165,9 @@ class EndpointModel(ConfigModel):
             models=frozenset(self.models),
             gpus=self.gpus,
             slots=self.slots,
-            load_ms=self.load_ms,
+            load_ms=load_ms,
             node=self.node,
-            wake_ms=self.wake_ms,
+            wake_ms=wake_ms,
         )
 
 
@@ -260,6 +276,13 @@ class ServingFile(ConfigModel):
                     f"node {e.node!r} names no gpu_type (its GPU pool) in {nodes_file}",
                     ("endpoints", i, "node"),
                 )
+            for m in sorted(e.models):
+                if (m, e.runtime) not in node.loads:
+                    fail(
+                        f"{m!r} is not a {e.runtime} model of {nodes_file} (its node agent "
+                        "could never load it)",
+                        ("endpoints", i, "models"),
+                    )
         fleet = (info.context or {}).get("fleet")
         if isinstance(fleet, Fleet):
             for i, e in enumerate(self.endpoints):
@@ -335,7 +358,10 @@ def node_facts(nodes_file: Path | str) -> dict[str, NodeFacts]:
     from reasoning_plane.serving.planner_config import load_planner_config
 
     raw = load_planner_config(nodes_file).raw
-    return {n.name: NodeFacts(n.cluster, n.gpu_type, frozenset(n.runtimes)) for n in raw.nodes}
+    loads = {(m.name, m.runtime): (m.cold_load_s, m.wake_s) for m in raw.models}
+    return {
+        n.name: NodeFacts(n.cluster, n.gpu_type, frozenset(n.runtimes), loads) for n in raw.nodes
+    }
 
 
 def _names_a_node(doc: Any) -> bool:

@@ -126,13 +126,18 @@ nodes:
      runtimes: [vllm]}
   - {name: ams-1, cluster: eu-ams-a10, gpu_type: A10, memory: {total_gb: 24, reserve_gb: 2},
      runtimes: [llama.cpp]}
+models:
+  - {name: gemma-3-270m, runtime: llama.cpp, source: m.gguf, cold_load_s: 1.3,
+     shape: {weights_gb: 0.24, layers: 18, kv_heads: 1, head_dim: 256}}
+  - {name: gemma-3-270m, runtime: vllm, source: google/gemma-3-270m, cold_load_s: 30,
+     wake_s: 2, shape: {weights_gb: 0.6, layers: 18, kv_heads: 1, head_dim: 256}}
 """
 
 
 def _on_node(d: dict, i: int = 0, **changes) -> None:
     """Endpoint ``i`` on a serving node instead of its URL, cluster and pool."""
-    for key in ("url", "cluster", "gpu_type"):
-        d["endpoints"][i].pop(key)
+    for key in ("url", "cluster", "gpu_type", "load_ms", "wake_ms"):
+        d["endpoints"][i].pop(key, None)
     d["endpoints"][i].update({"node": "fra-1", **changes})
 
 
@@ -146,6 +151,12 @@ def test_an_endpoint_on_a_node_takes_its_cluster_and_pool_from_the_nodes_file(
     config = load_serving(_write(tmp_path, doc), FLEET, nodes)
     (e,) = [e for e in config.endpoints if e.endpoint_id == "eu-fra-gemma"]
     assert (e.node, e.cluster, e.gpu_type, e.url) == ("fra-1", "eu-fra-a10", "A10", "")
+    # its model loads as the nodes file says (cold_load_s: 1.3 s), written only there
+    assert (e.load_ms, e.wake_ms) == (1300.0, None)
+    doc["endpoints"][0].update(runtime="vllm")
+    config = load_serving(_write(tmp_path, doc), FLEET, nodes)
+    (e,) = [e for e in config.endpoints if e.endpoint_id == "eu-fra-gemma"]
+    assert (e.load_ms, e.wake_ms) == (30_000.0, 2_000.0)
     # a file with no endpoint on a node does not read the nodes file at all
     assert load_serving(REPO / "config" / "serving.yaml", FLEET, tmp_path / "absent.yaml")
 
@@ -192,6 +203,16 @@ def test_an_endpoint_on_a_node_takes_its_cluster_and_pool_from_the_nodes_file(
             lambda d: _on_node(d, models=["gemma-3-270m", "gemma-3-270m-q8"]),
             "endpoints[0] (eu-fra-gemma).models",
             "one llama.cpp server per model",
+        ),
+        (
+            lambda d: _on_node(d, load_ms=900),
+            "endpoints[0] (eu-fra-gemma).load_ms",
+            "loads and wakes its models as the serving nodes file says",
+        ),
+        (
+            lambda d: _on_node(d, models=["gemma-3-270m-q8"]),
+            "endpoints[0] (eu-fra-gemma).models",
+            "'gemma-3-270m-q8' is not a llama.cpp model of",
         ),
         (
             lambda d: d["endpoints"][0].update(wake_ms=100),
