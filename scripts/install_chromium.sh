@@ -4,35 +4,15 @@
 #   PLANE_CHROMIUM                the browser to use (default /usr/bin/chromium)
 #   PLANE_SKIP_CHROMIUM_INSTALL=1 never install anything
 set -uo pipefail
+# shellcheck source=scripts/apt_install.sh
+. "$(dirname "${BASH_SOURCE[0]}")/apt_install.sh"
 chromium=${PLANE_CHROMIUM:-/usr/bin/chromium}
 if [ -x "$chromium" ]; then
   exit 0
 fi
-if [ "${PLANE_SKIP_CHROMIUM_INSTALL:-0}" = "1" ]; then
-  echo "chromium: $chromium missing and PLANE_SKIP_CHROMIUM_INSTALL=1; the browser test is skipped"
+if ! apt_install chromium chromium PLANE_SKIP_CHROMIUM_INSTALL; then
+  echo "chromium: the browser test is skipped"
   exit 0
-fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "chromium: $chromium missing and no apt-get here; the browser test is skipped"
-  exit 0
-fi
-sudo=""
-if [ "$(id -u)" != "0" ]; then
-  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    sudo="sudo -n"
-  else
-    echo "chromium: $chromium missing and apt-get needs root; the browser test is skipped"
-    exit 0
-  fi
-fi
-apt() { $sudo env DEBIAN_FRONTEND=noninteractive apt-get "$@" >/dev/null 2>&1; }
-echo "chromium: installing Debian's chromium package (apt-get install -y chromium)"
-if ! apt install -y -qq chromium; then
-  apt update -qq || true  # a fresh machine may have no package lists yet
-  if ! apt install -y -qq chromium; then
-    echo "chromium: apt-get install chromium failed; the browser test is skipped"
-    exit 0
-  fi
 fi
 if [ -x "$chromium" ]; then
   echo "chromium: $("$chromium" --version 2>/dev/null || echo installed)"
