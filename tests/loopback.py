@@ -25,6 +25,7 @@ from serving.runtimes.process import free_port
 
 __all__ = [
     "FailingRuntime",
+    "FixedServer",
     "OpenAIRuntime",
     "free_port",
     "llama_server",
@@ -98,6 +99,64 @@ def serve_handler(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class FixedServer:
+    """A loopback HTTP server answering every ``GET`` with one fixed answer, from a thread,
+    recording the paths (with their query) it was asked for in ``paths``.
+
+    ``body``: bytes or text sent as they are (``content_type`` defaults to plain text), anything
+    else as JSON (``application/json``). With ``path``, only that path (its query aside) gets the
+    answer; any other gets a bare 404. Started at once (``url``, ``port``); `stop` or leave its
+    ``with`` block to stop it."""
+
+    def __init__(
+        self,
+        body: object,
+        *,
+        status: int = 200,
+        content_type: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        if isinstance(body, str):
+            body = body.encode()
+        if isinstance(body, bytes):
+            content_type = content_type or "text/plain; charset=utf-8"
+        else:
+            body, content_type = json.dumps(body).encode(), content_type or "application/json"
+        self.paths: list[str] = []
+        paths = self.paths
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                paths.append(self.path)
+                if path is not None and self.path.split("?")[0] != path:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:  # quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port: int = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> FixedServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def llama_server_argv(
