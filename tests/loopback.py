@@ -30,6 +30,7 @@ __all__ = [
     "free_port",
     "llama_server",
     "llama_server_argv",
+    "probe_once",
     "serve_app",
     "serve_gateway",
     "serve_handler",
@@ -157,6 +158,20 @@ class FixedServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def probe_once(gateway) -> None:
+    """One probe of a `serving.gateway.Gateway`'s runtimes (what its lifespan repeats), its
+    HTTP client closed after."""
+    import asyncio
+
+    async def probe() -> None:
+        try:
+            await gateway.probe()
+        finally:
+            await gateway.client.aclose()
+
+    asyncio.run(probe())
 
 
 def llama_server_argv(
