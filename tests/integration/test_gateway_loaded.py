@@ -6,40 +6,23 @@ counted as demand by the residency planner), while a listed model is placed."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from reasoning_plane.model import PLACED, REJECTED, Budget
 from reasoning_plane.serving.endpoints import Endpoint, InferenceRequest
 from serving.gateway import Gateway
+from tests.loopback import FixedServer, probe_once
 from tests.unit.plane import factory
-
-
-class _Lists(BaseHTTPRequestHandler):
-    """A runtime that has one model loaded: ``/v1/models`` lists ``loaded-model`` only."""
-
-    def do_GET(self) -> None:
-        body = json.dumps({"object": "list", "data": [{"id": "loaded-model", "object": "model"}]})
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.end_headers()
-        self.wfile.write(body.encode())
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 @pytest.fixture
 def runtime() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Lists)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    """A runtime that has one model loaded: ``/v1/models`` lists ``loaded-model`` only."""
+    listed = {"object": "list", "data": [{"id": "loaded-model", "object": "model"}]}
+    with FixedServer(listed) as server:
+        yield server.url
 
 
 def test_a_model_the_runtime_does_not_list_is_cold_and_priced_with_its_reload(runtime) -> None:
@@ -61,13 +44,7 @@ def test_a_model_the_runtime_does_not_list_is_cold_and_priced_with_its_reload(ru
         budgets={"financial-ml": Budget("financial-ml", 100.0)},
     )
 
-    async def probe() -> None:
-        try:
-            await gateway.probe()
-        finally:
-            await gateway.client.aclose()
-
-    asyncio.run(probe())
+    probe_once(gateway)
     assert gateway.live["eu-a10-1"].loaded == frozenset({"loaded-model"})
 
     def ask(model: str) -> InferenceRequest:

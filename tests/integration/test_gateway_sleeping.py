@@ -8,12 +8,11 @@ engine. Against the loopback stub of vLLM's documented contract
 
 from __future__ import annotations
 
-import asyncio
-
 from reasoning_plane.model import PLACED, REJECTED, Budget
 from reasoning_plane.serving.endpoints import Endpoint, InferenceRequest
 from serving.gateway import Gateway
 from tests.integration.runtime_stubs import VllmState, serve
+from tests.loopback import probe_once
 from tests.unit.plane import factory
 
 
@@ -29,16 +28,6 @@ def _gateway(url: str, **endpoint) -> Gateway:
     )
 
 
-def _probe(gateway: Gateway) -> None:
-    async def probe() -> None:
-        try:
-            await gateway.probe()
-        finally:
-            await gateway.client.aclose()
-
-    asyncio.run(probe())
-
-
 ASK = InferenceRequest("r-1", "financial-ml", "qwen3-8b", 20, 8, slo_ttft_ms=1500.0)
 
 
@@ -47,7 +36,7 @@ def test_a_sleeping_vllm_model_is_not_loaded_and_priced_with_its_wake_up() -> No
     with serve(state) as url:
         state.sleeping = True  # listed in /v1/models all the same
         gateway = _gateway(url, load_ms=30_000.0)
-        _probe(gateway)
+        probe_once(gateway)
         live = gateway.live["eu-vllm"]
         assert live.observed_at is not None  # it answered: trusted, only not loaded
         assert live.loaded == frozenset() and live.sleeping == frozenset({"qwen3-8b"})
@@ -58,7 +47,7 @@ def test_a_sleeping_vllm_model_is_not_loaded_and_priced_with_its_wake_up() -> No
 
         state.sleeping = False  # woken (by the residency plan): loaded again
         gateway = _gateway(url, load_ms=30_000.0)
-        _probe(gateway)
+        probe_once(gateway)
         assert gateway.live["eu-vllm"].loaded == frozenset({"qwen3-8b"})
         assert gateway.decide(ASK).status == PLACED
 
@@ -69,7 +58,7 @@ def test_a_sleeping_model_is_priced_with_the_wake_up_when_the_endpoint_states_on
         state.sleeping = True
         # waking takes 0.2 s, a cold load 30 s: the SLO of 1.5 s is met by a wake-up
         gateway = _gateway(url, load_ms=30_000.0, wake_ms=200.0)
-        _probe(gateway)
+        probe_once(gateway)
         decision = gateway.decide(ASK)
         assert decision.status == PLACED, decision.reason
         assert decision.chosen_evaluation is not None
@@ -79,6 +68,6 @@ def test_a_vllm_without_sleep_routes_cannot_sleep_and_what_it_lists_is_loaded() 
     # without VLLM_SERVER_DEV_MODE the sleep routes are not attached (404): nothing sleeps
     with serve(VllmState("Qwen/Qwen3-8B", "qwen3-8b", dev_mode=False)) as url:
         gateway = _gateway(url, load_ms=30_000.0)
-        _probe(gateway)
+        probe_once(gateway)
         assert gateway.live["eu-vllm"].loaded == frozenset({"qwen3-8b"})
         assert gateway.decide(ASK).status == PLACED

@@ -8,10 +8,7 @@ process-wide kubeconfig default (which every K8sRunLauncher loads) must not deci
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -20,6 +17,7 @@ import yaml
 from dagster import DagsterRun
 
 from resources.launcher import PlacementRefused, PlacementRunLauncher
+from tests.loopback import FixedServer
 
 REPO = Path(__file__).resolve().parents[2]
 FLEET = REPO / "examples" / "seed_scenario" / "fleet.yaml"
@@ -33,48 +31,22 @@ DEFAULTS = {
 }
 
 
-class ApiServer:
-    """A loopback HTTP server answering every request with a Kubernetes 404 Status, recording
-    the paths it was asked for."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.paths.append(self.path)
-                body = json.dumps(
-                    {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404}
-                ).encode()
-                self.send_response(404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+# what a Kubernetes API server answers for an object it does not have
+NOT_FOUND = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404}
 
 
 @pytest.fixture
-def api_servers() -> Iterator[dict[str, ApiServer]]:
-    servers = {"eu-prod": ApiServer(), "us-prod": ApiServer(), "elsewhere": ApiServer()}
+def api_servers() -> Iterator[dict[str, FixedServer]]:
+    """Loopback API servers answering every request with a Kubernetes 404 Status, recording the
+    paths they were asked for."""
+    names = ("eu-prod", "us-prod", "elsewhere")
+    servers = {name: FixedServer(NOT_FOUND, status=404) for name in names}
     yield servers
     for server in servers.values():
-        server.close()
+        server.stop()
 
 
-def _kubeconfig(tmp_path: Path, servers: dict[str, ApiServer]) -> Path:
+def _kubeconfig(tmp_path: Path, servers: dict[str, FixedServer]) -> Path:
     path = tmp_path / "kubeconfig"
     path.write_text(
         yaml.safe_dump(
@@ -118,7 +90,7 @@ def _run(cluster: str, namespace: str = "financial-ml") -> DagsterRun:
 
 
 def test_each_cluster_talks_to_its_kube_context(
-    tmp_path: Path, api_servers: dict[str, ApiServer]
+    tmp_path: Path, api_servers: dict[str, FixedServer]
 ) -> None:
     launcher = _launcher(_kubeconfig(tmp_path, api_servers))
     with dg.instance_for_test() as instance:
@@ -167,7 +139,7 @@ def test_the_step_executor_reads_its_home_clusters_settings(
 
 
 def test_a_context_missing_from_the_kubeconfig_is_named(
-    tmp_path: Path, api_servers: dict[str, ApiServer]
+    tmp_path: Path, api_servers: dict[str, FixedServer]
 ) -> None:
     kubeconfig = _kubeconfig(tmp_path, {"us-prod": api_servers["us-prod"]})
     launcher = _launcher(kubeconfig)

@@ -13,12 +13,9 @@ with recorded API responses (the shape of a real ``GET /api/v1/resourcequotas``)
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
@@ -33,6 +30,7 @@ from reasoning_plane.policy import PlacementPolicy
 from reasoning_plane.replay import snapshot_from_payload
 from reasoning_plane.snapshot import build_snapshot
 from reasoning_plane.store import snapshot_payload
+from tests.loopback import FixedServer, free_port
 
 GPU = "requests.nvidia.com/gpu"
 
@@ -78,50 +76,11 @@ RECORDED = {
 }
 
 
-class ApiServer:
-    """A loopback HTTP server answering the ResourceQuota list with ``RECORDED``."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        paths = self.paths
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                paths.append(self.path)
-                if self.path.split("?")[0] != "/api/v1/resourcequotas":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                body = json.dumps(RECORDED).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def api() -> Iterator[ApiServer]:
-    server = ApiServer()
-    yield server
-    server.stop()
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def api() -> Iterator[FixedServer]:
+    """A loopback API server answering the ResourceQuota list with ``RECORDED``."""
+    with FixedServer(RECORDED, path="/api/v1/resourcequotas") as server:
+        yield server
 
 
 def kubeconfig(tmp: Path, server: str) -> Path:
@@ -136,7 +95,7 @@ def kubeconfig(tmp: Path, server: str) -> Path:
                     # the current context's cluster: only the fleet's kube_context reaches eu
                     {
                         "name": "nowhere",
-                        "cluster": {"server": f"http://127.0.0.1:{_closed_port()}"},
+                        "cluster": {"server": f"http://127.0.0.1:{free_port()}"},
                     },
                 ],
                 "users": [{"name": "plane", "user": {"token": "recorded"}}],
@@ -226,7 +185,9 @@ def test_quantities_are_read_as_kubernetes_writes_them(text: str, value: Decimal
     assert quantity(text) == value
 
 
-def test_each_namespace_quota_is_read_live_with_its_status(api: ApiServer, tmp_path: Path) -> None:
+def test_each_namespace_quota_is_read_live_with_its_status(
+    api: FixedServer, tmp_path: Path
+) -> None:
     fleet = fleet_for(tmp_path, api.url)
     quotas, unknown = read_cluster(fleet.get("eu-fra"))
     assert api.paths and api.paths[0].startswith("/api/v1/resourcequotas")
@@ -244,7 +205,7 @@ def test_each_namespace_quota_is_read_live_with_its_status(api: ApiServer, tmp_p
 
 
 def test_the_live_quota_decides_on_its_cluster_and_the_file_elsewhere(
-    api: ApiServer, tmp_path: Path, plane_db: str
+    api: FixedServer, tmp_path: Path, plane_db: str
 ) -> None:
     fleet = fleet_for(tmp_path, api.url)
     # The quota file gives team ml no GPU: it governs eu-par only (no API access declared).
@@ -260,7 +221,7 @@ def test_the_live_quota_decides_on_its_cluster_and_the_file_elsewhere(
 
 
 def test_a_quota_without_status_is_unknown_and_nothing_is_placed_against_it(
-    api: ApiServer, tmp_path: Path, plane_db: str
+    api: FixedServer, tmp_path: Path, plane_db: str
 ) -> None:
     fleet = fleet_for(tmp_path, api.url)
     snapshot = snapshot_of(plane_db, fleet, {})
@@ -273,7 +234,7 @@ def test_a_quota_without_status_is_unknown_and_nothing_is_placed_against_it(
 def test_an_unreachable_api_server_fails_closed_with_the_reason(
     tmp_path: Path, plane_db: str
 ) -> None:
-    fleet = fleet_for(tmp_path, f"http://127.0.0.1:{_closed_port()}")
+    fleet = fleet_for(tmp_path, f"http://127.0.0.1:{free_port()}")
     snapshot = snapshot_of(plane_db, fleet, {"ml": TeamQuota("ml", 64, "quotas.yaml#ml")})
     assert "eu-fra" in snapshot.quota_errors
     decision = place(request("ml", 1), snapshot, POLICY)
@@ -285,7 +246,7 @@ def test_an_unreachable_api_server_fails_closed_with_the_reason(
 
 
 def test_a_decision_on_live_quotas_replays_the_same(
-    api: ApiServer, tmp_path: Path, plane_db: str
+    api: FixedServer, tmp_path: Path, plane_db: str
 ) -> None:
     """What the decision read of the live quotas is stored with it, so `plane replay` re-runs
     it on the same quotas (not on none)."""

