@@ -213,7 +213,8 @@ def test_every_sensor_and_schedule_run_launches_or_is_refused_for_the_right_reas
 
 
 def test_only_the_runs_that_write_the_catalog_get_the_stewards_credentials(production) -> None:
-    """Least privilege on Kubernetes: every run worker loads its cluster's Secret (rp_worker);
+    """Least privilege on Kubernetes: every run worker loads its cluster's Secret (rp_worker)
+    and the object store's;
     the launcher adds the steward's (PLANE_DATABASE_URL_STEWARD) to the runs of assets that
     declare plane/db_role: steward, those that write the catalog, and to no other."""
     instance, launcher, workspace, batch, url = production
@@ -234,8 +235,10 @@ def test_only_the_runs_that_write_the_catalog_get_the_stewards_credentials(produ
         ((_, job),) = batch[cluster].jobs[before[cluster] :]
         (container,) = job["spec"]["template"]["spec"]["containers"]
         secrets[asset] = [e["secretRef"]["name"] for e in container.get("envFrom", [])]
+    # every run worker: its cluster's database Secret (rp_worker) and the object store's
     assert secrets["catalog/support_tickets"] == [
         "reasoning-plane-db",
+        "reasoning-plane-s3",
         "reasoning-plane-db-steward",
     ]
-    assert secrets["embeddings/support_tickets"] == ["reasoning-plane-db"]
+    assert secrets["embeddings/support_tickets"] == ["reasoning-plane-db", "reasoning-plane-s3"]
