@@ -475,41 +475,44 @@ def plan(
     entries.sort(key=lambda e: (e[0], e[1], e[2].name, e[2].runtime))
 
     placed: set[tuple[str, str]] = set()
+
+    def hold(node: str, m: ServedModel, state: str, gb: float, memory: str, why: str, score: float):
+        """``m`` takes ``gb`` of ``node``'s memory in ``state``: its row of the plan."""
+        rooms[node].used += gb
+        placed.add((m.name, m.runtime))
+        rows[(node, m.runtime, m.name)] = PlanRow(
+            node, m.runtime, m.name, state, gb, memory, why, score
+        )
+
     for klass, _, m, inc, score, why_score, idle_for in entries:
         fp = m.footprint()
         idle = idle_for >= settings.idle_s
         # An idle model: sleep where possible (likely back soon, small process), else keep.
-        if inc is not None and idle and klass != 0:
-            room = rooms[inc.node]
-            if (
-                m.can_sleep
-                and m.asleep_gb <= settings.max_sleep_gb
-                and idle_for < settings.back_soon_s
-                and room.fits(m.asleep_gb)
-            ):
-                room.used += m.asleep_gb
-                placed.add((m.name, m.runtime))
-                rows[(inc.node, m.runtime, m.name)] = PlanRow(
-                    inc.node,
-                    m.runtime,
-                    m.name,
-                    SLEEPING,
-                    m.asleep_gb,
-                    f"{m.asleep_gb:.2f} GB (process asleep; {fp.explain()} when awake)",
-                    f"idle {_dur(idle_for)} but used within {_dur(settings.back_soon_s)}: "
-                    f"sleeps (wake {m.wake_s:.1f} s vs cold load {m.cold_load_s:.1f} s)",
-                    score,
-                )
-                continue
+        if (
+            inc is not None
+            and idle
+            and klass != 0
+            and m.can_sleep
+            and m.asleep_gb <= settings.max_sleep_gb
+            and idle_for < settings.back_soon_s
+            and rooms[inc.node].fits(m.asleep_gb)
+        ):
+            hold(
+                inc.node,
+                m,
+                SLEEPING,
+                m.asleep_gb,
+                f"{m.asleep_gb:.2f} GB (process asleep; {fp.explain()} when awake)",
+                f"idle {_dur(idle_for)} but used within {_dur(settings.back_soon_s)}: "
+                f"sleeps (wake {m.wake_s:.1f} s vs cold load {m.cold_load_s:.1f} s)",
+                score,
+            )
+            continue
         if inc is not None and inc.state == SLEEPING and idle:
-            room = rooms[inc.node]
-            if room.fits(m.asleep_gb):  # asleep and still idle: stays asleep
-                room.used += m.asleep_gb
-                placed.add((m.name, m.runtime))
-                rows[(inc.node, m.runtime, m.name)] = PlanRow(
+            if rooms[inc.node].fits(m.asleep_gb):  # asleep and still idle: stays asleep
+                hold(
                     inc.node,
-                    m.runtime,
-                    m.name,
+                    m,
                     SLEEPING,
                     m.asleep_gb,
                     f"{m.asleep_gb:.2f} GB (process asleep; {fp.explain()} when awake)",
@@ -518,9 +521,6 @@ def plan(
                 )
             continue
         if inc is not None and rooms[inc.node].fits(fp.total_gb):
-            room = rooms[inc.node]
-            room.used += fp.total_gb
-            placed.add((m.name, m.runtime))
             if klass == 0:
                 why = (
                     f"loaded {_dur(age(inc))} ago, under the minimum residency of "
@@ -535,9 +535,7 @@ def plan(
                     f"kept: demand x reload cost per GB {why_score}, counted x"
                     f"{margins[(m.name, m.runtime)]:.3g} as it is already here"
                 )
-            rows[(inc.node, m.runtime, m.name)] = PlanRow(
-                inc.node, m.runtime, m.name, LOADED, fp.total_gb, fp.explain(), why, score
-            )
+            hold(inc.node, m, LOADED, fp.total_gb, fp.explain(), why, score)
             continue
         if score <= 0:
             continue  # no demand: not worth loading anywhere else
@@ -547,17 +545,14 @@ def plan(
         if not fitting:
             continue
         n = max(fitting, key=lambda n: (rooms[n.name].free, n.name))
-        rooms[n.name].used += fp.total_gb
-        placed.add((m.name, m.runtime))
-        rows[(n.name, m.runtime, m.name)] = PlanRow(
+        hold(
             n.name,
-            m.runtime,
-            m.name,
+            m,
             LOADED,
             fp.total_gb,
             fp.explain(),
             f"loaded: demand x reload cost per GB {why_score}, highest that fits "
-            f"({rooms[n.name].free + fp.total_gb:.2f} GB free on {n.name})",
+            f"({rooms[n.name].free:.2f} GB free on {n.name})",
             score,
         )
 
@@ -568,14 +563,10 @@ def plan(
         inc = incumbent(m)
         if inc is None or (m.name, m.runtime) in placed or not m.can_sleep:
             continue
-        room = rooms[inc.node]
-        if m.asleep_gb <= settings.max_sleep_gb and room.fits(m.asleep_gb):
-            room.used += m.asleep_gb
-            placed.add((m.name, m.runtime))
-            rows[(inc.node, m.runtime, m.name)] = PlanRow(
+        if m.asleep_gb <= settings.max_sleep_gb and rooms[inc.node].fits(m.asleep_gb):
+            hold(
                 inc.node,
-                m.runtime,
-                m.name,
+                m,
                 SLEEPING,
                 m.asleep_gb,
                 f"{m.asleep_gb:.2f} GB (process asleep; {m.footprint().explain()} when awake)",
