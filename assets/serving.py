@@ -213,7 +213,7 @@ def residency_plan_asset(
             r["actual"], r["agent"] = COLD, "no report"
         else:
             r["actual"] = got["state"]
-            age = (now - got["reported_at"]).total_seconds()
+            age = (now - min(got["reported_at"], got["received_at"])).total_seconds()
             r["agent"] = got["error"] or f"reported {age:.0f} s ago"
         rows.append(r)
     return dg.MaterializeResult(

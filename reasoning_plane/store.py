@@ -284,7 +284,8 @@ CREATE TABLE IF NOT EXISTS plane.residency_actual (
     url         text,
     error       text,
     plan_id     text,
-    reported_at timestamptz NOT NULL,
+    reported_at timestamptz NOT NULL,  -- the agent's clock
+    received_at timestamptz NOT NULL DEFAULT clock_timestamp(),  -- the plane's (not the agents')
     PRIMARY KEY (node, runtime, model)
 );
 -- the residency sensor reads the requests recorded since its cursor every few seconds
@@ -399,7 +400,13 @@ GRANTS = [
         f"CREATE POLICY agent_own_node ON plane.residency_desired FOR SELECT TO {AGENT}"
         f" USING ({_AGENT_OWN_RESIDENCY.format(table='residency_desired')})",
     ),
-    (AGENT, f"GRANT SELECT, INSERT, DELETE ON plane.residency_actual TO {AGENT}"),
+    (AGENT, f"GRANT SELECT, DELETE ON plane.residency_actual TO {AGENT}"),
+    # not received_at: that is the plane's clock (a report is no fresher than its arrival)
+    (
+        AGENT,
+        "GRANT INSERT (node, runtime, model, state, since, url, error, plan_id, reported_at)"
+        f" ON plane.residency_actual TO {AGENT}",
+    ),
     (
         AGENT,
         f"CREATE POLICY agent_own_node ON plane.residency_actual FOR ALL TO {AGENT}"
@@ -1322,14 +1329,18 @@ ACTUAL_COLUMNS = ("node", "runtime", "model", "state", "since", "url", "error", 
 
 def actual_state(conn: psycopg.Connection, node: str | None = None) -> list[dict[str, Any]]:
     """What the node agents last reported (every node's, or ``node``'s): one dict per
-    (node, runtime, model) with ``ACTUAL_COLUMNS`` and ``reported_at``."""
-    sql = f"SELECT {', '.join(ACTUAL_COLUMNS)}, reported_at FROM plane.residency_actual"
+    (node, runtime, model) with ``ACTUAL_COLUMNS``, ``reported_at`` (the agent's clock) and
+    ``received_at`` (the plane's)."""
+    sql = (
+        f"SELECT {', '.join(ACTUAL_COLUMNS)}, reported_at, received_at FROM plane.residency_actual"
+    )
     rows = (
         conn.execute(sql + " WHERE node = %s ORDER BY 1, 2, 3", (node,))
         if node is not None
         else conn.execute(sql + " ORDER BY 1, 2, 3")
     ).fetchall()
-    return [dict(zip((*ACTUAL_COLUMNS, "reported_at"), r, strict=True)) for r in rows]
+    keys = (*ACTUAL_COLUMNS, "reported_at", "received_at")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
 def report_actual(

@@ -208,9 +208,11 @@ def discovered(
     e: Endpoint, reports: Iterable[Mapping], now: datetime, max_age_s: float
 ) -> Discovered:
     """The URL of endpoint ``e`` on node ``e.node`` from the agents' reports
-    (``plane.residency_actual`` rows: node, runtime, model, state, url, reported_at): its
-    models that the node's agent reported loaded at a URL within ``max_age_s`` (the telemetry
-    age limit: an older report is not trusted, its agent may be gone); no such report: nowhere,
+    (``plane.residency_actual`` rows: node, runtime, model, state, url, reported_at,
+    received_at): its models that the node's agent reported loaded at a URL within ``max_age_s``
+    (the telemetry age limit: an older report is not trusted, its agent may be gone; a report
+    is no fresher than the plane received it, whatever the agent's clock says); no such report:
+    nowhere,
     with the reason. Models loaded at another URL than the first (sorted) are not served
     there."""
     found: dict[str, str] = {}
@@ -219,7 +221,7 @@ def discovered(
     for r in reports:
         if r["node"] != e.node or r["runtime"] != e.runtime or r["model"] not in e.models:
             continue
-        age = (now - r["reported_at"]).total_seconds()
+        age = (now - min(r["reported_at"], r["received_at"])).total_seconds()
         if age > max_age_s:
             old.append(f"{r['model']} ({age:.0f} s ago)")
             continue

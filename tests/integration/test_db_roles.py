@@ -224,6 +224,13 @@ def test_a_serving_node_agent_reads_and_reports_only_its_own_nodes_residency(adm
         ):
             store.report_actual(conn, "node-b", [_residency_row("fake")], _now())
         assert [r["node"] for r in store.actual_state(conn)] == ["node-a"]
+        # when the plane received a report is the plane's clock, never the agent's to set
+        refused(
+            conn,
+            "INSERT INTO plane.residency_actual (node, runtime, model, state, since,"
+            " reported_at, received_at) VALUES ('node-a', 'llama.cpp', 'late', 'loaded', now(),"
+            " now(), now() + interval '1 day')",
+        )
         assert conn.execute("DELETE FROM plane.residency_actual").rowcount == 1  # its own
         refused(conn, "DELETE FROM plane.residency_desired")
         refused(

@@ -295,7 +295,8 @@ def test_an_endpoint_on_a_node_answers_where_its_agent_last_reported_the_model_l
 
     def row(state="loaded", url="http://127.0.0.1:4242/", age_s=1.0, **other) -> dict:
         found = {"node": "box", "runtime": "llama.cpp", "model": "g", "state": state, "url": url}
-        return {**found, "reported_at": now - timedelta(seconds=age_s), **other}
+        at = now - timedelta(seconds=age_s)
+        return {**found, "reported_at": at, "received_at": at, **other}
 
     assert discovered(e, [row()], now, 60.0).url == "http://127.0.0.1:4242"
     assert discovered(e, [row()], now, 60.0).loaded == frozenset({"g"})
@@ -306,6 +307,10 @@ def test_an_endpoint_on_a_node_answers_where_its_agent_last_reported_the_model_l
     # older than the telemetry age limit: its agent may be gone, not trusted
     stale = discovered(e, [row(age_s=61.0)], now, 60.0)
     assert stale.url == "" and "older than 60 s: g (61 s ago); not trusted" in stale.why
+    # an agent whose clock runs ahead: its report is as old as its arrival, not its stamp
+    ahead = row(reported_at=now + timedelta(hours=1), received_at=now - timedelta(seconds=61))
+    late = discovered(e, [ahead], now, 60.0)
+    assert late.url == "" and "g (61 s ago); not trusted" in late.why
     # reported, but not loaded (or loaded with no URL): nowhere to send it
     for state, url in (("cold", None), ("sleeping", None), ("loaded", None)):
         found = discovered(e, [row(state=state, url=url)], now, 60.0)
